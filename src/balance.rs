@@ -1,0 +1,313 @@
+//! Pools of backends and the three ways of picking one.
+//!
+//! Owns: `Backend` (address, weight, live-session count), `Pool`, and selection:
+//! smooth weighted round robin (nginx's algorithm), weighted rendezvous hashing on the
+//! client IP (IPv6 keyed by /64), and least connections relative to weight.
+//! A pick returns a `Lease`, which counts as a live session on the backend until it
+//! is dropped, so least_conn sees sessions that are still connecting too.
+//! Does not own: connecting (upstream.rs) or health (the `eligible` seam below).
+
+use crate::config::{self, Balance, Dur};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    /// Stable identity for hashing: the address as written in the config.
+    seed: u64,
+    active: AtomicUsize,
+}
+
+impl Backend {
+    pub fn new(name: &str, addr: SocketAddr, weight: u32) -> Backend {
+        Backend {
+            addr,
+            weight,
+            seed: fmix64(fnv1a(name.as_bytes())),
+            active: AtomicUsize::new(0),
+        }
+    }
+
+    /// Live sessions (including ones still being set up) on this backend.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+/// A picked backend; counts as one live session on it until dropped.
+#[derive(Debug)]
+pub struct Lease {
+    backend: Arc<Backend>,
+    index: usize,
+}
+
+impl Lease {
+    fn new(backend: Arc<Backend>, index: usize) -> Lease {
+        backend.active.fetch_add(1, Ordering::Relaxed);
+        Lease { backend, index }
+    }
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+    /// Position of the backend in its pool.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.backend.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug)]
+pub struct Pool {
+    pub name: String,
+    pub backends: Vec<Arc<Backend>>,
+    pub connect_timeout: Dur,
+    pub upgrade_timeout: Dur,
+    pub host_header: Option<String>,
+    picker: Picker,
+}
+
+#[derive(Debug)]
+enum Picker {
+    /// Current weights of the smooth weighted round robin, one per backend.
+    RoundRobin(Mutex<Vec<i64>>),
+    IpHash,
+    /// Rotating start so that ties are spread instead of always hitting the first.
+    LeastConn(AtomicUsize),
+}
+
+impl Pool {
+    pub fn from_config(p: &config::Pool) -> Pool {
+        let backends: Vec<Arc<Backend>> = p
+            .backends
+            .iter()
+            .filter_map(|b| Some(Arc::new(Backend::new(&b.address, b.resolved?, b.weight))))
+            .collect();
+        Pool::new(&p.name, backends, p.balance, p)
+    }
+
+    fn new(name: &str, backends: Vec<Arc<Backend>>, balance: Balance, p: &config::Pool) -> Pool {
+        let picker = match balance {
+            Balance::RoundRobin => Picker::RoundRobin(Mutex::new(vec![0; backends.len()])),
+            Balance::IpHash => Picker::IpHash,
+            Balance::LeastConn => Picker::LeastConn(AtomicUsize::new(0)),
+        };
+        Pool {
+            name: name.to_string(),
+            backends,
+            connect_timeout: p.connect_timeout,
+            upgrade_timeout: p.upgrade_timeout,
+            host_header: p.host_header.clone(),
+            picker,
+        }
+    }
+
+    /// Picks a backend for `client`, never one of `exclude` (backends already tried
+    /// for this request). `None` when no backend is eligible.
+    pub fn pick(&self, client: IpAddr, exclude: &[usize]) -> Option<Lease> {
+        let eligible = |i: usize| !exclude.contains(&i);
+        let i = match &self.picker {
+            Picker::RoundRobin(current) => {
+                let mut current = current.lock().unwrap_or_else(|e| e.into_inner());
+                smooth_weighted(&self.backends, &mut current, eligible)
+            }
+            Picker::IpHash => rendezvous(&self.backends, hash_key(client), eligible),
+            Picker::LeastConn(rot) => least_conn(
+                &self.backends,
+                rot.fetch_add(1, Ordering::Relaxed),
+                eligible,
+            ),
+        }?;
+        Some(Lease::new(self.backends[i].clone(), i))
+    }
+}
+
+fn smooth_weighted(
+    backends: &[Arc<Backend>],
+    current: &mut [i64],
+    eligible: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let mut total = 0i64;
+    let mut best: Option<usize> = None;
+    for (i, b) in backends.iter().enumerate() {
+        if !eligible(i) {
+            continue;
+        }
+        current[i] += i64::from(b.weight);
+        total += i64::from(b.weight);
+        if best.is_none_or(|j| current[i] > current[j]) {
+            best = Some(i);
+        }
+    }
+    let i = best?;
+    current[i] -= total;
+    Some(i)
+}
+
+/// Weighted rendezvous hashing (score = -weight / ln(u)): removing a backend moves
+/// only the keys that were on it.
+fn rendezvous(
+    backends: &[Arc<Backend>],
+    key: u64,
+    eligible: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, b) in backends.iter().enumerate() {
+        if !eligible(i) {
+            continue;
+        }
+        let h = fmix64(key ^ b.seed);
+        // u in (0, 1): 53 random bits, never 0.
+        let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let score = -f64::from(b.weight) / u.ln();
+        if best.is_none_or(|(_, s)| score > s) {
+            best = Some((i, score));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+fn least_conn(
+    backends: &[Arc<Backend>],
+    start: usize,
+    eligible: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let n = backends.len();
+    let mut best: Option<(usize, u64, u64)> = None; // (index, active, weight)
+    for k in 0..n {
+        let i = (start + k) % n;
+        if !eligible(i) {
+            continue;
+        }
+        let (a, w) = (backends[i].active() as u64, u64::from(backends[i].weight));
+        // a/w < ba/bw  <=>  a*bw < ba*w
+        if best.is_none_or(|(_, ba, bw)| a * bw < ba * w) {
+            best = Some((i, a, w));
+        }
+    }
+    best.map(|(i, _, _)| i)
+}
+
+/// The hashing key of a client: the whole IPv4 address, or the /64 of an IPv6 one.
+fn hash_key(ip: IpAddr) -> u64 {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => fmix64(u64::from(u32::from(v4)) | (4 << 56)),
+        IpAddr::V6(v6) => fmix64((u128::from(v6) >> 64) as u64 ^ (6 << 56)),
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// MurmurHash3's 64-bit finalizer: a stable, well-mixing bijection.
+fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn pool(weights: &[u32], balance: Balance) -> Pool {
+        let backends = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let addr: SocketAddr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
+                Arc::new(Backend::new(&addr.to_string(), addr, *w))
+            })
+            .collect();
+        let conf: config::Pool = toml::from_str("name = \"t\"").unwrap();
+        Pool::new("t", backends, balance, &conf)
+    }
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn smooth_weights_interleave() {
+        let p = pool(&[5, 1, 1], Balance::RoundRobin);
+        let seq: String = (0..7)
+            .map(|_| (b'a' + p.pick(LOCAL, &[]).unwrap().index() as u8) as char)
+            .collect();
+        assert_eq!(seq, "aabacaa");
+    }
+
+    #[test]
+    fn round_robin_skips_excluded() {
+        let p = pool(&[1, 1, 1], Balance::RoundRobin);
+        for _ in 0..10 {
+            assert_ne!(p.pick(LOCAL, &[1]).unwrap().index(), 1);
+        }
+        assert!(p.pick(LOCAL, &[0, 1, 2]).is_none());
+    }
+
+    #[test]
+    fn rendezvous_moves_only_the_removed_backends_clients() {
+        let p = pool(&[1, 2, 1, 1], Balance::IpHash);
+        let ips: Vec<IpAddr> = (0..10_000u32)
+            .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i * 7)))
+            .collect();
+        let before: Vec<usize> = ips
+            .iter()
+            .map(|ip| p.pick(*ip, &[]).unwrap().index())
+            .collect();
+        let mut counts = [0usize; 4];
+        for b in &before {
+            counts[*b] += 1;
+        }
+        // weight 2 gets about 2/5 of 10000; the others about 1/5 each.
+        assert!((3600..4400).contains(&counts[1]), "{counts:?}");
+        for c in [counts[0], counts[2], counts[3]] {
+            assert!((1600..2400).contains(&c), "{counts:?}");
+        }
+        for (ip, b) in ips.iter().zip(&before) {
+            let after = p.pick(*ip, &[2]).unwrap().index();
+            if *b != 2 {
+                assert_eq!(after, *b, "a client of a surviving backend moved");
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_is_keyed_by_slash_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert_eq!(hash_key(a), hash_key(b));
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_ne!(hash_key(a), hash_key(c));
+    }
+
+    #[test]
+    fn least_conn_relative_to_weight() {
+        let p = pool(&[1, 2], Balance::LeastConn);
+        let mut held = Vec::new();
+        for _ in 0..30 {
+            held.push(p.pick(LOCAL, &[]).unwrap());
+        }
+        assert_eq!(p.backends[0].active(), 10);
+        assert_eq!(p.backends[1].active(), 20);
+        held.retain(|l| l.index() != 0);
+        assert_eq!(p.pick(LOCAL, &[]).unwrap().index(), 0);
+        drop(held);
+        assert_eq!(p.backends[1].active(), 0);
+    }
+}

@@ -1,0 +1,230 @@
+//! Reading a config file and reporting every problem as `file:line:column: key: message`.
+//!
+//! Owns: the error types, turning serde/TOML errors and semantic findings into
+//! located messages. The location of a semantic finding is found by walking the
+//! spanned TOML document along the finding's key path.
+
+use super::Config;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml::de::{DeTable, DeValue};
+
+/// One step of a key path: a table key or an array index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// A key path such as `pool[1].backend[0].weight`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPath(pub Vec<Seg>);
+
+impl KeyPath {
+    pub fn key(mut self, k: &str) -> KeyPath {
+        self.0.push(Seg::Key(k.to_string()));
+        self
+    }
+    pub fn index(mut self, i: usize) -> KeyPath {
+        self.0.push(Seg::Index(i));
+        self
+    }
+    pub fn root(k: &str) -> KeyPath {
+        KeyPath::default().key(k)
+    }
+    fn from_serde(p: &serde_path_to_error::Path) -> KeyPath {
+        use serde_path_to_error::Segment;
+        let segs = p
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Seq { index } => Some(Seg::Index(*index)),
+                Segment::Map { key } => Some(Seg::Key(key.clone())),
+                Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
+                Segment::Unknown => None,
+            })
+            .collect();
+        KeyPath(segs)
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            match s {
+                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One located problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    /// The key path the problem is about; empty for plain syntax errors.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug)]
+pub enum ConfigError {
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    /// All located problems (empty for a read error).
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Read { .. } => &[],
+            ConfigError::Invalid(p) => p,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { file, source } => {
+                write!(f, "{}: cannot read config file: {source}", file.display())
+            }
+            ConfigError::Invalid(problems) => {
+                for (i, p) in problems.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(f)?;
+                    }
+                    write!(f, "{p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub(super) fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    parse_str(&text, path)
+}
+
+pub(super) fn parse_str(text: &str, source: &Path) -> Result<Config, ConfigError> {
+    let doc = Located { text, file: source };
+    let de = toml::de::Deserializer::parse(text).map_err(|e| {
+        ConfigError::Invalid(vec![doc.at_span(e.span(), String::new(), e.message())])
+    })?;
+    let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut path = KeyPath::from_serde(e.path());
+        let inner = e.into_inner();
+        let msg = inner.message().to_string();
+        if let Some(field) = unknown_field(&msg) {
+            path = path.key(field);
+        }
+        let problem = match inner.span() {
+            Some(span) => doc.at_span(Some(span), path.to_string(), &msg),
+            None => doc.at_path(&path, &msg),
+        };
+        ConfigError::Invalid(vec![problem])
+    })?;
+    cfg.source = source.to_path_buf();
+    let findings = super::validate::validate(&mut cfg);
+    if findings.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigError::Invalid(
+            findings.iter().map(|(p, m)| doc.at_path(p, m)).collect(),
+        ))
+    }
+}
+
+fn unknown_field(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+/// The text of a config file, for turning spans and key paths into line:column.
+struct Located<'a> {
+    text: &'a str,
+    file: &'a Path,
+}
+
+impl Located<'_> {
+    fn at_span(&self, span: Option<std::ops::Range<usize>>, key: String, msg: &str) -> Problem {
+        let offset = span.map_or(0, |s| s.start).min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        Problem {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            key,
+            message: msg.to_string(),
+        }
+    }
+
+    /// Locates `path` in the document; a key that is absent is reported at the
+    /// nearest enclosing table that is present.
+    fn at_path(&self, path: &KeyPath, msg: &str) -> Problem {
+        let span = DeTable::parse(self.text)
+            .ok()
+            .and_then(|root| find_span(root.get_ref(), &path.0));
+        self.at_span(span, path.to_string(), msg)
+    }
+}
+
+fn find_span(table: &DeTable<'_>, path: &[Seg]) -> Option<std::ops::Range<usize>> {
+    let Some(Seg::Key(first)) = path.first() else {
+        return None;
+    };
+    let (key, value) = table.iter().find(|(k, _)| k.get_ref().as_ref() == first)?;
+    let mut best = key.span();
+    let mut cur: &DeValue<'_> = value.get_ref();
+    let mut i = 1;
+    while i < path.len() {
+        match (&path[i], cur) {
+            (Seg::Index(n), DeValue::Array(items)) => match items.get(*n) {
+                Some(item) => {
+                    best = item.span();
+                    cur = item.get_ref();
+                }
+                None => break,
+            },
+            (Seg::Key(k), DeValue::Table(t)) => {
+                match t.iter().find(|(tk, _)| tk.get_ref().as_ref() == k) {
+                    Some((tk, tv)) => {
+                        best = tk.span();
+                        cur = tv.get_ref();
+                    }
+                    None => break,
+                }
+            }
+            _ => break,
+        }
+        i += 1;
+    }
+    Some(best)
+}

@@ -1,0 +1,289 @@
+//! The client's upgrade request: RFC 6455 section 4.2.1 checks, and the HTTP
+//! answers wsgate gives when it refuses one.
+//!
+//! Owns: `UpgradeRequest` (a request that passed every check; the only way to make
+//! one is `UpgradeRequest::parse`), `Refusal` (each reason with its status and a
+//! one-line plain-text body), and the response body type shared with upstream.rs.
+//! Does not own: reading the request (hyper does, driven by listen.rs), routing,
+//! Origin policy (origin.rs), or talking to backends.
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Version};
+
+/// Response bodies: our own short texts, or a backend's answer streamed through.
+pub type Body = Either<Full<Bytes>, hyper::body::Incoming>;
+
+/// A request that passed every RFC 6455 check.
+#[derive(Debug, Clone)]
+pub struct UpgradeRequest {
+    /// The Host header as sent.
+    pub host: String,
+    pub path_and_query: String,
+    /// `Sec-WebSocket-Key`, known to be base64 of 16 bytes.
+    pub key: HeaderValue,
+    /// Subprotocols the client offered, in its order.
+    pub protocols: Vec<String>,
+    /// Extension names the client offered (parameters stripped).
+    pub extensions: Vec<String>,
+}
+
+/// Why wsgate answers a request itself instead of proxying it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    MethodNotAllowed,
+    OldHttpVersion,
+    NotWebSocket,
+    MissingHost,
+    ConnectionNotUpgrade,
+    BadKey,
+    UnsupportedVersion,
+    HasBody,
+    NoRoute,
+    OriginMissing,
+    OriginNotAllowed,
+    HeaderTimeout,
+    /// The backend could not be reached or did not upgrade properly.
+    BadGateway(String),
+    /// Every backend of the pool is down.
+    NoBackend,
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        use Refusal::*;
+        match self {
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            OldHttpVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            NotWebSocket | UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
+            MissingHost | ConnectionNotUpgrade | BadKey | HasBody => StatusCode::BAD_REQUEST,
+            NoRoute => StatusCode::NOT_FOUND,
+            OriginMissing | OriginNotAllowed => StatusCode::FORBIDDEN,
+            HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
+            BadGateway(_) => StatusCode::BAD_GATEWAY,
+            NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        use Refusal::*;
+        match self {
+            MethodNotAllowed => "WebSocket upgrades must use GET",
+            OldHttpVersion => "WebSocket upgrades need HTTP/1.1 or later",
+            NotWebSocket => "this endpoint only accepts WebSocket upgrades",
+            MissingHost => "missing or repeated Host header",
+            ConnectionNotUpgrade => "Connection header must contain the token \"upgrade\"",
+            BadKey => "Sec-WebSocket-Key must be base64 of 16 bytes",
+            UnsupportedVersion => "unsupported Sec-WebSocket-Version (only 13 is supported)",
+            HasBody => "an upgrade request must not have a body",
+            NoRoute => "no route for this host and path",
+            OriginMissing => "Origin header required",
+            OriginNotAllowed => "Origin not allowed",
+            HeaderTimeout => "request header not received in time",
+            BadGateway(r) => r,
+            NoBackend => "no healthy backend",
+        }
+    }
+
+    /// The full HTTP answer: status, one line of text, and the headers the status calls for.
+    pub fn response(&self) -> Response<Body> {
+        let mut resp = text_response(self.status(), self.reason());
+        let h = resp.headers_mut();
+        match self {
+            Refusal::MethodNotAllowed => {
+                h.insert(header::ALLOW, HeaderValue::from_static("GET"));
+            }
+            Refusal::NotWebSocket => {
+                h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            }
+            Refusal::UnsupportedVersion => {
+                h.insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
+            }
+            Refusal::NoBackend => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// A plain-text answer that also closes the connection.
+pub fn text_response(status: StatusCode, line: &str) -> Response<Body> {
+    let mut resp = Response::new(Either::Left(Full::new(Bytes::from(format!("{line}\n")))));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+impl UpgradeRequest {
+    /// Checks a request in the order a client can best act on.
+    pub fn parse<B>(req: &Request<B>) -> Result<UpgradeRequest, Refusal> {
+        let h = req.headers();
+        if req.method() != Method::GET {
+            return Err(Refusal::MethodNotAllowed);
+        }
+        if req.version() < Version::HTTP_11 {
+            return Err(Refusal::OldHttpVersion);
+        }
+        if !has_token(h, &header::UPGRADE, "websocket") {
+            return Err(Refusal::NotWebSocket);
+        }
+        let host = single(h, &header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty());
+        let host = host.ok_or(Refusal::MissingHost)?.to_string();
+        if !has_token(h, &header::CONNECTION, "upgrade") {
+            return Err(Refusal::ConnectionNotUpgrade);
+        }
+        let key = single(h, &header::SEC_WEBSOCKET_KEY).filter(|k| valid_key(k.as_bytes()));
+        let key = key.ok_or(Refusal::BadKey)?.clone();
+        if single(h, &header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+            return Err(Refusal::UnsupportedVersion);
+        }
+        let has_body = h.contains_key(header::TRANSFER_ENCODING)
+            || h.get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0");
+        if has_body {
+            return Err(Refusal::HasBody);
+        }
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        Ok(UpgradeRequest {
+            host,
+            path_and_query,
+            key,
+            protocols: tokens(h, &header::SEC_WEBSOCKET_PROTOCOL)
+                .map(str::to_string)
+                .collect(),
+            extensions: tokens(h, &header::SEC_WEBSOCKET_EXTENSIONS)
+                .map(|e| {
+                    e.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase()
+                })
+                .collect(),
+        })
+    }
+
+    pub fn path(&self) -> &str {
+        self.path_and_query.split('?').next().unwrap_or("/")
+    }
+}
+
+/// The value of a header that must appear exactly once.
+fn single<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
+    let mut it = h.get_all(name).iter();
+    let first = it.next()?;
+    it.next().is_none().then_some(first)
+}
+
+/// Comma-separated tokens over every occurrence of a header, trimmed, non-empty.
+pub fn tokens<'a>(h: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a str> + 'a {
+    h.get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+pub fn has_token(h: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    tokens(h, name).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// Base64 of exactly 16 bytes: 22 alphabet characters then "==".
+fn valid_key(k: &[u8]) -> bool {
+    k.len() == 24
+        && k.ends_with(b"==")
+        && k[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(
+        f: impl FnOnce(hyper::http::request::Builder) -> hyper::http::request::Builder,
+    ) -> Request<()> {
+        let b = Request::get("/chat?x=1")
+            .header("host", "example.com")
+            .header("upgrade", "websocket")
+            .header("connection", "keep-alive, Upgrade")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-version", "13");
+        f(b).body(()).unwrap()
+    }
+
+    #[test]
+    fn a_good_request_passes() {
+        let r = UpgradeRequest::parse(&req(|b| {
+            b.header("sec-websocket-protocol", "chat, superchat")
+        }))
+        .unwrap();
+        assert_eq!(r.path(), "/chat");
+        assert_eq!(r.path_and_query, "/chat?x=1");
+        assert_eq!(r.protocols, ["chat", "superchat"]);
+    }
+
+    #[test]
+    fn each_failure_has_its_refusal() {
+        let mut r = req(|b| b);
+        *r.method_mut() = Method::POST;
+        assert_eq!(
+            UpgradeRequest::parse(&r).unwrap_err(),
+            Refusal::MethodNotAllowed
+        );
+        let mut r = req(|b| b);
+        *r.version_mut() = Version::HTTP_10;
+        assert_eq!(
+            UpgradeRequest::parse(&r).unwrap_err(),
+            Refusal::OldHttpVersion
+        );
+        let mut r = req(|b| b);
+        r.headers_mut().remove("upgrade");
+        assert_eq!(
+            UpgradeRequest::parse(&r).unwrap_err(),
+            Refusal::NotWebSocket
+        );
+        let mut r = req(|b| b);
+        r.headers_mut()
+            .insert("connection", HeaderValue::from_static("keep-alive"));
+        assert_eq!(
+            UpgradeRequest::parse(&r).unwrap_err(),
+            Refusal::ConnectionNotUpgrade
+        );
+        let mut r = req(|b| b);
+        r.headers_mut()
+            .insert("sec-websocket-key", HeaderValue::from_static("c2hvcnQ="));
+        assert_eq!(UpgradeRequest::parse(&r).unwrap_err(), Refusal::BadKey);
+        let mut r = req(|b| b);
+        r.headers_mut()
+            .insert("sec-websocket-version", HeaderValue::from_static("8"));
+        assert_eq!(
+            UpgradeRequest::parse(&r).unwrap_err(),
+            Refusal::UnsupportedVersion
+        );
+        let mut r = req(|b| b);
+        r.headers_mut().remove("host");
+        assert_eq!(UpgradeRequest::parse(&r).unwrap_err(), Refusal::MissingHost);
+        assert!(UpgradeRequest::parse(&req(|b| b.header("upgrade", "WebSocket"))).is_ok());
+    }
+}

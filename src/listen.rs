@@ -1,0 +1,150 @@
+//! Accepting connections: the first steps of every connection's path.
+//!
+//! Owns: binding sockets, the accept loop (with back-off on errors such as EMFILE,
+//! so a full file table never spins), TCP_NODELAY, the TLS handshake and its
+//! timeout, and serving the HTTP head with hyper under wsgate's own header deadline
+//! (hyper's closes silently; ours answers 408). Does not own: what a request means
+//! (proxy.rs).
+
+use crate::handshake::Refusal;
+use crate::proxy::{self, Shared};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::{sleep, timeout};
+use tokio_rustls::TlsAcceptor;
+
+/// Settings every connection of a listener needs.
+#[derive(Debug, Clone)]
+pub struct ConnSettings {
+    pub tls_handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+}
+
+/// Binds a listening socket with a deep backlog and SO_REUSEADDR.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Accepts until `stop` turns true.
+pub async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    settings: Arc<ConnSettings>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                backoff = Duration::from_millis(5);
+                tokio::spawn(connection(
+                    tcp,
+                    peer,
+                    tls.clone(),
+                    shared.clone(),
+                    settings.clone(),
+                ));
+            }
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS and friends: wait instead of spinning.
+                tracing::warn!("accept failed: {e}; pausing accepts for {backoff:?}");
+                sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    s: Arc<ConnSettings>,
+) {
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => serve_http(tcp, peer, false, shared, &s).await,
+        Some(acceptor) => match timeout(s.tls_handshake_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(stream)) => serve_http(stream, peer, true, shared, &s).await,
+            Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
+            Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+        },
+    }
+}
+
+/// Serves exactly one request on the connection: an upgrade turns it into a
+/// session, anything else gets its answer and the connection is closed.
+async fn serve_http<IO>(io: IO, peer: SocketAddr, tls: bool, shared: Arc<Shared>, s: &ConnSettings)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let head_seen = Arc::new(AtomicBool::new(false));
+    let seen = head_seen.clone();
+    let svc = service_fn(move |req| {
+        seen.store(true, Ordering::Relaxed);
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(proxy::handle::<IO>(req, peer, tls, shared).await) }
+    });
+    let mut conn = http1::Builder::new()
+        .max_header_size(s.max_header_bytes)
+        .header_read_timeout(None)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::select! {
+        r = &mut conn => {
+            if let Err(e) = r {
+                tracing::debug!(client = %peer, "HTTP connection error: {e}");
+            }
+            return;
+        }
+        _ = sleep(s.header_read_timeout) => {}
+    }
+    if head_seen.load(Ordering::Relaxed) {
+        // The head arrived in time; the rest is bounded by the upstream timeouts.
+        if let Err(e) = conn.await {
+            tracing::debug!(client = %peer, "HTTP connection error: {e}");
+        }
+        return;
+    }
+    tracing::debug!(client = %peer, "request header not received within {:?}", s.header_read_timeout);
+    if let Some(parts) = conn.into_parts() {
+        let mut io = parts.io.into_inner();
+        let r = Refusal::HeaderTimeout;
+        let body = format!("{}\n", r.reason());
+        let head = format!(
+            "HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = timeout(Duration::from_secs(1), async {
+            let _ = io.write_all(head.as_bytes()).await;
+            let _ = io.shutdown().await;
+        })
+        .await;
+    }
+}

@@ -1,0 +1,157 @@
+//! Starting and stopping a proxy from a validated `Config`.
+//!
+//! Owns: turning the config into runtime objects (TLS acceptors, router, pools),
+//! binding every listener before serving any (so a bad address fails the start),
+//! and the handle a caller (main, the demo, tests) uses to stop it.
+
+use crate::config::Config;
+use crate::listen::{self, ConnSettings};
+use crate::proxy::Shared;
+use crate::relay::RelayConfig;
+use crate::route::Router;
+use crate::session::Sessions;
+use crate::tls::{self, TlsError};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+#[derive(Debug)]
+pub enum StartError {
+    Tls(TlsError),
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Tls(e) => write!(f, "{e}"),
+            StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Loads every listener's certificate and key; returns the warnings.
+/// This is what `wsgate check` runs besides parsing the config.
+pub fn check_tls(cfg: &Config) -> Result<Vec<String>, StartError> {
+    let mut warnings = Vec::new();
+    for l in cfg.listeners.iter().filter(|l| l.tls) {
+        let loaded = tls::load_listener(l, |p| cfg.resolve_path(p)).map_err(StartError::Tls)?;
+        warnings.extend(loaded.warnings);
+    }
+    Ok(warnings)
+}
+
+/// A running proxy.
+pub struct Running {
+    addrs: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl Running {
+    /// The bound addresses, in listener order (useful with port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn live_sessions(&self) -> usize {
+        self.shared.sessions.live()
+    }
+
+    /// Stops accepting; live sessions are left to finish on their own.
+    pub async fn stop_accepting(&mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+
+    /// Resolves when no session is live.
+    pub async fn wait_sessions_done(&self) {
+        self.shared.sessions.wait_idle().await
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Binds every listener and starts serving.
+pub async fn start(cfg: &Config) -> Result<Running, StartError> {
+    let shared = Arc::new(Shared {
+        router: Router::new(cfg),
+        pools: cfg
+            .pools
+            .iter()
+            .map(crate::balance::Pool::from_config)
+            .collect(),
+        relay: RelayConfig {
+            buffer: 16 * 1024,
+            close_timeout: cfg.server.close_timeout.get(),
+            extensions: Default::default(),
+        },
+        sessions: Sessions::default(),
+        retries: 0,
+    });
+    let settings = Arc::new(ConnSettings {
+        tls_handshake_timeout: cfg.server.tls_handshake_timeout.get(),
+        header_read_timeout: cfg.server.header_read_timeout.get(),
+        max_header_bytes: cfg.server.max_header_bytes,
+    });
+    let mut bound = Vec::new();
+    for l in &cfg.listeners {
+        let acceptor = if l.tls {
+            let loaded = tls::load_listener(l, |p| cfg.resolve_path(p)).map_err(StartError::Tls)?;
+            Some(TlsAcceptor::from(loaded.config))
+        } else {
+            None
+        };
+        let listener = listen::bind(l.address).map_err(|source| StartError::Bind {
+            addr: l.address,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: l.address,
+            source,
+        })?;
+        bound.push((listener, acceptor, addr));
+    }
+    let (stop, stop_rx) = watch::channel(false);
+    let mut addrs = Vec::new();
+    let mut tasks = Vec::new();
+    for (listener, acceptor, addr) in bound {
+        tracing::info!(
+            "listening on {addr} ({})",
+            if acceptor.is_some() {
+                "TLS"
+            } else {
+                "plain TCP"
+            }
+        );
+        addrs.push(addr);
+        tasks.push(tokio::spawn(listen::accept_loop(
+            listener,
+            acceptor,
+            shared.clone(),
+            settings.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    Ok(Running {
+        addrs,
+        stop,
+        tasks,
+        shared,
+    })
+}

@@ -1,0 +1,305 @@
+//! Talking to a backend: connect, forward the upgrade, check its answer.
+//!
+//! Owns: the forwarded request (hop-by-hop headers dropped, X-Forwarded-* added,
+//! Host kept unless the pool sets `host_header`), the checks on the backend's 101
+//! (Accept, subprotocol, extensions), and `UpstreamError`, which says what went wrong
+//! with which backend. Does not own: picking the backend or retrying (proxy.rs).
+
+use crate::balance::Pool;
+use crate::handshake::{UpgradeRequest, has_token, tokens};
+use crate::relay::frame::Extensions;
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// What the client side contributes to the forwarded request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    pub tls: bool,
+}
+
+/// The backend's answer to a forwarded upgrade.
+pub enum Answer {
+    /// 101, checked: the stream, bytes it sent right after the head, and the
+    /// headers to hand on to the client.
+    Switched {
+        stream: TcpStream,
+        pre: Bytes,
+        headers: HeaderMap,
+        extensions: Extensions,
+    },
+    /// Any other status: the backend's own answer, passed to the client as it is.
+    Refused(Response<Incoming>),
+}
+
+/// Why a backend could not be used; each counts against it and may be retried elsewhere.
+#[derive(Debug)]
+pub enum UpstreamError {
+    Connect(SocketAddr, std::io::Error),
+    ConnectTimeout(SocketAddr),
+    Http(SocketAddr, hyper::Error),
+    UpgradeTimeout(SocketAddr),
+    NotWebSocket(SocketAddr),
+    BadAccept(SocketAddr),
+    BadProtocol(SocketAddr, String),
+    BadExtension(SocketAddr, String),
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use UpstreamError::*;
+        match self {
+            Connect(a, e) => write!(f, "backend {a}: connect failed: {e}"),
+            ConnectTimeout(a) => write!(f, "backend {a}: connect timed out"),
+            Http(a, e) => write!(f, "backend {a}: bad HTTP answer to the upgrade: {e}"),
+            UpgradeTimeout(a) => write!(f, "backend {a}: no answer to the upgrade in time"),
+            NotWebSocket(a) => write!(
+                f,
+                "backend {a}: 101 without Upgrade: websocket / Connection: upgrade"
+            ),
+            BadAccept(a) => write!(f, "backend {a}: wrong Sec-WebSocket-Accept"),
+            BadProtocol(a, p) => write!(
+                f,
+                "backend {a}: chose subprotocol {p:?} the client did not offer"
+            ),
+            BadExtension(a, e) => write!(
+                f,
+                "backend {a}: chose extension {e:?} the client did not offer"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UpstreamError {}
+
+/// Headers that describe one hop and are never forwarded (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+];
+
+/// Copies `src` without hop-by-hop headers, including those `Connection` names.
+pub fn end_to_end_headers(src: &HeaderMap) -> HeaderMap {
+    let named: Vec<String> = tokens(src, &header::CONNECTION)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let mut out = HeaderMap::with_capacity(src.len());
+    for (name, value) in src {
+        if HOP_BY_HOP.contains(name) || named.iter().any(|n| n == name.as_str()) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// The request sent to the backend.
+pub fn forwarded_request(
+    req: &UpgradeRequest,
+    client_headers: &HeaderMap,
+    client: ClientInfo,
+    host_header: Option<&str>,
+) -> Request<Empty<Bytes>> {
+    let mut h = end_to_end_headers(client_headers);
+    let xff_prev: Vec<String> = tokens(client_headers, &HeaderName::from_static("x-forwarded-for"))
+        .map(str::to_string)
+        .collect();
+    for n in [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+    ] {
+        h.remove(n);
+    }
+    let ip = client.ip.to_canonical().to_string();
+    let xff = if xff_prev.is_empty() {
+        ip.clone()
+    } else {
+        format!("{}, {ip}", xff_prev.join(", "))
+    };
+    let set = |h: &mut HeaderMap, name: &'static str, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(&mut h, "x-forwarded-for", &xff);
+    set(
+        &mut h,
+        "x-forwarded-proto",
+        if client.tls { "https" } else { "http" },
+    );
+    set(&mut h, "x-forwarded-host", &req.host);
+    set(&mut h, "x-real-ip", &ip);
+    if let Some(host) = host_header {
+        set(&mut h, "host", host);
+    }
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let mut out = Request::new(Empty::new());
+    *out.uri_mut() = req
+        .path_and_query
+        .parse()
+        .unwrap_or_else(|_| hyper::Uri::from_static("/"));
+    *out.headers_mut() = h;
+    out
+}
+
+/// Connects to `addr`, forwards the upgrade and checks the answer.
+pub async fn open(
+    addr: SocketAddr,
+    pool: &Pool,
+    forwarded: Request<Empty<Bytes>>,
+    req: &UpgradeRequest,
+) -> Result<Answer, UpstreamError> {
+    let stream = match timeout(pool.connect_timeout.get(), TcpStream::connect(addr)).await {
+        Err(_) => return Err(UpstreamError::ConnectTimeout(addr)),
+        Ok(Err(e)) => return Err(UpstreamError::Connect(addr, e)),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let exchange = async {
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamError::Http(addr, e))?;
+        tokio::spawn(conn.with_upgrades());
+        let resp = sender
+            .send_request(forwarded)
+            .await
+            .map_err(|e| UpstreamError::Http(addr, e))?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(Answer::Refused(resp));
+        }
+        let extensions = check_switch(addr, req, resp.headers())?;
+        let mut headers = end_to_end_headers(resp.headers());
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        let upgraded = hyper::upgrade::on(resp)
+            .await
+            .map_err(|e| UpstreamError::Http(addr, e))?;
+        let parts = upgraded
+            .downcast::<TokioIo<TcpStream>>()
+            .map_err(|_| UpstreamError::NotWebSocket(addr))?;
+        Ok(Answer::Switched {
+            stream: parts.io.into_inner(),
+            pre: parts.read_buf,
+            headers,
+            extensions,
+        })
+    };
+    match timeout(pool.upgrade_timeout.get(), exchange).await {
+        Err(_) => Err(UpstreamError::UpgradeTimeout(addr)),
+        Ok(r) => r,
+    }
+}
+
+/// Checks a backend's 101 against what the client asked for.
+fn check_switch(
+    addr: SocketAddr,
+    req: &UpgradeRequest,
+    h: &HeaderMap,
+) -> Result<Extensions, UpstreamError> {
+    if !has_token(h, &header::UPGRADE, "websocket") || !has_token(h, &header::CONNECTION, "upgrade")
+    {
+        return Err(UpstreamError::NotWebSocket(addr));
+    }
+    let expected = tungstenite::handshake::derive_accept_key(req.key.as_bytes());
+    let mut accepts = h.get_all(header::SEC_WEBSOCKET_ACCEPT).iter();
+    if accepts.next().map(HeaderValue::as_bytes) != Some(expected.as_bytes())
+        || accepts.next().is_some()
+    {
+        return Err(UpstreamError::BadAccept(addr));
+    }
+    let chosen: Vec<&str> = tokens(h, &header::SEC_WEBSOCKET_PROTOCOL).collect();
+    match chosen.as_slice() {
+        [] => {}
+        [p] if req.protocols.iter().any(|o| o == p) => {}
+        _ => return Err(UpstreamError::BadProtocol(addr, chosen.join(", "))),
+    }
+    let mut ext = Extensions::default();
+    for e in tokens(h, &header::SEC_WEBSOCKET_EXTENSIONS) {
+        let name = e
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if !req.extensions.contains(&name) {
+            return Err(UpstreamError::BadExtension(addr, name));
+        }
+        match name.as_str() {
+            "permessage-deflate" => ext.deflate = true,
+            _ => ext.unknown = true,
+        }
+    }
+    Ok(ext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_and_forwarding_headers_set() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("chat.example.com"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, Upgrade, X-Secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("cookie", HeaderValue::from_static("a=b"));
+        h.insert("authorization", HeaderValue::from_static("Bearer t"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
+        let req = UpgradeRequest {
+            host: "chat.example.com".into(),
+            path_and_query: "/ws?room=1".into(),
+            key: HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+            protocols: vec![],
+            extensions: vec![],
+        };
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let out = forwarded_request(&req, &h, ClientInfo { ip, tls: true }, None);
+        let o = out.headers();
+        assert_eq!(out.uri(), "/ws?room=1");
+        for gone in ["x-secret", "keep-alive", "proxy-authorization", "te"] {
+            assert!(!o.contains_key(gone), "{gone} was forwarded");
+        }
+        assert_eq!(o["connection"], "Upgrade");
+        assert_eq!(o["upgrade"], "websocket");
+        assert_eq!(o["cookie"], "a=b");
+        assert_eq!(o["authorization"], "Bearer t");
+        assert_eq!(o["host"], "chat.example.com");
+        assert_eq!(o["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(o["x-real-ip"], "192.0.2.7");
+        assert_eq!(o["x-forwarded-proto"], "https");
+        assert_eq!(o["x-forwarded-host"], "chat.example.com");
+        let out = forwarded_request(
+            &req,
+            &h,
+            ClientInfo { ip, tls: false },
+            Some("internal:9000"),
+        );
+        assert_eq!(out.headers()["host"], "internal:9000");
+        assert_eq!(out.headers()["x-forwarded-proto"], "http");
+    }
+}
