@@ -98,7 +98,9 @@ async fn connection(
 }
 
 /// Serves exactly one request on the connection: an upgrade turns it into a
-/// session, anything else gets its answer and the connection is closed.
+/// session, anything else gets its answer with `Connection: close` (set by proxy.rs
+/// on every non-101 answer; hyper's own keep-alive switch would also rewrite the
+/// 101's `Connection: Upgrade`).
 async fn serve_http<IO>(io: IO, peer: SocketAddr, tls: bool, shared: Arc<Shared>, s: &ConnSettings)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -113,7 +115,6 @@ where
     let mut conn = http1::Builder::new()
         .max_header_size(s.max_header_bytes)
         .header_read_timeout(None)
-        .keep_alive(false)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
     tokio::select! {

@@ -73,6 +73,10 @@ where
             tracing::info!(client = %peer, pool = %pool.name, backend = %lease.backend().addr, status = resp.status().as_u16(), "backend refused the upgrade");
             let (mut parts, body) = resp.into_parts();
             parts.headers = upstream::end_to_end_headers(&parts.headers);
+            parts.headers.insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
             return Response::from_parts(parts, Either::Right(body));
         }
         Answer::Switched {

@@ -1,2 +1,433 @@
+//! Shared test support: a proxy on real TLS over loopback, real WebSocket clients
+//! and backends, raw HTTP and raw frame I/O for the cases a polite client never sends.
 #![allow(dead_code)]
 pub mod certs;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::{Request, Response};
+pub use wsgate::echo::EchoServer;
+use wsgate::server::Running;
+
+pub const CERTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs-example");
+
+/// Every wait in a test is bounded by this unless a test says otherwise.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Awaits `f`, failing the test (with `what`) if it takes longer than `DEADLINE`.
+pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    within_for(DEADLINE, what, f).await
+}
+
+pub async fn within_for<T>(d: Duration, what: &str, f: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(d, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {d:?} waiting for: {what}"),
+    }
+}
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub running: Running,
+}
+
+/// A TLS listener on 127.0.0.1:0 with certs-example, followed by `rest`.
+pub fn config_text(rest: &str) -> String {
+    format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n{rest}"
+    )
+}
+
+/// Starts a proxy from `config_text(rest)`.
+pub async fn start_proxy(rest: &str) -> Proxy {
+    start_proxy_raw(&config_text(rest)).await
+}
+
+/// Starts a proxy from a whole config text.
+pub async fn start_proxy_raw(text: &str) -> Proxy {
+    let cfg = wsgate::config::Config::parse(text, Path::new("test.toml"))
+        .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
+    let running = wsgate::server::start(&cfg).await.expect("proxy starts");
+    Proxy {
+        addr: running.local_addrs()[0],
+        running,
+    }
+}
+
+/// `[[pool]]` named `name` with `(address, weight)` backends, plus a catch-all route to it.
+pub fn pool_and_route(name: &str, balance: &str, backends: &[(SocketAddr, u32)]) -> String {
+    let mut s = format!("[[pool]]\nname = \"{name}\"\nbalance = \"{balance}\"\n");
+    for (a, w) in backends {
+        s += &format!("[[pool.backend]]\naddress = \"{a}\"\nweight = {w}\n");
+    }
+    s += &format!("\n[[route]]\npool = \"{name}\"\n");
+    s
+}
+
+pub async fn echo(name: &str) -> EchoServer {
+    EchoServer::spawn("127.0.0.1:0".parse().unwrap(), name)
+        .await
+        .expect("echo backend starts")
+}
+
+/// A client TLS config that trusts only certs-example/ca.pem (so the proxy must serve
+/// the intermediate).
+pub fn client_tls_config() -> rustls::ClientConfig {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(format!("{CERTS}/ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg
+}
+
+pub async fn tls_connect_with(
+    addr: SocketAddr,
+    cfg: rustls::ClientConfig,
+    from: Option<IpAddr>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = match from {
+        None => TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let s = TcpSocket::new_v4()?;
+            s.bind(SocketAddr::new(ip, 0))?;
+            s.connect(addr).await?
+        }
+    };
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+}
+
+pub async fn tls_connect(addr: SocketAddr) -> TlsStream<TcpStream> {
+    within(
+        "TLS connect",
+        tls_connect_with(addr, client_tls_config(), None),
+    )
+    .await
+    .expect("TLS handshake")
+}
+
+pub type Ws = WebSocketStream<TlsStream<TcpStream>>;
+
+/// A WebSocket request for `wss://localhost{path}`, to add headers to.
+pub fn ws_request(path: &str) -> Request {
+    format!("wss://localhost{path}")
+        .into_client_request()
+        .unwrap()
+}
+
+/// Opens a WebSocket through the proxy, optionally from a given source address.
+pub async fn ws_connect_req(
+    addr: SocketAddr,
+    req: Request,
+    from: Option<IpAddr>,
+) -> Result<(Ws, Response), tokio_tungstenite::tungstenite::Error> {
+    let tls = within(
+        "TLS connect",
+        tls_connect_with(addr, client_tls_config(), from),
+    )
+    .await?;
+    within(
+        "WebSocket handshake",
+        tokio_tungstenite::client_async(req, tls),
+    )
+    .await
+}
+
+pub async fn ws_connect(addr: SocketAddr, path: &str) -> (Ws, Response) {
+    ws_connect_req(addr, ws_request(path), None)
+        .await
+        .expect("WebSocket handshake through the proxy")
+}
+
+/// The `x-backend` header the echo backend sets: where a client landed.
+pub fn landed(resp: &Response) -> String {
+    resp.headers()
+        .get("x-backend")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// A parsed HTTP response read raw off the wire.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends raw bytes over TLS and reads the whole response until the proxy closes.
+pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    let mut s = tls_connect(addr).await;
+    s.write_all(request).await.unwrap();
+    s.flush().await.unwrap();
+    read_response(&mut s).await
+}
+
+/// Reads a response head and its body (Content-Length or to EOF).
+pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> RawResponse {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = within("response head", s.read(&mut byte))
+            .await
+            .unwrap_or(0);
+        if n == 0 {
+            panic!(
+                "connection closed before a full response head: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    let len = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map(|(_, v)| v.parse::<usize>().unwrap());
+    let mut body = Vec::new();
+    match len {
+        Some(n) => {
+            body.resize(n, 0);
+            within("response body", s.read_exact(&mut body))
+                .await
+                .unwrap();
+        }
+        None if status != 101 => {
+            let _ = within("response body to EOF", s.read_to_end(&mut body)).await;
+        }
+        None => {}
+    }
+    RawResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+    }
+}
+
+/// A minimal valid upgrade request head for `path`, with `extra` header lines.
+pub fn upgrade_head(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// A backend we script by hand: it reads the request head, then `handler` owns the socket.
+pub struct RawBackend {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for RawBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn raw_backend<F, Fut>(handler: F) -> RawBackend
+where
+    F: Fn(String, TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let handler = Arc::new(handler);
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let h = handler.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut b).await {
+                        Ok(1) => head.push(b[0]),
+                        _ => return,
+                    }
+                }
+                h(String::from_utf8_lossy(&head).to_string(), s).await;
+            });
+        }
+    });
+    RawBackend { addr, task }
+}
+
+/// The value of header `name` in a raw request head.
+pub fn head_header(head: &str, name: &str) -> Option<String> {
+    head.split("\r\n").find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// A correct 101 for a raw request head, with `extra` header lines.
+pub fn switching(head: &str, extra: &str) -> String {
+    let key = head_header(head, "sec-websocket-key").unwrap_or_default();
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
+    )
+}
+
+/// One frame as seen on the wire, payload unmasked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    pub fin: bool,
+    pub rsv: u8,
+    pub opcode: u8,
+    pub masked: bool,
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    /// The code of a Close frame.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode == 8 && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+/// Encodes a frame; `mask` masks the payload with that key.
+pub fn encode_frame(
+    fin: bool,
+    rsv: u8,
+    opcode: u8,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) -> Vec<u8> {
+    let mut out = vec![(u8::from(fin) << 7) | (rsv << 4) | opcode];
+    let m = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(m | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(m | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(m | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    match mask {
+        Some(k) => {
+            out.extend_from_slice(&k);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+        }
+        None => out.extend_from_slice(payload),
+    }
+    out
+}
+
+/// Reads one frame; `Err` on EOF.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<RawFrame> {
+    let mut h = [0u8; 2];
+    r.read_exact(&mut h).await?;
+    let masked = h[1] & 0x80 != 0;
+    let len = match h[1] & 0x7F {
+        126 => {
+            let mut b = [0u8; 2];
+            r.read_exact(&mut b).await?;
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b).await?;
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut key = [0u8; 4];
+    if masked {
+        r.read_exact(&mut key).await?;
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).await?;
+    if masked {
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= key[i % 4];
+        }
+    }
+    Ok(RawFrame {
+        fin: h[0] & 0x80 != 0,
+        rsv: (h[0] >> 4) & 7,
+        opcode: h[0] & 0x0F,
+        masked,
+        payload,
+    })
+}
+
+/// Reads frames until EOF (or the deadline), returning them all.
+pub async fn read_frames_to_eof<R: AsyncRead + Unpin>(r: &mut R) -> Vec<RawFrame> {
+    let mut out = Vec::new();
+    while let Ok(Ok(f)) = tokio::time::timeout(DEADLINE, read_frame(r)).await {
+        out.push(f);
+    }
+    out
+}
+
+/// Opens a raw WebSocket through the proxy: TLS, our own upgrade head, the 101 read.
+/// Returns the stream positioned at the first frame.
+pub async fn raw_ws(
+    addr: SocketAddr,
+    path: &str,
+    extra: &str,
+) -> (TlsStream<TcpStream>, RawResponse) {
+    let mut s = tls_connect(addr).await;
+    s.write_all(upgrade_head(path, extra).as_bytes())
+        .await
+        .unwrap();
+    let resp = read_response(&mut s).await;
+    (s, resp)
+}
+
+pub async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, b: &[u8]) {
+    w.write_all(b).await.unwrap();
+    w.flush().await.unwrap();
+}
