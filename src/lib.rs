@@ -6,6 +6,7 @@
 //! a `config::Config`; `session` counts live relays; `echo` is a small WebSocket
 //! echo backend used by the demo and the tests.
 
+pub mod admission;
 pub mod balance;
 pub mod config;
 pub mod echo;

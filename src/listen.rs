@@ -6,6 +6,7 @@
 //! (hyper's closes silently; ours answers 408). Does not own: what a request means
 //! (proxy.rs).
 
+use crate::admission::Admitted;
 use crate::handshake::Refusal;
 use crate::proxy::{self, Shared};
 use hyper::server::conn::http1;
@@ -44,7 +45,9 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts until `stop` turns true.
+/// Accepts until `stop` turns true. At `max_connections` it waits for a slot before
+/// accepting again (the kernel backlog holds newcomers); each accepted connection
+/// passes admission control before any TLS work.
 pub async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -54,6 +57,13 @@ pub async fn accept_loop(
 ) {
     let mut backoff = Duration::from_millis(5);
     loop {
+        let slot = tokio::select! {
+            p = shared.slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = stop.wait_for(|s| *s) => return,
@@ -61,16 +71,24 @@ pub async fn accept_loop(
         match accepted {
             Ok((tcp, peer)) => {
                 backoff = Duration::from_millis(5);
-                tokio::spawn(connection(
-                    tcp,
-                    peer,
-                    tls.clone(),
-                    shared.clone(),
-                    settings.clone(),
-                ));
+                match shared.admission.admit(peer.ip()) {
+                    Ok(ticket) => {
+                        let admitted = Arc::new(Admitted::new(slot, ticket));
+                        let (tls, shared, settings) =
+                            (tls.clone(), shared.clone(), settings.clone());
+                        tokio::spawn(connection(tcp, peer, tls, shared, settings, admitted));
+                    }
+                    // Closed at once; admission counted and logged it.
+                    Err(_) => drop(tcp),
+                }
             }
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS and friends: wait instead of spinning.
+                shared
+                    .admission
+                    .counters
+                    .accept_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("accept failed: {e}; pausing accepts for {backoff:?}");
                 sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -85,12 +103,13 @@ async fn connection(
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     s: Arc<ConnSettings>,
+    admitted: Arc<Admitted>,
 ) {
     let _ = tcp.set_nodelay(true);
     match tls {
-        None => serve_http(tcp, peer, false, shared, &s).await,
+        None => serve_http(tcp, peer, false, shared, &s, admitted).await,
         Some(acceptor) => match timeout(s.tls_handshake_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(stream)) => serve_http(stream, peer, true, shared, &s).await,
+            Ok(Ok(stream)) => serve_http(stream, peer, true, shared, &s, admitted).await,
             Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
             Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
         },
@@ -101,8 +120,14 @@ async fn connection(
 /// session, anything else gets its answer with `Connection: close` (set by proxy.rs
 /// on every non-101 answer; hyper's own keep-alive switch would also rewrite the
 /// 101's `Connection: Upgrade`).
-async fn serve_http<IO>(io: IO, peer: SocketAddr, tls: bool, shared: Arc<Shared>, s: &ConnSettings)
-where
+async fn serve_http<IO>(
+    io: IO,
+    peer: SocketAddr,
+    tls: bool,
+    shared: Arc<Shared>,
+    s: &ConnSettings,
+    admitted: Arc<Admitted>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let head_seen = Arc::new(AtomicBool::new(false));
@@ -110,7 +135,8 @@ where
     let svc = service_fn(move |req| {
         seen.store(true, Ordering::Relaxed);
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(proxy::handle::<IO>(req, peer, tls, shared).await) }
+        let admitted = admitted.clone();
+        async move { Ok::<_, Infallible>(proxy::handle::<IO>(req, peer, tls, shared, admitted).await) }
     });
     let mut conn = http1::Builder::new()
         .max_header_size(s.max_header_bytes)

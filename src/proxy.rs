@@ -4,6 +4,7 @@
 //! backend, open it, answer the client, start the relay) and the per-request log
 //! line. Does not own any single step: each lives in its own module.
 
+use crate::admission::{Admission, Admitted};
 use crate::balance::{Lease, Pool};
 use crate::handshake::{Body, Refusal, UpgradeRequest};
 use crate::origin::OriginRefusal;
@@ -29,6 +30,11 @@ pub struct Shared {
     pub sessions: Sessions,
     /// Further backends tried after a failed connect or upgrade.
     pub retries: usize,
+    pub admission: Arc<Admission>,
+    /// One permit per client connection under `max_connections`.
+    pub slots: Arc<tokio::sync::Semaphore>,
+    /// Session limits per route, in route config order.
+    pub route_limits: Vec<crate::config::SessionLimits>,
 }
 
 /// Handles one request on a connection whose stream type is `IO`.
@@ -37,6 +43,7 @@ pub async fn handle<IO>(
     peer: SocketAddr,
     tls: bool,
     shared: Arc<Shared>,
+    admitted: Arc<Admitted>,
 ) -> Response<Body>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -96,6 +103,7 @@ where
     let path = upgrade.path_and_query.clone();
     tokio::spawn(async move {
         let _live = shared2.sessions.enter();
+        let _admitted = admitted;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {

@@ -4,7 +4,8 @@
 //! binding every listener before serving any (so a bad address fails the start),
 //! and the handle a caller (main, the demo, tests) uses to stop it.
 
-use crate::config::Config;
+use crate::admission::Admission;
+use crate::config::{Config, SessionLimits};
 use crate::listen::{self, ConnSettings};
 use crate::proxy::Shared;
 use crate::relay::RelayConfig;
@@ -14,7 +15,8 @@ use crate::tls::{self, TlsError};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::watch;
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -55,6 +57,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
+    max_connections: usize,
 }
 
 impl Running {
@@ -65,6 +68,16 @@ impl Running {
 
     pub fn live_sessions(&self) -> usize {
         self.shared.sessions.live()
+    }
+
+    /// Admitted client connections still open (sessions included).
+    pub fn open_connections(&self) -> usize {
+        self.max_connections - self.shared.slots.available_permits()
+    }
+
+    /// Admission control state, for tests and metrics.
+    pub fn admission(&self) -> &Admission {
+        &self.shared.admission
     }
 
     /// Stops accepting; live sessions are left to finish on their own.
@@ -87,6 +100,19 @@ impl Drop for Running {
     }
 }
 
+/// Drops rate-limit state of IPs whose buckets have refilled, once a second, so a
+/// flood of distinct addresses cannot grow memory without bound.
+async fn prune_admission(admission: Arc<Admission>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => admission.prune(),
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// Binds every listener and starts serving.
 pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     let shared = Arc::new(Shared {
@@ -100,9 +126,17 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             buffer: 16 * 1024,
             close_timeout: cfg.server.close_timeout.get(),
             extensions: Default::default(),
+            limits: SessionLimits::resolve(&cfg.limits, None),
         },
         sessions: Sessions::default(),
         retries: 0,
+        admission: Arc::new(Admission::new(&cfg.limits)),
+        slots: Arc::new(Semaphore::new(cfg.limits.max_connections)),
+        route_limits: cfg
+            .routes
+            .iter()
+            .map(|r| SessionLimits::resolve(&cfg.limits, r.limits.as_ref()))
+            .collect(),
     });
     let settings = Arc::new(ConnSettings {
         tls_handshake_timeout: cfg.server.tls_handshake_timeout.get(),
@@ -129,7 +163,10 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     }
     let (stop, stop_rx) = watch::channel(false);
     let mut addrs = Vec::new();
-    let mut tasks = Vec::new();
+    let mut tasks = vec![tokio::spawn(prune_admission(
+        shared.admission.clone(),
+        stop_rx.clone(),
+    ))];
     for (listener, acceptor, addr) in bound {
         tracing::info!(
             "listening on {addr} ({})",
@@ -153,5 +190,6 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         stop,
         tasks,
         shared,
+        max_connections: cfg.limits.max_connections,
     })
 }

@@ -7,10 +7,12 @@
 //! modules take a validated `Config` and cannot fail on anything checked here.
 
 mod duration;
+mod limits;
 mod load;
 mod validate;
 
 pub use duration::Dur;
+pub use limits::{Limits, OnExceed, RouteLimits, SessionLimits};
 pub use load::{ConfigError, KeyPath, Seg};
 
 use serde::Deserialize;
@@ -23,6 +25,8 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     #[serde(default)]
     pub server: Server,
+    #[serde(default)]
+    pub limits: Limits,
     #[serde(rename = "listener", default)]
     pub listeners: Vec<Listener>,
     #[serde(rename = "pool", default)]
@@ -178,6 +182,8 @@ pub struct Route {
     /// With `allowed_origins`, whether a request without Origin is let through.
     #[serde(default)]
     pub allow_missing_origin: bool,
+    /// Per-route overrides of the session keys of `[limits]`.
+    pub limits: Option<RouteLimits>,
 }
 
 fn slash() -> String {

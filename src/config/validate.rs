@@ -1,7 +1,7 @@
 //! Semantic checks serde cannot express: each finding is a key path and one message.
 //! Backend host names are resolved here, once, so the runtime never resolves.
 
-use super::{Config, KeyPath};
+use super::{Config, KeyPath, SessionLimits};
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
 
@@ -10,6 +10,7 @@ type Finding = (KeyPath, String);
 pub(super) fn validate(cfg: &mut Config) -> Vec<Finding> {
     let mut out = Vec::new();
     server(cfg, &mut out);
+    limits(cfg, &mut out);
     listeners(cfg, &mut out);
     pools(cfg, &mut out);
     routes(cfg, &mut out);
@@ -42,6 +43,44 @@ fn server(cfg: &Config, out: &mut Vec<Finding>) {
             at("max_header_bytes"),
             "must be between 1024 and 1048576".into(),
         ));
+    }
+}
+
+fn limits(cfg: &Config, out: &mut Vec<Finding>) {
+    let l = &cfg.limits;
+    let at = |k: &str| KeyPath::root("limits").key(k);
+    if l.max_connections == 0 {
+        out.push((at("max_connections"), "must be at least 1".into()));
+    }
+    if l.max_connections_per_ip == 0 {
+        out.push((at("max_connections_per_ip"), "must be at least 1".into()));
+    }
+    if !l.connect_rate.is_finite() || l.connect_rate <= 0.0 || l.connect_rate > 1e6 {
+        out.push((
+            at("connect_rate"),
+            "must be a number of connections per second, > 0".into(),
+        ));
+    }
+    if l.connect_burst == 0 {
+        out.push((at("connect_burst"), "must be at least 1".into()));
+    }
+    if !(1..=128).contains(&l.ipv6_prefix) {
+        out.push((at("ipv6_prefix"), "must be between 1 and 128".into()));
+    }
+    for (i, c) in l.exempt.iter().enumerate() {
+        if let Err(e) = crate::admission::Cidr::parse(c) {
+            out.push((KeyPath::root("limits").key("exempt").index(i), e));
+        }
+    }
+    for (k, m) in SessionLimits::resolve(l, None).problems() {
+        out.push((at(k), m));
+    }
+    for (i, r) in cfg.routes.iter().enumerate() {
+        if r.limits.is_some() {
+            for (k, m) in SessionLimits::resolve(l, r.limits.as_ref()).problems() {
+                out.push((KeyPath::root("route").index(i).key("limits").key(k), m));
+            }
+        }
     }
 }
 

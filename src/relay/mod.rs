@@ -14,6 +14,7 @@
 pub mod frame;
 mod pump;
 
+use crate::config::SessionLimits;
 use frame::{Extensions, Sender};
 use pump::{Pump, PumpEvent};
 use std::future::poll_fn;
@@ -31,6 +32,8 @@ pub struct RelayConfig {
     /// How long closing may take once it has begun.
     pub close_timeout: Duration,
     pub extensions: Extensions,
+    /// Message, size and time limits (the route's `[limits]`).
+    pub limits: SessionLimits,
 }
 
 /// How a session ended, for logs and metrics.

@@ -40,10 +40,17 @@ pub struct Proxy {
     pub running: Running,
 }
 
-/// A TLS listener on 127.0.0.1:0 with certs-example, followed by `rest`.
+/// A TLS listener on 127.0.0.1:0 with certs-example, followed by `rest`. Unless
+/// `rest` has its own `[limits]`, loopback is exempt from the per-IP admission
+/// limits (tests open many connections from 127.0.0.1 quickly).
 pub fn config_text(rest: &str) -> String {
+    let limits = if rest.contains("[limits]") {
+        ""
+    } else {
+        "[limits]\nexempt = [\"127.0.0.0/8\"]\n\n"
+    };
     format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n{rest}"
+        "{limits}[[listener]]\naddress = \"127.0.0.1:0\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n{rest}"
     )
 }
 
