@@ -156,6 +156,20 @@ impl Checker {
 
     /// Checks one header and advances the message state.
     pub fn check(&mut self, h: &Header) -> Result<(), Violation> {
+        self.validate(h)?;
+        self.advance(h);
+        Ok(())
+    }
+
+    /// Advances the message state past a validated header.
+    pub fn advance(&mut self, h: &Header) {
+        if !h.is_control() {
+            self.in_message = !h.fin;
+        }
+    }
+
+    /// Checks one header without changing any state.
+    pub fn validate(&self, h: &Header) -> Result<(), Violation> {
         match (self.sender, h.mask.is_some()) {
             (Sender::Client, false) => return Err(Violation::UnmaskedClientFrame),
             (Sender::Server, true) => return Err(Violation::MaskedServerFrame),
@@ -188,7 +202,6 @@ impl Checker {
             (TEXT | BINARY, true) => return Err(Violation::UnfinishedMessage),
             _ => {}
         }
-        self.in_message = !h.fin;
         Ok(())
     }
 }

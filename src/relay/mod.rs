@@ -2,27 +2,32 @@
 //! frame by frame until the close handshake (or a failure) ends the session.
 //!
 //! Owns: the session future (both directions polled by one task, no locks), the
-//! close logic (who gets which Close code when a side leaves or misbehaves), and the
-//! close deadline. Does not own: frame parsing (frame.rs) or buffering (pump.rs).
+//! close logic (who gets which Close code when a side leaves, misbehaves or hits a
+//! limit), keepalive pings and the idle timeout, the session duration limit, and the
+//! close deadline. Does not own: frame parsing (frame.rs), buffering and per-frame
+//! limits (pump.rs), or the rate bucket (bucket.rs).
 //!
-//! Close codes wsgate sends itself:
-//! - backend left without a Close, or broke the protocol -> client gets 1014;
-//! - client left without a Close -> backend gets 1001 (masked);
-//! - a side broke the protocol -> that side gets 1002; the client, when blameless, 1014;
-//!   the backend, when blameless, 1001.
+//! Close codes wsgate sends itself (the README has the full table):
+//! - backend left without a Close, broke the protocol or sent too big a message ->
+//!   client 1014; backend gets 1002 / 1009 for its own fault;
+//! - client left without a Close, or went idle -> backend 1001 (masked);
+//! - client broke the protocol -> 1002, sent too big a message -> 1009, too many
+//!   messages (on_exceed = "close") -> 1008; the backend gets 1001 for all three;
+//! - max_session_duration reached -> 1001 to both.
 
+mod bucket;
 pub mod frame;
 mod pump;
 
 use crate::config::SessionLimits;
 use frame::{Extensions, Sender};
-use pump::{Pump, PumpEvent};
+use pump::{Pump, PumpEvent, PumpLimits};
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Sleep, sleep};
+use tokio::time::{Instant, Sleep, sleep, sleep_until};
 
 /// Per-session settings.
 #[derive(Debug, Clone)]
@@ -50,8 +55,164 @@ pub enum Outcome {
     ClientGone,
     ClientViolation(frame::Violation),
     BackendViolation(frame::Violation),
+    ClientTooBig,
+    BackendTooBig,
+    ClientRateExceeded,
+    ClientIdle,
+    DurationLimit,
     /// The close handshake did not finish within the close timeout.
     CloseTimeout,
+}
+
+/// The two directions and how the session is going.
+struct Session {
+    c2b: Pump,
+    b2c: Pump,
+    outcome: Option<Outcome>,
+}
+
+impl Session {
+    /// Ends the session on wsgate's initiative: `client` goes to the client (None:
+    /// just close its connection), `backend` (masked) to the backend.
+    fn end(&mut self, why: Outcome, client: Option<(u16, &str)>, backend: Option<(u16, &str)>) {
+        self.outcome.get_or_insert(why);
+        self.b2c
+            .close_output(client.map(|(c, r)| frame::close_frame(c, r, false)));
+        self.c2b
+            .close_output(backend.map(|(c, r)| frame::close_frame(c, r, true)));
+    }
+
+    fn on_client_event(&mut self, ev: PumpEvent) {
+        match ev {
+            PumpEvent::SrcEnded if self.c2b.close_seen().is_some() => {
+                self.c2b.close_output(None);
+                self.b2c.close_output(None);
+            }
+            PumpEvent::SrcEnded => {
+                self.end(Outcome::ClientGone, None, Some((1001, "client went away")))
+            }
+            PumpEvent::DstFailed => self.backend_gone(),
+            PumpEvent::Violation(v) => self.end(
+                Outcome::ClientViolation(v),
+                Some((1002, v.reason())),
+                Some((1001, "client protocol error")),
+            ),
+            PumpEvent::TooBig => self.end(
+                Outcome::ClientTooBig,
+                Some((1009, "message too big")),
+                Some((1001, "client message too big")),
+            ),
+            PumpEvent::RateExceeded => self.end(
+                Outcome::ClientRateExceeded,
+                Some((1008, "message rate exceeded")),
+                Some((1001, "client message rate exceeded")),
+            ),
+        }
+    }
+
+    fn on_backend_event(&mut self, ev: PumpEvent) {
+        match ev {
+            // The backend closed after its Close: the normal end.
+            PumpEvent::SrcEnded if self.b2c.close_seen().is_some() => {
+                self.b2c.close_output(None);
+                self.c2b.close_output(None);
+            }
+            PumpEvent::SrcEnded => self.backend_gone(),
+            PumpEvent::DstFailed => {
+                self.end(Outcome::ClientGone, None, Some((1001, "client went away")))
+            }
+            PumpEvent::Violation(v) => self.end(
+                Outcome::BackendViolation(v),
+                Some((1014, "backend protocol error")),
+                Some((1002, v.reason())),
+            ),
+            PumpEvent::TooBig => self.end(
+                Outcome::BackendTooBig,
+                Some((1014, "backend message too big")),
+                Some((1009, "message too big")),
+            ),
+            PumpEvent::RateExceeded => self.backend_gone(), // no rate limit toward clients
+        }
+    }
+
+    /// The backend left (EOF, reset, failed write) without a close handshake.
+    fn backend_gone(&mut self) {
+        self.end(
+            Outcome::BackendGone,
+            Some((1014, "backend closed the connection")),
+            None,
+        );
+    }
+
+    fn closing(&self) -> bool {
+        self.outcome.is_some() || self.c2b.close_seen().is_some() || self.b2c.close_seen().is_some()
+    }
+}
+
+/// Keepalive: a Ping to the client after each `ping` of silence from it; the session
+/// ends after `idle` of silence.
+struct Keepalive {
+    ping: Option<Duration>,
+    idle: Option<Duration>,
+    last_ping: Instant,
+    seq: u64,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Keepalive {
+    fn new(l: &SessionLimits) -> Option<Keepalive> {
+        let nz = |d: Duration| (!d.is_zero()).then_some(d);
+        let (ping, idle) = (nz(l.ping_interval.get()), nz(l.idle_timeout.get()));
+        if ping.is_none() && idle.is_none() {
+            return None;
+        }
+        let now = Instant::now();
+        let mut k = Keepalive {
+            ping,
+            idle,
+            last_ping: now,
+            seq: 0,
+            timer: Box::pin(sleep_until(now)),
+        };
+        k.rearm(now);
+        Some(k)
+    }
+
+    fn rearm(&mut self, last_read: Instant) {
+        let next_ping = self.ping.map(|p| last_read.max(self.last_ping) + p);
+        let next_idle = self.idle.map(|i| last_read + i);
+        let next = match (next_ping, next_idle) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or_else(Instant::now),
+        };
+        self.timer.as_mut().reset(next);
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>, s: &mut Session) -> bool {
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        let now = Instant::now();
+        let last_read = s.c2b.last_read();
+        if self.idle.is_some_and(|i| now >= last_read + i) {
+            s.end(Outcome::ClientIdle, None, Some((1001, "client idle")));
+            self.idle = None;
+            self.ping = None;
+            return true;
+        }
+        if let Some(p) = self.ping {
+            if now >= last_read.max(self.last_ping) + p {
+                self.seq += 1;
+                let mut payload = pump::KEEPALIVE_PREFIX.to_vec();
+                payload.extend_from_slice(self.seq.to_string().as_bytes());
+                s.b2c
+                    .send_control(frame::control_frame(frame::PING, &payload, false));
+                self.last_ping = now;
+            }
+        }
+        self.rearm(last_read);
+        true
+    }
 }
 
 /// Runs a session to its end. `client_pre` / `backend_pre` are bytes already read
@@ -67,82 +228,74 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut c2b = Pump::new(Sender::Client, cfg.extensions, cfg.buffer, client_pre);
-    let mut b2c = Pump::new(Sender::Server, cfg.extensions, cfg.buffer, backend_pre);
-    let mut outcome: Option<Outcome> = None;
+    let l = &cfg.limits;
+    let mut keepalive = Keepalive::new(l);
+    let client_limits = PumpLimits {
+        max_frame: l.max_frame_bytes,
+        max_message: l.max_message_bytes,
+        rate: bucket::Bucket::new(l.message_rate, l.message_burst),
+        on_exceed: l.on_exceed,
+        drop_keepalive_pongs: keepalive.as_ref().is_some_and(|k| k.ping.is_some()),
+    };
+    let backend_limits = PumpLimits {
+        max_frame: l.backend_max_frame_bytes,
+        max_message: l.backend_max_message_bytes,
+        ..PumpLimits::default()
+    };
+    let mut s = Session {
+        c2b: Pump::new(
+            Sender::Client,
+            cfg.extensions,
+            cfg.buffer,
+            client_pre,
+            client_limits,
+        ),
+        b2c: Pump::new(
+            Sender::Server,
+            cfg.extensions,
+            cfg.buffer,
+            backend_pre,
+            backend_limits,
+        ),
+        outcome: None,
+    };
+    let duration = l.max_session_duration.get();
+    let mut lifetime = (!duration.is_zero()).then(|| Box::pin(sleep(duration)));
     let mut deadline: Option<Pin<Box<Sleep>>> = None;
 
     poll_fn(|cx| {
         loop {
             let mut progressed = false;
-            if let Poll::Ready(ev) = c2b.poll(cx, &mut client, &mut backend) {
+            if let Poll::Ready(ev) = s.c2b.poll(cx, &mut client, &mut backend) {
                 progressed = true;
-                match ev {
-                    PumpEvent::SrcEnded => {
-                        // Client EOF: tell the backend unless the client said goodbye itself.
-                        let goodbye = c2b
-                            .close_seen()
-                            .is_none()
-                            .then(|| frame::close_frame(1001, "client went away", true));
-                        if goodbye.is_some() {
-                            outcome.get_or_insert(Outcome::ClientGone);
-                        }
-                        c2b.close_output(goodbye);
-                        b2c.close_output(None);
-                    }
-                    PumpEvent::DstFailed => backend_gone(&mut c2b, &mut b2c, &mut outcome),
-                    PumpEvent::Violation(v) => {
-                        outcome.get_or_insert(Outcome::ClientViolation(v));
-                        b2c.close_output(Some(frame::close_frame(1002, v.reason(), false)));
-                        c2b.close_output(Some(frame::close_frame(
-                            1001,
-                            "client protocol error",
-                            true,
-                        )));
-                    }
-                }
+                s.on_client_event(ev);
             }
-            if let Poll::Ready(ev) = b2c.poll(cx, &mut backend, &mut client) {
+            if let Poll::Ready(ev) = s.b2c.poll(cx, &mut backend, &mut client) {
                 progressed = true;
-                match ev {
-                    PumpEvent::SrcEnded => {
-                        if b2c.close_seen().is_some() {
-                            // The backend closed after its Close: the normal end.
-                            b2c.close_output(None);
-                            c2b.close_output(None);
-                        } else {
-                            backend_gone(&mut c2b, &mut b2c, &mut outcome);
-                        }
-                    }
-                    PumpEvent::DstFailed => {
-                        // The client is gone: say goodbye to the backend.
-                        outcome.get_or_insert(Outcome::ClientGone);
-                        c2b.close_output(Some(frame::close_frame(1001, "client went away", true)));
-                    }
-                    PumpEvent::Violation(v) => {
-                        outcome.get_or_insert(Outcome::BackendViolation(v));
-                        c2b.close_output(Some(frame::close_frame(1002, v.reason(), true)));
-                        b2c.close_output(Some(frame::close_frame(
-                            1014,
-                            "backend protocol error",
-                            false,
-                        )));
-                    }
-                }
+                s.on_backend_event(ev);
             }
-            if c2b.is_done() && b2c.is_done() {
+            if s.c2b.is_done() && s.b2c.is_done() {
                 return Poll::Ready(());
             }
-            let closing =
-                outcome.is_some() || c2b.close_seen().is_some() || b2c.close_seen().is_some();
-            if closing && deadline.is_none() {
+            if let Some(k) = keepalive.as_mut().filter(|_| !s.closing()) {
+                progressed |= k.poll(cx, &mut s);
+            }
+            if let Some(t) = lifetime.as_mut() {
+                if t.as_mut().poll(cx).is_ready() {
+                    lifetime = None;
+                    progressed = true;
+                    let msg = "session time limit";
+                    s.end(Outcome::DurationLimit, Some((1001, msg)), Some((1001, msg)));
+                }
+            }
+            if s.closing() && deadline.is_none() {
                 deadline = Some(Box::pin(sleep(cfg.close_timeout)));
             }
-            if let Some(d) = deadline.as_mut()
-                && d.as_mut().poll(cx).is_ready()
-            {
-                outcome.get_or_insert(Outcome::CloseTimeout);
-                return Poll::Ready(());
+            if let Some(d) = deadline.as_mut() {
+                if d.as_mut().poll(cx).is_ready() {
+                    s.outcome.get_or_insert(Outcome::CloseTimeout);
+                    return Poll::Ready(());
+                }
             }
             if !progressed {
                 return Poll::Pending;
@@ -151,19 +304,8 @@ where
     })
     .await;
 
-    outcome.unwrap_or(Outcome::Closed {
-        client_code: c2b.close_seen().flatten(),
-        backend_code: b2c.close_seen().flatten(),
+    s.outcome.unwrap_or(Outcome::Closed {
+        client_code: s.c2b.close_seen().flatten(),
+        backend_code: s.b2c.close_seen().flatten(),
     })
-}
-
-/// The backend left (EOF, reset, failed write) without a close handshake.
-fn backend_gone(c2b: &mut Pump, b2c: &mut Pump, outcome: &mut Option<Outcome>) {
-    outcome.get_or_insert(Outcome::BackendGone);
-    b2c.close_output(Some(frame::close_frame(
-        1014,
-        "backend closed the connection",
-        false,
-    )));
-    c2b.close_output(None);
 }

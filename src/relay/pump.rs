@@ -1,20 +1,27 @@
 //! One direction of a session: read frames from `src`, check their headers, write
 //! the same bytes to `dst`, never holding more than one fixed buffer.
 //!
-//! Owns: the buffer and its cursors, header scanning, and the output's life
-//! (open, closing with an optional frame of wsgate's own injected at the next frame
-//! boundary, shut down). Does not own: what to do when a side ends or misbehaves;
+//! Owns: the buffer and its cursors, header scanning with the per-direction limits
+//! (frame and message size, message rate), the output's life (open; a control frame
+//! of wsgate's own injected at the next frame boundary; closing, with an optional
+//! Close; shut down). Does not own: what to do when a side ends or misbehaves;
 //! `Pump::poll` reports that as a `PumpEvent` and the session (relay/mod.rs) decides.
 //!
 //! Buffer layout: `[wpos..fwd)` approved and not yet written; `[fwd..end)` read and
 //! not yet scanned. Scanning only happens once everything approved is written, so a
 //! slow `dst` stops reads from `src` (backpressure) instead of growing memory.
 
+use super::bucket::Bucket;
 use super::frame::{self, Checker, Extensions, Sender, Violation};
+use crate::config::OnExceed;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep, sleep_until};
+
+/// Payload prefix of the pings wsgate sends; Pongs carrying it are not forwarded.
+pub const KEEPALIVE_PREFIX: &[u8] = b"wsgate-keepalive:";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PumpEvent {
@@ -24,16 +31,49 @@ pub enum PumpEvent {
     DstFailed,
     /// `src` broke the protocol; nothing more is read from it.
     Violation(Violation),
+    /// A frame or message from `src` is over its size limit (seen from its header).
+    TooBig,
+    /// `src` sent messages faster than its rate, and the policy is to close.
+    RateExceeded,
+}
+
+/// What one direction enforces on the frames it reads. 0 means no limit.
+#[derive(Debug, Clone, Default)]
+pub struct PumpLimits {
+    pub max_frame: u64,
+    pub max_message: u64,
+    pub rate: Option<Bucket>,
+    pub on_exceed: OnExceed,
+    /// Drop Pongs that answer wsgate's keepalive pings.
+    pub drop_keepalive_pongs: bool,
 }
 
 #[derive(Debug)]
 enum Out {
     Open,
-    /// Write `frame` (if any) at the next frame boundary, then shut down.
+    /// Write the frame (if any) at the next frame boundary, then shut down.
     Closing(Option<(Vec<u8>, usize)>),
     ShuttingDown,
     Closed,
     Failed,
+}
+
+enum Scan {
+    Progress,
+    NeedMore,
+    Wait(Instant),
+}
+
+enum Stop {
+    Violation(Violation),
+    TooBig,
+    Rate,
+}
+
+impl From<Violation> for Stop {
+    fn from(v: Violation) -> Stop {
+        Stop::Violation(v)
+    }
 }
 
 #[derive(Debug)]
@@ -45,20 +85,33 @@ pub struct Pump {
     /// Payload bytes of the current frame still to come, and whether they are forwarded.
     payload_left: u64,
     forwarding: bool,
+    /// Bytes of the current data message so far (all its frames).
+    message_bytes: u64,
     checker: Checker,
+    limits: PumpLimits,
+    throttle: Option<Pin<Box<Sleep>>>,
     /// `Some(code)` once a Close frame from `src` has been forwarded.
     close_seen: Option<Option<u16>>,
     src_ended: bool,
     broken: bool,
+    last_read: Instant,
     out: Out,
+    /// A control frame of our own (a keepalive Ping) waiting for a frame boundary.
+    inject: Option<(Vec<u8>, usize)>,
     unflushed: bool,
 }
 
 impl Pump {
     /// `prefill` holds bytes already read from `src` (read ahead by the HTTP layer).
-    pub fn new(sender: Sender, ext: Extensions, capacity: usize, prefill: &[u8]) -> Pump {
-        let mut buf =
-            vec![0u8; capacity.max(prefill.len()).max(frame::MAX_HEADER + 125)].into_boxed_slice();
+    pub fn new(
+        sender: Sender,
+        ext: Extensions,
+        capacity: usize,
+        prefill: &[u8],
+        limits: PumpLimits,
+    ) -> Pump {
+        let size = capacity.max(prefill.len()).max(frame::MAX_HEADER + 125);
+        let mut buf = vec![0u8; size].into_boxed_slice();
         buf[..prefill.len()].copy_from_slice(prefill);
         Pump {
             buf,
@@ -67,11 +120,16 @@ impl Pump {
             end: prefill.len(),
             payload_left: 0,
             forwarding: true,
+            message_bytes: 0,
             checker: Checker::new(sender, ext),
+            limits,
+            throttle: None,
             close_seen: None,
             src_ended: false,
             broken: false,
+            last_read: Instant::now(),
             out: Out::Open,
+            inject: None,
             unflushed: false,
         }
     }
@@ -79,6 +137,11 @@ impl Pump {
     /// Whether a Close frame from `src` has passed (and with which code).
     pub fn close_seen(&self) -> Option<Option<u16>> {
         self.close_seen
+    }
+
+    /// When bytes last arrived from `src`.
+    pub fn last_read(&self) -> Instant {
+        self.last_read
     }
 
     /// `src` is finished and the output is shut down (or failed).
@@ -95,6 +158,13 @@ impl Pump {
         matches!(self.out, Out::ShuttingDown | Out::Closed | Out::Failed)
     }
 
+    /// Queues a control frame of our own (replacing one not yet sent).
+    pub fn send_control(&mut self, frame: Vec<u8>) {
+        if matches!(self.out, Out::Open) {
+            self.inject = Some((frame, 0));
+        }
+    }
+
     /// Ends the output: `frame` (a Close of our own) goes out at the next frame
     /// boundary, then `dst` is shut down. A no-op if the output is already ending.
     pub fn close_output(&mut self, frame: Option<Vec<u8>>) {
@@ -103,9 +173,10 @@ impl Pump {
         }
     }
 
-    /// Stops reading `src` for good (after it broke the protocol).
+    /// Stops reading `src` for good (after it broke a rule).
     fn stop_reading(&mut self) {
         self.broken = true;
+        self.throttle = None;
         self.wpos = 0;
         self.fwd = 0;
         self.end = 0;
@@ -133,13 +204,31 @@ impl Pump {
                 self.wpos = 0;
                 self.fwd = 0;
                 self.end = 0;
-            } else if self.fwd < self.end {
+                self.throttle = None;
+            }
+            let mut waiting = false;
+            if let Some(t) = self.throttle.as_mut() {
+                if t.as_mut().poll(cx).is_pending() {
+                    waiting = true;
+                } else {
+                    self.throttle = None;
+                }
+            }
+            if !waiting && self.fwd < self.end {
                 match self.scan() {
-                    Ok(true) => continue,
-                    Ok(false) => {}
-                    Err(v) => {
+                    Ok(Scan::Progress) => continue,
+                    Ok(Scan::NeedMore) => {}
+                    Ok(Scan::Wait(at)) => {
+                        self.throttle = Some(Box::pin(sleep_until(at)));
+                        continue;
+                    }
+                    Err(stop) => {
                         self.stop_reading();
-                        return Poll::Ready(PumpEvent::Violation(v));
+                        return Poll::Ready(match stop {
+                            Stop::Violation(v) => PumpEvent::Violation(v),
+                            Stop::TooBig => PumpEvent::TooBig,
+                            Stop::Rate => PumpEvent::RateExceeded,
+                        });
                     }
                 }
             }
@@ -153,6 +242,10 @@ impl Pump {
                     Poll::Pending => return Poll::Pending,
                 }
             }
+            if waiting {
+                // Throttled: read nothing more, so TCP backpressure slows the sender.
+                return Poll::Pending;
+            }
             // Everything approved is written: keep only the unscanned tail.
             if self.fwd > 0 {
                 self.buf.copy_within(self.fwd..self.end, 0);
@@ -163,7 +256,10 @@ impl Pump {
             let mut rb = ReadBuf::new(&mut self.buf[self.end..]);
             match Pin::new(&mut *src).poll_read(cx, &mut rb) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(())) if !rb.filled().is_empty() => self.end += rb.filled().len(),
+                Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                    self.end += rb.filled().len();
+                    self.last_read = Instant::now();
+                }
                 Poll::Ready(_) => {
                     self.src_ended = true;
                     return Poll::Ready(PumpEvent::SrcEnded);
@@ -172,8 +268,8 @@ impl Pump {
         }
     }
 
-    /// Writes approved bytes, then carries the output's closing forward.
-    /// `Ready(Ok)` means there is nothing to write until more is scanned.
+    /// Writes approved bytes, injected frames at boundaries, and carries the output's
+    /// closing forward. `Ready(Ok)` means nothing can be written until more is scanned.
     fn poll_output<W: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
@@ -192,22 +288,27 @@ impl Pump {
             let mid_frame = !self.at_boundary();
             let src_done = self.src_ended || self.broken;
             match &mut self.out {
-                Out::Open | Out::Closed | Out::Failed => return Poll::Ready(Ok(())),
+                Out::Closed | Out::Failed => return Poll::Ready(Ok(())),
+                Out::Open => {
+                    if mid_frame {
+                        return Poll::Ready(Ok(()));
+                    }
+                    if let Some((bytes, pos)) = &mut self.inject {
+                        ready!(write_frame(cx, dst, bytes, pos))?;
+                        self.inject = None;
+                        self.unflushed = true;
+                    }
+                    return Poll::Ready(Ok(()));
+                }
                 Out::Closing(frame) => {
                     if mid_frame {
                         if !src_done {
                             return Poll::Ready(Ok(())); // finish the frame in flight first
                         }
-                        *frame = None; // the frame can never be completed: no Close fits in
+                        *frame = None; // it can never be completed: no Close fits in
                     }
                     if let Some((bytes, pos)) = frame {
-                        while *pos < bytes.len() {
-                            let n = ready!(Pin::new(&mut *dst).poll_write(cx, &bytes[*pos..]))?;
-                            if n == 0 {
-                                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                            }
-                            *pos += n;
-                        }
+                        ready!(write_frame(cx, dst, bytes, pos))?;
                     }
                     self.out = Out::ShuttingDown;
                 }
@@ -222,8 +323,7 @@ impl Pump {
     }
 
     /// Scans from `fwd`: approves payload bytes, checks one header at a time.
-    /// `Ok(false)` when more bytes must be read first.
-    fn scan(&mut self) -> Result<bool, Violation> {
+    fn scan(&mut self) -> Result<Scan, Stop> {
         if self.payload_left > 0 {
             let n = self.payload_left.min((self.end - self.fwd) as u64) as usize;
             self.payload_left -= n as u64;
@@ -231,31 +331,79 @@ impl Pump {
             if !self.forwarding {
                 self.wpos = self.fwd; // skipped, not written
             }
-            return Ok(true);
+            return Ok(Scan::Progress);
         }
         let avail = &self.buf[self.fwd..self.end];
         let Some(h) = frame::parse_header(avail)? else {
-            return Ok(false);
+            return Ok(Scan::NeedMore);
         };
-        self.checker.check(&h)?;
-        let forward = self.close_seen.is_none(); // nothing may follow a Close
-        if h.opcode == frame::CLOSE && forward {
-            let total = h.len + h.payload_len as usize; // control frames are <= 125 bytes
-            if avail.len() < total {
-                return Ok(false);
+        self.checker.validate(&h)?;
+        let mut forward = self.close_seen.is_none(); // nothing may follow a Close
+        if h.is_control() {
+            let inspect = h.opcode == frame::CLOSE
+                || (h.opcode == frame::PONG && self.limits.drop_keepalive_pongs);
+            if inspect && forward {
+                let total = h.len + h.payload_len as usize; // control frames are <= 125 bytes
+                if avail.len() < total {
+                    return Ok(Scan::NeedMore);
+                }
+                let mut payload = avail[h.len..total].to_vec();
+                if let Some(key) = h.mask {
+                    frame::apply_mask(&mut payload, key);
+                }
+                if h.opcode == frame::CLOSE {
+                    self.close_seen = Some(frame::parse_close(&payload)?);
+                } else if payload.starts_with(KEEPALIVE_PREFIX) {
+                    forward = false;
+                }
             }
-            let mut payload = avail[h.len..total].to_vec();
-            if let Some(key) = h.mask {
-                frame::apply_mask(&mut payload, key);
+        } else {
+            let over = |limit: u64, n: u64| limit != 0 && n > limit;
+            let message = if h.opcode == frame::CONTINUATION {
+                self.message_bytes + h.payload_len
+            } else {
+                h.payload_len
+            };
+            if over(self.limits.max_frame, h.payload_len) || over(self.limits.max_message, message)
+            {
+                return Err(Stop::TooBig);
             }
-            self.close_seen = Some(frame::parse_close(&payload)?);
+            if h.opcode != frame::CONTINUATION && forward {
+                if let Some(bucket) = self.limits.rate.as_mut() {
+                    if let Err(at) = bucket.take(Instant::now()) {
+                        return match self.limits.on_exceed {
+                            OnExceed::Throttle => Ok(Scan::Wait(at)),
+                            OnExceed::Close => Err(Stop::Rate),
+                        };
+                    }
+                }
+            }
+            self.message_bytes = message;
         }
+        self.checker.advance(&h);
         self.fwd += h.len;
         if !forward {
             self.wpos = self.fwd;
         }
         self.forwarding = forward;
         self.payload_left = h.payload_len;
-        Ok(true)
+        Ok(Scan::Progress)
     }
+}
+
+/// Writes the rest of a small frame of our own.
+fn write_frame<W: AsyncWrite + Unpin>(
+    cx: &mut Context<'_>,
+    dst: &mut W,
+    bytes: &[u8],
+    pos: &mut usize,
+) -> Poll<io::Result<()>> {
+    while *pos < bytes.len() {
+        let n = ready!(Pin::new(&mut *dst).poll_write(cx, &bytes[*pos..]))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        *pos += n;
+    }
+    Poll::Ready(Ok(()))
 }
