@@ -200,15 +200,15 @@ impl Keepalive {
             self.ping = None;
             return true;
         }
-        if let Some(p) = self.ping {
-            if now >= last_read.max(self.last_ping) + p {
-                self.seq += 1;
-                let mut payload = pump::KEEPALIVE_PREFIX.to_vec();
-                payload.extend_from_slice(self.seq.to_string().as_bytes());
-                s.b2c
-                    .send_control(frame::control_frame(frame::PING, &payload, false));
-                self.last_ping = now;
-            }
+        if let Some(p) = self.ping
+            && now >= last_read.max(self.last_ping) + p
+        {
+            self.seq += 1;
+            let mut payload = pump::KEEPALIVE_PREFIX.to_vec();
+            payload.extend_from_slice(self.seq.to_string().as_bytes());
+            s.b2c
+                .send_control(frame::control_frame(frame::PING, &payload, false));
+            self.last_ping = now;
         }
         self.rearm(last_read);
         true
@@ -280,22 +280,22 @@ where
             if let Some(k) = keepalive.as_mut().filter(|_| !s.closing()) {
                 progressed |= k.poll(cx, &mut s);
             }
-            if let Some(t) = lifetime.as_mut() {
-                if t.as_mut().poll(cx).is_ready() {
-                    lifetime = None;
-                    progressed = true;
-                    let msg = "session time limit";
-                    s.end(Outcome::DurationLimit, Some((1001, msg)), Some((1001, msg)));
-                }
+            if let Some(t) = lifetime.as_mut()
+                && t.as_mut().poll(cx).is_ready()
+            {
+                lifetime = None;
+                progressed = true;
+                let msg = "session time limit";
+                s.end(Outcome::DurationLimit, Some((1001, msg)), Some((1001, msg)));
             }
             if s.closing() && deadline.is_none() {
                 deadline = Some(Box::pin(sleep(cfg.close_timeout)));
             }
-            if let Some(d) = deadline.as_mut() {
-                if d.as_mut().poll(cx).is_ready() {
-                    s.outcome.get_or_insert(Outcome::CloseTimeout);
-                    return Poll::Ready(());
-                }
+            if let Some(d) = deadline.as_mut()
+                && d.as_mut().poll(cx).is_ready()
+            {
+                s.outcome.get_or_insert(Outcome::CloseTimeout);
+                return Poll::Ready(());
             }
             if !progressed {
                 return Poll::Pending;

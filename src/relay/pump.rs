@@ -368,15 +368,15 @@ impl Pump {
             {
                 return Err(Stop::TooBig);
             }
-            if h.opcode != frame::CONTINUATION && forward {
-                if let Some(bucket) = self.limits.rate.as_mut() {
-                    if let Err(at) = bucket.take(Instant::now()) {
-                        return match self.limits.on_exceed {
-                            OnExceed::Throttle => Ok(Scan::Wait(at)),
-                            OnExceed::Close => Err(Stop::Rate),
-                        };
-                    }
-                }
+            if h.opcode != frame::CONTINUATION
+                && forward
+                && let Some(bucket) = self.limits.rate.as_mut()
+                && let Err(at) = bucket.take(Instant::now())
+            {
+                return match self.limits.on_exceed {
+                    OnExceed::Throttle => Ok(Scan::Wait(at)),
+                    OnExceed::Close => Err(Stop::Rate),
+                };
             }
             self.message_bytes = message;
         }
