@@ -85,7 +85,7 @@ fn prefix_mask(len: u8, max: u8) -> u128 {
     } else {
         u128::MAX
     };
-    if len == 0 { 0 } else { all & !(all >> len) }
+    all & !all.checked_shr(u32::from(len)).unwrap_or(0)
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
