@@ -1,0 +1,297 @@
+//! How sessions end: close codes and reasons both ways, peers that vanish (EOF or
+//! reset) without a Close, and protocol violations from either side, each answered
+//! with the right Close code to the right side.
+mod common;
+use common::*;
+use futures_util::StreamExt;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+const KEY: [u8; 4] = [0x5a, 0x01, 0xc3, 0x96];
+const TEXT: u8 = 1;
+const CONT: u8 = 0;
+const CLOSE: u8 = 8;
+const PING: u8 = 9;
+
+/// A raw backend that answers every upgrade with a plain 101 and hands the socket
+/// to the test.
+async fn handoff() -> (RawBackend, mpsc::UnboundedReceiver<TcpStream>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let b = raw_backend(move |head, mut s| {
+        let tx = tx.clone();
+        async move {
+            write_all(&mut s, switching(&head, "").as_bytes()).await;
+            let _ = tx.send(s);
+        }
+    })
+    .await;
+    (b, rx)
+}
+
+/// A proxy to `backend` whose close timeout is far beyond every deadline here, so a
+/// session that ends within a deadline ended on its own, not by timing out.
+async fn proxy_to(backend: std::net::SocketAddr) -> Proxy {
+    let pool = pool_and_route("p", "round_robin", &[(backend, 1)]);
+    start_proxy(&format!("[server]\nclose_timeout = \"60s\"\n\n{pool}")).await
+}
+
+/// A proxy in front of a handoff backend, and one raw client session through it.
+struct Session {
+    _backend: RawBackend,
+    proxy: Proxy,
+    client: tokio_rustls::client::TlsStream<TcpStream>,
+    backend: TcpStream,
+}
+
+async fn raw_session() -> Session {
+    let (b, mut rx) = handoff().await;
+    let proxy = proxy_to(b.addr).await;
+    let (client, resp) = raw_ws(proxy.addr, "/", "").await;
+    assert_eq!(resp.status, 101);
+    let backend = within("backend connection", rx.recv()).await.unwrap();
+    Session {
+        _backend: b,
+        proxy,
+        client,
+        backend,
+    }
+}
+
+/// Everything `r` sends until a clean EOF.
+async fn bytes_to_eof<R: tokio::io::AsyncRead + Unpin>(what: &str, r: &mut R) -> Vec<u8> {
+    let mut v = Vec::new();
+    within(what, r.read_to_end(&mut v))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    v
+}
+
+async fn frames_of(mut b: &[u8]) -> Vec<RawFrame> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        out.push(read_frame(&mut b).await.expect("whole frames"));
+    }
+    out
+}
+
+fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason.as_bytes());
+    p
+}
+
+fn assert_close(f: &RawFrame, code: u16, masked: bool, what: &str) {
+    assert_eq!(
+        (f.opcode, f.fin, f.masked, f.close_code()),
+        (CLOSE, true, masked, Some(code)),
+        "{what}: {f:?}"
+    );
+}
+
+#[tokio::test]
+async fn client_close_code_and_reason_reach_the_backend_and_its_reply_comes_back() {
+    let (b, mut rx) = handoff().await;
+    let p = proxy_to(b.addr).await;
+    let (mut ws, _) = ws_connect(p.addr, "/").await;
+    let mut s = within("backend connection", rx.recv()).await.unwrap();
+    let bye = CloseFrame {
+        code: 4000.into(),
+        reason: "bye".into(),
+    };
+    within("client close", ws.close(Some(bye))).await.unwrap();
+    let f = within("close at the backend", read_frame(&mut s))
+        .await
+        .unwrap();
+    assert!(f.masked);
+    assert_eq!((f.opcode, f.payload), (CLOSE, close_payload(4000, "bye")));
+    let reply = close_payload(4000, "bye back");
+    write_all(&mut s, &encode_frame(true, 0, CLOSE, &reply, None)).await;
+    drop(s);
+    match within("close reply", ws.next()).await {
+        Some(Ok(Message::Close(Some(cf)))) => {
+            assert_eq!((u16::from(cf.code), cf.reason.as_str()), (4000, "bye back"));
+        }
+        other => panic!("expected the backend's Close, got {other:?}"),
+    }
+    assert!(within("end of stream", ws.next()).await.is_none());
+    drop(ws);
+    within("session ends", p.running.wait_sessions_done()).await;
+}
+
+#[tokio::test]
+async fn backend_close_code_and_reason_reach_the_client_and_the_session_ends() {
+    let (b, mut rx) = handoff().await;
+    let p = proxy_to(b.addr).await;
+    let (mut ws, _) = ws_connect(p.addr, "/").await;
+    let mut s = within("backend connection", rx.recv()).await.unwrap();
+    let srv = close_payload(4001, "srv");
+    write_all(&mut s, &encode_frame(true, 0, CLOSE, &srv, None)).await;
+    match within("backend close at the client", ws.next()).await {
+        Some(Ok(Message::Close(Some(cf)))) => {
+            assert_eq!((u16::from(cf.code), cf.reason.as_str()), (4001, "srv"));
+        }
+        other => panic!("expected the backend's Close, got {other:?}"),
+    }
+    // tungstenite sends its answer to the Close while it is polled for more; the
+    // backend leaves once it has seen that answer, which ends the client's stream.
+    let backend = async move {
+        let f = read_frame(&mut s).await;
+        drop(s);
+        f
+    };
+    let (end, reply) = within("close handshake", async {
+        tokio::join!(ws.next(), backend)
+    })
+    .await;
+    assert_close(
+        &reply.unwrap(),
+        4001,
+        true,
+        "the client's reply at the backend",
+    );
+    assert!(end.is_none(), "the client's stream must end: {end:?}");
+    drop(ws);
+    within("session ends", p.running.wait_sessions_done()).await;
+}
+
+#[tokio::test]
+async fn backend_leaving_without_close_gets_the_client_1014_promptly() {
+    let mut t = raw_session().await;
+    drop(t.backend);
+    let f = within_for(Duration::from_secs(1), "1014", read_frame(&mut t.client))
+        .await
+        .unwrap();
+    assert_close(&f, 1014, false, "at the client");
+    let rest = bytes_to_eof("client EOF", &mut t.client).await;
+    assert!(rest.is_empty(), "nothing after the Close: {rest:?}");
+    drop(t.client);
+    within("session ends", t.proxy.running.wait_sessions_done()).await;
+}
+
+#[tokio::test]
+async fn backend_reset_gets_the_client_1014_promptly() {
+    let mut t = raw_session().await;
+    t.backend.set_zero_linger().unwrap();
+    drop(t.backend);
+    let f = within_for(Duration::from_secs(1), "1014", read_frame(&mut t.client))
+        .await
+        .unwrap();
+    assert_close(&f, 1014, false, "at the client");
+    let rest = bytes_to_eof("client EOF", &mut t.client).await;
+    assert!(rest.is_empty(), "nothing after the Close: {rest:?}");
+}
+
+#[tokio::test]
+async fn client_leaving_without_close_gets_the_backend_a_masked_1001() {
+    let (b, mut rx) = handoff().await;
+    let p = proxy_to(b.addr).await;
+    let (ws, _) = ws_connect(p.addr, "/").await;
+    let mut s = within("backend connection", rx.recv()).await.unwrap();
+    drop(ws);
+    let frames = frames_of(&bytes_to_eof("backend EOF", &mut s).await).await;
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_close(&frames[0], 1001, true, "at the backend");
+    drop(s);
+    within("session ends", p.running.wait_sessions_done()).await;
+}
+
+/// The client sends `ok` (valid frames) then `bad`: the client must get a 1002, the
+/// backend exactly `ok` followed by a masked 1001, and both then EOF.
+async fn client_violation(what: &str, ok: Vec<u8>, bad: Vec<u8>) {
+    let mut t = raw_session().await;
+    let mut out = ok.clone();
+    out.extend_from_slice(&bad);
+    write_all(&mut t.client, &out).await;
+
+    let at_client = frames_of(&bytes_to_eof("client EOF", &mut t.client).await).await;
+    assert_eq!(at_client.len(), 1, "{what}: client got {at_client:?}");
+    assert_close(&at_client[0], 1002, false, what);
+
+    let at_backend = bytes_to_eof("backend EOF", &mut t.backend).await;
+    assert!(
+        at_backend.starts_with(&ok),
+        "{what}: valid frames before the violation must be forwarded"
+    );
+    let rest = frames_of(&at_backend[ok.len()..]).await;
+    assert_eq!(
+        rest.len(),
+        1,
+        "{what}: backend got {rest:?} after the valid frames"
+    );
+    assert_close(&rest[0], 1001, true, what);
+}
+
+#[tokio::test]
+async fn client_protocol_violations_get_1002_and_the_backend_1001() {
+    let m = Some(KEY);
+    let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+        (
+            "unmasked frame",
+            vec![],
+            encode_frame(true, 0, TEXT, b"hi", None),
+        ),
+        (
+            "reserved opcode 3",
+            vec![],
+            encode_frame(true, 0, 3, b"hi", m),
+        ),
+        (
+            "RSV1 unnegotiated",
+            vec![],
+            encode_frame(true, 0b100, TEXT, b"hi", m),
+        ),
+        (
+            "126-byte ping",
+            vec![],
+            encode_frame(true, 0, PING, &[7; 126], m),
+        ),
+        (
+            "fragmented ping",
+            vec![],
+            encode_frame(false, 0, PING, b"p", m),
+        ),
+        (
+            "lone continuation",
+            vec![],
+            encode_frame(true, 0, CONT, b"c", m),
+        ),
+        (
+            "text inside an unfinished message",
+            encode_frame(false, 0, TEXT, b"first", m),
+            encode_frame(true, 0, TEXT, b"second", m),
+        ),
+        (
+            "1-byte close",
+            vec![],
+            encode_frame(true, 0, CLOSE, &[3], m),
+        ),
+        (
+            "close 1005",
+            vec![],
+            encode_frame(true, 0, CLOSE, &close_payload(1005, ""), m),
+        ),
+    ];
+    for (what, ok, bad) in cases {
+        client_violation(what, ok, bad).await;
+    }
+}
+
+#[tokio::test]
+async fn masked_backend_frame_gets_the_client_1014_and_the_backend_1002() {
+    let mut t = raw_session().await;
+    write_all(
+        &mut t.backend,
+        &encode_frame(true, 0, TEXT, b"hi", Some(KEY)),
+    )
+    .await;
+    let at_client = frames_of(&bytes_to_eof("client EOF", &mut t.client).await).await;
+    assert_eq!(at_client.len(), 1, "client got {at_client:?}");
+    assert_close(&at_client[0], 1014, false, "at the client");
+    let at_backend = frames_of(&bytes_to_eof("backend EOF", &mut t.backend).await).await;
+    assert_eq!(at_backend.len(), 1, "backend got {at_backend:?}");
+    assert_close(&at_backend[0], 1002, true, "at the backend");
+}
