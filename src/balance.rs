@@ -5,37 +5,14 @@
 //! client IP (IPv6 keyed by /64), and least connections relative to weight.
 //! A pick returns a `Lease`, which counts as a live session on the backend until it
 //! is dropped, so least_conn sees sessions that are still connecting too.
-//! Does not own: connecting (upstream.rs) or health (the `eligible` seam below).
+//! Only backends that are `pickable` (healthy, not draining: backend.rs) are picked.
+//! Does not own: connecting (upstream.rs) or health state (backend.rs, health.rs).
 
-use crate::config::{self, Balance, Dur};
-use std::net::{IpAddr, SocketAddr};
+use crate::backend::{Backend, Passive};
+use crate::config::{self, Balance, Check, Dur};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-
-#[derive(Debug)]
-pub struct Backend {
-    pub addr: SocketAddr,
-    pub weight: u32,
-    /// Stable identity for hashing: the address as written in the config.
-    seed: u64,
-    active: AtomicUsize,
-}
-
-impl Backend {
-    pub fn new(name: &str, addr: SocketAddr, weight: u32) -> Backend {
-        Backend {
-            addr,
-            weight,
-            seed: fmix64(fnv1a(name.as_bytes())),
-            active: AtomicUsize::new(0),
-        }
-    }
-
-    /// Live sessions (including ones still being set up) on this backend.
-    pub fn active(&self) -> usize {
-        self.active.load(Ordering::Relaxed)
-    }
-}
 
 /// A picked backend; counts as one live session on it until dropped.
 #[derive(Debug)]
@@ -46,7 +23,7 @@ pub struct Lease {
 
 impl Lease {
     fn new(backend: Arc<Backend>, index: usize) -> Lease {
-        backend.active.fetch_add(1, Ordering::Relaxed);
+        backend.enter();
         Lease { backend, index }
     }
     pub fn backend(&self) -> &Backend {
@@ -60,7 +37,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.backend.active.fetch_sub(1, Ordering::Relaxed);
+        self.backend.leave();
     }
 }
 
@@ -71,6 +48,11 @@ pub struct Pool {
     pub connect_timeout: Dur,
     pub upgrade_timeout: Dur,
     pub host_header: Option<String>,
+    /// Further backends tried after a failed connect or upgrade.
+    pub retries: u32,
+    pub upstream_deadline: Dur,
+    /// Active check settings per backend (same order), when `[pool.health]` is set.
+    pub checks: Option<Vec<Check>>,
     picker: Picker,
 }
 
@@ -85,10 +67,20 @@ enum Picker {
 
 impl Pool {
     pub fn from_config(p: &config::Pool) -> Pool {
+        let passive = Passive {
+            max_fails: p.max_fails,
+            fail_timeout: p.fail_timeout.get(),
+        };
         let backends: Vec<Arc<Backend>> = p
             .backends
             .iter()
-            .filter_map(|b| Some(Arc::new(Backend::new(&b.address, b.resolved?, b.weight))))
+            .filter_map(|b| {
+                let backend = Backend::new(&p.name, &b.address, b.resolved?, b.weight)
+                    .with_passive(Some(passive))
+                    .with_slow_start(p.slow_start.get());
+                backend.set_drain(b.drain);
+                Some(Arc::new(backend))
+            })
             .collect();
         Pool::new(&p.name, backends, p.balance, p)
     }
@@ -105,6 +97,14 @@ impl Pool {
             connect_timeout: p.connect_timeout,
             upgrade_timeout: p.upgrade_timeout,
             host_header: p.host_header.clone(),
+            retries: p.retries,
+            upstream_deadline: p.upstream_deadline,
+            checks: p.health.as_ref().map(|h| {
+                p.backends
+                    .iter()
+                    .map(|b| Check::resolve(h, b.health.as_ref()))
+                    .collect()
+            }),
             picker,
         }
     }
@@ -112,7 +112,7 @@ impl Pool {
     /// Picks a backend for `client`, never one of `exclude` (backends already tried
     /// for this request). `None` when no backend is eligible.
     pub fn pick(&self, client: IpAddr, exclude: &[usize]) -> Option<Lease> {
-        let eligible = |i: usize| !exclude.contains(&i);
+        let eligible = |i: usize| !exclude.contains(&i) && self.backends[i].pickable();
         let i = match &self.picker {
             Picker::RoundRobin(current) => {
                 let mut current = current.lock().unwrap_or_else(|e| e.into_inner());
@@ -140,8 +140,9 @@ fn smooth_weighted(
         if !eligible(i) {
             continue;
         }
-        current[i] += i64::from(b.weight);
-        total += i64::from(b.weight);
+        let w = i64::from(b.effective_weight());
+        current[i] += w;
+        total += w;
         if best.is_none_or(|j| current[i] > current[j]) {
             best = Some(i);
         }
@@ -186,7 +187,10 @@ fn least_conn(
         if !eligible(i) {
             continue;
         }
-        let (a, w) = (backends[i].active() as u64, u64::from(backends[i].weight));
+        let (a, w) = (
+            backends[i].active() as u64,
+            u64::from(backends[i].effective_weight()),
+        );
         // a/w < ba/bw  <=>  a*bw < ba*w
         if best.is_none_or(|(_, ba, bw)| a * bw < ba * w) {
             best = Some((i, a, w));
@@ -207,14 +211,14 @@ fn hash_key(ip: IpAddr) -> u64 {
     }
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     })
 }
 
 /// MurmurHash3's 64-bit finalizer: a stable, well-mixing bijection.
-fn fmix64(mut k: u64) -> u64 {
+pub(crate) fn fmix64(mut k: u64) -> u64 {
     k ^= k >> 33;
     k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
     k ^= k >> 33;
@@ -232,8 +236,8 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, w)| {
-                let addr: SocketAddr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
-                Arc::new(Backend::new(&addr.to_string(), addr, *w))
+                let addr: std::net::SocketAddr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
+                Arc::new(Backend::new("t", &addr.to_string(), addr, *w))
             })
             .collect();
         let conf: config::Pool = toml::from_str("name = \"t\"").unwrap();

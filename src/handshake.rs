@@ -44,10 +44,13 @@ pub enum Refusal {
     OriginMissing,
     OriginNotAllowed,
     HeaderTimeout,
+    HeaderTooLarge,
     /// The backend could not be reached or did not upgrade properly.
     BadGateway(String),
     /// Every backend of the pool is down.
     NoBackend,
+    /// No backend answered within `upstream_deadline`.
+    GatewayTimeout,
 }
 
 impl Refusal {
@@ -61,8 +64,10 @@ impl Refusal {
             NoRoute => StatusCode::NOT_FOUND,
             OriginMissing | OriginNotAllowed => StatusCode::FORBIDDEN,
             HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
+            HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             BadGateway(_) => StatusCode::BAD_GATEWAY,
             NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -81,8 +86,10 @@ impl Refusal {
             OriginMissing => "Origin header required",
             OriginNotAllowed => "Origin not allowed",
             HeaderTimeout => "request header not received in time",
+            HeaderTooLarge => "request header too large",
             BadGateway(r) => r,
             NoBackend => "no healthy backend",
+            GatewayTimeout => "no backend answered in time",
         }
     }
 
@@ -96,7 +103,10 @@ impl Refusal {
             }
             Refusal::NotWebSocket => {
                 h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-                h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+                h.insert(
+                    header::CONNECTION,
+                    HeaderValue::from_static("Upgrade, close"),
+                );
             }
             Refusal::UnsupportedVersion => {
                 h.insert(
@@ -124,6 +134,16 @@ pub fn text_response(status: StatusCode, line: &str) -> Response<Body> {
     );
     h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
+}
+
+/// The size of a request head as it was on the wire (to within a few bytes):
+/// request line and every header line.
+pub fn head_size<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    req.headers()
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+        + 2
 }
 
 impl UpgradeRequest {

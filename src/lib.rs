@@ -7,10 +7,12 @@
 //! echo backend used by the demo and the tests.
 
 pub mod admission;
+pub mod backend;
 pub mod balance;
 pub mod config;
 pub mod echo;
 pub mod handshake;
+pub mod health;
 pub mod listen;
 pub mod origin;
 pub mod proxy;

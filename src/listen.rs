@@ -139,7 +139,9 @@ async fn serve_http<IO>(
         async move { Ok::<_, Infallible>(proxy::handle::<IO>(req, peer, tls, shared, admitted).await) }
     });
     let mut conn = http1::Builder::new()
-        .max_header_size(s.max_header_bytes)
+        // hyper's own limit is the hard backstop (bare 431); heads between the two
+        // limits get proxy.rs's 431 with a text reason.
+        .max_header_size(s.max_header_bytes.saturating_mul(2).max(8192))
         .header_read_timeout(None)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();

@@ -28,11 +28,11 @@ pub struct Shared {
     pub pools: Vec<Pool>,
     pub relay: RelayConfig,
     pub sessions: Sessions,
-    /// Further backends tried after a failed connect or upgrade.
-    pub retries: usize,
     pub admission: Arc<Admission>,
     /// One permit per client connection under `max_connections`.
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// Largest request head answered with anything but 431.
+    pub max_header_bytes: usize,
     /// Session limits per route, in route config order.
     pub route_limits: Vec<crate::config::SessionLimits>,
 }
@@ -48,6 +48,9 @@ pub async fn handle<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    if crate::handshake::head_size(&req) > shared.max_header_bytes {
+        return refuse(Refusal::HeaderTooLarge, peer, &req);
+    }
     let upgrade = match UpgradeRequest::parse(&req) {
         Ok(u) => u,
         Err(r) => return refuse(r, peer, &req),
@@ -71,7 +74,7 @@ where
     }
     let pool = &shared.pools[route.pool];
     let client = ClientInfo { ip: peer.ip(), tls };
-    let (lease, answer) = match open_any(pool, &upgrade, &req, client, shared.retries).await {
+    let (lease, answer) = match open_any(pool, &upgrade, &req, client).await {
         Ok(v) => v,
         Err(r) => return refuse(r, peer, &req),
     };
@@ -129,39 +132,49 @@ where
     resp
 }
 
-/// Picks backends and opens one, trying up to `retries` others after a failure.
+/// Picks backends and opens one. A failed connect or upgrade counts against that
+/// backend (passive checks) and the next backend is tried, up to the pool's
+/// `retries`, never the same one twice, all within `upstream_deadline`. A backend's
+/// own non-101 answer is not a failure: it is the answer.
 async fn open_any(
     pool: &Pool,
     upgrade: &UpgradeRequest,
     req: &Request<Incoming>,
     client: ClientInfo,
-    retries: usize,
 ) -> Result<(Lease, Answer), Refusal> {
+    let active_checks = pool.checks.is_some();
     let mut tried = Vec::new();
     let mut last = None;
-    for _ in 0..=retries {
-        let Some(lease) = pool.pick(client.ip, &tried) else {
-            break;
-        };
-        tried.push(lease.index());
-        let fwd = upstream::forwarded_request(
-            upgrade,
-            req.headers(),
-            client,
-            pool.host_header.as_deref(),
-        );
-        match upstream::open(lease.backend().addr, pool, fwd, upgrade).await {
-            Ok(answer) => return Ok((lease, answer)),
-            Err(e) => {
-                tracing::warn!(pool = %pool.name, "{e}");
-                last = Some(e);
+    let attempts = async {
+        for _ in 0..=pool.retries {
+            let Some(lease) = pool.pick(client.ip, &tried) else {
+                break;
+            };
+            tried.push(lease.index());
+            let host = pool.host_header.as_deref();
+            let fwd = upstream::forwarded_request(upgrade, req.headers(), client, host);
+            match upstream::open(lease.backend().addr, pool, fwd, upgrade).await {
+                Ok(answer) => {
+                    lease.backend().record_success();
+                    return Some((lease, answer));
+                }
+                Err(e) => {
+                    tracing::warn!(pool = %pool.name, "{e}");
+                    lease.backend().record_failure(active_checks);
+                    last = Some(e);
+                }
             }
         }
+        None
+    };
+    match tokio::time::timeout(pool.upstream_deadline.get(), attempts).await {
+        Ok(Some(ok)) => Ok(ok),
+        Err(_) => Err(Refusal::GatewayTimeout),
+        Ok(None) => Err(match last {
+            Some(e) => Refusal::BadGateway(format!("bad gateway: {}", short(&e))),
+            None => Refusal::NoBackend,
+        }),
     }
-    Err(match last {
-        Some(e) => Refusal::BadGateway(format!("bad gateway: {}", short(&e))),
-        None => Refusal::NoBackend,
-    })
 }
 
 /// The part of an upstream error a client may see (no addresses).

@@ -75,6 +75,11 @@ impl Running {
         self.max_connections - self.shared.slots.available_permits()
     }
 
+    /// A pool by name: its backends' health, drain flags and session counts.
+    pub fn pool(&self, name: &str) -> Option<&crate::balance::Pool> {
+        self.shared.pools.iter().find(|p| p.name == name)
+    }
+
     /// Admission control state, for tests and metrics.
     pub fn admission(&self) -> &Admission {
         &self.shared.admission
@@ -129,9 +134,9 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             limits: SessionLimits::resolve(&cfg.limits, None),
         },
         sessions: Sessions::default(),
-        retries: 0,
         admission: Arc::new(Admission::new(&cfg.limits)),
         slots: Arc::new(Semaphore::new(cfg.limits.max_connections)),
+        max_header_bytes: cfg.server.max_header_bytes,
         route_limits: cfg
             .routes
             .iter()
@@ -163,10 +168,11 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     }
     let (stop, stop_rx) = watch::channel(false);
     let mut addrs = Vec::new();
-    let mut tasks = vec![tokio::spawn(prune_admission(
+    let mut tasks = crate::health::spawn(&shared.pools, &stop_rx);
+    tasks.push(tokio::spawn(prune_admission(
         shared.admission.clone(),
         stop_rx.clone(),
-    ))];
+    )));
     for (listener, acceptor, addr) in bound {
         tracing::info!(
             "listening on {addr} ({})",

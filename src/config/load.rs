@@ -139,7 +139,9 @@ pub(super) fn parse_str(text: &str, source: &Path) -> Result<Config, ConfigError
         let mut path = KeyPath::from_serde(e.path());
         let inner = e.into_inner();
         let msg = inner.message().to_string();
-        if let Some(field) = unknown_field(&msg) {
+        if let Some(field) = unknown_field(&msg)
+            && path.0.last() != Some(&Seg::Key(field.to_string()))
+        {
             path = path.key(field);
         }
         let problem = match inner.span() {

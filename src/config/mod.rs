@@ -7,11 +7,13 @@
 //! modules take a validated `Config` and cannot fail on anything checked here.
 
 mod duration;
+mod health;
 mod limits;
 mod load;
 mod validate;
 
 pub use duration::Dur;
+pub use health::{Check, CheckKind, HealthConf};
 pub use limits::{Limits, OnExceed, RouteLimits, SessionLimits};
 pub use load::{ConfigError, KeyPath, Seg};
 
@@ -130,8 +132,38 @@ pub struct Pool {
     pub upgrade_timeout: Dur,
     /// Replaces the client's Host header toward the backends when set.
     pub host_header: Option<String>,
+    /// Further backends tried when connecting or upgrading fails.
+    #[serde(default = "two")]
+    pub retries: u32,
+    /// All attempts of one request must finish within this.
+    #[serde(default = "default_upstream_deadline")]
+    pub upstream_deadline: Dur,
+    /// Passive checks: this many failures within `fail_timeout` take a backend down
+    /// for `fail_timeout` (nginx's semantics). 0 turns passive checks off.
+    #[serde(default = "one")]
+    pub max_fails: u32,
+    #[serde(default = "default_fail_timeout")]
+    pub fail_timeout: Dur,
+    /// Ramp a recovered backend's weight up over this long ("0s": off).
+    #[serde(default = "zero")]
+    pub slow_start: Dur,
+    /// Active checks; absent means none.
+    pub health: Option<HealthConf>,
     #[serde(rename = "backend", default)]
     pub backends: Vec<BackendConf>,
+}
+
+fn two() -> u32 {
+    2
+}
+fn default_upstream_deadline() -> Dur {
+    Dur::secs(15)
+}
+fn default_fail_timeout() -> Dur {
+    Dur::secs(10)
+}
+fn zero() -> Dur {
+    Dur::secs(0)
 }
 
 fn default_connect_timeout() -> Dur {
@@ -158,6 +190,11 @@ pub struct BackendConf {
     pub address: String,
     #[serde(default = "one")]
     pub weight: u32,
+    /// No new sessions go to a draining backend; its live sessions are untouched.
+    #[serde(default)]
+    pub drain: bool,
+    /// Overrides of the pool's `[pool.health]` for this backend.
+    pub health: Option<HealthConf>,
     /// Filled in by validation: the first address `address` resolved to.
     #[serde(skip)]
     pub resolved: Option<SocketAddr>,

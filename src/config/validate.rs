@@ -1,7 +1,7 @@
 //! Semantic checks serde cannot express: each finding is a key path and one message.
 //! Backend host names are resolved here, once, so the runtime never resolves.
 
-use super::{Config, KeyPath, SessionLimits};
+use super::{Check, Config, KeyPath, SessionLimits};
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
 
@@ -168,6 +168,42 @@ fn pools(cfg: &mut Config, out: &mut Vec<Finding>) {
                 at().key("host_header"),
                 "must be a host name, optionally with :port".into(),
             ));
+        }
+        if p.upstream_deadline.get().is_zero() {
+            out.push((
+                at().key("upstream_deadline"),
+                "must be greater than zero".into(),
+            ));
+        }
+        if p.max_fails > 0 && p.fail_timeout.get().is_zero() {
+            out.push((
+                at().key("fail_timeout"),
+                "must be greater than zero when max_fails > 0".into(),
+            ));
+        }
+        if p.retries > 16 {
+            out.push((at().key("retries"), "must be at most 16".into()));
+        }
+        let pool_health = p.health.clone();
+        for (j, b) in p.backends.iter().enumerate() {
+            if b.health.is_some() && pool_health.is_none() {
+                out.push((
+                    at().key("backend").index(j).key("health"),
+                    "a backend health override needs [pool.health]".into(),
+                ));
+            }
+            if let Some(h) = &pool_health {
+                for (k, m) in Check::resolve(h, b.health.as_ref()).problems() {
+                    let path = if b.health.is_some() {
+                        at().key("backend").index(j).key("health").key(k)
+                    } else {
+                        at().key("health").key(k)
+                    };
+                    if !out.iter().any(|(seen, _)| *seen == path) {
+                        out.push((path, m));
+                    }
+                }
+            }
         }
         if p.backends.is_empty() {
             out.push((
