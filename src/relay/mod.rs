@@ -294,7 +294,12 @@ where
             if let Some(d) = deadline.as_mut()
                 && d.as_mut().poll(cx).is_ready()
             {
-                s.outcome.get_or_insert(Outcome::CloseTimeout);
+                // A peer that lingers after a completed close handshake is not a
+                // timeout of the handshake: the outcome stays `Closed`.
+                let handshake_done = s.c2b.close_seen().is_some() && s.b2c.close_seen().is_some();
+                if !handshake_done {
+                    s.outcome.get_or_insert(Outcome::CloseTimeout);
+                }
                 return Poll::Ready(());
             }
             if !progressed {
