@@ -16,7 +16,7 @@ use governor::{Quota, RateLimiter};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -131,6 +131,8 @@ pub struct Admission {
     rate: RateLimiter<ClientKey, DefaultKeyedStateStore<ClientKey>, DefaultClock>,
     pub counters: Counters,
     log: Mutex<LogGate>,
+    /// Admitted connections still open (their `Ticket`s alive).
+    open: AtomicUsize,
 }
 
 impl std::fmt::Debug for Admission {
@@ -150,6 +152,7 @@ pub struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        self.admission.open.fetch_sub(1, Ordering::Relaxed);
         let Some(key) = self.key else { return };
         let mut live = self
             .admission
@@ -184,6 +187,7 @@ impl Admission {
             rate: RateLimiter::keyed(quota),
             counters: Counters::default(),
             log: Mutex::new(LogGate::default()),
+            open: AtomicUsize::new(0),
         }
     }
 
@@ -197,10 +201,7 @@ impl Admission {
     /// Admits or refuses a new connection from `ip`.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refused> {
         if self.exempt.iter().any(|c| c.contains(ip)) {
-            return Ok(Ticket {
-                admission: self.clone(),
-                key: None,
-            });
+            return Ok(self.ticket(None));
         }
         let key = self.key(ip);
         let refused = {
@@ -216,10 +217,7 @@ impl Admission {
             }
         };
         match refused {
-            None => Ok(Ticket {
-                admission: self.clone(),
-                key: Some(key),
-            }),
+            None => Ok(self.ticket(Some(key))),
             Some(r) => {
                 let c = match r {
                     Refused::TooManyFromIp => &self.counters.too_many_from_ip,
@@ -247,6 +245,19 @@ impl Admission {
         gate.last = Some(now);
         drop(gate);
         tracing::warn!(client = %ip, "refused before TLS: {} ({more} more refusals not logged)", r.reason());
+    }
+
+    fn ticket(self: &Arc<Self>, key: Option<ClientKey>) -> Ticket {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ticket {
+            admission: self.clone(),
+            key,
+        }
+    }
+
+    /// Admitted client connections still open (sessions included).
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
     }
 
     /// Drops rate-limit state for IPs whose bucket has refilled.

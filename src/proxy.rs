@@ -100,6 +100,7 @@ where
     let on_upgrade = hyper::upgrade::on(&mut req);
     let cfg = RelayConfig {
         extensions,
+        limits: shared.route_limits[route.index].clone(),
         ..shared.relay.clone()
     };
     let shared2 = shared.clone();

@@ -57,7 +57,6 @@ pub struct Running {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
-    max_connections: usize,
 }
 
 impl Running {
@@ -72,7 +71,7 @@ impl Running {
 
     /// Admitted client connections still open (sessions included).
     pub fn open_connections(&self) -> usize {
-        self.max_connections - self.shared.slots.available_permits()
+        self.shared.admission.open()
     }
 
     /// A pool by name: its backends' health, drain flags and session counts.
@@ -196,6 +195,5 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         stop,
         tasks,
         shared,
-        max_connections: cfg.limits.max_connections,
     })
 }

@@ -321,7 +321,6 @@ async fn max_session_duration_ends_the_session_with_1001_both_ways() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: proxy::handle builds the session's RelayConfig from shared.relay ([limits]) and never uses shared.route_limits, so [route.limits] is ignored"]
 async fn a_route_can_lower_max_message_bytes() {
     let a = echo("a").await;
     let rest = format!(

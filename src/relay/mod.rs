@@ -17,6 +17,7 @@
 
 mod bucket;
 pub mod frame;
+mod pool;
 mod pump;
 
 use crate::config::SessionLimits;

@@ -13,6 +13,7 @@
 
 use super::bucket::Bucket;
 use super::frame::{self, Checker, Extensions, Sender, Violation};
+use super::pool;
 use crate::config::OnExceed;
 use std::io;
 use std::pin::Pin;
@@ -78,7 +79,9 @@ impl From<Violation> for Stop {
 
 #[derive(Debug)]
 pub struct Pump {
+    /// Empty (no allocation) while idle; taken from the pool when bytes arrive.
     buf: Box<[u8]>,
+    capacity: usize,
     wpos: usize,
     fwd: usize,
     end: usize,
@@ -110,11 +113,17 @@ impl Pump {
         prefill: &[u8],
         limits: PumpLimits,
     ) -> Pump {
-        let size = capacity.max(prefill.len()).max(frame::MAX_HEADER + 125);
-        let mut buf = vec![0u8; size].into_boxed_slice();
-        buf[..prefill.len()].copy_from_slice(prefill);
+        let capacity = capacity.max(frame::MAX_HEADER + 125);
+        let buf = if prefill.is_empty() {
+            Box::default()
+        } else {
+            let mut b = vec![0u8; capacity.max(prefill.len())].into_boxed_slice();
+            b[..prefill.len()].copy_from_slice(prefill);
+            b
+        };
         Pump {
             buf,
+            capacity,
             wpos: 0,
             fwd: 0,
             end: prefill.len(),
@@ -253,9 +262,18 @@ impl Pump {
                 self.wpos = 0;
                 self.fwd = 0;
             }
+            if self.buf.is_empty() {
+                self.buf = pool::take(self.capacity);
+            }
             let mut rb = ReadBuf::new(&mut self.buf[self.end..]);
             match Pin::new(&mut *src).poll_read(cx, &mut rb) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if self.end == 0 {
+                        // Idle: hold no buffer while waiting.
+                        pool::give(std::mem::take(&mut self.buf));
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
                     self.end += rb.filled().len();
                     self.last_read = Instant::now();
@@ -388,6 +406,12 @@ impl Pump {
         self.forwarding = forward;
         self.payload_left = h.payload_len;
         Ok(Scan::Progress)
+    }
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.buf));
     }
 }
 
