@@ -46,7 +46,8 @@ mod tests {
         let b = take(1024);
         let p = b.as_ptr();
         give(b);
-        assert_eq!(take(1024).as_ptr(), p);
+        let again = take(1024);
+        assert_eq!(again.as_ptr(), p);
         let c = take(2048);
         assert_eq!(c.len(), 2048);
         give(Box::default());
