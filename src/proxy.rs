@@ -145,6 +145,7 @@ async fn open_any(
 ) -> Result<(Lease, Answer), Refusal> {
     let active_checks = pool.checks.is_some();
     let mut tried = Vec::new();
+    let mut settled = 0; // attempts whose outcome was recorded
     let mut last = None;
     let attempts = async {
         for _ in 0..=pool.retries {
@@ -162,6 +163,7 @@ async fn open_any(
                 Err(e) => {
                     tracing::warn!(pool = %pool.name, "{e}");
                     lease.backend().record_failure(active_checks);
+                    settled += 1;
                     last = Some(e);
                 }
             }
@@ -170,7 +172,15 @@ async fn open_any(
     };
     match tokio::time::timeout(pool.upstream_deadline.get(), attempts).await {
         Ok(Some(ok)) => Ok(ok),
-        Err(_) => Err(Refusal::GatewayTimeout),
+        Err(_) => {
+            // The attempt cut short by the deadline counts against its backend too,
+            // or a hung backend would never be marked down by passive checks.
+            if let Some(&i) = tried.get(settled) {
+                tracing::warn!(pool = %pool.name, backend = %pool.backends[i].addr, "no answer within upstream_deadline");
+                pool.backends[i].record_failure(active_checks);
+            }
+            Err(Refusal::GatewayTimeout)
+        }
         Ok(None) => Err(match last {
             Some(e) => Refusal::BadGateway(format!("bad gateway: {}", short(&e))),
             None => Refusal::NoBackend,

@@ -410,4 +410,12 @@ async fn upstream_deadline_bounds_all_attempts_with_504() {
         1,
         "the deadline expired during the first attempt"
     );
+    // The hung backend's cut-short attempt counts against it (passive checks).
+    let hung = usize::from(n2.load(Ordering::SeqCst) == 1);
+    let backends = &p.running.pool("p").unwrap().backends;
+    assert!(
+        !backends[hung].is_up(),
+        "the hung backend was not marked down"
+    );
+    assert!(backends[1 - hung].is_up());
 }
