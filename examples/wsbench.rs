@@ -1,0 +1,705 @@
+//! wsbench: a WebSocket load generator for comparing wsgate with other proxies
+//! (used by `benches/compare.sh`; see `benches/README.md`).
+//!
+//! Every connection is `wss://` (TLS 1.3, SNI `localhost`, trusting
+//! `certs-example/ca.pem` by default, no session resumption, ALPN `http/1.1`).
+//!
+//! ```text
+//! wsbench echo      --addr 127.0.0.1:19443 --conns 50 --messages 4000 --size 64 --window 32
+//! wsbench idle      --addr 127.0.0.1:19443 --conns 2000 --hold 3
+//! wsbench handshake --addr 127.0.0.1:19443 --count 1000 --concurrency 16
+//! ```
+//!
+//! - `echo`: opens `--conns` connections (at most `--concurrency` handshakes at a
+//!   time), waits until all are open, then each sends `--messages` binary messages of
+//!   `--size` bytes, keeping at most `--window` unanswered (1 = ping-pong), and
+//!   waits for every echo. Round-trip latency is measured per message. Connections
+//!   then close with a close handshake.
+//! - `idle`: opens `--conns` sessions, each doing one echo round trip (so the
+//!   session is live end to end), holds them all for `--hold` seconds, then closes.
+//! - `handshake`: `--count` new connections, `--concurrency` at a time: TCP + TLS
+//!   + upgrade (timed), then a close handshake.
+//!
+//! `--pids 1,2,3` names the proxy's processes: wsbench then reads their CPU time
+//! (utime+stime from /proc/PID/stat) around the measured phase and their RSS
+//! (VmRSS) before/while/after holding idle sessions, so the figures cover exactly
+//! the measured work. `--also-pids` names other processes of the benchmark (the
+//! backend): CPU used on the machine by none of these nor wsbench is reported as
+//! `foreign_cores` (other load, i.e. noise). The last line of output is machine-readable:
+//! `RESULT key=value ...`. Exit status 1 if any connection failed.
+//!
+//! Everything is bounded: `--timeout` (default 300 s) ends the run with exit 2.
+
+use futures_util::{SinkExt, StreamExt};
+use rustls::ClientConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+type Ws = WebSocketStream<TlsStream<TcpStream>>;
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const USAGE: &str = "usage: wsbench (echo|idle|handshake) --addr IP:PORT [--conns N] [--messages M] \
+[--size BYTES] [--window W] [--count K] [--concurrency C] [--hold SECS] [--pids P1,P2] [--also-pids P] \
+[--ca PEM] [--sni NAME] [--path /] [--kx x25519|default] [--timeout SECS] [--clk-tck 100]";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Echo,
+    Idle,
+    Handshake,
+}
+
+#[derive(Clone)]
+struct Args {
+    mode: Mode,
+    addr: SocketAddr,
+    conns: usize,
+    messages: u64,
+    size: usize,
+    window: usize,
+    count: usize,
+    concurrency: usize,
+    hold: f64,
+    pids: Vec<u32>,
+    also_pids: Vec<u32>,
+    ca: PathBuf,
+    sni: String,
+    path: String,
+    kx: String,
+    timeout: f64,
+    clk_tck: f64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let mode = match it.next().as_deref() {
+        Some("echo") => Mode::Echo,
+        Some("idle") => Mode::Idle,
+        Some("handshake") => Mode::Handshake,
+        _ => return Err(USAGE.into()),
+    };
+    let mut a = Args {
+        mode,
+        addr: "127.0.0.1:8443".parse().unwrap(),
+        conns: 10,
+        messages: 1000,
+        size: 64,
+        window: 1,
+        count: 1000,
+        concurrency: 64,
+        hold: 2.0,
+        pids: Vec::new(),
+        also_pids: Vec::new(),
+        ca: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/certs-example/ca.pem")),
+        sni: "localhost".into(),
+        path: "/".into(),
+        kx: "x25519".into(),
+        timeout: 300.0,
+        clk_tck: 100.0,
+    };
+    while let Some(flag) = it.next() {
+        let val = it
+            .next()
+            .ok_or_else(|| format!("{flag}: missing value\n{USAGE}"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("{flag} {val}: {e}");
+        match flag.as_str() {
+            "--addr" => a.addr = val.parse().map_err(|e| bad(&e))?,
+            "--conns" => a.conns = val.parse().map_err(|e| bad(&e))?,
+            "--messages" => a.messages = val.parse().map_err(|e| bad(&e))?,
+            "--size" => a.size = val.parse().map_err(|e| bad(&e))?,
+            "--window" => a.window = val.parse().map_err(|e| bad(&e))?,
+            "--count" => a.count = val.parse().map_err(|e| bad(&e))?,
+            "--concurrency" => a.concurrency = val.parse().map_err(|e| bad(&e))?,
+            "--hold" => a.hold = val.parse().map_err(|e| bad(&e))?,
+            "--pids" => a.pids = parse_pids(&val).map_err(|e| bad(&e))?,
+            "--also-pids" => a.also_pids = parse_pids(&val).map_err(|e| bad(&e))?,
+            "--ca" => a.ca = PathBuf::from(val),
+            "--sni" => a.sni = val,
+            "--path" => a.path = val,
+            "--kx" => a.kx = val,
+            "--timeout" => a.timeout = val.parse().map_err(|e| bad(&e))?,
+            "--clk-tck" => a.clk_tck = val.parse().map_err(|e| bad(&e))?,
+            _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
+        }
+    }
+    if a.window == 0 || a.concurrency == 0 || a.conns == 0 {
+        return Err("--window, --concurrency and --conns must be at least 1".into());
+    }
+    if !matches!(a.kx.as_str(), "x25519" | "default") {
+        return Err("--kx must be x25519 or default".into());
+    }
+    Ok(a)
+}
+
+fn parse_pids(v: &str) -> Result<Vec<u32>, std::num::ParseIntError> {
+    v.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|p| p.trim().parse::<u32>())
+        .collect()
+}
+
+// ---------------------------------------------------------------- /proc readings
+
+/// Busy CPU seconds of the whole machine (all cores), from /proc/stat.
+fn machine_busy(clk_tck: f64) -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return f64::NAN;
+    };
+    let Some(line) = stat.lines().next() else {
+        return f64::NAN;
+    };
+    // cpu user nice system idle iowait irq softirq steal ...
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if f.len() < 8 {
+        return f64::NAN;
+    }
+    (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / clk_tck
+}
+
+/// CPU snapshot: the proxy, wsbench itself, the other known processes (the backend),
+/// and the whole machine; the rest is "foreign" load that only adds noise.
+#[derive(Clone, Copy)]
+struct Snap {
+    proxy: f64,
+    client: f64,
+    also: f64,
+    machine: f64,
+}
+
+fn snap(a: &Args) -> Snap {
+    Snap {
+        proxy: pids_cpu(a),
+        client: self_cpu(a.clk_tck),
+        also: a
+            .also_pids
+            .iter()
+            .map(|&p| cpu_seconds(p, a.clk_tck).unwrap_or(0.0))
+            .sum(),
+        machine: machine_busy(a.clk_tck),
+    }
+}
+
+impl Snap {
+    /// (proxy, client, foreign) CPU seconds between two snapshots.
+    fn delta(self, later: Snap) -> (f64, f64, f64) {
+        let proxy = later.proxy - self.proxy;
+        let client = later.client - self.client;
+        let also = later.also - self.also;
+        let proxy_known = if proxy.is_nan() { 0.0 } else { proxy };
+        let foreign = (later.machine - self.machine) - proxy_known - client - also;
+        (proxy, client, foreign.max(0.0))
+    }
+}
+
+/// utime+stime of a process (all its threads, live and exited), in seconds.
+fn cpu_seconds(pid: u32, clk_tck: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / clk_tck)
+}
+
+fn self_cpu(clk_tck: f64) -> f64 {
+    cpu_seconds(std::process::id(), clk_tck).unwrap_or(f64::NAN)
+}
+
+/// Summed CPU seconds of the watched processes (NaN without --pids or if one is gone).
+fn pids_cpu(a: &Args) -> f64 {
+    if a.pids.is_empty() {
+        return f64::NAN;
+    }
+    a.pids
+        .iter()
+        .map(|&p| cpu_seconds(p, a.clk_tck).unwrap_or(f64::NAN))
+        .sum()
+}
+
+/// Summed VmRSS of the watched processes, KiB.
+fn pids_rss_kib(a: &Args) -> f64 {
+    if a.pids.is_empty() {
+        return f64::NAN;
+    }
+    a.pids
+        .iter()
+        .map(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("VmRSS:"))
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .and_then(|v| v.parse::<f64>().ok())
+                })
+                .unwrap_or(f64::NAN)
+        })
+        .sum()
+}
+
+// ---------------------------------------------------------------- connecting
+
+struct Client {
+    addr: SocketAddr,
+    connector: TlsConnector,
+    sni: ServerName<'static>,
+    url: String,
+}
+
+fn tls_config(a: &Args) -> Result<ClientConfig, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&a.ca)? {
+        roots.add(cert?)?;
+    }
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if a.kx == "x25519" {
+        // What every proxy here can do (OpenSSL 3.0 has no ML-KEM): same key exchange for all.
+        provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
+    }
+    let mut cfg = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Every connection is a full handshake.
+    cfg.resumption = rustls::client::Resumption::disabled();
+    Ok(cfg)
+}
+
+impl Client {
+    fn new(a: &Args) -> Result<Client, Error> {
+        Ok(Client {
+            addr: a.addr,
+            connector: TlsConnector::from(Arc::new(tls_config(a)?)),
+            sni: ServerName::try_from(a.sni.clone())?,
+            url: format!("wss://{}:{}{}", a.sni, a.addr.port(), a.path),
+        })
+    }
+
+    /// TCP + TLS + WebSocket upgrade.
+    async fn connect(&self) -> Result<Ws, Error> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        let tls = self.connector.connect(self.sni.clone(), tcp).await?;
+        let req = self.url.as_str().into_client_request()?;
+        let cfg = WebSocketConfig::default()
+            .max_message_size(Some(64 << 20))
+            .max_frame_size(Some(64 << 20));
+        let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, tls, Some(cfg)).await?;
+        Ok(ws)
+    }
+
+    /// The negotiated TLS parameters, from one connection.
+    async fn describe(&self) -> String {
+        match async {
+            let tcp = TcpStream::connect(self.addr).await?;
+            let tls = self.connector.connect(self.sni.clone(), tcp).await?;
+            let (_, c) = tls.get_ref();
+            let name = |d: Option<String>| d.unwrap_or_else(|| "?".into());
+            Ok::<_, Error>(format!(
+                "{}/{}/{}",
+                name(c.protocol_version().map(|v| format!("{v:?}"))),
+                name(
+                    c.negotiated_cipher_suite()
+                        .map(|s| format!("{:?}", s.suite()))
+                ),
+                name(
+                    c.negotiated_key_exchange_group()
+                        .map(|g| format!("{:?}", g.name()))
+                ),
+            ))
+        }
+        .await
+        {
+            Ok(s) => s.replace(' ', "_"),
+            Err(e) => format!("error:{e}").replace(' ', "_"),
+        }
+    }
+}
+
+/// Sends a Close and waits (bounded) for the peer's Close and the end of the stream.
+async fn close(mut ws: Ws) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        if ws.close(None).await.is_err() {
+            return;
+        }
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+/// One echo round trip of `size` bytes.
+async fn round_trip(ws: &mut Ws, size: usize) -> Result<(), Error> {
+    ws.send(Message::Binary(vec![0x5a; size].into())).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) if b.len() == size => return Ok(()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(m)) => return Err(format!("unexpected echo: {m:?}").into()),
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err("connection ended before the echo".into()),
+        }
+    }
+}
+
+/// Opens `n` connections, at most `concurrency` handshakes at a time, keeping order.
+async fn open_many(
+    client: &Arc<Client>,
+    n: usize,
+    concurrency: usize,
+    echo_size: Option<usize>,
+) -> (Vec<Ws>, Vec<String>) {
+    let sem = Arc::new(Semaphore::new(concurrency));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (client, sem) = (client.clone(), sem.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("semaphore");
+            let mut ws = client.connect().await?;
+            if let Some(size) = echo_size {
+                round_trip(&mut ws, size).await?;
+            }
+            Ok::<_, Error>(ws)
+        });
+    }
+    let (mut ok, mut errs) = (Vec::with_capacity(n), Vec::new());
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(ws)) => ok.push(ws),
+            Ok(Err(e)) => errs.push(e.to_string()),
+            Err(e) => errs.push(e.to_string()),
+        }
+    }
+    (ok, errs)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn report_errors(errs: &[String]) {
+    if !errs.is_empty() {
+        let mut uniq: Vec<&String> = errs.iter().collect();
+        uniq.sort();
+        uniq.dedup();
+        eprintln!(
+            "wsbench: {} connection(s) failed; distinct errors:",
+            errs.len()
+        );
+        for e in uniq.iter().take(5) {
+            eprintln!("  {e}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- modes
+
+/// One connection's echo loop: a sender keeping `window` messages in flight and a
+/// receiver timing each echo (echoes come back in order).
+async fn echo_conn(
+    ws: Ws,
+    messages: u64,
+    size: usize,
+    window: usize,
+) -> Result<(Ws, Vec<u64>), Error> {
+    let (mut tx, mut rx) = ws.split();
+    let sent_at: Arc<Mutex<VecDeque<Instant>>> = Arc::new(Mutex::new(VecDeque::new()));
+    let credits = Arc::new(Semaphore::new(window));
+    let payload: tokio_tungstenite::tungstenite::Bytes = vec![0xa5u8; size].into();
+    let sender = {
+        let (sent_at, credits) = (sent_at.clone(), credits.clone());
+        async move {
+            let mut sent = 0u64;
+            while sent < messages {
+                credits.acquire().await?.forget();
+                let mut batch = 1u64;
+                // Take whatever else the window allows right now, then flush once.
+                while sent + batch < messages {
+                    match credits.try_acquire() {
+                        Ok(p) => {
+                            p.forget();
+                            batch += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                for _ in 0..batch {
+                    sent_at.lock().unwrap().push_back(Instant::now());
+                    tx.feed(Message::Binary(payload.clone())).await?;
+                }
+                tx.flush().await?;
+                sent += batch;
+            }
+            Ok::<_, Error>(tx)
+        }
+    };
+    let receiver = async {
+        let mut lat = Vec::with_capacity(messages as usize);
+        while (lat.len() as u64) < messages {
+            match rx.next().await {
+                Some(Ok(Message::Binary(b))) => {
+                    if b.len() != size {
+                        return Err::<_, Error>(
+                            format!("echo of {} bytes, sent {size}", b.len()).into(),
+                        );
+                    }
+                    let t0 = sent_at
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .ok_or("echo of a message never sent")?;
+                    lat.push(t0.elapsed().as_micros() as u64);
+                    credits.add_permits(1);
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(m)) => return Err(format!("unexpected message: {m:?}").into()),
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err("connection ended early".into()),
+            }
+        }
+        Ok(lat)
+    };
+    let (tx, lat) = tokio::try_join!(sender, receiver)?;
+    let ws = tx.reunite(rx).map_err(|_| "reunite")?;
+    Ok((ws, lat))
+}
+
+async fn run_echo(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
+    let (conns, errs) = open_many(&client, a.conns, a.concurrency, None).await;
+    report_errors(&errs);
+    let opened = conns.len();
+    let (start_tx, start_rx) = watch::channel(false);
+    let (close_tx, close_rx) = watch::channel(false);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut set = tokio::task::JoinSet::new();
+    for ws in conns {
+        let (mut start_rx, mut close_rx, done_tx) =
+            (start_rx.clone(), close_rx.clone(), done_tx.clone());
+        let (m, s, w) = (a.messages, a.size, a.window);
+        set.spawn(async move {
+            let _ = start_rx.wait_for(|v| *v).await;
+            let r = echo_conn(ws, m, s, w).await;
+            let _ = done_tx.send(());
+            match r {
+                Ok((ws, lat)) => {
+                    let _ = close_rx.wait_for(|v| *v).await;
+                    close(ws).await;
+                    Ok(lat)
+                }
+                Err(e) => Err(e),
+            }
+        });
+    }
+    drop(done_tx);
+    let s0 = snap(a);
+    let t0 = Instant::now();
+    start_tx.send_replace(true);
+    for _ in 0..opened {
+        if done_rx.recv().await.is_none() {
+            break;
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let (proxy_cpu, client_cpu, foreign) = s0.delta(snap(a));
+    close_tx.send_replace(true);
+    let mut lat = Vec::new();
+    let mut fails = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(l)) => lat.extend(l),
+            Ok(Err(e)) => fails.push(e.to_string()),
+            Err(e) => fails.push(e.to_string()),
+        }
+    }
+    report_errors(&fails);
+    lat.sort_unstable();
+    let msgs = lat.len() as u64;
+    println!(
+        "echo: {opened}/{} connections, {msgs} round trips of {} B (window {}) in {wall:.3} s: \
+         {:.0} msgs/s, {:.1} MB/s each way; latency p50 {} us, p99 {} us, max {} us; \
+         proxy CPU {proxy_cpu:.2} s ({:.2} us/msg); client CPU {client_cpu:.2} s; \
+         other load {:.2} cores",
+        a.conns,
+        a.size,
+        a.window,
+        msgs as f64 / wall,
+        msgs as f64 * a.size as f64 / wall / 1e6,
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0),
+        lat.last().copied().unwrap_or(0),
+        proxy_cpu * 1e6 / msgs.max(1) as f64,
+        foreign / wall,
+    );
+    let errors = errs.len() + fails.len();
+    println!(
+        "RESULT mode=echo conns={opened} errors={errors} msgs={msgs} size={} window={} wall_s={wall:.4} \
+         msgs_per_s={:.1} mb_per_s={:.2} p50_us={} p99_us={} max_us={} proxy_cpu_s={proxy_cpu:.3} \
+         cpu_us_per_msg={:.3} client_cpu_s={client_cpu:.3} foreign_cores={:.3}",
+        a.size,
+        a.window,
+        msgs as f64 / wall,
+        msgs as f64 * a.size as f64 / wall / 1e6,
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0),
+        lat.last().copied().unwrap_or(0),
+        proxy_cpu * 1e6 / msgs.max(1) as f64,
+        foreign / wall,
+    );
+    Ok(errors == 0)
+}
+
+async fn run_idle(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
+    let rss0 = pids_rss_kib(a);
+    let t0 = Instant::now();
+    let (conns, errs) = open_many(&client, a.conns, a.concurrency, Some(16)).await;
+    let open_s = t0.elapsed().as_secs_f64();
+    report_errors(&errs);
+    let n = conns.len();
+    tokio::time::sleep(Duration::from_secs_f64(a.hold)).await;
+    let rss1 = pids_rss_kib(a);
+    let per = (rss1 - rss0) / n.max(1) as f64;
+    // Close them all (bounded concurrency is not needed: closing is cheap).
+    let mut set = tokio::task::JoinSet::new();
+    for ws in conns {
+        set.spawn(close(ws));
+    }
+    while set.join_next().await.is_some() {}
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss2 = pids_rss_kib(a);
+    println!(
+        "idle: {n}/{} sessions open in {open_s:.2} s; proxy RSS {rss0:.0} KiB before, \
+         {rss1:.0} KiB holding them ({per:.2} KiB/session), {rss2:.0} KiB 1 s after closing",
+        a.conns
+    );
+    println!(
+        "RESULT mode=idle conns={n} errors={} open_s={open_s:.3} rss_before_kib={rss0:.0} \
+         rss_held_kib={rss1:.0} rss_after_close_kib={rss2:.0} kib_per_session={per:.3}",
+        errs.len()
+    );
+    Ok(errs.is_empty())
+}
+
+async fn run_handshake(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
+    let sem = Arc::new(Semaphore::new(a.concurrency));
+    let ok = Arc::new(AtomicU64::new(0));
+    let s0 = snap(a);
+    let t0 = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..a.count {
+        let (client, sem, ok) = (client.clone(), sem.clone(), ok.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("semaphore");
+            let t = Instant::now();
+            let ws = client.connect().await?;
+            let us = t.elapsed().as_micros() as u64;
+            close(ws).await;
+            ok.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, Error>(us)
+        });
+    }
+    let (mut lat, mut errs) = (Vec::new(), Vec::new());
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(us)) => lat.push(us),
+            Ok(Err(e)) => errs.push(e.to_string()),
+            Err(e) => errs.push(e.to_string()),
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let (cpu, client_cpu, foreign) = s0.delta(snap(a));
+    report_errors(&errs);
+    lat.sort_unstable();
+    let n = lat.len();
+    println!(
+        "handshake: {n}/{} connections (TCP+TLS+upgrade, then close), {} at a time, in {wall:.3} s: \
+         {:.0} conns/s; setup p50 {} us, p99 {} us; proxy CPU {cpu:.2} s ({:.1} us/conn); \
+         client CPU {client_cpu:.2} s; other load {:.2} cores",
+        a.count,
+        a.concurrency,
+        n as f64 / wall,
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0),
+        cpu * 1e6 / n.max(1) as f64,
+        foreign / wall,
+    );
+    println!(
+        "RESULT mode=handshake conns={n} errors={} wall_s={wall:.4} conns_per_s={:.1} p50_us={} \
+         p99_us={} proxy_cpu_s={cpu:.3} cpu_us_per_conn={:.2} client_cpu_s={client_cpu:.3} \
+         foreign_cores={:.3}",
+        errs.len(),
+        n as f64 / wall,
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0),
+        cpu * 1e6 / n.max(1) as f64,
+        foreign / wall,
+    );
+    Ok(errs.is_empty())
+}
+
+fn main() -> ExitCode {
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(64);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let client = match Client::new(&a) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                eprintln!("wsbench: {e}");
+                return ExitCode::from(64);
+            }
+        };
+        println!("tls: {}", client.describe().await);
+        let run = async {
+            match a.mode {
+                Mode::Echo => run_echo(&a, client.clone()).await,
+                Mode::Idle => run_idle(&a, client.clone()).await,
+                Mode::Handshake => run_handshake(&a, client.clone()).await,
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs_f64(a.timeout), run).await {
+            Ok(Ok(true)) => ExitCode::SUCCESS,
+            Ok(Ok(false)) => ExitCode::from(1),
+            Ok(Err(e)) => {
+                eprintln!("wsbench: {e}");
+                ExitCode::from(1)
+            }
+            Err(_) => {
+                eprintln!("wsbench: timed out after {} s", a.timeout);
+                println!("RESULT mode=timeout errors=1");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
