@@ -315,3 +315,87 @@ where
         backend_code: s.b2c.close_seen().flatten(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadBuf, duplex};
+
+    /// A stream that counts the writes made to it.
+    struct Counted(DuplexStream, Arc<AtomicUsize>);
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            b: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_read(cx, b)
+        }
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            Pin::new(&mut self.0).poll_write(cx, b)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    fn cfg() -> RelayConfig {
+        RelayConfig {
+            buffer: 16 * 1024,
+            close_timeout: Duration::from_secs(5),
+            extensions: Extensions::default(),
+            limits: SessionLimits::unlimited(),
+        }
+    }
+
+    /// Many small frames that arrive together leave in one write, not one (or two:
+    /// header, then payload) per frame.
+    #[tokio::test]
+    async fn frames_read_together_are_written_together() {
+        let (client_side, mut client) = duplex(1 << 20);
+        let (backend_side, mut backend) = duplex(1 << 20);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let relay = tokio::spawn(async move {
+            let c = cfg();
+            run(
+                client_side,
+                &[],
+                Counted(backend_side, writes.clone()),
+                &[],
+                &c,
+            )
+            .await;
+            writes.load(Ordering::Relaxed)
+        });
+        let mut burst = Vec::new();
+        for i in 0..100u8 {
+            burst.extend_from_slice(&frame::control_frame(frame::BINARY, &[i; 64], true));
+        }
+        client.write_all(&burst).await.unwrap();
+        let mut got = vec![0u8; burst.len()];
+        backend.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, burst, "frames are forwarded byte for byte");
+        drop(client);
+        drop(backend);
+        let writes = relay.await.unwrap();
+        // 100 frames, read in at most a couple of chunks, plus the 1001 on client EOF.
+        assert!(writes <= 4, "{writes} writes for 100 frames read together");
+    }
+}

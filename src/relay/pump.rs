@@ -62,6 +62,9 @@ enum Out {
 enum Scan {
     Progress,
     NeedMore,
+    /// The next frame is dropped, not forwarded: write what is approved first, so
+    /// the approved bytes stay one contiguous run.
+    FlushFirst,
     Wait(Instant),
 }
 
@@ -224,21 +227,33 @@ impl Pump {
                 }
             }
             if !waiting && self.fwd < self.end {
-                match self.scan() {
-                    Ok(Scan::Progress) => continue,
-                    Ok(Scan::NeedMore) => {}
-                    Ok(Scan::Wait(at)) => {
-                        self.throttle = Some(Box::pin(sleep_until(at)));
-                        continue;
+                // Approve every complete frame in the buffer, then write them in one
+                // go: a header and its payload, or many small frames, share a write
+                // (and a TLS record) instead of one each.
+                let before = self.fwd;
+                loop {
+                    match self.scan() {
+                        Ok(Scan::Progress) if self.fwd < self.end => {}
+                        Ok(Scan::Progress | Scan::FlushFirst | Scan::NeedMore) => break,
+                        Ok(Scan::Wait(at)) => {
+                            self.throttle = Some(Box::pin(sleep_until(at)));
+                            break;
+                        }
+                        // Frames approved before the offending one still go out first;
+                        // scanning has no side effects on error, so it stops again here.
+                        Err(_) if self.wpos < self.fwd => break,
+                        Err(stop) => {
+                            self.stop_reading();
+                            return Poll::Ready(match stop {
+                                Stop::Violation(v) => PumpEvent::Violation(v),
+                                Stop::TooBig => PumpEvent::TooBig,
+                                Stop::Rate => PumpEvent::RateExceeded,
+                            });
+                        }
                     }
-                    Err(stop) => {
-                        self.stop_reading();
-                        return Poll::Ready(match stop {
-                            Stop::Violation(v) => PumpEvent::Violation(v),
-                            Stop::TooBig => PumpEvent::TooBig,
-                            Stop::Rate => PumpEvent::RateExceeded,
-                        });
-                    }
+                }
+                if self.fwd != before || self.throttle.is_some() {
+                    continue; // write what was approved (or start waiting for a token)
                 }
             }
             if self.unflushed {
@@ -357,25 +372,31 @@ impl Pump {
         };
         self.checker.validate(&h)?;
         let mut forward = self.close_seen.is_none(); // nothing may follow a Close
-        if h.is_control() {
-            let inspect = h.opcode == frame::CLOSE
-                || (h.opcode == frame::PONG && self.limits.drop_keepalive_pongs);
-            if inspect && forward {
-                let total = h.len + h.payload_len as usize; // control frames are <= 125 bytes
-                if avail.len() < total {
-                    return Ok(Scan::NeedMore);
-                }
-                let mut payload = avail[h.len..total].to_vec();
-                if let Some(key) = h.mask {
-                    frame::apply_mask(&mut payload, key);
-                }
-                if h.opcode == frame::CLOSE {
-                    self.close_seen = Some(frame::parse_close(&payload)?);
-                } else if payload.starts_with(KEEPALIVE_PREFIX) {
-                    forward = false;
-                }
+        let mut close = None;
+        let inspect = h.opcode == frame::CLOSE
+            || (h.opcode == frame::PONG && self.limits.drop_keepalive_pongs);
+        if inspect && forward {
+            let total = h.len + h.payload_len as usize; // control frames are <= 125 bytes
+            if avail.len() < total {
+                return Ok(Scan::NeedMore);
             }
-        } else {
+            let mut payload = avail[h.len..total].to_vec();
+            if let Some(key) = h.mask {
+                frame::apply_mask(&mut payload, key);
+            }
+            if h.opcode == frame::CLOSE {
+                close = Some(frame::parse_close(&payload)?);
+            } else if payload.starts_with(KEEPALIVE_PREFIX) {
+                forward = false;
+            }
+        }
+        if !forward && self.wpos < self.fwd {
+            return Ok(Scan::FlushFirst);
+        }
+        if close.is_some() {
+            self.close_seen = close;
+        }
+        if !h.is_control() {
             let over = |limit: u64, n: u64| limit != 0 && n > limit;
             let message = if h.opcode == frame::CONTINUATION {
                 self.message_bytes + h.payload_len
