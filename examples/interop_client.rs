@@ -260,8 +260,18 @@ async fn run_check(c: &Client, name: &str) -> Outcome {
         },
         other => Err(format!("unknown check {other}")),
     };
-    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+    finish(&mut ws).await;
     out
+}
+
+/// A proper end: our Close (or the answer to the backend's) goes out, then read until
+/// the backend's Close and the end of the stream (bounded).
+async fn finish(ws: &mut Ws) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = ws.close(None).await;
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
 }
 
 const CHECKS: [&str; 11] = [

@@ -8,6 +8,8 @@
 #   INTEROP_CLIENTS   clients to run   (default: chromium python node rust)
 #   INTEROP_BACKENDS  backends to run  (default: python node go rust echo)
 #   INTEROP_EXTRAS    1 (default) runs the browser-only reconnect and chat checks
+#   INTEROP_PROFILE   release (default) or debug: the cargo profile of wsgate and the
+#                     Rust peers (debug reuses what `cargo test` just built)
 #   INTEROP_WRITE_RESULTS=1  also writes tests/interop/RESULTS.md
 #
 # Installs what is missing (Debian packages, pip into tests/interop/.venv, npm into
@@ -27,6 +29,13 @@ KEY="$ROOT/certs-example/key.pem"
 read -r -a CLIENTS <<<"${INTEROP_CLIENTS:-chromium python node rust}"
 read -r -a BACKENDS <<<"${INTEROP_BACKENDS:-python node go rust echo}"
 EXTRAS="${INTEROP_EXTRAS:-1}"
+PROFILE="${INTEROP_PROFILE:-release}"
+case $PROFILE in
+  release) CARGO_PROFILE=(--release) ;;
+  debug) CARGO_PROFILE=() ;;
+  *) echo "INTEROP_PROFILE must be release or debug" >&2; exit 2 ;;
+esac
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
 CLIENT_TIMEOUT=180 # seconds, a backstop: every client bounds its own waits
 T0=$SECONDS
 
@@ -118,19 +127,19 @@ if wanted go || { [ "$EXTRAS" = 1 ] && wanted chromium; }; then
 fi
 
 T_INSTALL=$((SECONDS - T0))
-say "cargo build --release (wsgate, examples interop_backend and interop_client)"
-(cd "$ROOT" && cargo build --release --locked --quiet --bin wsgate \
+say "cargo build ($PROFILE: wsgate, examples interop_backend and interop_client)"
+(cd "$ROOT" && cargo build "${CARGO_PROFILE[@]}" --locked --quiet --bin wsgate \
   --example interop_backend --example interop_client)
 T_BUILD=$((SECONDS - T0 - T_INSTALL))
-WSGATE="$ROOT/target/release/wsgate"
-RUST_BACKEND="$ROOT/target/release/examples/interop_backend"
+WSGATE="$TARGET/wsgate"
+RUST_BACKEND="$TARGET/examples/interop_backend"
 
 # ---------------------------------------------------------------- versions
 version() { printf '%s\t%s\n' "$1" "$2" >>"$WORK/versions.tsv"; }
 dpkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo '?'; }
 lock_version() { awk -v n="$1" '$0=="name = \""n"\"" {getline; gsub(/version = |"/, ""); print; exit}' "$ROOT/Cargo.lock"; }
 npm_version() { (cd "$HERE" && node -p "require('$1/package.json').version" 2>/dev/null) || echo '?'; }
-version wsgate "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') ($(lock_version rustls) rustls)"
+version wsgate "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') ($PROFILE build, rustls $(lock_version rustls))"
 [ -z "${UNAVAILABLE[chromium]:-}" ] && wanted chromium &&
   version chromium "$(dpkg_version chromium) (Debian), playwright-core $(npm_version playwright-core)"
 [ -z "${UNAVAILABLE[python]:-}" ] && wanted python &&
@@ -211,7 +220,7 @@ client_cmd() { # client_cmd KIND PORT: sets CMD
     chromium) CMD=(node "$HERE/clients/browser_driver.js" matrix --port "$2" --fullchain "$FULLCHAIN") ;;
     python) CMD=("$PY" "$HERE/clients/py_client.py" --port "$2" --ca "$CA") ;;
     node) CMD=(node "$HERE/clients/node_client.js" --port "$2" --ca "$CA") ;;
-    rust) CMD=("$ROOT/target/release/examples/interop_client" --port "$2" --ca "$CA") ;;
+    rust) CMD=("$TARGET/examples/interop_client" --port "$2" --ca "$CA") ;;
     *) echo "unknown client $1" >&2; exit 2 ;;
   esac
 }
@@ -326,7 +335,8 @@ rc=0
 python3 "$HERE/table.py" "$WORK" "${md[@]}" || rc=$?
 if [ ${#md[@]} -gt 0 ]; then
   { printf '# Interop results (latest run)\n\nWritten by `INTEROP_WRITE_RESULTS=1 bash tests/interop/run.sh`. '
-    printf 'Cells: ok = PASS, n/a = the library cannot do it (reason below), skip = stack not installable.\n\n'
+    printf 'Cells: ok = PASS, n/a = the library cannot do it (reason below), skip = stack not installable. '
+    printf 'The time below is for this run; README.md gives the cost of a cold one.\n\n'
     cat "$WORK/RESULTS.table.md"; } >"$HERE/RESULTS.md"
 fi
 exit "$rc"

@@ -170,7 +170,10 @@ async def run_one(url, ctx, fn):
     async with connect(url, ssl=ctx, subprotocols=["chat"], compression="deflate",
                        max_size=None, open_timeout=TIMEOUT, close_timeout=TIMEOUT,
                        ping_interval=None) as ws:
-        return await fn(ws)
+        try:
+            return "PASS", await fn(ws)
+        except NA as e:  # inside the block, so the connection still closes with 1000
+            return "NA", str(e)
 
 
 async def main():
@@ -182,10 +185,8 @@ async def main():
     url = f"wss://127.0.0.1:{a.port}/"
     for name, fn in CHECKS:
         try:
-            why = await asyncio.wait_for(run_one(url, ctx, fn), 3 * TIMEOUT)
-            print(f"CHECK {name} PASS {why}", flush=True)
-        except NA as e:
-            print(f"CHECK {name} NA {e}", flush=True)
+            status, why = await asyncio.wait_for(run_one(url, ctx, fn), 3 * TIMEOUT)
+            print(f"CHECK {name} {status} {why}", flush=True)
         except Exception as e:  # noqa: BLE001 - any other failure fails the check
             why = str(e).replace("\n", " ") or type(e).__name__
             print(f"CHECK {name} FAIL {type(e).__name__}: {why}", flush=True)
