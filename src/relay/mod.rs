@@ -85,7 +85,9 @@ impl Session {
 
     fn on_client_event(&mut self, ev: PumpEvent) {
         match ev {
-            PumpEvent::SrcEnded if self.c2b.close_seen().is_some() => {
+            // The client left after a Close from either side: a normal end (browsers
+            // send Close and drop the connection without waiting for the reply).
+            PumpEvent::SrcEnded if self.handshake_started() => {
                 self.c2b.close_output(None);
                 self.b2c.close_output(None);
             }
@@ -113,8 +115,8 @@ impl Session {
 
     fn on_backend_event(&mut self, ev: PumpEvent) {
         match ev {
-            // The backend closed after its Close: the normal end.
-            PumpEvent::SrcEnded if self.b2c.close_seen().is_some() => {
+            // The backend closed after a Close from either side: the normal end.
+            PumpEvent::SrcEnded if self.handshake_started() => {
                 self.b2c.close_output(None);
                 self.c2b.close_output(None);
             }
@@ -143,6 +145,11 @@ impl Session {
             Some((1014, "backend closed the connection")),
             None,
         );
+    }
+
+    /// Whether either side has sent a Close (so a side leaving is no failure).
+    fn handshake_started(&self) -> bool {
+        self.c2b.close_seen().is_some() || self.b2c.close_seen().is_some()
     }
 
     fn closing(&self) -> bool {
@@ -397,5 +404,38 @@ mod tests {
         let writes = relay.await.unwrap();
         // 100 frames, read in at most a couple of chunks, plus the 1001 on client EOF.
         assert!(writes <= 4, "{writes} writes for 100 frames read together");
+    }
+
+    /// A client that sends Close and drops its connection at once (what browsers do
+    /// when a page closes) ends the session normally, not as a backend failure.
+    #[tokio::test]
+    async fn client_close_then_drop_is_a_normal_end() {
+        let (client_side, mut client) = duplex(1 << 16);
+        let (backend_side, mut backend) = duplex(1 << 16);
+        let relay =
+            tokio::spawn(async move { run(client_side, &[], backend_side, &[], &cfg()).await });
+        client
+            .write_all(&frame::close_frame(1001, "page closed", true))
+            .await
+            .unwrap();
+        drop(client);
+        let mut got = vec![0u8; 2 + 4 + 2 + "page closed".len()];
+        backend.read_exact(&mut got).await.unwrap();
+        backend
+            .write_all(&frame::close_frame(1001, "", false))
+            .await
+            .unwrap();
+        drop(backend);
+        let outcome = relay.await.unwrap();
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Closed {
+                    client_code: Some(1001),
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
     }
 }
