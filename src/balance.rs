@@ -314,4 +314,36 @@ mod tests {
         drop(held);
         assert_eq!(p.backends[1].active(), 0);
     }
+
+    #[test]
+    fn down_and_draining_backends_are_never_picked() {
+        for balance in [Balance::RoundRobin, Balance::IpHash, Balance::LeastConn] {
+            let p = pool(&[5, 1, 1], balance);
+            p.backends[0].record_check(false, 1, 1, "test"); // down
+            p.backends[2].set_drain(true);
+            for i in 0..50u32 {
+                let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+                assert_eq!(p.pick(ip, &[]).unwrap().index(), 1, "{balance:?}");
+            }
+            assert!(
+                p.pick(LOCAL, &[1]).is_none(),
+                "{balance:?}: only down/draining/excluded left"
+            );
+            p.backends[0].record_check(true, 1, 1, "");
+            assert!(
+                (0..20).any(|_| p.pick(LOCAL, &[]).unwrap().index() == 0),
+                "{balance:?}: back up"
+            );
+        }
+    }
+
+    #[test]
+    fn smooth_weights_hold_over_the_healthy_set() {
+        let p = pool(&[5, 1, 1, 3], Balance::RoundRobin);
+        p.backends[3].record_check(false, 1, 1, "test");
+        let seq: String = (0..7)
+            .map(|_| (b'a' + p.pick(LOCAL, &[]).unwrap().index() as u8) as char)
+            .collect();
+        assert_eq!(seq, "aabacaa");
+    }
 }
