@@ -224,12 +224,13 @@ impl Keepalive {
 }
 
 /// Runs a session to its end. `client_pre` / `backend_pre` are bytes already read
-/// from each side past the HTTP head.
+/// from each side past the HTTP head; they are copied and dropped at once, since
+/// they share (and would pin) the HTTP layer's read buffers.
 pub async fn run<C, B>(
     mut client: C,
-    client_pre: &[u8],
+    client_pre: bytes::Bytes,
     mut backend: B,
-    backend_pre: &[u8],
+    backend_pre: bytes::Bytes,
     cfg: &RelayConfig,
 ) -> Outcome
 where
@@ -255,18 +256,19 @@ where
             Sender::Client,
             cfg.extensions,
             cfg.buffer,
-            client_pre,
+            &client_pre,
             client_limits,
         ),
         b2c: Pump::new(
             Sender::Server,
             cfg.extensions,
             cfg.buffer,
-            backend_pre,
+            &backend_pre,
             backend_limits,
         ),
         outcome: None,
     };
+    drop((client_pre, backend_pre));
     let duration = l.max_session_duration.get();
     let mut lifetime = (!duration.is_zero()).then(|| Box::pin(sleep(duration)));
     let mut deadline: Option<Pin<Box<Sleep>>> = None;
@@ -383,9 +385,9 @@ mod tests {
             let c = cfg();
             run(
                 client_side,
-                &[],
+                Default::default(),
                 Counted(backend_side, writes.clone()),
-                &[],
+                Default::default(),
                 &c,
             )
             .await;
@@ -412,8 +414,16 @@ mod tests {
     async fn client_close_then_drop_is_a_normal_end() {
         let (client_side, mut client) = duplex(1 << 16);
         let (backend_side, mut backend) = duplex(1 << 16);
-        let relay =
-            tokio::spawn(async move { run(client_side, &[], backend_side, &[], &cfg()).await });
+        let relay = tokio::spawn(async move {
+            run(
+                client_side,
+                Default::default(),
+                backend_side,
+                Default::default(),
+                &cfg(),
+            )
+            .await
+        });
         client
             .write_all(&frame::close_frame(1001, "page closed", true))
             .await
