@@ -6,10 +6,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 
 const KEY: [u8; 4] = [0x1f, 0x8b, 0x42, 0xe7];
@@ -37,66 +34,8 @@ async fn proxy(limits: &str, backend: SocketAddr) -> Proxy {
     .await
 }
 
-/// A raw backend that answers every upgrade with a plain 101 and hands the socket
-/// to the test.
-async fn handoff() -> (RawBackend, mpsc::UnboundedReceiver<TcpStream>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let b = raw_backend(move |head, mut s| {
-        let tx = tx.clone();
-        async move {
-            write_all(&mut s, switching(&head, "").as_bytes()).await;
-            let _ = tx.send(s);
-        }
-    })
-    .await;
-    (b, rx)
-}
-
-/// A proxy under `limits` in front of a handoff backend, and one raw client session.
-struct Session {
-    _backend: RawBackend,
-    proxy: Proxy,
-    client: TlsStream<TcpStream>,
-    backend: TcpStream,
-}
-
-async fn raw_session(limits: &str) -> Session {
-    let (b, mut rx) = handoff().await;
-    let proxy = proxy(limits, b.addr).await;
-    let (client, resp) = raw_ws(proxy.addr, "/", "").await;
-    assert_eq!(resp.status, 101);
-    let backend = within("backend connection", rx.recv()).await.unwrap();
-    Session {
-        _backend: b,
-        proxy,
-        client,
-        backend,
-    }
-}
-
-/// Everything `r` sends until a clean EOF.
-async fn bytes_to_eof<R: tokio::io::AsyncRead + Unpin>(what: &str, r: &mut R) -> Vec<u8> {
-    let mut v = Vec::new();
-    within(what, r.read_to_end(&mut v))
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    v
-}
-
-async fn frames_of(mut b: &[u8]) -> Vec<RawFrame> {
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        out.push(read_frame(&mut b).await.expect("whole frames"));
-    }
-    out
-}
-
-fn assert_close(f: &RawFrame, code: u16, masked: bool, what: &str) {
-    assert_eq!(
-        (f.opcode, f.fin, f.masked, f.close_code()),
-        (CLOSE, true, masked, Some(code)),
-        "{what}: {f:?}"
-    );
+async fn raw_session(limits: &str) -> RawSession {
+    RawSession::start(|b| config(limits, &pool_and_route("p", "round_robin", &[(b, 1)]))).await
 }
 
 /// The next data message, answering (and skipping) pings on the way.

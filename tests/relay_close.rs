@@ -5,9 +5,6 @@ mod common;
 use common::*;
 use futures_util::StreamExt;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
@@ -17,79 +14,25 @@ const CONT: u8 = 0;
 const CLOSE: u8 = 8;
 const PING: u8 = 9;
 
-/// A raw backend that answers every upgrade with a plain 101 and hands the socket
-/// to the test.
-async fn handoff() -> (RawBackend, mpsc::UnboundedReceiver<TcpStream>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let b = raw_backend(move |head, mut s| {
-        let tx = tx.clone();
-        async move {
-            write_all(&mut s, switching(&head, "").as_bytes()).await;
-            let _ = tx.send(s);
-        }
-    })
-    .await;
-    (b, rx)
-}
-
 /// A proxy to `backend` whose close timeout is far beyond every deadline here, so a
 /// session that ends within a deadline ended on its own, not by timing out.
 async fn proxy_to(backend: std::net::SocketAddr) -> Proxy {
+    start_proxy(&proxy_config(backend)).await
+}
+
+fn proxy_config(backend: std::net::SocketAddr) -> String {
     let pool = pool_and_route("p", "round_robin", &[(backend, 1)]);
-    start_proxy(&format!("[server]\nclose_timeout = \"60s\"\n\n{pool}")).await
+    format!("[server]\nclose_timeout = \"60s\"\n\n{pool}")
 }
 
-/// A proxy in front of a handoff backend, and one raw client session through it.
-struct Session {
-    _backend: RawBackend,
-    proxy: Proxy,
-    client: tokio_rustls::client::TlsStream<TcpStream>,
-    backend: TcpStream,
-}
-
-async fn raw_session() -> Session {
-    let (b, mut rx) = handoff().await;
-    let proxy = proxy_to(b.addr).await;
-    let (client, resp) = raw_ws(proxy.addr, "/", "").await;
-    assert_eq!(resp.status, 101);
-    let backend = within("backend connection", rx.recv()).await.unwrap();
-    Session {
-        _backend: b,
-        proxy,
-        client,
-        backend,
-    }
-}
-
-/// Everything `r` sends until a clean EOF.
-async fn bytes_to_eof<R: tokio::io::AsyncRead + Unpin>(what: &str, r: &mut R) -> Vec<u8> {
-    let mut v = Vec::new();
-    within(what, r.read_to_end(&mut v))
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    v
-}
-
-async fn frames_of(mut b: &[u8]) -> Vec<RawFrame> {
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        out.push(read_frame(&mut b).await.expect("whole frames"));
-    }
-    out
+async fn raw_session() -> RawSession {
+    RawSession::start(|b| config_text(&proxy_config(b))).await
 }
 
 fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     let mut p = code.to_be_bytes().to_vec();
     p.extend_from_slice(reason.as_bytes());
     p
-}
-
-fn assert_close(f: &RawFrame, code: u16, masked: bool, what: &str) {
-    assert_eq!(
-        (f.opcode, f.fin, f.masked, f.close_code()),
-        (CLOSE, true, masked, Some(code)),
-        "{what}: {f:?}"
-    );
 }
 
 #[tokio::test]

@@ -438,3 +438,70 @@ pub async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, b: &[u8]) {
     w.write_all(b).await.unwrap();
     w.flush().await.unwrap();
 }
+
+/// A raw backend that answers every upgrade with a plain 101 and hands the socket
+/// to the test.
+pub async fn handoff() -> (RawBackend, tokio::sync::mpsc::UnboundedReceiver<TcpStream>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let b = raw_backend(move |head, mut s| {
+        let tx = tx.clone();
+        async move {
+            write_all(&mut s, switching(&head, "").as_bytes()).await;
+            let _ = tx.send(s);
+        }
+    })
+    .await;
+    (b, rx)
+}
+
+/// A proxy in front of a handoff backend, and one raw client session through it.
+pub struct RawSession {
+    pub _backend: RawBackend,
+    pub proxy: Proxy,
+    pub client: TlsStream<TcpStream>,
+    pub backend: TcpStream,
+}
+
+impl RawSession {
+    /// `config` gets the backend's address and returns the whole proxy config text.
+    pub async fn start(config: impl FnOnce(SocketAddr) -> String) -> RawSession {
+        let (b, mut rx) = handoff().await;
+        let proxy = start_proxy_raw(&config(b.addr)).await;
+        let (client, resp) = raw_ws(proxy.addr, "/", "").await;
+        assert_eq!(resp.status, 101);
+        let backend = within("backend connection", rx.recv()).await.unwrap();
+        RawSession {
+            _backend: b,
+            proxy,
+            client,
+            backend,
+        }
+    }
+}
+
+/// Everything `r` sends until a clean EOF.
+pub async fn bytes_to_eof<R: AsyncRead + Unpin>(what: &str, r: &mut R) -> Vec<u8> {
+    let mut v = Vec::new();
+    within(what, r.read_to_end(&mut v))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    v
+}
+
+/// The frames in `b`, which must hold whole frames only.
+pub async fn frames_of(mut b: &[u8]) -> Vec<RawFrame> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        out.push(read_frame(&mut b).await.expect("whole frames"));
+    }
+    out
+}
+
+/// `f` is a Close with `code`, masked or not.
+pub fn assert_close(f: &RawFrame, code: u16, masked: bool, what: &str) {
+    assert_eq!(
+        (f.opcode, f.fin, f.masked, f.close_code()),
+        (8, true, masked, Some(code)),
+        "{what}: {f:?}"
+    );
+}
