@@ -51,7 +51,11 @@ async fn run(
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let result = match timeout(check.timeout.get(), probe(backend.addr, &check)).await {
+        let probed = tokio::select! {
+            r = timeout(check.timeout.get(), probe(backend.addr, &check)) => r,
+            _ = stop.wait_for(|s| *s) => return, // shutting down: no probe outlives it
+        };
+        let result = match probed {
             Ok(r) => r,
             Err(_) => Err(format!("no answer within {:?}", check.timeout.get())),
         };

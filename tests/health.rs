@@ -505,3 +505,39 @@ async fn slow_start_ramps_the_recovered_backends_weight() {
     );
     drop(b);
 }
+
+/// Stopping does not wait for health probes in flight: a probe against a backend
+/// that never answers (timeout 5 s) does not hold up `stop_accepting`.
+#[tokio::test]
+async fn stopping_does_not_wait_for_probes_in_flight() {
+    let (probed_tx, mut probed) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let hang = raw_backend(move |_head, s| {
+        let probed_tx = probed_tx.clone();
+        async move {
+            // Got the probe's request; never answer, hold the socket.
+            let _ = probed_tx.send(());
+            std::future::pending::<()>().await;
+            drop(s);
+        }
+    })
+    .await;
+    let text = format!(
+        "[[pool]]\nname = \"p\"\n[pool.health]\nkind = \"http\"\ninterval = \"10s\"\ntimeout = \"5s\"\n\
+         [[pool.backend]]\naddress = \"{}\"\n\n[[route]]\npool = \"p\"\n",
+        hang.addr
+    );
+    let mut p = start_proxy(&text).await;
+    within("the first probe to reach the backend", probed.recv()).await;
+    let t0 = std::time::Instant::now();
+    within_for(
+        Duration::from_secs(2),
+        "stop_accepting",
+        p.running.stop_accepting(),
+    )
+    .await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "stopping took {:?}",
+        t0.elapsed()
+    );
+}
