@@ -541,3 +541,46 @@ async fn stopping_does_not_wait_for_probes_in_flight() {
         t0.elapsed()
     );
 }
+
+/// A pool's probes are spread over the interval, not fired all at once: with four
+/// backends and a 400 ms interval, the first probes arrive about 100 ms apart.
+#[tokio::test]
+async fn probes_are_spread_over_the_interval() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, std::time::Instant)>();
+    let mut listeners = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..4 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(l.local_addr().unwrap());
+        let tx = tx.clone();
+        listeners.push(tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let _ = tx.send((i, std::time::Instant::now()));
+                drop(s);
+            }
+        }));
+    }
+    let mut text = "[[pool]]\nname = \"p\"\n[pool.health]\nkind = \"tcp\"\ninterval = \"400ms\"\ntimeout = \"300ms\"\n".to_string();
+    for a in &addrs {
+        text += &format!("[[pool.backend]]\naddress = \"{a}\"\n");
+    }
+    text += "\n[[route]]\npool = \"p\"\n";
+    let _p = start_proxy(&text).await;
+    let mut first = [None; 4];
+    while first.iter().any(Option::is_none) {
+        let (i, t) = within("a first probe from every backend", rx.recv())
+            .await
+            .unwrap();
+        first[i].get_or_insert(t);
+    }
+    let times: Vec<std::time::Instant> = first.iter().map(|t| t.unwrap()).collect();
+    let span = *times.iter().max().unwrap() - *times.iter().min().unwrap();
+    // Offsets are 0, 100, 200 and 300 ms; all at once would be a span of ~0.
+    assert!(
+        span >= Duration::from_millis(150),
+        "first probes spanned only {span:?}"
+    );
+    for l in listeners {
+        l.abort();
+    }
+}
