@@ -584,3 +584,77 @@ async fn probes_are_spread_over_the_interval() {
         l.abort();
     }
 }
+
+/// Health transitions are logged once each, not once per check: the real binary,
+/// with debug logs on, shows many failed probes but a single "is DOWN", then a
+/// single "is UP" after the backend comes back.
+#[tokio::test]
+async fn transitions_are_logged_once_not_per_check() {
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    let dir = std::env::temp_dir().join(format!("wsgate-health-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("w.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n\
+             [[pool]]\nname = \"p\"\n[pool.health]\nkind = \"tcp\"\ninterval = \"50ms\"\ntimeout = \"40ms\"\nrise = 1\nfall = 1\n\
+             [[pool.backend]]\naddress = \"{addr}\"\n\n[[route]]\npool = \"p\"\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsgate"))
+        .args(["run", "-c"])
+        .arg(&conf)
+        .env("RUST_LOG", "wsgate=debug")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let count = |s: &str, pat: &str| s.matches(pat).count();
+    let wait_for = |pred: &dyn Fn(&str) -> bool, what: &str| {
+        let t0 = std::time::Instant::now();
+        loop {
+            let s = read();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                t0.elapsed() < DEADLINE,
+                "timed out waiting for {what}:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let s = wait_for(
+        &|s| count(s, "health check failed:") >= 6,
+        "six failed probes",
+    );
+    assert_eq!(count(&s, "backend is DOWN"), 1, "{s}");
+    // Bring the backend back on the same port: one UP, then quiet.
+    let back = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let accepting = tokio::spawn(async move {
+        while let Ok((c, _)) = back.accept().await {
+            drop(c);
+        }
+    });
+    let s = wait_for(
+        &|s| count(s, "backend is UP") >= 1,
+        "the backend to come back up",
+    );
+    let probes_then = count(&s, "health check failed:");
+    // A window, not a wait for an event: several more (passing) probes run in it and
+    // must log nothing.
+    std::thread::sleep(Duration::from_millis(300));
+    let s = read();
+    assert_eq!(count(&s, "backend is UP"), 1, "{s}");
+    assert_eq!(count(&s, "backend is DOWN"), 1, "{s}");
+    assert_eq!(count(&s, "health check failed:"), probes_then, "{s}");
+    let _ = child.kill();
+    let _ = child.wait();
+    accepting.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
