@@ -107,12 +107,22 @@ async fn run(path: &Path) -> ExitCode {
         }
     };
     wait_for_signal().await;
+    let grace = cfg.server.close_timeout.get() + Duration::from_secs(1);
     tracing::info!(
-        "stopping: no new connections; waiting up to 10s for {} live sessions",
+        "stopping: no new connections; closing {} live sessions with 1001 (up to {grace:?})",
         running.live_sessions()
     );
     running.stop_accepting().await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), running.wait_sessions_done()).await;
+    running.close_sessions();
+    if tokio::time::timeout(grace, running.wait_sessions_done())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} sessions still open after {grace:?}; exiting",
+            running.live_sessions()
+        );
+    }
     ExitCode::SUCCESS
 }
 

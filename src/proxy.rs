@@ -122,7 +122,15 @@ where
         let started = Instant::now();
         let backend = lease.backend().addr;
         tracing::debug!(client = %peer, %backend, %path, "session open");
-        let outcome = relay::run(parts.io.into_inner(), parts.read_buf, stream, pre, &cfg).await;
+        let outcome = relay::run(
+            parts.io.into_inner(),
+            parts.read_buf,
+            stream,
+            pre,
+            &cfg,
+            shared2.sessions.going_away(),
+        )
+        .await;
         tracing::info!(client = %peer, %backend, %path, ?outcome, secs = started.elapsed().as_secs_f64(), "session closed");
         drop(lease);
     });

@@ -92,6 +92,12 @@ impl Running {
         }
     }
 
+    /// Asks every live session to close: Close 1001 "server shutting down" to the
+    /// client and the backend; each close handshake is bounded by `close_timeout`.
+    pub fn close_sessions(&self) {
+        self.shared.sessions.close_all();
+    }
+
     /// Resolves when no session is live.
     pub async fn wait_sessions_done(&self) {
         self.shared.sessions.wait_idle().await

@@ -1,16 +1,28 @@
 //! Live sessions. hyper forgets a connection once it is upgraded, so wsgate counts
 //! its relays itself: each running relay holds a `Live` guard.
 //!
-//! Owns: the process-wide count of live sessions and a way to wait until it is zero.
-//! Does not own: per-backend counts (balance.rs `Lease`).
+//! Owns: the process-wide count of live sessions, a way to wait until it is zero, and
+//! the "going away" signal that asks every live session to close (1001 both ways) at
+//! shutdown. Does not own: per-backend counts (balance.rs `Lease`).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sessions {
     inner: Arc<Inner>,
+    going_away: watch::Sender<bool>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            inner: Arc::default(),
+            going_away: watch::channel(false).0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +57,19 @@ impl Sessions {
                 return;
             }
             notified.await;
+        }
+    }
+
+    /// Asks every live (and future) session to close with 1001.
+    pub fn close_all(&self) {
+        self.going_away.send_replace(true);
+    }
+
+    /// Resolves when `close_all` has been called.
+    pub fn going_away(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.going_away.subscribe();
+        async move {
+            let _ = rx.wait_for(|g| *g).await;
         }
     }
 }

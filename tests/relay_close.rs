@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use futures_util::StreamExt;
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
@@ -237,4 +238,88 @@ async fn masked_backend_frame_gets_the_client_1014_and_the_backend_1002() {
     let at_backend = frames_of(&bytes_to_eof("backend EOF", &mut t.backend).await).await;
     assert_eq!(at_backend.len(), 1, "backend got {at_backend:?}");
     assert_close(&at_backend[0], 1002, true, "at the backend");
+}
+
+/// Shutdown closes every live session with 1001 on both sides (the client can
+/// reconnect elsewhere at once), and the session ends.
+#[tokio::test]
+async fn shutdown_sends_1001_to_both_sides() {
+    let mut s = raw_session().await;
+    s.proxy.running.stop_accepting().await;
+    s.proxy.running.close_sessions();
+    let to_client = bytes_to_eof("client side after shutdown", &mut s.client).await;
+    let frames = frames_of(&to_client).await;
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_close(&frames[0], 1001, false, "client");
+    assert_eq!(&frames[0].payload[2..], b"server shutting down");
+    let mut buf = [0u8; 64];
+    let n = within("backend Close", s.backend.read(&mut buf))
+        .await
+        .unwrap();
+    let f = frames_of(&buf[..n]).await;
+    assert_close(&f[0], 1001, true, "backend");
+    // Both peers close their ends, as peers do after a Close; the session is over.
+    drop(s.backend);
+    drop(s.client);
+    within("sessions to end", s.proxy.running.wait_sessions_done()).await;
+}
+
+/// The real binary on SIGTERM: sessions get 1001 and the process exits promptly.
+#[tokio::test]
+async fn sigterm_closes_sessions_and_exits() {
+    let backend = echo("e").await;
+    let dir = std::env::temp_dir().join(format!("wsgate-sigterm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let conf = dir.join("w.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[listener]]\naddress = \"127.0.0.1:{port}\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n{}",
+            pool_and_route("p", "round_robin", &[(backend.addr, 1)])
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsgate"))
+        .args(["run", "-c"])
+        .arg(&conf)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let t0 = std::time::Instant::now();
+    let mut ws = loop {
+        match ws_connect_req(addr, ws_request("/"), None).await {
+            Ok((ws, _)) => break ws,
+            Err(_) if t0.elapsed() < DEADLINE => tokio::task::yield_now().await,
+            Err(e) => panic!("wsgate did not come up: {e}"),
+        }
+    };
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    match within("a Close from wsgate", ws.next()).await {
+        Some(Ok(Message::Close(Some(c)))) => assert_eq!(u16::from(c.code), 1001),
+        other => panic!("expected Close 1001, got {other:?}"),
+    }
+    // Polling on lets tungstenite answer the Close, completing the handshake.
+    while let Some(Ok(_)) = within("the session to end", ws.next()).await {}
+    drop(ws);
+    let t1 = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        // Well before close_timeout (5 s): the handshakes completed, nothing to wait for.
+        assert!(
+            t1.elapsed() < Duration::from_secs(3),
+            "wsgate did not exit promptly after SIGTERM"
+        );
+        tokio::task::yield_now().await;
+    };
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,7 +13,7 @@
 //! - client left without a Close, or went idle -> backend 1001 (masked);
 //! - client broke the protocol -> 1002, sent too big a message -> 1009, too many
 //!   messages (on_exceed = "close") -> 1008; the backend gets 1001 for all three;
-//! - max_session_duration reached -> 1001 to both.
+//! - max_session_duration reached, or wsgate shutting down -> 1001 to both.
 
 mod bucket;
 pub mod frame;
@@ -23,7 +23,7 @@ mod pump;
 use crate::config::SessionLimits;
 use frame::{Extensions, Sender};
 use pump::{Pump, PumpEvent, PumpLimits};
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -61,6 +61,8 @@ pub enum Outcome {
     ClientRateExceeded,
     ClientIdle,
     DurationLimit,
+    /// wsgate is shutting down: 1001 to both sides.
+    Shutdown,
     /// The close handshake did not finish within the close timeout.
     CloseTimeout,
 }
@@ -225,13 +227,15 @@ impl Keepalive {
 
 /// Runs a session to its end. `client_pre` / `backend_pre` are bytes already read
 /// from each side past the HTTP head; they are copied and dropped at once, since
-/// they share (and would pin) the HTTP layer's read buffers.
+/// they share (and would pin) the HTTP layer's read buffers. When `going_away`
+/// resolves (shutdown), both sides get Close 1001 and the session closes.
 pub async fn run<C, B>(
     mut client: C,
     client_pre: bytes::Bytes,
     mut backend: B,
     backend_pre: bytes::Bytes,
     cfg: &RelayConfig,
+    going_away: impl Future<Output = ()>,
 ) -> Outcome
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -272,6 +276,7 @@ where
     let duration = l.max_session_duration.get();
     let mut lifetime = (!duration.is_zero()).then(|| Box::pin(sleep(duration)));
     let mut deadline: Option<Pin<Box<Sleep>>> = None;
+    let mut going_away = Some(Box::pin(going_away));
 
     poll_fn(|cx| {
         loop {
@@ -289,6 +294,14 @@ where
             }
             if let Some(k) = keepalive.as_mut().filter(|_| !s.closing()) {
                 progressed |= k.poll(cx, &mut s);
+            }
+            if let Some(g) = going_away.as_mut()
+                && g.as_mut().poll(cx).is_ready()
+            {
+                going_away = None;
+                progressed = true;
+                let msg = "server shutting down";
+                s.end(Outcome::Shutdown, Some((1001, msg)), Some((1001, msg)));
             }
             if let Some(t) = lifetime.as_mut()
                 && t.as_mut().poll(cx).is_ready()
@@ -389,6 +402,7 @@ mod tests {
                 Counted(backend_side, writes.clone()),
                 Default::default(),
                 &c,
+                std::future::pending(),
             )
             .await;
             writes.load(Ordering::Relaxed)
@@ -421,6 +435,7 @@ mod tests {
                 backend_side,
                 Default::default(),
                 &cfg(),
+                std::future::pending(),
             )
             .await
         });
