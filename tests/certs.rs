@@ -7,7 +7,6 @@ use common::certs::{self, CertFiles};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use wsgate::config::Config;
 
 fn tempdir(name: &str) -> PathBuf {
@@ -187,24 +186,6 @@ fn relative_cert_paths_resolve_against_the_config_file() {
 // ---------------------------------------------------------------------------
 // Key formats: each loads and serves a real handshake.
 
-/// A client that trusts exactly `ca` (here the self-signed leaf itself).
-fn client_trusting(ca: &Path) -> rustls::ClientConfig {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    cfg
-}
-
 /// Starts a proxy with `cert` and `key`, completes a TLS handshake and an upgrade
 /// through it, and checks the certificate served is `cert`.
 async fn serves(cert: &Path, key: &Path) {
@@ -215,7 +196,7 @@ async fn serves(cert: &Path, key: &Path) {
     let p = start_proxy_raw(&text).await;
     let mut tls = within(
         "TLS connect",
-        tls_connect_with(p.addr, client_trusting(cert), None),
+        tls_connect_with(p.addr, client_tls_trusting(cert), None),
     )
     .await
     .unwrap_or_else(|err| panic!("handshake with {}: {err}", key.display()));

@@ -89,9 +89,14 @@ pub async fn echo(name: &str) -> EchoServer {
 /// A client TLS config that trusts only certs-example/ca.pem (so the proxy must serve
 /// the intermediate).
 pub fn client_tls_config() -> rustls::ClientConfig {
+    client_tls_trusting(Path::new(&format!("{CERTS}/ca.pem")))
+}
+
+/// A client TLS config that trusts exactly the certificates in `ca`, ALPN http/1.1.
+pub fn client_tls_trusting(ca: &Path) -> rustls::ClientConfig {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_file_iter(format!("{CERTS}/ca.pem")).unwrap() {
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
