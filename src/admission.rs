@@ -72,7 +72,7 @@ impl Cidr {
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match canonical(ip) {
+        match ip.to_canonical() {
             IpAddr::V4(v4) => !self.v6 && u128::from(u32::from(v4)) & self.mask == self.net,
             IpAddr::V6(v6) => self.v6 && u128::from(v6) & self.mask == self.net,
         }
@@ -86,13 +86,6 @@ fn prefix_mask(len: u8, max: u8) -> u128 {
         u128::MAX
     };
     all & !all.checked_shr(u32::from(len)).unwrap_or(0)
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// The key a client is counted under: its IPv4 address, or its IPv6 prefix.
@@ -192,7 +185,7 @@ impl Admission {
     }
 
     pub fn key(&self, ip: IpAddr) -> ClientKey {
-        match canonical(ip) {
+        match ip.to_canonical() {
             IpAddr::V4(v4) => ClientKey(u128::from(u32::from(v4)), false),
             IpAddr::V6(v6) => ClientKey(u128::from(v6) & self.ipv6_mask, true),
         }

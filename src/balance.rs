@@ -201,11 +201,7 @@ fn least_conn(
 
 /// The hashing key of a client: the whole IPv4 address, or the /64 of an IPv6 one.
 fn hash_key(ip: IpAddr) -> u64 {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    };
-    match ip {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => fmix64(u64::from(u32::from(v4)) | (4 << 56)),
         IpAddr::V6(v6) => fmix64((u128::from(v6) >> 64) as u64 ^ (6 << 56)),
     }

@@ -59,14 +59,9 @@ impl EchoServer {
 async fn session(stream: TcpStream, name: String) {
     let _ = stream.set_nodelay(true);
     let callback = |req: &Request, mut resp: Response| {
-        let offered = req
-            .headers()
-            .get_all("sec-websocket-protocol")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .find(|p| PROTOCOLS.contains(p));
+        let offered =
+            crate::handshake::tokens(req.headers(), &hyper::header::SEC_WEBSOCKET_PROTOCOL)
+                .find(|p| PROTOCOLS.contains(p));
         if let Some(p) = offered.and_then(|p| HeaderValue::from_str(p).ok()) {
             resp.headers_mut().insert("sec-websocket-protocol", p);
         }

@@ -139,7 +139,10 @@ pub fn text_response(status: StatusCode, line: &str) -> Response<Body> {
 /// The size of a request head as it was on the wire (to within a few bytes):
 /// request line and every header line.
 pub fn head_size<B>(req: &Request<B>) -> usize {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len() + 8); // absolute form: "https://" + authority
+    let line = req.method().as_str().len() + target + 12;
     req.headers()
         .iter()
         .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::time::{sleep, timeout};
 use tokio_rustls::TlsAcceptor;
 
-/// Settings every connection of a listener needs.
+/// Settings every client connection needs (held in `Shared::conn`).
 #[derive(Debug, Clone)]
 pub struct ConnSettings {
     pub tls_handshake_timeout: Duration,
@@ -52,7 +52,6 @@ pub async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
-    settings: Arc<ConnSettings>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(5);
@@ -74,9 +73,7 @@ pub async fn accept_loop(
                 match shared.admission.admit(peer.ip()) {
                     Ok(ticket) => {
                         let admitted = Arc::new(Admitted::new(slot, ticket));
-                        let (tls, shared, settings) =
-                            (tls.clone(), shared.clone(), settings.clone());
-                        tokio::spawn(connection(tcp, peer, tls, shared, settings, admitted));
+                        tokio::spawn(connection(tcp, peer, tls.clone(), shared.clone(), admitted));
                     }
                     // Closed at once; admission counted and logged it.
                     Err(_) => drop(tcp),
@@ -102,17 +99,18 @@ async fn connection(
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
-    s: Arc<ConnSettings>,
     admitted: Arc<Admitted>,
 ) {
     let _ = tcp.set_nodelay(true);
     match tls {
-        None => serve_http(tcp, peer, false, shared, &s, admitted).await,
-        Some(acceptor) => match timeout(s.tls_handshake_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(stream)) => serve_http(stream, peer, true, shared, &s, admitted).await,
-            Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
-            Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
-        },
+        None => serve_http(tcp, peer, false, shared, admitted).await,
+        Some(acceptor) => {
+            match timeout(shared.conn.tls_handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => serve_http(stream, peer, true, shared, admitted).await,
+                Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+            }
+        }
     }
 }
 
@@ -125,11 +123,11 @@ async fn serve_http<IO>(
     peer: SocketAddr,
     tls: bool,
     shared: Arc<Shared>,
-    s: &ConnSettings,
     admitted: Arc<Admitted>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let s = shared.conn.clone();
     let head_seen = Arc::new(AtomicBool::new(false));
     let seen = head_seen.clone();
     let svc = service_fn(move |req| {

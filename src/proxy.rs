@@ -7,6 +7,7 @@
 use crate::admission::{Admission, Admitted};
 use crate::balance::{Lease, Pool};
 use crate::handshake::{Body, Refusal, UpgradeRequest};
+use crate::listen::ConnSettings;
 use crate::origin::OriginRefusal;
 use crate::relay::{self, RelayConfig};
 use crate::route::Router;
@@ -26,15 +27,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub struct Shared {
     pub router: Router,
     pub pools: Vec<Pool>,
-    pub relay: RelayConfig,
+    /// Relay settings per route (its limits), in route config order.
+    pub route_relay: Vec<RelayConfig>,
     pub sessions: Sessions,
     pub admission: Arc<Admission>,
     /// One permit per client connection under `max_connections`.
     pub slots: Arc<tokio::sync::Semaphore>,
-    /// Largest request head answered with anything but 431.
-    pub max_header_bytes: usize,
-    /// Session limits per route, in route config order.
-    pub route_limits: Vec<crate::config::SessionLimits>,
+    /// Timeouts and sizes every client connection runs under (listen.rs).
+    pub conn: ConnSettings,
 }
 
 /// Handles one request on a connection whose stream type is `IO`.
@@ -48,7 +48,7 @@ pub async fn handle<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    if crate::handshake::head_size(&req) > shared.max_header_bytes {
+    if crate::handshake::head_size(&req) > shared.conn.max_header_bytes {
         return refuse(Refusal::HeaderTooLarge, peer, &req);
     }
     let upgrade = match UpgradeRequest::parse(&req) {
@@ -100,8 +100,7 @@ where
     let on_upgrade = hyper::upgrade::on(&mut req);
     let cfg = RelayConfig {
         extensions,
-        limits: shared.route_limits[route.index].clone(),
-        ..shared.relay.clone()
+        ..shared.route_relay[route.index].clone()
     };
     let shared2 = shared.clone();
     let path = upgrade.path_and_query.clone();

@@ -132,26 +132,24 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             .iter()
             .map(crate::balance::Pool::from_config)
             .collect(),
-        relay: RelayConfig {
-            buffer: 16 * 1024,
-            close_timeout: cfg.server.close_timeout.get(),
-            extensions: Default::default(),
-            limits: SessionLimits::resolve(&cfg.limits, None),
-        },
+        route_relay: cfg
+            .routes
+            .iter()
+            .map(|r| RelayConfig {
+                buffer: 16 * 1024,
+                close_timeout: cfg.server.close_timeout.get(),
+                extensions: Default::default(), // per session, from the backend's 101
+                limits: SessionLimits::resolve(&cfg.limits, r.limits.as_ref()),
+            })
+            .collect(),
         sessions: Sessions::default(),
         admission: Arc::new(Admission::new(&cfg.limits)),
         slots: Arc::new(Semaphore::new(cfg.limits.max_connections)),
-        max_header_bytes: cfg.server.max_header_bytes,
-        route_limits: cfg
-            .routes
-            .iter()
-            .map(|r| SessionLimits::resolve(&cfg.limits, r.limits.as_ref()))
-            .collect(),
-    });
-    let settings = Arc::new(ConnSettings {
-        tls_handshake_timeout: cfg.server.tls_handshake_timeout.get(),
-        header_read_timeout: cfg.server.header_read_timeout.get(),
-        max_header_bytes: cfg.server.max_header_bytes,
+        conn: ConnSettings {
+            tls_handshake_timeout: cfg.server.tls_handshake_timeout.get(),
+            header_read_timeout: cfg.server.header_read_timeout.get(),
+            max_header_bytes: cfg.server.max_header_bytes,
+        },
     });
     let mut bound = Vec::new();
     for l in &cfg.listeners {
@@ -192,7 +190,6 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             listener,
             acceptor,
             shared.clone(),
-            settings.clone(),
             stop_rx.clone(),
         )));
     }

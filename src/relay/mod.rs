@@ -249,6 +249,7 @@ where
         rate: bucket::Bucket::new(l.message_rate, l.message_burst),
         on_exceed: l.on_exceed,
         drop_keepalive_pongs: keepalive.as_ref().is_some_and(|k| k.ping.is_some()),
+        track_activity: keepalive.is_some(),
     };
     let backend_limits = PumpLimits {
         max_frame: l.backend_max_frame_bytes,

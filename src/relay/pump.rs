@@ -47,6 +47,9 @@ pub struct PumpLimits {
     pub on_exceed: OnExceed,
     /// Drop Pongs that answer wsgate's keepalive pings.
     pub drop_keepalive_pongs: bool,
+    /// Note when bytes last arrived (keepalive needs it; reading the clock per read
+    /// is otherwise wasted).
+    pub track_activity: bool,
 }
 
 #[derive(Debug)]
@@ -151,7 +154,7 @@ impl Pump {
         self.close_seen
     }
 
-    /// When bytes last arrived from `src`.
+    /// When bytes last arrived from `src` (kept only with `track_activity`).
     pub fn last_read(&self) -> Instant {
         self.last_read
     }
@@ -291,7 +294,9 @@ impl Pump {
                 }
                 Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
                     self.end += rb.filled().len();
-                    self.last_read = Instant::now();
+                    if self.limits.track_activity {
+                        self.last_read = Instant::now();
+                    }
                 }
                 Poll::Ready(_) => {
                     self.src_ended = true;
