@@ -1,15 +1,19 @@
 //! Admission control: decided right after accept, before any TLS work is spent.
 //!
-//! Owns: the per-IP concurrent connection count, the per-IP token bucket on new
-//! connections (governor, keyed by IP; IPv6 keyed by a prefix), the exempt CIDRs,
-//! the refusal counters, and the rate-limited log line about refusals. The global
-//! `max_connections` is a semaphore the accept loop waits on (listen.rs), so at the
-//! limit accepting pauses instead of refusing.
+//! Owns: the global slots under `max_connections` (`Slots`: the accept loop waits on
+//! them, so at the limit accepting pauses instead of refusing), the per-IP
+//! concurrent connection count, the per-IP token bucket on new connections
+//! (governor, keyed by IP; IPv6 keyed by a prefix), the exempt CIDRs, the refusal
+//! counters, and the rate-limited log line about refusals.
+//! The state lives as long as the process; the policy follows the config, and a
+//! reload changes it in place (`configure`): open connections keep their places,
+//! and bucket state survives when the rate is unchanged.
 //! Memory stays bounded under a flood of distinct addresses: the count map only holds
 //! IPs with live connections, and `prune` (run periodically) drops bucket state that
 //! has refilled completely.
 
-use crate::config::Limits;
+use crate::config::{Cidr, Limits, types::prefix_mask};
+use arc_swap::ArcSwap;
 use governor::clock::DefaultClock;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
@@ -19,73 +23,112 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// What an admitted client connection holds until it ends (its WebSocket session
-/// included): a slot under `max_connections` and its place in the per-IP count.
+/// The slots under `max_connections`, resizable while connections hold them.
 #[derive(Debug)]
-pub struct Admitted {
-    _slot: tokio::sync::OwnedSemaphorePermit,
-    _ticket: Ticket,
+pub struct Slots {
+    sem: Arc<Semaphore>,
+    limit: Mutex<usize>,
+    /// Permits to retire as they come back (after the limit was lowered below use).
+    debt: AtomicUsize,
 }
 
-impl Admitted {
-    pub fn new(slot: tokio::sync::OwnedSemaphorePermit, ticket: Ticket) -> Admitted {
-        Admitted {
-            _slot: slot,
-            _ticket: ticket,
-        }
-    }
+/// One connection's slot; returns to `Slots` when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    slots: Arc<Slots>,
 }
 
-/// A network prefix, e.g. `10.0.0.0/8` or `2001:db8::/32`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    net: u128,
-    mask: u128,
-    v6: bool,
-}
-
-impl Cidr {
-    pub fn parse(s: &str) -> Result<Cidr, String> {
-        let bad = || format!("{s:?} is not a CIDR such as \"10.0.0.0/8\" or \"2001:db8::/32\"");
-        let (ip, len) = match s.split_once('/') {
-            Some((ip, len)) => (
-                ip.parse::<IpAddr>().map_err(|_| bad())?,
-                Some(len.parse::<u8>().map_err(|_| bad())?),
-            ),
-            None => (s.parse::<IpAddr>().map_err(|_| bad())?, None),
-        };
-        let (bits, max, v6) = match ip {
-            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32u8, false),
-            IpAddr::V6(v6) => (u128::from(v6), 128u8, true),
-        };
-        let len = len.unwrap_or(max);
-        if len > max {
-            return Err(bad());
-        }
-        let mask = prefix_mask(len, max);
-        Ok(Cidr {
-            net: bits & mask,
-            mask,
-            v6,
+impl Slots {
+    pub fn new(limit: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            sem: Arc::new(Semaphore::new(limit)),
+            limit: Mutex::new(limit),
+            debt: AtomicUsize::new(0),
         })
     }
 
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => !self.v6 && u128::from(u32::from(v4)) & self.mask == self.net,
-            IpAddr::V6(v6) => self.v6 && u128::from(v6) & self.mask == self.net,
+    /// Waits for a free slot.
+    pub async fn acquire(self: &Arc<Self>) -> Slot {
+        // The semaphore is never closed, so this cannot fail.
+        let permit = self.sem.clone().acquire_owned().await.ok();
+        Slot {
+            permit,
+            slots: self.clone(),
+        }
+    }
+
+    /// A free slot, or, if there is none, one over the limit (for the connections
+    /// already queued in the kernel when a listener closes: served, not reset).
+    pub fn acquire_or_extra(self: &Arc<Self>) -> Slot {
+        Slot {
+            permit: self.sem.clone().try_acquire_owned().ok(),
+            slots: self.clone(),
+        }
+    }
+
+    /// Changes the limit; lowering it below the slots in use takes effect as they free.
+    pub fn resize(&self, limit: usize) {
+        let mut cur = self.limit.lock().unwrap_or_else(|e| e.into_inner());
+        if limit > *cur {
+            let mut add = limit - *cur;
+            let paid = self
+                .debt
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+                    Some(d - d.min(add))
+                })
+                .map_or(0, |d| d.min(add));
+            add -= paid;
+            self.sem.add_permits(add);
+        } else {
+            let cut = *cur - limit;
+            let forgot = self.sem.forget_permits(cut);
+            self.debt.fetch_add(cut - forgot, Ordering::AcqRel);
+        }
+        *cur = limit;
+    }
+
+    pub fn available(&self) -> usize {
+        self.sem.available_permits()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let owed = self
+            .slots
+            .debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+            .is_ok();
+        if owed {
+            permit.forget();
         }
     }
 }
 
-fn prefix_mask(len: u8, max: u8) -> u128 {
-    let all = if max == 32 {
-        u128::from(u32::MAX)
-    } else {
-        u128::MAX
-    };
-    all & !all.checked_shr(u32::from(len)).unwrap_or(0)
+/// What an admitted client connection holds until it ends (its WebSocket session
+/// included): a slot under `max_connections`, its place in the per-IP count, and
+/// its place in the count of open connections.
+#[derive(Debug)]
+pub struct Admitted {
+    _slot: Slot,
+    _ticket: Ticket,
+    _open: crate::session::Open,
+}
+
+impl Admitted {
+    pub fn new(slot: Slot, ticket: Ticket, open: crate::session::Open) -> Admitted {
+        Admitted {
+            _slot: slot,
+            _ticket: ticket,
+            _open: open,
+        }
+    }
 }
 
 /// The key a client is counted under: its IPv4 address, or its IPv6 prefix.
@@ -116,22 +159,60 @@ pub struct Counters {
     pub accept_errors: AtomicU64,
 }
 
-pub struct Admission {
+type Limiter = RateLimiter<ClientKey, DefaultKeyedStateStore<ClientKey>, DefaultClock>;
+
+/// The admission settings of one config.
+struct Policy {
     max_per_ip: usize,
     ipv6_mask: u128,
     exempt: Vec<Cidr>,
+    /// (rate, burst) the limiter was made with: unchanged on reload, it is kept.
+    quota: (f64, u32),
+    rate: Arc<Limiter>,
+}
+
+impl Policy {
+    fn new(l: &Limits, keep: Option<&Policy>) -> Policy {
+        let quota = (l.connect_rate, l.connect_burst);
+        let rate = match keep {
+            Some(p) if p.quota == quota => p.rate.clone(),
+            _ => {
+                let period = Duration::from_secs_f64(1.0 / l.connect_rate.max(1e-6));
+                let burst = NonZeroU32::new(l.connect_burst).unwrap_or(NonZeroU32::MIN);
+                let q = Quota::with_period(period)
+                    .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+                    .allow_burst(burst);
+                Arc::new(RateLimiter::keyed(q))
+            }
+        };
+        Policy {
+            max_per_ip: l.max_connections_per_ip,
+            ipv6_mask: prefix_mask(l.ipv6_prefix, 128),
+            exempt: l.exempt.clone(),
+            quota,
+            rate,
+        }
+    }
+
+    fn key(&self, ip: IpAddr) -> ClientKey {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => ClientKey(u128::from(u32::from(v4)), false),
+            IpAddr::V6(v6) => ClientKey(u128::from(v6) & self.ipv6_mask, true),
+        }
+    }
+}
+
+pub struct Admission {
+    policy: ArcSwap<Policy>,
     live: Mutex<HashMap<ClientKey, usize>>,
-    rate: RateLimiter<ClientKey, DefaultKeyedStateStore<ClientKey>, DefaultClock>,
     pub counters: Counters,
     log: Mutex<LogGate>,
-    /// Admitted connections still open (their `Ticket`s alive).
-    open: AtomicUsize,
 }
 
 impl std::fmt::Debug for Admission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Admission")
-            .field("max_per_ip", &self.max_per_ip)
+            .field("max_per_ip", &self.policy.load().max_per_ip)
             .finish_non_exhaustive()
     }
 }
@@ -145,7 +226,6 @@ pub struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.admission.open.fetch_sub(1, Ordering::Relaxed);
         let Some(key) = self.key else { return };
         let mut live = self
             .admission
@@ -163,46 +243,33 @@ impl Drop for Ticket {
 
 impl Admission {
     pub fn new(l: &Limits) -> Admission {
-        let period = Duration::from_secs_f64(1.0 / l.connect_rate.max(1e-6));
-        let burst = NonZeroU32::new(l.connect_burst).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst);
         Admission {
-            max_per_ip: l.max_connections_per_ip,
-            ipv6_mask: prefix_mask(l.ipv6_prefix, 128),
-            exempt: l
-                .exempt
-                .iter()
-                .filter_map(|c| Cidr::parse(c).ok())
-                .collect(),
+            policy: ArcSwap::from_pointee(Policy::new(l, None)),
             live: Mutex::new(HashMap::new()),
-            rate: RateLimiter::keyed(quota),
             counters: Counters::default(),
             log: Mutex::new(LogGate::default()),
-            open: AtomicUsize::new(0),
         }
     }
 
-    pub fn key(&self, ip: IpAddr) -> ClientKey {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => ClientKey(u128::from(u32::from(v4)), false),
-            IpAddr::V6(v6) => ClientKey(u128::from(v6) & self.ipv6_mask, true),
-        }
+    /// Takes a reloaded config's limits.
+    pub fn configure(&self, l: &Limits) {
+        let next = Policy::new(l, Some(&self.policy.load()));
+        self.policy.store(Arc::new(next));
     }
 
     /// Admits or refuses a new connection from `ip`.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refused> {
-        if self.exempt.iter().any(|c| c.contains(ip)) {
+        let policy = self.policy.load();
+        if policy.exempt.iter().any(|c| c.contains(ip)) {
             return Ok(self.ticket(None));
         }
-        let key = self.key(ip);
+        let key = policy.key(ip);
         let refused = {
             let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
             let n = live.get(&key).copied().unwrap_or(0);
-            if n >= self.max_per_ip {
+            if n >= policy.max_per_ip {
                 Some(Refused::TooManyFromIp)
-            } else if self.rate.check_key(&key).is_err() {
+            } else if policy.rate.check_key(&key).is_err() {
                 Some(Refused::ConnectRate)
             } else {
                 *live.entry(key).or_insert(0) += 1;
@@ -241,22 +308,17 @@ impl Admission {
     }
 
     fn ticket(self: &Arc<Self>, key: Option<ClientKey>) -> Ticket {
-        self.open.fetch_add(1, Ordering::Relaxed);
         Ticket {
             admission: self.clone(),
             key,
         }
     }
 
-    /// Admitted client connections still open (sessions included).
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
     /// Drops rate-limit state for IPs whose bucket has refilled.
     pub fn prune(&self) {
-        self.rate.retain_recent();
-        self.rate.shrink_to_fit();
+        let policy = self.policy.load();
+        policy.rate.retain_recent();
+        policy.rate.shrink_to_fit();
         self.live
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -267,7 +329,7 @@ impl Admission {
     pub fn tracked(&self) -> (usize, usize) {
         (
             self.live.lock().unwrap_or_else(|e| e.into_inner()).len(),
-            self.rate.len(),
+            self.policy.load().rate.len(),
         )
     }
 }
@@ -289,6 +351,41 @@ mod tests {
     }
 
     #[test]
+    fn configure_changes_the_policy_and_keeps_the_counts() {
+        let a = adm(|l| l.max_connections_per_ip = 1);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let t = a.admit(ip).unwrap();
+        assert!(a.admit(ip).is_err());
+        a.configure(&Limits {
+            max_connections_per_ip: 2,
+            ..Limits::default()
+        });
+        let _t2 = a.admit(ip).expect("the new limit applies");
+        assert!(a.admit(ip).is_err(), "the open connection still counts");
+        drop(t);
+        assert_eq!(a.tracked().0, 1);
+    }
+
+    #[tokio::test]
+    async fn slots_resize_up_and_down() {
+        let s = Slots::new(2);
+        let a = s.acquire().await;
+        let b = s.acquire().await;
+        s.resize(1);
+        drop(a); // retired, not returned: the limit is 1 and b holds it
+        assert_eq!(s.available(), 0);
+        drop(b);
+        assert_eq!(s.available(), 1);
+        s.resize(3);
+        assert_eq!(s.available(), 3);
+        let _c = s.acquire().await;
+        s.resize(1);
+        assert_eq!(s.available(), 0);
+        s.resize(2);
+        assert_eq!(s.available(), 1);
+    }
+
+    #[test]
     fn per_ip_limit_and_release() {
         let a = adm(|l| l.max_connections_per_ip = 2);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
@@ -305,7 +402,7 @@ mod tests {
     fn ipv6_shares_a_prefix_and_exempt_skips_limits() {
         let a = adm(|l| {
             l.max_connections_per_ip = 1;
-            l.exempt = vec!["10.0.0.0/8".into()];
+            l.exempt = vec!["10.0.0.0/8".parse().unwrap()];
         });
         let _t = a.admit("2001:db8:0:1::1".parse().unwrap()).unwrap();
         assert!(a.admit("2001:db8:0:1::2".parse().unwrap()).is_err());
@@ -314,24 +411,5 @@ mod tests {
             .map(|_| a.admit("10.1.2.3".parse().unwrap()).unwrap())
             .collect();
         assert_eq!(held.len(), 10);
-    }
-
-    #[test]
-    fn cidr_parsing_and_matching() {
-        let c = Cidr::parse("10.0.0.0/8").unwrap();
-        assert!(c.contains("10.255.0.1".parse().unwrap()));
-        assert!(c.contains("::ffff:10.1.1.1".parse().unwrap()));
-        assert!(!c.contains("11.0.0.1".parse().unwrap()));
-        let c6 = Cidr::parse("2001:db8::/32").unwrap();
-        assert!(c6.contains("2001:db8:ffff::1".parse().unwrap()));
-        assert!(!c6.contains("2001:db9::1".parse().unwrap()));
-        assert!(
-            Cidr::parse("127.0.0.1")
-                .unwrap()
-                .contains("127.0.0.1".parse().unwrap())
-        );
-        for bad in ["10.0.0.0/33", "nope", "10.0.0.0/x", "::/129"] {
-            assert!(Cidr::parse(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -1,43 +1,64 @@
 //! One backend and its health: the single place that decides whether it may be picked.
 //!
-//! Owns: the address and weight, the live-session count (for least_conn), and the
-//! health state fed by active checks (rise/fall, HAProxy's semantics) and passive
-//! checks (`max_fails` within `fail_timeout` -> down for `fail_timeout`, nginx's
-//! semantics), the drain flag, and slow start. `Backend::pickable` is what balancing
-//! asks; a backend that is down, failed passively or draining is never picked.
-//! State changes are logged once per transition.
+//! Owns: the backend's identity (pool name, address as written, resolved address),
+//! its live-session count (for least_conn), the health state fed by active checks
+//! (rise/fall, HAProxy's semantics) and passive checks (`max_fails` within
+//! `fail_timeout` -> down for `fail_timeout`, nginx's semantics), the drain flag,
+//! slow start, the schedule of its active probes, and the signal that a reload
+//! removed it. `Backend::pickable` is what balancing asks; a backend that is down,
+//! failed passively or draining is never picked. State changes are logged once.
+//!
+//! A `Backend` outlives generations: a reload that keeps it (same identity) keeps
+//! this object, so its health, failure history, slow-start ramp and session count
+//! carry over, while `apply` takes the new weight, drain flag and settings.
 //! Does not own: running the active checks (health.rs) or choosing among backends.
 
+use crate::config::{self, Passive};
+use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
 use tokio::time::Instant;
+
+/// What makes two backends of two generations the same backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendId {
+    pub pool: String,
+    /// As written in the config.
+    pub address: String,
+    /// What it resolved to: a name that now resolves elsewhere is another backend.
+    pub addr: SocketAddr,
+}
+
+/// A reload removed the backend and its sessions are to be closed (Close 1012),
+/// each at a random moment within `spread` from `at`.
+#[derive(Debug, Clone, Copy)]
+pub struct Removal {
+    pub at: Instant,
+    pub spread: Duration,
+}
 
 #[derive(Debug)]
 pub struct Backend {
-    pub addr: std::net::SocketAddr,
-    pub weight: u32,
-    /// Stable identity for hashing: the address as written in the config.
+    pub id: BackendId,
+    pub addr: SocketAddr,
+    /// Stable hashing identity: the address as written, so every instance agrees.
     pub(crate) seed: u64,
-    pub(crate) pool: String,
+    weight: AtomicU32,
+    slow_start_ms: AtomicU64,
     active: AtomicUsize,
     /// Mirrors `health.usable(now)` for the lock-free fast path; refreshed on change.
     up: AtomicBool,
     drain: AtomicBool,
     health: Mutex<Health>,
-    passive: Option<Passive>,
-    slow_start: Duration,
-}
-
-/// nginx-style passive checking.
-#[derive(Debug, Clone, Copy)]
-pub struct Passive {
-    pub max_fails: u32,
-    pub fail_timeout: Duration,
+    schedule: Mutex<Schedule>,
+    removed: watch::Sender<Option<Removal>>,
 }
 
 #[derive(Debug)]
 struct Health {
+    passive: Option<Passive>,
     /// The active-check verdict (true when no active checks run).
     active_up: bool,
     ok_streak: u32,
@@ -49,19 +70,48 @@ struct Health {
     down_until: Option<Instant>,
     /// When it last became usable (for slow start).
     up_since: Option<Instant>,
+    /// Wall-clock time of the last state change and of the last active check.
+    changed_at: Option<SystemTime>,
+    last_check: Option<(SystemTime, Result<(), String>)>,
+}
+
+/// When the next active probe is due, and whether one is running: shared by the
+/// checker tasks of successive generations, so a reload neither skips nor doubles one.
+#[derive(Debug, Default)]
+struct Schedule {
+    next: Option<Instant>,
+    in_flight: bool,
+}
+
+/// What the status page and metrics read of a backend.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub up: bool,
+    pub draining: bool,
+    pub slow_start: bool,
+    pub sessions: usize,
+    pub changed_at: Option<SystemTime>,
+    pub last_check: Option<(SystemTime, Result<(), String>)>,
 }
 
 impl Backend {
-    pub fn new(pool: &str, name: &str, addr: std::net::SocketAddr, weight: u32) -> Backend {
-        Backend {
-            addr,
-            weight,
-            seed: crate::balance::fmix64(crate::balance::fnv1a(name.as_bytes())),
-            pool: pool.to_string(),
+    /// A backend as `conf` describes it, in pool `pool`; it starts healthy.
+    pub fn new(pool: &config::Pool, conf: &config::Backend) -> Backend {
+        let b = Backend {
+            id: BackendId {
+                pool: pool.name.clone(),
+                address: conf.address.clone(),
+                addr: conf.addr,
+            },
+            addr: conf.addr,
+            seed: crate::hash::fmix64(crate::hash::fnv1a(conf.address.as_bytes())),
+            weight: AtomicU32::new(conf.weight),
+            slow_start_ms: AtomicU64::new(0),
             active: AtomicUsize::new(0),
             up: AtomicBool::new(true),
             drain: AtomicBool::new(false),
             health: Mutex::new(Health {
+                passive: None,
                 active_up: true,
                 ok_streak: 0,
                 fail_streak: 0,
@@ -69,20 +119,37 @@ impl Backend {
                 window_start: None,
                 down_until: None,
                 up_since: None,
+                changed_at: None,
+                last_check: None,
             }),
-            passive: None,
-            slow_start: Duration::ZERO,
+            schedule: Mutex::new(Schedule::default()),
+            removed: watch::channel(None).0,
+        };
+        b.apply(pool, conf);
+        b
+    }
+
+    /// Takes the settings a (new) config gives this backend: weight, drain flag,
+    /// passive checks and slow start. Health state and sessions stay as they are,
+    /// except that a backend no longer under active checks loses their verdict.
+    pub fn apply(&self, pool: &config::Pool, conf: &config::Backend) {
+        self.weight.store(conf.weight, Ordering::Relaxed);
+        self.slow_start_ms
+            .store(pool.slow_start.as_millis() as u64, Ordering::Relaxed);
+        self.set_drain(conf.drain);
+        let mut h = self.lock();
+        h.passive = pool.passive;
+        if conf.check.is_none() {
+            h.active_up = true;
+            h.ok_streak = 0;
+            h.fail_streak = 0;
+            *self.schedule.lock().unwrap_or_else(|e| e.into_inner()) = Schedule::default();
         }
+        self.refresh(&mut h, Instant::now());
     }
 
-    pub fn with_passive(mut self, p: Option<Passive>) -> Backend {
-        self.passive = p.filter(|p| p.max_fails > 0);
-        self
-    }
-
-    pub fn with_slow_start(mut self, d: Duration) -> Backend {
-        self.slow_start = d;
-        self
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
     }
 
     /// Live sessions (including ones still being set up) on this backend.
@@ -121,7 +188,7 @@ impl Backend {
 
     pub fn set_drain(&self, on: bool) {
         if self.drain.swap(on, Ordering::Relaxed) != on {
-            tracing::info!(pool = %self.pool, backend = %self.addr, "backend {}", if on { "draining: no new sessions" } else { "no longer draining" });
+            tracing::info!(pool = %self.id.pool, backend = %self.addr, "backend {}", if on { "draining: no new sessions" } else { "no longer draining" });
         }
     }
 
@@ -131,20 +198,22 @@ impl Backend {
 
     /// The weight to balance with now: ramps up during slow start.
     pub fn effective_weight(&self) -> u32 {
-        if self.slow_start.is_zero() {
-            return self.weight;
+        let weight = self.weight();
+        let ramp = self.slow_start_ms.load(Ordering::Relaxed);
+        if ramp == 0 {
+            return weight;
         }
         let h = self.lock();
         match h.up_since {
             Some(t) => {
-                let frac = t.elapsed().as_secs_f64() / self.slow_start.as_secs_f64();
+                let frac = t.elapsed().as_millis() as f64 / ramp as f64;
                 if frac >= 1.0 {
-                    self.weight
+                    weight
                 } else {
-                    ((f64::from(self.weight) * frac).ceil() as u32).max(1)
+                    ((f64::from(weight) * frac).ceil() as u32).max(1)
                 }
             }
-            None => self.weight,
+            None => weight,
         }
     }
 
@@ -165,7 +234,8 @@ impl Backend {
             if usable {
                 h.up_since = Some(now);
             }
-            tracing::warn!(pool = %self.pool, backend = %self.addr, "backend is {}", if usable { "UP" } else { "DOWN" });
+            h.changed_at = Some(SystemTime::now());
+            tracing::warn!(pool = %self.id.pool, backend = %self.addr, "backend is {}", if usable { "UP" } else { "DOWN" });
         }
         usable
     }
@@ -173,6 +243,10 @@ impl Backend {
     /// An active check's result; `rise`/`fall` consecutive results change state.
     pub fn record_check(&self, ok: bool, rise: u32, fall: u32, why: &str) {
         let mut h = self.lock();
+        h.last_check = Some((
+            SystemTime::now(),
+            if ok { Ok(()) } else { Err(why.to_string()) },
+        ));
         if ok {
             h.fail_streak = 0;
             h.ok_streak = h.ok_streak.saturating_add(1);
@@ -186,7 +260,7 @@ impl Backend {
             h.fail_streak = h.fail_streak.saturating_add(1);
             if h.active_up && h.fail_streak >= fall {
                 h.active_up = false;
-                tracing::warn!(pool = %self.pool, backend = %self.addr, "health check failed {fall} times: {why}");
+                tracing::warn!(pool = %self.id.pool, backend = %self.addr, "health check failed {fall} times: {why}");
             }
         }
         self.refresh(&mut h, Instant::now());
@@ -195,9 +269,9 @@ impl Backend {
     /// A real connection or upgrade to this backend failed.
     /// `active_checks`: whether active checks run (then they bring it back).
     pub fn record_failure(&self, active_checks: bool) {
-        let Some(p) = self.passive else { return };
         let now = Instant::now();
         let mut h = self.lock();
+        let Some(p) = h.passive else { return };
         if h.window_start
             .is_none_or(|s| now.duration_since(s) >= p.fail_timeout)
         {
@@ -211,20 +285,80 @@ impl Backend {
                 h.active_up = false;
                 h.ok_streak = 0;
             }
-            tracing::warn!(pool = %self.pool, backend = %self.addr, "{} failure(s) within {:?}: marked down for {:?}", h.fails, p.fail_timeout, p.fail_timeout);
+            tracing::warn!(pool = %self.id.pool, backend = %self.addr, "{} failure(s) within {:?}: marked down for {:?}", h.fails, p.fail_timeout, p.fail_timeout);
         }
         self.refresh(&mut h, now);
     }
 
     /// A real connection succeeded: the failure window starts over.
     pub fn record_success(&self) {
-        if self.passive.is_none() {
-            return;
-        }
         let mut h = self.lock();
         if h.fails > 0 && h.down_until.is_none() {
             h.fails = 0;
             h.window_start = None;
+        }
+    }
+
+    /// When the next probe is due: the shared schedule, or `first` if none is set yet.
+    /// A shorter `interval` than the schedule's brings the next probe forward.
+    pub(crate) fn next_probe(&self, first: Instant, interval: Duration) -> Instant {
+        let mut s = self.schedule.lock().unwrap_or_else(|e| e.into_inner());
+        let cap = Instant::now() + interval;
+        let next = s.next.map_or(first, |n| n.min(cap));
+        s.next = Some(next);
+        next
+    }
+
+    /// Claims the probe due now, so exactly one checker runs it; the next is due
+    /// `interval` later. `false` if it is not due or another checker has it.
+    pub(crate) fn claim_probe(&self, now: Instant, interval: Duration) -> bool {
+        let mut s = self.schedule.lock().unwrap_or_else(|e| e.into_inner());
+        if s.in_flight || s.next.is_some_and(|n| now < n) {
+            return false;
+        }
+        s.in_flight = true;
+        s.next = Some(now + interval);
+        true
+    }
+
+    pub(crate) fn probe_done(&self) {
+        self.schedule
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .in_flight = false;
+    }
+
+    /// A reload removed this backend; its sessions close as `r` says.
+    pub fn remove(&self, r: Removal) {
+        self.removed.send_replace(Some(r));
+    }
+
+    /// Resolves when a reload removed this backend with `on_backend_removed = "close"`.
+    pub fn removed(&self) -> impl Future<Output = Removal> + Send + use<> {
+        let mut rx = self.removed.subscribe();
+        async move {
+            match rx.wait_for(Option::is_some).await.ok().and_then(|r| *r) {
+                Some(r) => r,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.removed.borrow().is_some()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let up = self.is_up();
+        let h = self.lock();
+        let ramp = Duration::from_millis(self.slow_start_ms.load(Ordering::Relaxed));
+        Snapshot {
+            up,
+            draining: self.draining(),
+            slow_start: up && !ramp.is_zero() && h.up_since.is_some_and(|t| t.elapsed() < ramp),
+            sessions: self.active(),
+            changed_at: h.changed_at,
+            last_check: h.last_check.clone(),
         }
     }
 }
@@ -233,13 +367,25 @@ impl Backend {
 mod tests {
     use super::*;
 
-    fn b() -> Backend {
-        Backend::new("p", "x", "127.0.0.1:1".parse().unwrap(), 4)
+    fn conf(text: &str) -> config::Config {
+        config::Config::parse(
+            &format!(
+                "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n[[route]]\npool = \"p\"\n\
+                 [[pool]]\nname = \"p\"\n{text}\n[[pool.backend]]\naddress = \"127.0.0.1:1\"\nweight = 4\n"
+            ),
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap()
+    }
+
+    fn b(text: &str) -> Backend {
+        let c = conf(text);
+        Backend::new(&c.pools[0], &c.pools[0].backends[0])
     }
 
     #[tokio::test(start_paused = true)]
     async fn rise_and_fall() {
-        let b = b();
+        let b = b("");
         b.record_check(false, 2, 3, "x");
         b.record_check(false, 2, 3, "x");
         assert!(b.pickable());
@@ -253,10 +399,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn passive_marks_down_for_fail_timeout() {
-        let b = b().with_passive(Some(Passive {
-            max_fails: 2,
-            fail_timeout: Duration::from_secs(10),
-        }));
+        let b = b("max_fails = 2\nfail_timeout = \"10s\"");
         b.record_failure(false);
         assert!(b.pickable());
         b.record_failure(false);
@@ -267,10 +410,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn passive_with_active_checks_waits_for_rise() {
-        let b = b().with_passive(Some(Passive {
-            max_fails: 1,
-            fail_timeout: Duration::from_secs(1),
-        }));
+        let b = b("max_fails = 1\nfail_timeout = \"1s\"\n[pool.health]\nkind = \"tcp\"");
         b.record_failure(true);
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(!b.pickable(), "active checks decide after a passive mark");
@@ -280,7 +420,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn drain_and_slow_start() {
-        let b = b().with_slow_start(Duration::from_secs(10));
+        let b = b("slow_start = \"10s\"");
         b.set_drain(true);
         assert!(!b.pickable());
         assert!(b.is_up());
@@ -292,5 +432,44 @@ mod tests {
         assert_eq!(b.effective_weight(), 2);
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(b.effective_weight(), 4);
+    }
+
+    /// `apply` takes the new settings and keeps the health state.
+    #[tokio::test(start_paused = true)]
+    async fn apply_keeps_health_and_takes_settings() {
+        let c = conf("[pool.health]\nkind = \"tcp\"");
+        let b = Backend::new(&c.pools[0], &c.pools[0].backends[0]);
+        b.record_check(false, 1, 1, "x");
+        assert!(!b.is_up());
+        let mut newer = c.pools[0].clone();
+        newer.backends[0].weight = 9;
+        newer.backends[0].drain = true;
+        b.apply(&newer, &newer.backends[0]);
+        assert_eq!(b.weight(), 9);
+        assert!(b.draining());
+        assert!(!b.is_up(), "a down backend stays down across a reload");
+        // Without active checks any more, their verdict no longer holds it down.
+        newer.backends[0].check = None;
+        b.apply(&newer, &newer.backends[0]);
+        assert!(b.is_up());
+    }
+
+    /// Two checkers of one backend (old and new generation) share one schedule.
+    #[tokio::test(start_paused = true)]
+    async fn one_probe_per_interval_whatever_the_checkers() {
+        let b = b("");
+        let i = Duration::from_secs(1);
+        let t0 = Instant::now();
+        assert_eq!(b.next_probe(t0, i), t0);
+        assert!(b.claim_probe(t0, i));
+        assert!(!b.claim_probe(t0, i), "in flight");
+        b.probe_done();
+        assert!(!b.claim_probe(t0, i), "not due yet");
+        assert_eq!(
+            b.next_probe(t0, i),
+            t0 + i,
+            "a second checker sees the same schedule"
+        );
+        assert!(b.claim_probe(t0 + i, i));
     }
 }

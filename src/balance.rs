@@ -1,15 +1,18 @@
 //! Pools of backends and the three ways of picking one.
 //!
-//! Owns: `Backend` (address, weight, live-session count), `Pool`, and selection:
-//! smooth weighted round robin (nginx's algorithm), weighted rendezvous hashing on the
-//! client IP (IPv6 keyed by /64), and least connections relative to weight.
-//! A pick returns a `Lease`, which counts as a live session on the backend until it
-//! is dropped, so least_conn sees sessions that are still connecting too.
+//! Owns: `Pool` (its checked settings and its backends, in config order) and
+//! selection: smooth weighted round robin (nginx's algorithm), weighted rendezvous
+//! hashing on the client IP (IPv6 keyed by /64), and least connections relative to
+//! weight. A pick returns a `Lease`, which counts as a live session on the backend
+//! until it is dropped, so least_conn sees sessions that are still connecting too.
 //! Only backends that are `pickable` (healthy, not draining: backend.rs) are picked.
+//! A pool is built per generation; its backends are carried over from the previous
+//! one by identity (`Pool::build`'s `reuse`), so their state survives a reload.
 //! Does not own: connecting (upstream.rs) or health state (backend.rs, health.rs).
 
-use crate::backend::{Backend, Passive};
-use crate::config::{self, Balance, Check, Dur};
+use crate::backend::{Backend, BackendId};
+use crate::config::{self, Balance};
+use crate::hash::fmix64;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +29,7 @@ impl Lease {
         backend.enter();
         Lease { backend, index }
     }
-    pub fn backend(&self) -> &Backend {
+    pub fn backend(&self) -> &Arc<Backend> {
         &self.backend
     }
     /// Position of the backend in its pool.
@@ -44,15 +47,9 @@ impl Drop for Lease {
 #[derive(Debug)]
 pub struct Pool {
     pub name: String,
+    /// The pool's checked settings; `conf.backends[i]` describes `backends[i]`.
+    pub conf: config::Pool,
     pub backends: Vec<Arc<Backend>>,
-    pub connect_timeout: Dur,
-    pub upgrade_timeout: Dur,
-    pub host_header: Option<String>,
-    /// Further backends tried after a failed connect or upgrade.
-    pub retries: u32,
-    pub upstream_deadline: Dur,
-    /// Active check settings per backend (same order), when `[pool.health]` is set.
-    pub checks: Option<Vec<Check>>,
     picker: Picker,
 }
 
@@ -66,45 +63,35 @@ enum Picker {
 }
 
 impl Pool {
-    pub fn from_config(p: &config::Pool) -> Pool {
-        let passive = Passive {
-            max_fails: p.max_fails,
-            fail_timeout: p.fail_timeout.get(),
-        };
-        let backends: Vec<Arc<Backend>> = p
+    /// Builds the pool `conf` describes. `reuse` returns the live backend of an
+    /// identity, if one exists (from an earlier generation): it keeps its state, and
+    /// takes the new settings when the generation is published (`Backend::apply`).
+    /// Other backends are new, and start healthy.
+    pub fn build(
+        conf: &config::Pool,
+        mut reuse: impl FnMut(&BackendId) -> Option<Arc<Backend>>,
+    ) -> Pool {
+        let backends: Vec<Arc<Backend>> = conf
             .backends
             .iter()
-            .filter_map(|b| {
-                let backend = Backend::new(&p.name, &b.address, b.resolved?, b.weight)
-                    .with_passive(Some(passive))
-                    .with_slow_start(p.slow_start.get());
-                backend.set_drain(b.drain);
-                Some(Arc::new(backend))
+            .map(|b| {
+                let id = BackendId {
+                    pool: conf.name.clone(),
+                    address: b.address.clone(),
+                    addr: b.addr,
+                };
+                reuse(&id).unwrap_or_else(|| Arc::new(Backend::new(conf, b)))
             })
             .collect();
-        Pool::new(&p.name, backends, p.balance, p)
-    }
-
-    fn new(name: &str, backends: Vec<Arc<Backend>>, balance: Balance, p: &config::Pool) -> Pool {
-        let picker = match balance {
+        let picker = match conf.balance {
             Balance::RoundRobin => Picker::RoundRobin(Mutex::new(vec![0; backends.len()])),
             Balance::IpHash => Picker::IpHash,
             Balance::LeastConn => Picker::LeastConn(AtomicUsize::new(0)),
         };
         Pool {
-            name: name.to_string(),
+            name: conf.name.clone(),
+            conf: conf.clone(),
             backends,
-            connect_timeout: p.connect_timeout,
-            upgrade_timeout: p.upgrade_timeout,
-            host_header: p.host_header.clone(),
-            retries: p.retries,
-            upstream_deadline: p.upstream_deadline,
-            checks: p.health.as_ref().map(|h| {
-                p.backends
-                    .iter()
-                    .map(|b| Check::resolve(h, b.health.as_ref()))
-                    .collect()
-            }),
             picker,
         }
     }
@@ -167,7 +154,7 @@ fn rendezvous(
         let h = fmix64(key ^ b.seed);
         // u in (0, 1): 53 random bits, never 0.
         let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let score = -f64::from(b.weight) / u.ln();
+        let score = -f64::from(b.weight()) / u.ln();
         if best.is_none_or(|(_, s)| score > s) {
             best = Some((i, score));
         }
@@ -207,37 +194,24 @@ fn hash_key(ip: IpAddr) -> u64 {
     }
 }
 
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
-/// MurmurHash3's 64-bit finalizer: a stable, well-mixing bijection.
-pub(crate) fn fmix64(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    k ^ (k >> 33)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
     fn pool(weights: &[u32], balance: Balance) -> Pool {
-        let backends = weights
-            .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                let addr: std::net::SocketAddr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
-                Arc::new(Backend::new("t", &addr.to_string(), addr, *w))
-            })
-            .collect();
-        let conf: config::Pool = toml::from_str("name = \"t\"").unwrap();
-        Pool::new("t", backends, balance, &conf)
+        let mut text = "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n\
+                        [[route]]\npool = \"t\"\n[[pool]]\nname = \"t\"\n"
+            .to_string();
+        for (i, w) in weights.iter().enumerate() {
+            text += &format!(
+                "[[pool.backend]]\naddress = \"127.0.0.1:{}\"\nweight = {w}\n",
+                9000 + i
+            );
+        }
+        let mut conf = config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        conf.pools[0].balance = balance;
+        Pool::build(&conf.pools[0], |_| None)
     }
 
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);

@@ -22,7 +22,7 @@ fn certs_dir() -> PathBuf {
 }
 
 pub async fn run() -> ExitCode {
-    crate::init_logging("info");
+    let _ = crate::init_logging("info");
     let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let (a, b) = match (
         EchoServer::spawn(local, "echo-a").await,

@@ -1,9 +1,12 @@
 //! Active health checks: one task per checked backend, off the accept and relay paths.
 //!
 //! Owns: probing (tcp connect; http `GET path` expecting a status; websocket: a full
-//! upgrade with the Accept verified, then a clean close) and spreading the probes of
-//! a pool over its interval so they do not all fire at once. Results go to
-//! `Backend::record_check`, which applies rise/fall and logs transitions.
+//! upgrade with the Accept verified, then a clean close), spreading the probes of a
+//! pool over its interval so they do not all fire at once, and the checker tasks of
+//! one generation (`Checkers`). The schedule lives in each `Backend`, so when a
+//! reload replaces the checkers of a backend that stays, the new task takes the
+//! next due probe and the old one stops after the probe it may be running: no gap,
+//! no probe twice. Results go to `Backend::record_check` (rise/fall, logging).
 
 use crate::backend::Backend;
 use crate::balance::Pool;
@@ -11,51 +14,88 @@ use crate::config::{Check, CheckKind};
 use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
+use tokio::time::{Instant, sleep_until, timeout};
 
-/// Starts the checks of every pool that has `[pool.health]`.
-pub fn spawn(pools: &[Pool], stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    for pool in pools {
-        let Some(checks) = &pool.checks else { continue };
-        let n = pool.backends.len().max(1) as u32;
-        for (i, (backend, check)) in pool.backends.iter().zip(checks).enumerate() {
-            // Spread the pool's probes evenly over one interval.
-            let offset = check.interval.get() * i as u32 / n;
-            tasks.push(tokio::spawn(run(
-                backend.clone(),
-                check.clone(),
-                offset,
-                stop.clone(),
-            )));
+/// The checker tasks of one generation.
+#[derive(Debug)]
+pub struct Checkers {
+    retire: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Checkers {
+    /// Starts the checks of every backend that has one.
+    pub fn spawn(pools: &[Arc<Pool>]) -> Checkers {
+        let (retire, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let now = Instant::now();
+        for pool in pools {
+            let n = pool.backends.len().max(1) as u32;
+            for (i, (backend, conf)) in pool.backends.iter().zip(&pool.conf.backends).enumerate() {
+                let Some(check) = &conf.check else { continue };
+                // A new backend's first probe: the pool's probes spread over one interval.
+                let first = now + check.interval.get() * i as u32 / n;
+                tasks.push(tokio::spawn(run(
+                    backend.clone(),
+                    check.clone(),
+                    first,
+                    rx.clone(),
+                )));
+            }
+        }
+        Checkers { retire, tasks }
+    }
+
+    /// A reload replaced this generation: each task stops after its probe in flight.
+    pub fn retire(&self) {
+        self.retire.send_replace(true);
+    }
+
+    /// Shutdown: stop at once, probes in flight included.
+    pub fn abort(&self) {
+        for t in &self.tasks {
+            t.abort();
         }
     }
-    tasks
+}
+
+impl Drop for Checkers {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// Marks the claimed probe finished however its task ends (aborted included).
+struct InFlight<'a>(&'a Backend);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.probe_done();
+    }
 }
 
 async fn run(
     backend: Arc<Backend>,
     check: Check,
-    offset: Duration,
-    mut stop: watch::Receiver<bool>,
+    first: Instant,
+    mut retire: watch::Receiver<bool>,
 ) {
-    let mut tick = interval_at(Instant::now() + offset, check.interval.get());
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let interval = check.interval.get();
     loop {
+        let due = backend.next_probe(first, interval);
         tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = sleep_until(due) => {}
+            _ = retire.wait_for(|r| *r) => return,
         }
-        let probed = tokio::select! {
-            r = timeout(check.timeout.get(), probe(backend.addr, &check)) => r,
-            _ = stop.wait_for(|s| *s) => return, // shutting down: no probe outlives it
-        };
-        let result = match probed {
+        if *retire.borrow() || !backend.claim_probe(Instant::now(), interval) {
+            continue; // another generation's checker has it, or we are retired
+        }
+        let _claimed = InFlight(&backend);
+        let result = match timeout(check.timeout.get(), probe(backend.addr, &check)).await {
             Ok(r) => r,
             Err(_) => Err(format!("no answer within {:?}", check.timeout.get())),
         };

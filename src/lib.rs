@@ -1,23 +1,31 @@
 //! wsgate: a TLS-terminating WebSocket reverse proxy and load balancer.
 //!
 //! The path of one connection, module by module (see ARCHITECTURE.md):
-//! `listen` (accept, TLS via `tls`) -> `handshake` (RFC 6455 checks) -> `route`
-//! and `origin` -> `balance` -> `upstream` -> `relay`. `server` wires them up from
-//! a `config::Config`; `session` counts live relays; `echo` is a small WebSocket
-//! echo backend used by the demo and the tests.
+//! `listen` (accept, admission, TLS via `tls`) -> `handshake` (RFC 6455 checks) ->
+//! `route` and `origin` -> `balance` -> `upstream` -> `relay`, under the
+//! generation (`runtime`) the connection was accepted in. `server` binds, reloads
+//! and stops; `config` turns the file into a checked `Config`; `session` counts
+//! live connections and carries the drain signal; `notify` talks to systemd; `echo`
+//! is a small WebSocket echo backend used by the demo and the tests.
 
+pub mod activation;
 pub mod admission;
+pub mod answer;
 pub mod backend;
 pub mod balance;
 pub mod config;
+pub mod conn;
 pub mod echo;
 pub mod handshake;
+pub mod hash;
 pub mod health;
 pub mod listen;
+pub mod notify;
 pub mod origin;
 pub mod proxy;
 pub mod relay;
 pub mod route;
+pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod tls;

@@ -1,14 +1,18 @@
 //! Accepting connections: the first steps of every connection's path.
 //!
-//! Owns: binding sockets, the accept loop (with back-off on errors such as EMFILE,
-//! so a full file table never spins), TCP_NODELAY, the TLS handshake and its
-//! timeout, and serving the HTTP head with hyper under wsgate's own header deadline
-//! (hyper's closes silently; ours answers 408). Does not own: what a request means
-//! (proxy.rs).
+//! Owns: binding sockets (SO_REUSEPORT when asked), the accept loop (with back-off
+//! on errors such as EMFILE, so a full file table never spins), TCP_NODELAY, the
+//! TLS handshake and its timeout, and serving the HTTP head with hyper under
+//! wsgate's own header deadline (hyper's closes silently; ours answers 408).
+//! Each accepted connection takes the current generation once and runs under it.
+//! Does not own: what a request means (proxy.rs).
 
-use crate::admission::Admitted;
-use crate::handshake::Refusal;
-use crate::proxy::{self, Shared};
+use crate::admission::{Admitted, Slot};
+use crate::answer::Refusal;
+use crate::conn::ConnInfo;
+use crate::proxy::{self, Client};
+use crate::runtime::Runtime;
+use futures_util::FutureExt;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -21,21 +25,16 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{sleep, timeout};
-use tokio_rustls::TlsAcceptor;
 
-/// Settings every client connection needs (held in `Shared::conn`).
-#[derive(Debug, Clone)]
-pub struct ConnSettings {
-    pub tls_handshake_timeout: Duration,
-    pub header_read_timeout: Duration,
-    pub max_header_bytes: usize,
-}
-
-/// Binds a listening socket with a deep backlog and SO_REUSEADDR.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds a listening socket with a deep backlog and SO_REUSEADDR (and SO_REUSEPORT
+/// with `reuse_port`, so another process may bind the same address).
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -45,44 +44,35 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts until `stop` turns true. At `max_connections` it waits for a slot before
-/// accepting again (the kernel backlog holds newcomers); each accepted connection
-/// passes admission control before any TLS work.
+/// Accepts on listener `name` until `stop` turns true. At `max_connections` it
+/// waits for a slot before accepting again (the kernel backlog holds newcomers);
+/// each accepted connection passes admission control before any TLS work. When
+/// stopped, the connections the kernel has already queued are still taken and
+/// served, so closing the socket resets none of them.
 pub async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    shared: Arc<Shared>,
+    name: Arc<str>,
+    rt: Arc<Runtime>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let slot = tokio::select! {
-            p = shared.slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = stop.wait_for(|s| *s) => return,
+            s = rt.slots.acquire() => s,
+            _ = stop.wait_for(|s| *s) => break,
         };
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => break,
         };
         match accepted {
             Ok((tcp, peer)) => {
                 backoff = Duration::from_millis(5);
-                match shared.admission.admit(peer.ip()) {
-                    Ok(ticket) => {
-                        let admitted = Arc::new(Admitted::new(slot, ticket));
-                        tokio::spawn(connection(tcp, peer, tls.clone(), shared.clone(), admitted));
-                    }
-                    // Closed at once; admission counted and logged it.
-                    Err(_) => drop(tcp),
-                }
+                admit(&rt, &name, tcp, peer, slot);
             }
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS and friends: wait instead of spinning.
-                shared
-                    .admission
+                rt.admission
                     .counters
                     .accept_errors
                     .fetch_add(1, Ordering::Relaxed);
@@ -92,21 +82,42 @@ pub async fn accept_loop(
             }
         }
     }
+    while let Some(Ok((tcp, peer))) = listener.accept().now_or_never() {
+        admit(&rt, &name, tcp, peer, rt.slots.acquire_or_extra());
+    }
 }
 
-async fn connection(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    shared: Arc<Shared>,
-    admitted: Arc<Admitted>,
-) {
+/// Admission control, then the connection's own task under the current generation.
+fn admit(rt: &Arc<Runtime>, name: &Arc<str>, tcp: TcpStream, peer: SocketAddr, slot: Slot) {
+    let Ok(ticket) = rt.admission.admit(peer.ip()) else {
+        return; // closed at once; admission counted and logged it
+    };
+    let generation = rt.current();
+    let Some(tls) = generation.listener(name).map(|l| l.tls.clone()) else {
+        return; // a reload removed this listener; its accept loop is stopping
+    };
+    let client = Client {
+        info: ConnInfo {
+            peer,
+            listener: name.clone(),
+            tls: tls.is_some(),
+        },
+        admitted: Arc::new(Admitted::new(slot, ticket, rt.sessions.open())),
+        generation,
+        rt: rt.clone(),
+    };
+    tokio::spawn(connection(tcp, tls, Arc::new(client)));
+}
+
+async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, client: Arc<Client>) {
     let _ = tcp.set_nodelay(true);
+    let peer = client.info.peer;
     match tls {
-        None => serve_http(tcp, peer, false, shared, admitted).await,
+        None => serve_http(tcp, client).await,
         Some(acceptor) => {
-            match timeout(shared.conn.tls_handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_http(stream, peer, true, shared, admitted).await,
+            let limit = client.generation.conn.tls_handshake_timeout;
+            match timeout(limit, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => serve_http(stream, client).await,
                 Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
                 Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
             }
@@ -118,23 +129,18 @@ async fn connection(
 /// session, anything else gets its answer with `Connection: close` (set by proxy.rs
 /// on every non-101 answer; hyper's own keep-alive switch would also rewrite the
 /// 101's `Connection: Upgrade`).
-async fn serve_http<IO>(
-    io: IO,
-    peer: SocketAddr,
-    tls: bool,
-    shared: Arc<Shared>,
-    admitted: Arc<Admitted>,
-) where
+async fn serve_http<IO>(io: IO, client: Arc<Client>)
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let s = shared.conn.clone();
+    let s = client.generation.conn.clone();
+    let peer = client.info.peer;
     let head_seen = Arc::new(AtomicBool::new(false));
     let seen = head_seen.clone();
     let svc = service_fn(move |req| {
         seen.store(true, Ordering::Relaxed);
-        let shared = shared.clone();
-        let admitted = admitted.clone();
-        async move { Ok::<_, Infallible>(proxy::handle::<IO>(req, peer, tls, shared, admitted).await) }
+        let client = client.clone();
+        async move { Ok::<_, Infallible>(proxy::handle::<IO>(req, client).await) }
     });
     let mut conn = http1::Builder::new()
         // hyper's own limit is the hard backstop (bare 431); heads between the two

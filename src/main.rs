@@ -1,4 +1,8 @@
-//! The `wsgate` command: `run` (the default), `check` (like `nginx -t`), `demo`.
+//! The `wsgate` command: `run` (the default), `check` (like `nginx -t`), `reload`
+//! (signal the running process), `demo`.
+//!
+//! Signals of `run`: SIGHUP reloads (config, certificates, keys); SIGTERM or SIGINT
+//! drain and exit (a second one exits at once). systemd hears of each step.
 
 mod demo;
 
@@ -6,7 +10,12 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::reload::Handle;
+use tracing_subscriber::{EnvFilter, Registry};
 use wsgate::config::Config;
+use wsgate::notify;
+use wsgate::server::Running;
 
 #[derive(Parser)]
 #[command(
@@ -28,12 +37,19 @@ enum Command {
     Run,
     /// Validate the configuration and certificates, then exit 0 (valid) or 1.
     Check,
+    /// Validate the configuration, then ask the running wsgate to reload it (SIGHUP).
+    Reload {
+        /// The running process; default: the `pid_file` of the configuration.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
     /// Run two echo backends behind wsgate on https://127.0.0.1:8443 with certs-example/.
     Demo,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Run);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,9 +60,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command.unwrap_or(Command::Run) {
+    match command {
         Command::Run => rt.block_on(run(&cli.config)),
         Command::Check => check(&cli.config),
+        Command::Reload { pid } => reload_command(&cli.config, pid),
         Command::Demo => rt.block_on(demo::run()),
     }
 }
@@ -61,44 +78,131 @@ fn load(path: &Path) -> Option<Config> {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    let Some(cfg) = load(path) else {
-        return ExitCode::FAILURE;
-    };
+/// Parses and loads everything `run` would; prints the problems.
+fn checked(path: &Path) -> Option<Config> {
+    let cfg = load(path)?;
     match wsgate::server::check_tls(&cfg) {
         Ok(warnings) => {
             for w in warnings {
                 eprintln!("warning: {w}");
             }
-            println!("{}: configuration OK", path.display());
-            ExitCode::SUCCESS
+            Some(cfg)
         }
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::FAILURE
+            None
         }
     }
 }
 
-/// Sets up logging: `RUST_LOG` wins over the config's `log_level`.
-pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+fn check(path: &Path) -> ExitCode {
+    match checked(path) {
+        Some(_) => {
+            println!("{}: configuration OK", path.display());
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+/// `wsgate reload`: refuses a broken config before disturbing the running process,
+/// then sends it SIGHUP (the process re-reads everything and reports the outcome in
+/// its log and systemd status).
+fn reload_command(path: &Path, pid: Option<u32>) -> ExitCode {
+    let Some(cfg) = checked(path) else {
+        eprintln!("not reloading: the running wsgate keeps its configuration");
+        return ExitCode::FAILURE;
+    };
+    let pid = match (pid, &cfg.server.pid_file) {
+        (Some(p), _) => p,
+        (None, Some(file)) => match std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|s| s.trim().parse::<u32>().map_err(|e| e.to_string()))
+        {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{}: cannot read the pid: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => {
+            eprintln!(
+                "no process to signal: pass --pid (under systemd: --pid $MAINPID) or set [server] pid_file"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+        eprintln!("bad pid {pid}");
+        return ExitCode::FAILURE;
+    };
+    // SAFETY: kill(2) takes plain integers and has no memory effects.
+    if unsafe { libc::kill(pid_t, libc::SIGHUP) } != 0 {
+        eprintln!(
+            "cannot signal process {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+        return ExitCode::FAILURE;
+    }
+    println!("{}: configuration OK; sent SIGHUP to {pid}", path.display());
+    ExitCode::SUCCESS
+}
+
+type LogHandle = Handle<EnvFilter, Registry>;
+
+/// Sets up logging: `RUST_LOG` wins over the config's `log_level`. The handle
+/// changes the level on reload (`None` when `RUST_LOG` rules or logging was set up).
+pub fn init_logging(level: &str) -> Option<LogHandle> {
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let fixed = from_env.is_some();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(level));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(std::io::stderr)
         // Colours only on a terminal: journald and log files get plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal());
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init()
+        .ok()?;
+    (!fixed).then_some(handle)
+}
+
+fn status_line(running: &Running) -> String {
+    format!(
+        "{} live sessions, {} open connections; configuration generation {}",
+        running.live_sessions(),
+        running.open_connections(),
+        running.generation().id
+    )
+}
+
+fn write_pid_file(cfg: &Config) {
+    if let Some(file) = &cfg.server.pid_file
+        && let Err(e) = std::fs::write(file, format!("{}\n", std::process::id()))
+    {
+        tracing::warn!("{}: cannot write the pid file: {e}", file.display());
+    }
 }
 
 async fn run(path: &Path) -> ExitCode {
     let Some(cfg) = load(path) else {
         return ExitCode::FAILURE;
     };
-    init_logging(&cfg.server.log_level);
+    let log = init_logging(&cfg.server.log_level);
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("wsgate: cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
     let mut running = match wsgate::server::start(&cfg).await {
         Ok(r) => r,
         Err(e) => {
@@ -106,29 +210,84 @@ async fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    wait_for_signal().await;
-    let grace = cfg.server.close_timeout.get() + Duration::from_secs(1);
-    tracing::info!(
-        "stopping: no new connections; closing {} live sessions with 1001 (up to {grace:?})",
-        running.live_sessions()
+    write_pid_file(&cfg);
+    notify::ready(&status_line(&running));
+    if let Some(every) = notify::watchdog_interval() {
+        tokio::spawn(notify::watchdog(every));
+    }
+    let mut status_tick = tokio::time::interval(Duration::from_secs(5));
+    let mut last_status = String::new();
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&mut running, path, log.as_ref()).await,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = status_tick.tick() => {
+                let s = status_line(&running);
+                if s != last_status {
+                    notify::status(&s);
+                    last_status = s;
+                }
+            }
+        }
+    }
+    let g = running.generation();
+    let msg = format!(
+        "draining: {} live sessions closing over {:?} (at most {:?})",
+        running.live_sessions(),
+        g.drain_spread(),
+        g.shutdown_timeout()
     );
-    running.stop_accepting().await;
-    running.close_sessions();
-    if tokio::time::timeout(grace, running.wait_sessions_done())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "{} sessions still open after {grace:?}; exiting",
-            running.live_sessions()
-        );
+    tracing::info!("stopping: no new connections; {msg}");
+    notify::stopping(&msg);
+    let left = tokio::select! {
+        left = running.shutdown() => left,
+        _ = term.recv() => { tracing::warn!("second signal: exiting now"); 1 }
+        _ = int.recv() => { tracing::warn!("second signal: exiting now"); 1 }
+    };
+    if left > 0 {
+        tracing::warn!("{left} connections still open at shutdown_timeout; exiting");
+    }
+    if let Some(file) = &cfg.server.pid_file {
+        let _ = std::fs::remove_file(file);
     }
     ExitCode::SUCCESS
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// SIGHUP: reload the file. Either way the process goes on serving, and systemd
+/// gets `RELOADING=1` then `READY=1` with the outcome in `STATUS=`.
+async fn reload(running: &mut Running, path: &Path, log: Option<&LogHandle>) {
+    notify::reloading();
+    tracing::info!("reloading {}", path.display());
+    match running.reload_file(path).await {
+        Ok((r, cfg)) => {
+            for w in &r.warnings {
+                tracing::warn!("{w}");
+            }
+            if let Some(h) = log
+                && let Err(e) = h.reload(EnvFilter::new(&cfg.server.log_level))
+            {
+                tracing::warn!("log_level not changed: {e}");
+            }
+            write_pid_file(&cfg);
+            tracing::info!(
+                generation = r.generation,
+                "reload succeeded: {} listeners added, {} removed",
+                r.listeners_added.len(),
+                r.listeners_removed.len()
+            );
+            notify::ready(&status_line(running));
+        }
+        Err(e) => {
+            let g = running.generation().id;
+            tracing::error!("reload failed, still serving generation {g}: {e}");
+            notify::ready(&format!("reload failed: {e}; {}", status_line(running)));
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (the demo's way out).
 pub async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {

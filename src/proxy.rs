@@ -1,82 +1,80 @@
 //! One request, from a parsed HTTP head to a running relay (or a refusal).
 //!
 //! Owns: the order of the steps (check the upgrade, route, check Origin, pick a
-//! backend, open it, answer the client, start the relay) and the per-request log
-//! line. Does not own any single step: each lives in its own module.
+//! backend, open it, answer the client, start the relay), what a session listens
+//! to for being stopped (shutdown drain, its backend removed by a reload), and the
+//! per-request log line. Does not own any single step: each has its own module.
 
-use crate::admission::{Admission, Admitted};
+use crate::admission::Admitted;
+use crate::answer::{Body, Refusal};
+use crate::backend::Backend;
 use crate::balance::{Lease, Pool};
-use crate::handshake::{Body, Refusal, UpgradeRequest};
-use crate::listen::ConnSettings;
+use crate::conn::ConnInfo;
+use crate::handshake::UpgradeRequest;
 use crate::origin::OriginRefusal;
-use crate::relay::{self, RelayConfig};
-use crate::route::Router;
+use crate::relay::{self, RelayConfig, Stop};
+use crate::runtime::{Generation, Runtime};
 use crate::session::Sessions;
 use crate::upstream::{self, Answer, ClientInfo};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Everything a request needs, built once from the config.
+/// One admitted client connection: who it is, the generation it was accepted
+/// under, and the process state.
 #[derive(Debug)]
-pub struct Shared {
-    pub router: Router,
-    pub pools: Vec<Pool>,
-    /// Relay settings per route (its limits), in route config order.
-    pub route_relay: Vec<RelayConfig>,
-    pub sessions: Sessions,
-    pub admission: Arc<Admission>,
-    /// One permit per client connection under `max_connections`.
-    pub slots: Arc<tokio::sync::Semaphore>,
-    /// Timeouts and sizes every client connection runs under (listen.rs).
-    pub conn: ConnSettings,
+pub struct Client {
+    pub info: ConnInfo,
+    pub generation: Arc<Generation>,
+    pub rt: Arc<Runtime>,
+    pub admitted: Arc<Admitted>,
 }
 
 /// Handles one request on a connection whose stream type is `IO`.
-pub async fn handle<IO>(
-    mut req: Request<Incoming>,
-    peer: SocketAddr,
-    tls: bool,
-    shared: Arc<Shared>,
-    admitted: Arc<Admitted>,
-) -> Response<Body>
+pub async fn handle<IO>(mut req: Request<Incoming>, client: Arc<Client>) -> Response<Body>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    if crate::handshake::head_size(&req) > shared.conn.max_header_bytes {
-        return refuse(Refusal::HeaderTooLarge, peer, &req);
+    let peer = client.info.peer;
+    if crate::handshake::head_size(&req) > client.generation.conn.max_header_bytes {
+        return refuse(Refusal::HeaderTooLarge, &client.info, &req);
     }
     let upgrade = match UpgradeRequest::parse(&req) {
         Ok(u) => u,
-        Err(r) => return refuse(r, peer, &req),
+        Err(r) => return refuse(r, &client.info, &req),
     };
-    let Some(route) = shared.router.route(&upgrade.host, upgrade.path()) else {
-        return refuse(Refusal::NoRoute, peer, &req);
+    let Some(route) = client
+        .generation
+        .router
+        .route(&upgrade.host, upgrade.path())
+        .cloned()
+    else {
+        return refuse(Refusal::NoRoute, &client.info, &req);
     };
     if let Err(e) = route.origin.check(
         req.headers()
             .get(hyper::header::ORIGIN)
             .map(|v| v.as_bytes()),
     ) {
-        return refuse(
-            match e {
-                OriginRefusal::Missing => Refusal::OriginMissing,
-                OriginRefusal::NotAllowed(_) => Refusal::OriginNotAllowed,
-            },
-            peer,
-            &req,
-        );
+        let r = match e {
+            OriginRefusal::Missing => Refusal::OriginMissing,
+            OriginRefusal::NotAllowed(_) => Refusal::OriginNotAllowed,
+        };
+        return refuse(r, &client.info, &req);
     }
-    let pool = &shared.pools[route.pool];
-    let client = ClientInfo { ip: peer.ip(), tls };
-    let (lease, answer) = match open_any(pool, &upgrade, &req, client).await {
+    let pool = &route.pool;
+    let info = ClientInfo {
+        ip: peer.ip(),
+        tls: client.info.tls,
+    };
+    let (lease, answer) = match open_any(pool, &upgrade, &req, info).await {
         Ok(v) => v,
-        Err(r) => return refuse(r, peer, &req),
+        Err(r) => return refuse(r, &client.info, &req),
     };
     let (stream, pre, headers, extensions) = match answer {
         Answer::Refused(resp) => {
@@ -100,13 +98,14 @@ where
     let on_upgrade = hyper::upgrade::on(&mut req);
     let cfg = RelayConfig {
         extensions,
-        ..shared.route_relay[route.index].clone()
+        ..route.relay.clone()
     };
-    let shared2 = shared.clone();
-    let path = upgrade.path_and_query.clone();
+    let path = upgrade.path().to_string();
+    let stop = stop_signal(&client.rt.sessions, lease.backend());
+    let live = client.rt.sessions.enter();
     tokio::spawn(async move {
-        let _live = shared2.sessions.enter();
-        let _admitted = admitted;
+        let _live = live;
+        let _client = client; // its slot, per-IP place and open count last as long as the session
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -127,10 +126,10 @@ where
             stream,
             pre,
             &cfg,
-            shared2.sessions.going_away(),
+            stop,
         )
         .await;
-        tracing::info!(client = %peer, %backend, %path, ?outcome, secs = started.elapsed().as_secs_f64(), "session closed");
+        tracing::info!(client = %peer, %backend, %path, route = route.index, ?outcome, secs = started.elapsed().as_secs_f64(), "session closed");
         drop(lease);
     });
 
@@ -138,6 +137,21 @@ where
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *resp.headers_mut() = headers;
     resp
+}
+
+/// Resolves when wsgate should end a session on `backend`: at its own random moment
+/// in the shutdown drain, or in the spread of its backend's removal by a reload.
+fn stop_signal(sessions: &Sessions, backend: &Backend) -> impl Future<Output = Stop> + use<> {
+    let drained = sessions.drained();
+    let removed = backend.removed();
+    async move {
+        let (at, why) = tokio::select! {
+            d = drained => (d.moment(), Stop::Shutdown),
+            r = removed => (r.at + r.spread.mul_f64(rand::random::<f64>()), Stop::BackendRemoved),
+        };
+        tokio::time::sleep_until(at).await;
+        why
+    }
 }
 
 /// Picks backends and opens one. A failed connect or upgrade counts against that
@@ -150,17 +164,17 @@ async fn open_any(
     req: &Request<Incoming>,
     client: ClientInfo,
 ) -> Result<(Lease, Answer), Refusal> {
-    let active_checks = pool.checks.is_some();
+    let active_checks = pool.conf.active_checks;
     let mut tried = Vec::new();
     let mut settled = 0; // attempts whose outcome was recorded
     let mut last = None;
     let attempts = async {
-        for _ in 0..=pool.retries {
+        for _ in 0..=pool.conf.retries {
             let Some(lease) = pool.pick(client.ip, &tried) else {
                 break;
             };
             tried.push(lease.index());
-            let host = pool.host_header.as_deref();
+            let host = pool.conf.host_header.as_deref();
             let fwd = upstream::forwarded_request(upgrade, req.headers(), client, host);
             match upstream::open(lease.backend().addr, pool, fwd, upgrade).await {
                 Ok(answer) => {
@@ -177,7 +191,7 @@ async fn open_any(
         }
         None
     };
-    match tokio::time::timeout(pool.upstream_deadline.get(), attempts).await {
+    match tokio::time::timeout(pool.conf.upstream_deadline, attempts).await {
         Ok(Some(ok)) => Ok(ok),
         Err(_) => {
             // The attempt cut short by the deadline counts against its backend too,
@@ -207,7 +221,8 @@ fn short(e: &upstream::UpstreamError) -> &'static str {
     }
 }
 
-fn refuse(r: Refusal, peer: SocketAddr, req: &Request<Incoming>) -> Response<Body> {
-    tracing::info!(client = %peer, status = r.status().as_u16(), uri = %req.uri(), "refused: {}", r.reason());
+/// Logs the refusal (the path only: query strings carry tokens) and answers it.
+fn refuse(r: Refusal, conn: &ConnInfo, req: &Request<Incoming>) -> Response<Body> {
+    tracing::info!(client = %conn.peer, listener = %conn.listener, status = r.status().as_u16(), path = req.uri().path(), "refused: {}", r.reason());
     r.response()
 }

@@ -1,112 +1,79 @@
-//! Routing: which `[[route]]` (and so which pool and Origin policy) a request gets.
+//! Routing: which `[[route]]` (and so which pool, limits and Origin policy) a
+//! request gets.
 //!
 //! Owns: host and path-prefix matching and their precedence. The most specific host
 //! wins first (exact, then the longest `*.` wildcard, then routes without `host`),
-//! then the longest `path_prefix` (a plain string prefix, as in nginx). Does not own
-//! pools or balancing: a route only names its pool by index.
+//! then the longest `path_prefix` (a plain string prefix, as in nginx). A `Route`
+//! holds its pool and its relay settings directly, so a session that took a route
+//! keeps exactly that route's pool and limits for its whole life, whatever reloads
+//! happen meanwhile. Does not own pools or balancing (balance.rs).
 
-use crate::config::Config;
+use crate::balance::Pool;
+use crate::config::{self, HostMatch};
 use crate::origin::OriginPolicy;
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum HostMatch {
-    /// `chat.example.com`
-    Exact(String),
-    /// `*.example.com`, stored as `.example.com`: one or more labels in front.
-    Suffix(String),
-}
-
-impl HostMatch {
-    pub fn parse(s: &str) -> Result<HostMatch, String> {
-        let lower = s.trim().to_ascii_lowercase();
-        let bad = || {
-            format!("{s:?} is not a host name (\"chat.example.com\" or \"*.example.com\", no port)")
-        };
-        let (wild, name) = match lower.strip_prefix("*.") {
-            Some(rest) => (true, rest.to_string()),
-            None => (false, lower.clone()),
-        };
-        let ok = !name.is_empty()
-            && name.bytes().all(|b| {
-                b.is_ascii_alphanumeric()
-                    || b == b'-'
-                    || b == b'.'
-                    || b == b'['
-                    || b == b']'
-                    || b == b':'
-            })
-            && (!name.contains(':') || name.starts_with('['));
-        if !ok {
-            return Err(bad());
-        }
-        Ok(if wild {
-            HostMatch::Suffix(format!(".{name}"))
-        } else {
-            HostMatch::Exact(name)
-        })
-    }
-
-    fn matches(&self, host: &str) -> bool {
-        match self {
-            HostMatch::Exact(h) => h == host,
-            HostMatch::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
-        }
-    }
-
-    fn rank(m: &Option<HostMatch>) -> (u8, usize) {
-        match m {
-            Some(HostMatch::Exact(_)) => (0, 0),
-            Some(HostMatch::Suffix(s)) => (1, usize::MAX - s.len()),
-            None => (2, 0),
-        }
-    }
-}
+use crate::relay::RelayConfig;
+use std::sync::Arc;
 
 /// One route, ready for matching.
 #[derive(Debug)]
 pub struct Route {
     host: Option<HostMatch>,
     prefix: String,
-    /// Index into the pools, in config order.
-    pub pool: usize,
+    pub pool: Arc<Pool>,
     pub origin: OriginPolicy,
+    /// The relay settings of its sessions (limits, close timeout).
+    pub relay: RelayConfig,
     /// Position in the config file, for logs.
     pub index: usize,
+}
+
+impl Route {
+    pub fn new(conf: &config::Route, pool: Arc<Pool>, relay: RelayConfig) -> Route {
+        Route {
+            host: conf.host.clone(),
+            prefix: conf.path_prefix.clone(),
+            pool,
+            origin: OriginPolicy::new(conf.allowed_origins.clone(), conf.allow_missing_origin),
+            relay,
+            index: conf.index,
+        }
+    }
+
+    fn rank(&self) -> (u8, usize, usize) {
+        let host = match &self.host {
+            Some(HostMatch::Exact(_)) => (0, 0),
+            Some(HostMatch::Suffix(s)) => (1, usize::MAX - s.len()),
+            None => (2, 0),
+        };
+        (host.0, host.1, usize::MAX - self.prefix.len())
+    }
 }
 
 #[derive(Debug)]
 pub struct Router {
     /// Sorted by precedence: the first match wins.
-    routes: Vec<Route>,
+    routes: Vec<Arc<Route>>,
 }
 
 impl Router {
-    pub fn new(cfg: &Config) -> Router {
-        let mut routes: Vec<Route> = cfg
-            .routes
-            .iter()
-            .enumerate()
-            .map(|(index, r)| Route {
-                host: r.host.as_deref().and_then(|h| HostMatch::parse(h).ok()),
-                prefix: r.path_prefix.clone(),
-                pool: cfg.pools.iter().position(|p| p.name == r.pool).unwrap_or(0),
-                origin: OriginPolicy::from_config(
-                    r.allowed_origins.as_deref(),
-                    r.allow_missing_origin,
-                ),
-                index,
-            })
-            .collect();
-        routes.sort_by_key(|r| (HostMatch::rank(&r.host), usize::MAX - r.prefix.len()));
-        Router { routes }
+    pub fn new(mut routes: Vec<Route>) -> Router {
+        routes.sort_by_key(Route::rank);
+        Router {
+            routes: routes.into_iter().map(Arc::new).collect(),
+        }
     }
 
     /// `host` is the Host header value (port and case are normalized here).
-    pub fn route(&self, host: &str, path: &str) -> Option<&Route> {
+    pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
         let host = normalize_host(host);
         self.routes.iter().find(|r| {
             r.host.as_ref().is_none_or(|m| m.matches(&host)) && path.starts_with(r.prefix.as_str())
         })
+    }
+
+    /// Every route, in precedence order.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
     }
 }
 
@@ -129,7 +96,20 @@ mod tests {
         let text = format!(
             "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"127.0.0.1:1\"\n{routes}"
         );
-        Router::new(&Config::parse(&text, std::path::Path::new("t.toml")).unwrap())
+        let cfg = config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        let pool = Arc::new(Pool::build(&cfg.pools[0], |_| None));
+        let relay = RelayConfig {
+            buffer: 1024,
+            close_timeout: std::time::Duration::from_secs(1),
+            extensions: Default::default(),
+            limits: config::SessionLimits::unlimited(),
+        };
+        Router::new(
+            cfg.routes
+                .iter()
+                .map(|r| Route::new(r, pool.clone(), relay.clone()))
+                .collect(),
+        )
     }
 
     #[test]

@@ -1,202 +1,384 @@
-//! Starting and stopping a proxy from a validated `Config`.
+//! Starting, reloading and stopping a proxy from a validated `Config`.
 //!
-//! Owns: turning the config into runtime objects (TLS acceptors, router, pools),
-//! binding every listener before serving any (so a bad address fails the start),
-//! and the handle a caller (main, the demo, tests) uses to stop it.
+//! Owns: the listening sockets and their accept loops (bound before a generation
+//! that needs them is published, so a bad address fails the start or the reload
+//! and nothing changes), socket activation's inherited sockets, the admission prune
+//! task, the reload sequence (build, bind, publish, stop removed listeners), the
+//! shutdown sequence (not ready, stop accepting, drain spread over `drain_spread`,
+//! exit by `shutdown_timeout`), and the handle (`Running`) a caller uses for all of
+//! it. Does not own: what a generation is (runtime.rs) or signals (main.rs).
 
+use crate::activation::{self, Inherited};
 use crate::admission::Admission;
-use crate::config::{Config, SessionLimits};
-use crate::listen::{self, ConnSettings};
-use crate::proxy::Shared;
-use crate::relay::RelayConfig;
-use crate::route::Router;
-use crate::session::Sessions;
-use crate::tls::{self, TlsError};
+use crate::config::{Config, KeyPath, Problem};
+use crate::listen;
+use crate::runtime::{BuildError, Generation, Runtime};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
+pub use crate::runtime::check_tls;
+
+/// Why a config could not be started or reloaded. Each names file, line and key.
 #[derive(Debug)]
-pub enum StartError {
-    Tls(TlsError),
+pub enum ServeError {
+    /// A certificate or key cannot be served.
+    Build(BuildError),
+    /// A listener's address cannot be bound.
     Bind {
-        addr: SocketAddr,
+        problem: Box<Problem>,
         source: std::io::Error,
     },
+    /// `LISTEN_FDS` is unusable.
+    Activation(String),
 }
 
-impl fmt::Display for StartError {
+impl fmt::Display for ServeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::Tls(e) => write!(f, "{e}"),
-            StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            ServeError::Build(e) => write!(f, "{e}"),
+            ServeError::Bind { problem, .. } => write!(f, "{problem}"),
+            ServeError::Activation(e) => f.write_str(e),
         }
     }
 }
 
-impl std::error::Error for StartError {}
-
-/// Loads every listener's certificate and key; returns the warnings.
-/// This is what `wsgate check` runs besides parsing the config.
-pub fn check_tls(cfg: &Config) -> Result<Vec<String>, StartError> {
-    let mut warnings = Vec::new();
-    for l in cfg.listeners.iter().filter(|l| l.tls) {
-        let loaded = tls::load_listener(l, |p| cfg.resolve_path(p)).map_err(StartError::Tls)?;
-        warnings.extend(loaded.warnings);
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServeError::Build(e) => Some(e),
+            ServeError::Bind { source, .. } => Some(source),
+            ServeError::Activation(_) => None,
+        }
     }
-    Ok(warnings)
+}
+
+/// Why a reload left the running generation in place.
+#[derive(Debug)]
+pub enum ReloadError {
+    /// The file could not be read or is not valid.
+    Config(crate::config::ConfigError),
+    /// It is valid but cannot be served.
+    Serve(ServeError),
+}
+
+impl fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // One log line, however many problems.
+            ReloadError::Config(e) => f.write_str(&e.one_line()),
+            ReloadError::Serve(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReloadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReloadError::Config(e) => Some(e),
+            ReloadError::Serve(e) => Some(e),
+        }
+    }
+}
+
+impl From<BuildError> for ServeError {
+    fn from(e: BuildError) -> Self {
+        ServeError::Build(e)
+    }
+}
+
+/// One listening socket and its accept loop.
+#[derive(Debug)]
+struct Bound {
+    name: Arc<str>,
+    /// As configured (port 0 stays 0 here) and as bound.
+    configured: SocketAddr,
+    local: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    pub generation: u64,
+    pub listeners_added: Vec<SocketAddr>,
+    pub listeners_removed: Vec<SocketAddr>,
+    pub warnings: Vec<String>,
 }
 
 /// A running proxy.
 pub struct Running {
-    addrs: Vec<SocketAddr>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    shared: Arc<Shared>,
+    rt: Arc<Runtime>,
+    bound: Vec<Bound>,
+    inherited: Vec<Inherited>,
+    prune: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+/// A socket for listener `l`: an inherited one if systemd passed it, else our own.
+fn open_listener(
+    cfg: &Config,
+    index: usize,
+    inherited: &mut Vec<Inherited>,
+) -> Result<TcpListener, ServeError> {
+    let l = &cfg.listeners[index];
+    let bind_err = |source: std::io::Error| ServeError::Bind {
+        problem: Box::new(cfg.problem(
+            &KeyPath::root("listener").index(index).key("address"),
+            &format!("cannot listen on {}: {source}", l.address),
+        )),
+        source,
+    };
+    match activation::claim(inherited, &l.name, l.address) {
+        Some(s) => {
+            tracing::info!(listener = %l.name, "using the socket systemd passed for {}", s.addr);
+            TcpListener::from_std(s.listener).map_err(bind_err)
+        }
+        None => listen::bind(l.address, l.reuse_port).map_err(bind_err),
+    }
 }
 
 impl Running {
-    /// The bound addresses, in listener order (useful with port 0).
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.addrs
+    fn spawn_loop(&mut self, name: Arc<str>, configured: SocketAddr, listener: TcpListener) {
+        let local = listener.local_addr().unwrap_or(configured);
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(listen::accept_loop(
+            listener,
+            name.clone(),
+            self.rt.clone(),
+            rx,
+        ));
+        self.bound.push(Bound {
+            name,
+            configured,
+            local,
+            stop,
+            task,
+        });
+    }
+
+    /// The bound addresses, in the current config's listener order (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        let g = self.rt.current();
+        g.listeners
+            .iter()
+            .filter_map(|l| self.local_addr(&l.name))
+            .collect()
+    }
+
+    /// The bound address of the listener called `name`.
+    pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.bound
+            .iter()
+            .find(|b| &*b.name == name)
+            .map(|b| b.local)
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.rt
+    }
+
+    pub fn generation(&self) -> Arc<Generation> {
+        self.rt.current()
     }
 
     pub fn live_sessions(&self) -> usize {
-        self.shared.sessions.live()
+        self.rt.sessions.live()
     }
 
     /// Admitted client connections still open (sessions included).
     pub fn open_connections(&self) -> usize {
-        self.shared.admission.open()
+        self.rt.sessions.open_connections()
     }
 
-    /// A pool by name: its backends' health, drain flags and session counts.
-    pub fn pool(&self, name: &str) -> Option<&crate::balance::Pool> {
-        self.shared.pools.iter().find(|p| p.name == name)
+    /// A pool of the current generation by name: its backends' health, drain flags
+    /// and session counts.
+    pub fn pool(&self, name: &str) -> Option<Arc<crate::balance::Pool>> {
+        self.rt.current().pool(name).cloned()
     }
 
     /// Admission control state, for tests and metrics.
     pub fn admission(&self) -> &Admission {
-        &self.shared.admission
+        &self.rt.admission
     }
 
-    /// Stops accepting; live sessions are left to finish on their own.
+    /// Replaces the running config with `cfg`: certificates and keys are loaded and
+    /// new listeners bound first; if anything fails, nothing changes. Established
+    /// sessions are untouched (unless their backend was removed from a pool with
+    /// `on_backend_removed = "close"`).
+    pub async fn reload(&mut self, cfg: &Config) -> Result<Reloaded, ServeError> {
+        let next = self.rt.prepare(cfg)?;
+        let keep = |b: &Bound| {
+            cfg.listeners
+                .iter()
+                .any(|l| *l.name == *b.name && l.address == b.configured)
+        };
+        let mut fresh = Vec::new();
+        for (i, l) in cfg.listeners.iter().enumerate() {
+            if self
+                .bound
+                .iter()
+                .any(|b| *b.name == *l.name && b.configured == l.address)
+            {
+                continue;
+            }
+            // On error the sockets bound so far are dropped: nothing changed.
+            fresh.push((i, open_listener(cfg, i, &mut self.inherited)?));
+        }
+        let warnings = next.warnings.clone();
+        let generation = next.id;
+        self.rt.publish(next);
+        let mut listeners_added = Vec::new();
+        for (i, listener) in fresh {
+            let l = &cfg.listeners[i];
+            self.spawn_loop(l.name.as_str().into(), l.address, listener);
+            if let Some(b) = self.bound.last() {
+                tracing::info!(listener = %l.name, "listening on {}", b.local);
+                listeners_added.push(b.local);
+            }
+        }
+        let (kept, gone): (Vec<Bound>, Vec<Bound>) =
+            std::mem::take(&mut self.bound).into_iter().partition(keep);
+        self.bound = kept;
+        let mut listeners_removed = Vec::new();
+        for b in gone {
+            tracing::info!(listener = %b.name, "no longer listening on {} (its sessions continue)", b.local);
+            let _ = b.stop.send(true);
+            let _ = b.task.await;
+            listeners_removed.push(b.local);
+        }
+        Ok(Reloaded {
+            generation,
+            listeners_added,
+            listeners_removed,
+            warnings,
+        })
+    }
+
+    /// Re-reads `path` (config, certificates, keys) and reloads it; the outcome is
+    /// counted. On failure the running generation stays in place, untouched.
+    pub async fn reload_file(
+        &mut self,
+        path: &std::path::Path,
+    ) -> Result<(Reloaded, Config), ReloadError> {
+        let result = match Config::load(path) {
+            Err(e) => Err(ReloadError::Config(e)),
+            Ok(cfg) => match self.reload(&cfg).await {
+                Ok(r) => Ok((r, cfg)),
+                Err(e) => Err(ReloadError::Serve(e)),
+            },
+        };
+        self.rt.reloads.record(result.is_ok());
+        result
+    }
+
+    /// Stops accepting on every listener (readiness first: not ready) and stops
+    /// the health checks; live sessions are left to finish on their own.
     pub async fn stop_accepting(&mut self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks.drain(..) {
-            let _ = t.await;
+        self.rt.set_ready(false);
+        for b in &self.bound {
+            let _ = b.stop.send(true);
+        }
+        for b in self.bound.drain(..) {
+            let _ = b.task.await;
+        }
+        self.rt.current().stop_checks(true);
+        if let Some((stop, task)) = self.prune.take() {
+            let _ = stop.send(true);
+            let _ = task.await;
         }
     }
 
     /// Asks every live session to close: Close 1001 "server shutting down" to the
-    /// client and the backend; each close handshake is bounded by `close_timeout`.
-    pub fn close_sessions(&self) {
-        self.shared.sessions.close_all();
+    /// client and the backend, each at a random moment within `spread`; each close
+    /// handshake is then bounded by `close_timeout`.
+    pub fn close_sessions(&self, spread: Duration) {
+        self.rt.sessions.drain(spread);
     }
 
     /// Resolves when no session is live.
     pub async fn wait_sessions_done(&self) {
-        self.shared.sessions.wait_idle().await
+        self.rt.sessions.wait_sessions_done().await
+    }
+
+    /// The whole shutdown: not ready, stop accepting, drain over the config's
+    /// `drain_spread`, and wait until every connection is closed or
+    /// `shutdown_timeout` has passed. Returns the connections still open then.
+    pub async fn shutdown(mut self) -> usize {
+        let g = self.rt.current();
+        self.stop_accepting().await;
+        self.close_sessions(g.drain_spread());
+        let done = tokio::time::timeout(g.shutdown_timeout(), self.rt.sessions.wait_idle()).await;
+        match done {
+            Ok(()) => 0,
+            Err(_) => self.open_connections(),
+        }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        for b in &self.bound {
+            let _ = b.stop.send(true);
+        }
+        if let Some((stop, _)) = &self.prune {
+            let _ = stop.send(true);
+        }
+        self.rt.current().stop_checks(true);
     }
 }
 
 /// Drops rate-limit state of IPs whose buckets have refilled, once a second, so a
 /// flood of distinct addresses cannot grow memory without bound.
-async fn prune_admission(admission: Arc<Admission>, mut stop: watch::Receiver<bool>) {
+async fn prune_admission(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => admission.prune(),
+            _ = tick.tick() => rt.admission.prune(),
             _ = stop.wait_for(|s| *s) => return,
         }
     }
 }
 
-/// Binds every listener and starts serving.
-pub async fn start(cfg: &Config) -> Result<Running, StartError> {
-    let shared = Arc::new(Shared {
-        router: Router::new(cfg),
-        pools: cfg
-            .pools
-            .iter()
-            .map(crate::balance::Pool::from_config)
-            .collect(),
-        route_relay: cfg
-            .routes
-            .iter()
-            .map(|r| RelayConfig {
-                buffer: 16 * 1024,
-                close_timeout: cfg.server.close_timeout.get(),
-                extensions: Default::default(), // per session, from the backend's 101
-                limits: SessionLimits::resolve(&cfg.limits, r.limits.as_ref()),
-            })
-            .collect(),
-        sessions: Sessions::default(),
-        admission: Arc::new(Admission::new(&cfg.limits)),
-        slots: Arc::new(Semaphore::new(cfg.limits.max_connections)),
-        conn: ConnSettings {
-            tls_handshake_timeout: cfg.server.tls_handshake_timeout.get(),
-            header_read_timeout: cfg.server.header_read_timeout.get(),
-            max_header_bytes: cfg.server.max_header_bytes,
-        },
-    });
-    let mut bound = Vec::new();
-    for l in &cfg.listeners {
-        let acceptor = if l.tls {
-            let loaded = tls::load_listener(l, |p| cfg.resolve_path(p)).map_err(StartError::Tls)?;
-            Some(TlsAcceptor::from(loaded.config))
-        } else {
-            None
-        };
-        let listener = listen::bind(l.address).map_err(|source| StartError::Bind {
-            addr: l.address,
-            source,
-        })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: l.address,
-            source,
-        })?;
-        bound.push((listener, acceptor, addr));
+/// Builds generation 1, binds every listener (or takes systemd's sockets), and
+/// starts serving. Readiness is reported once every listener is bound.
+pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
+    let rt = Arc::new(Runtime::new(cfg)?);
+    let mut inherited = activation::take().map_err(ServeError::Activation)?;
+    let mut sockets = Vec::new();
+    for i in 0..cfg.listeners.len() {
+        sockets.push(open_listener(cfg, i, &mut inherited)?);
     }
-    let (stop, stop_rx) = watch::channel(false);
-    let mut addrs = Vec::new();
-    let mut tasks = crate::health::spawn(&shared.pools, &stop_rx);
-    tasks.push(tokio::spawn(prune_admission(
-        shared.admission.clone(),
-        stop_rx.clone(),
-    )));
-    for (listener, acceptor, addr) in bound {
-        tracing::info!(
-            "listening on {addr} ({})",
-            if acceptor.is_some() {
-                "TLS"
-            } else {
-                "plain TCP"
-            }
+    for w in &rt.current().warnings {
+        tracing::warn!("{w}");
+    }
+    for s in &inherited {
+        tracing::warn!(
+            "systemd passed a socket for {} ({}) that no [[listener]] uses",
+            s.addr,
+            s.name
         );
-        addrs.push(addr);
-        tasks.push(tokio::spawn(listen::accept_loop(
-            listener,
-            acceptor,
-            shared.clone(),
-            stop_rx.clone(),
-        )));
     }
-    Ok(Running {
-        addrs,
-        stop,
-        tasks,
-        shared,
-    })
+    let (stop, rx) = watch::channel(false);
+    let prune = tokio::spawn(prune_admission(rt.clone(), rx));
+    let mut running = Running {
+        rt,
+        bound: Vec::new(),
+        inherited,
+        prune: Some((stop, prune)),
+    };
+    for (l, socket) in cfg.listeners.iter().zip(sockets) {
+        running.spawn_loop(l.name.as_str().into(), l.address, socket);
+        if let Some(b) = running.bound.last() {
+            let kind = if l.tls.is_some() { "TLS" } else { "plain TCP" };
+            tracing::info!(listener = %l.name, "listening on {} ({kind})", b.local);
+        }
+    }
+    running.rt.set_ready(true);
+    Ok(running)
 }

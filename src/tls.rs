@@ -3,15 +3,15 @@
 //! Owns: loading a full-chain PEM and a private key (PKCS#8, PKCS#1 or SEC1) with
 //! `rustls-pki-types`' `PemObject`; refusing a chain that cannot work (no cert, key
 //! not matching the leaf, leaf expired or not yet valid, chain out of order); the
-//! cipher-suite policy; key-exchange preference (hybrid post-quantum first); ALPN.
+//! cipher-suite policy (names checked in config/types.rs); key-exchange preference
+//! (hybrid post-quantum first); ALPN. Every generation loads its listeners' files
+//! afresh, so a reload serves a renewed certificate to new handshakes.
 //! Does not own: the handshake itself or its timeout (listen.rs).
 
-use crate::config::{Listener, TlsVersion};
-use rustls::crypto::CryptoProvider;
+use crate::config::{ListenerTls, TlsVersion};
 use rustls::crypto::aws_lc_rs::{self as provider, kx_group};
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig};
 use rustls::sign::CertifiedKey;
-use rustls::{CipherSuite, SupportedCipherSuite};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::fmt;
@@ -132,86 +132,47 @@ impl fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
-fn base_provider() -> CryptoProvider {
-    provider::default_provider()
-}
-
-/// The cipher suites offered when `cipher_suites` is not set: every suite rustls
-/// implements is AEAD with forward secrecy, so this is the provider's default set.
-fn suites_for(names: Option<&[String]>) -> Vec<SupportedCipherSuite> {
-    let all = base_provider().cipher_suites;
-    match names {
-        None => all,
-        Some(names) => names
-            .iter()
-            .filter_map(|n| all.iter().find(|s| suite_name(s.suite()) == *n).copied())
-            .collect(),
-    }
-}
-
-fn suite_name(s: CipherSuite) -> String {
-    s.as_str().map_or_else(|| format!("{s:?}"), str::to_string)
-}
-
-/// Checks `cipher_suites` names; the error says which name is wrong and why.
-pub fn check_cipher_suites(names: &[String], min: Option<TlsVersion>) -> Result<(), String> {
-    let offered: Vec<String> = base_provider()
-        .cipher_suites
-        .iter()
-        .map(|s| suite_name(s.suite()))
-        .collect();
-    for n in names {
-        if offered.contains(n) {
-            continue;
-        }
-        let known = (0..=u16::MAX).any(|v| CipherSuite::from(v).as_str() == Some(n.as_str()));
-        return Err(if known {
-            format!(
-                "{n:?} is not allowed: only AEAD suites with forward secrecy are offered (one of {})",
-                offered.join(", ")
-            )
-        } else {
-            format!(
-                "unknown cipher suite {n:?} (expected one of {})",
-                offered.join(", ")
-            )
-        });
-    }
-    if names.is_empty() {
-        return Err("must not be empty (leave it out for the safe default)".into());
-    }
-    let has13 = names.iter().any(|n| n.starts_with("TLS13_"));
-    let has12 = names.iter().any(|n| !n.starts_with("TLS13_"));
-    if min == Some(TlsVersion::Tls13) && !has13 {
-        return Err("min_version = \"1.3\" but no TLS13_* suite is listed".into());
-    }
-    if !has13 && !has12 {
-        return Err("no usable suite".into());
-    }
-    Ok(())
-}
-
 /// Everything a TLS listener serves, loaded and checked.
+#[derive(Debug)]
 pub struct Loaded {
     pub config: Arc<ServerConfig>,
-    /// Non-fatal findings (e.g. a likely missing intermediate), already logged.
+    /// When the leaf certificate expires.
+    pub not_after: SystemTime,
+    /// Non-fatal findings (e.g. a likely missing intermediate); the caller logs them.
     pub warnings: Vec<String>,
 }
 
+impl TlsError {
+    /// The file the problem is in (for a key that does not match: the key).
+    pub fn file(&self) -> &Path {
+        use TlsError::*;
+        match self {
+            Read { file, .. }
+            | NoCertificate { file }
+            | NoKey { file }
+            | BadCertificate { file, .. }
+            | BadKey { file, .. }
+            | Expired { file, .. }
+            | NotYetValid { file, .. }
+            | OutOfOrder { file, .. }
+            | Rustls { file, .. } => file,
+            KeyMismatch { key, .. } => key,
+        }
+    }
+}
+
 /// Loads and checks a listener's certificate and key and builds its rustls config.
-/// `resolve` turns config-relative paths into real ones.
-pub fn load_listener(l: &Listener, resolve: impl Fn(&Path) -> PathBuf) -> Result<Loaded, TlsError> {
-    let cert_path = resolve(l.cert.as_deref().unwrap_or(Path::new("")));
-    let key_path = resolve(l.key.as_deref().unwrap_or(Path::new("")));
+pub fn load_listener(l: &ListenerTls) -> Result<Loaded, TlsError> {
+    let cert_path = l.cert.clone();
+    let key_path = l.key.clone();
     let chain = load_chain(&cert_path)?;
     let key = load_key(&key_path)?;
-    let warnings = check_chain(&cert_path, &chain, SystemTime::now())?;
-    for w in &warnings {
-        tracing::warn!("{w}");
-    }
+    let (warnings, not_after) = check_chain(&cert_path, &chain, SystemTime::now())?;
 
-    let mut prov = base_provider();
-    prov.cipher_suites = suites_for(l.cipher_suites.as_deref());
+    let mut prov = provider::default_provider();
+    if let Some(suites) = &l.cipher_suites {
+        prov.cipher_suites = suites.iter().map(|s| s.0).collect();
+    }
     prov.kx_groups = vec![
         kx_group::X25519MLKEM768,
         kx_group::X25519,
@@ -230,7 +191,7 @@ pub fn load_listener(l: &Listener, resolve: impl Fn(&Path) -> PathBuf) -> Result
     })?;
 
     let versions: &[&rustls::SupportedProtocolVersion] = match l.min_version {
-        Some(TlsVersion::Tls13) => &[&rustls::version::TLS13],
+        TlsVersion::Tls13 => &[&rustls::version::TLS13],
         _ => &[&rustls::version::TLS13, &rustls::version::TLS12],
     };
     let builder = ServerConfig::builder_with_provider(Arc::new(prov))
@@ -244,6 +205,7 @@ pub fn load_listener(l: &Listener, resolve: impl Fn(&Path) -> PathBuf) -> Result
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Loaded {
         config: Arc::new(config),
+        not_after,
         warnings,
     })
 }
@@ -291,12 +253,13 @@ fn read_err(path: &Path, e: rustls_pki_types::pem::Error) -> TlsError {
     }
 }
 
-/// Validity of the leaf and the order of the chain. Returns warnings.
+/// Validity of the leaf and the order of the chain. Returns warnings and the leaf's
+/// expiry.
 pub fn check_chain(
     path: &Path,
     chain: &[CertificateDer<'_>],
     now: SystemTime,
-) -> Result<Vec<String>, TlsError> {
+) -> Result<(Vec<String>, SystemTime), TlsError> {
     let parsed: Vec<X509Certificate<'_>> = chain
         .iter()
         .enumerate()
@@ -353,7 +316,9 @@ pub fn check_chain(
             leaf.issuer().to_string()
         ));
     }
-    Ok(warnings)
+    let not_after =
+        UNIX_EPOCH + std::time::Duration::from_secs(validity.not_after.timestamp().max(0) as u64);
+    Ok((warnings, not_after))
 }
 
 fn subject_key_id<'a>(c: &'a X509Certificate<'_>) -> Option<&'a [u8]> {

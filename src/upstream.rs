@@ -166,7 +166,7 @@ pub async fn open(
     forwarded: Request<Empty<Bytes>>,
     req: &UpgradeRequest,
 ) -> Result<Answer, UpstreamError> {
-    let stream = match timeout(pool.connect_timeout.get(), TcpStream::connect(addr)).await {
+    let stream = match timeout(pool.conf.connect_timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(UpstreamError::ConnectTimeout(addr)),
         Ok(Err(e)) => return Err(UpstreamError::Connect(addr, e)),
         Ok(Ok(s)) => s,
@@ -202,7 +202,7 @@ pub async fn open(
             extensions,
         })
     };
-    match timeout(pool.upgrade_timeout.get(), exchange).await {
+    match timeout(pool.conf.upgrade_timeout, exchange).await {
         Err(_) => Err(UpstreamError::UpgradeTimeout(addr)),
         Ok(r) => r,
     }

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use std::path::Path;
-use wsgate::config;
+use wsgate::config::{self, schema};
 
 /// A deserializer that only records the field names a struct asks for.
 struct Fields(Vec<&'static str>);
@@ -60,14 +60,14 @@ fn every_key_is_documented_in_the_example() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/wsgate.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     let keys = [
-        fields::<config::Config>(),
-        fields::<config::Server>(),
+        fields::<schema::File>(),
+        fields::<schema::Server>(),
         fields::<config::Limits>(),
-        fields::<config::Listener>(),
-        fields::<config::Pool>(),
-        fields::<config::BackendConf>(),
+        fields::<schema::Listener>(),
+        fields::<schema::Pool>(),
+        fields::<schema::Backend>(),
         fields::<config::HealthConf>(),
-        fields::<config::Route>(),
+        fields::<schema::Route>(),
         fields::<config::RouteLimits>(),
     ]
     .concat();

@@ -130,7 +130,7 @@ fn balance_random() {
 fn unknown_cipher_suite() {
     assert_error(
         &format!("{TLS_LISTENER}cipher_suites = [\"TLS_BOGUS\"]\n{POOL}{ROUTE}"),
-        "t.toml:5:1: listener[0].cipher_suites: ",
+        "t.toml:5:18: listener[0].cipher_suites[0]: ",
         "unknown cipher suite \"TLS_BOGUS\"",
     );
 }
@@ -139,8 +139,58 @@ fn unknown_cipher_suite() {
 fn known_but_disallowed_cipher_suite() {
     assert_error(
         &format!("{TLS_LISTENER}cipher_suites = [\"TLS_RSA_WITH_AES_128_CBC_SHA\"]\n{POOL}{ROUTE}"),
-        "t.toml:5:1: listener[0].cipher_suites: ",
+        "t.toml:5:18: listener[0].cipher_suites[0]: ",
         "\"TLS_RSA_WITH_AES_128_CBC_SHA\" is not allowed",
+    );
+}
+
+/// Checked values (CIDRs, host patterns) are refused where they are written, by
+/// serde, instead of being re-parsed (and silently dropped) at run time.
+#[test]
+fn bad_cidr_and_host_are_located_at_the_value() {
+    assert_error(
+        &format!("[limits]\nexempt = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n{LISTENER}{POOL}{ROUTE}"),
+        "t.toml:2:25: limits.exempt[1]: ",
+        "\"10.0.0.0/33\" is not a CIDR",
+    );
+    assert_error(
+        &format!("{LISTENER}{POOL}[[route]]\npool = \"p\"\nhost = \"a b\"\n"),
+        "t.toml:10:8: route[0].host: ",
+        "\"a b\" is not a host name",
+    );
+}
+
+#[test]
+fn min_version_1_3_needs_a_tls13_suite() {
+    assert_error(
+        &format!(
+            "{TLS_LISTENER}min_version = \"1.3\"\ncipher_suites = [\"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\"]\n{POOL}{ROUTE}"
+        ),
+        "t.toml:6:1: listener[0].cipher_suites: ",
+        "no TLS13_* suite",
+    );
+}
+
+#[test]
+fn shutdown_timeout_must_exceed_drain_spread() {
+    assert_error(
+        &format!(
+            "[server]\ndrain_spread = \"30s\"\nshutdown_timeout = \"30s\"\n{LISTENER}{POOL}{ROUTE}"
+        ),
+        "t.toml:3:1: server.shutdown_timeout: ",
+        "longer than drain_spread",
+    );
+}
+
+#[test]
+fn listener_names_are_unique() {
+    let l = |port: u16| {
+        format!("[[listener]]\nname = \"public\"\naddress = \"127.0.0.1:{port}\"\ntls = false\n")
+    };
+    assert_error(
+        &format!("{}{}{POOL}{ROUTE}", l(8000), l(8001)),
+        "t.toml:6:1: listener[1].name: ",
+        "duplicate listener name \"public\"",
     );
 }
 

@@ -246,7 +246,7 @@ async fn masked_backend_frame_gets_the_client_1014_and_the_backend_1002() {
 async fn shutdown_sends_1001_to_both_sides() {
     let mut s = raw_session().await;
     s.proxy.running.stop_accepting().await;
-    s.proxy.running.close_sessions();
+    s.proxy.running.close_sessions(Duration::ZERO);
     let to_client = bytes_to_eof("client side after shutdown", &mut s.client).await;
     let frames = frames_of(&to_client).await;
     assert_eq!(frames.len(), 1, "{frames:?}");
@@ -278,7 +278,7 @@ async fn sigterm_closes_sessions_and_exits() {
     std::fs::write(
         &conf,
         format!(
-            "[[listener]]\naddress = \"127.0.0.1:{port}\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n{}",
+            "[server]\ndrain_spread = \"0s\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n{}",
             pool_and_route("p", "round_robin", &[(backend.addr, 1)])
         ),
     )

@@ -3,6 +3,7 @@
 //! yet, so only session-level keys may be overridden per route.
 
 use super::Dur;
+use super::types::Cidr;
 use serde::Deserialize;
 
 /// `[limits]`. A value of 0 (or "0s") turns a session limit off.
@@ -20,7 +21,7 @@ pub struct Limits {
     /// IPv6 clients are keyed by this prefix length.
     pub ipv6_prefix: u8,
     /// CIDRs exempt from the per-IP limits (not from max_connections).
-    pub exempt: Vec<String>,
+    pub exempt: Vec<Cidr>,
     pub message_rate: f64,
     pub message_burst: u32,
     pub on_exceed: OnExceed,

@@ -120,7 +120,21 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Read { source, .. } => Some(source),
+            ConfigError::Invalid(_) => None,
+        }
+    }
+}
+
+impl ConfigError {
+    /// Every problem on one line, for a log entry (a reload failure is one line).
+    pub fn one_line(&self) -> String {
+        self.to_string().replace('\n', "; ")
+    }
+}
 
 pub(super) fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -135,7 +149,7 @@ pub(super) fn parse_str(text: &str, source: &Path) -> Result<Config, ConfigError
     let de = toml::de::Deserializer::parse(text).map_err(|e| {
         ConfigError::Invalid(vec![doc.at_span(e.span(), String::new(), e.message())])
     })?;
-    let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+    let file: super::schema::File = serde_path_to_error::deserialize(de).map_err(|e| {
         let mut path = KeyPath::from_serde(e.path());
         let inner = e.into_inner();
         let msg = inner.message().to_string();
@@ -150,15 +164,9 @@ pub(super) fn parse_str(text: &str, source: &Path) -> Result<Config, ConfigError
         };
         ConfigError::Invalid(vec![problem])
     })?;
-    cfg.source = source.to_path_buf();
-    let findings = super::validate::validate(&mut cfg);
-    if findings.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(ConfigError::Invalid(
-            findings.iter().map(|(p, m)| doc.at_path(p, m)).collect(),
-        ))
-    }
+    super::validate::validate(file, source, text).map_err(|findings| {
+        ConfigError::Invalid(findings.iter().map(|(p, m)| doc.at_path(p, m)).collect())
+    })
 }
 
 fn unknown_field(msg: &str) -> Option<&str> {
@@ -167,9 +175,9 @@ fn unknown_field(msg: &str) -> Option<&str> {
 }
 
 /// The text of a config file, for turning spans and key paths into line:column.
-struct Located<'a> {
-    text: &'a str,
-    file: &'a Path,
+pub(super) struct Located<'a> {
+    pub text: &'a str,
+    pub file: &'a Path,
 }
 
 impl Located<'_> {
@@ -190,7 +198,7 @@ impl Located<'_> {
 
     /// Locates `path` in the document; a key that is absent is reported at the
     /// nearest enclosing table that is present.
-    fn at_path(&self, path: &KeyPath, msg: &str) -> Problem {
+    pub fn at_path(&self, path: &KeyPath, msg: &str) -> Problem {
         let span = DeTable::parse(self.text)
             .ok()
             .and_then(|root| find_span(root.get_ref(), &path.0));

@@ -1,43 +1,47 @@
-//! The configuration schema: one TOML file, every key documented in `conf/wsgate.toml`.
+//! The configuration: one TOML file, every key documented in `conf/wsgate.toml`.
 //!
-//! Owns: the serde types (unknown keys are errors everywhere), defaults, and the
-//! semantic checks that serde cannot express (`validate.rs`). Loading and turning
-//! errors into `file:line:column: key: message` lives in `load.rs`.
-//! Does not own: building runtime objects (TLS configs, routers, pools); those
-//! modules take a validated `Config` and cannot fail on anything checked here.
+//! Owns: the file's schema (`schema.rs`, serde, unknown keys are errors), checked
+//! value types (`types.rs`), and the validated `Config` this module exports. A
+//! `Config` can only be made by `Config::load` or `Config::parse`, which run every
+//! check (`validate.rs`, backend names resolved) and report each problem as
+//! `file:line:column: key: message` (`load.rs`). So the runtime takes a `Config` and
+//! cannot meet a value that was not checked; it never parses a string again.
+//! Does not own: building runtime objects (TLS configs, routers, pools: runtime.rs).
+//! Nothing here imports the runtime.
 
 mod duration;
 mod health;
 mod limits;
 mod load;
+pub mod schema;
+pub mod types;
 mod validate;
 
 pub use duration::Dur;
 pub use health::{Check, CheckKind, HealthConf};
 pub use limits::{Limits, OnExceed, RouteLimits, SessionLimits};
-pub use load::{ConfigError, KeyPath, Seg};
+pub use load::{ConfigError, KeyPath, Problem, Seg};
+pub use schema::{OnRemoved, Server};
+pub use types::{Cidr, HostMatch, OriginPattern, SuiteName, TlsVersion};
 
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// A whole, validated configuration file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A whole configuration that passed every check.
+#[derive(Debug, Clone)]
 pub struct Config {
-    #[serde(default)]
     pub server: Server,
-    #[serde(default)]
     pub limits: Limits,
-    #[serde(rename = "listener", default)]
     pub listeners: Vec<Listener>,
-    #[serde(rename = "pool", default)]
     pub pools: Vec<Pool>,
-    #[serde(rename = "route", default)]
     pub routes: Vec<Route>,
-    /// The file this was read from; relative cert/key paths resolve against its folder.
-    #[serde(skip)]
+    /// The file this was read from.
     pub source: PathBuf,
+    /// Its text, to locate problems found after loading (certificates, binds).
+    text: Arc<str>,
 }
 
 impl Config {
@@ -52,125 +56,40 @@ impl Config {
         load::parse_str(text, source)
     }
 
-    /// Resolves a path from the file against the folder the file lives in.
-    pub fn resolve_path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            return p.to_path_buf();
+    /// A problem with `key` found after loading, located in this config's file.
+    pub fn problem(&self, key: &KeyPath, message: &str) -> Problem {
+        load::Located {
+            text: &self.text,
+            file: &self.source,
         }
-        match self.source.parent() {
-            Some(dir) => dir.join(p),
-            None => p.to_path_buf(),
-        }
+        .at_path(key, message)
+    }
+
+    /// The position of a listener by name.
+    pub fn listener_index(&self, name: &str) -> Option<usize> {
+        self.listeners.iter().position(|l| l.name == name)
     }
 }
 
-/// Process-wide settings: `[server]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Server {
-    /// tracing filter, e.g. "info" or "wsgate=debug"; `RUST_LOG` overrides it.
-    pub log_level: String,
-    /// A TLS handshake that has not finished by then is dropped.
-    pub tls_handshake_timeout: Dur,
-    /// The whole upgrade request head must arrive within this (then 408).
-    pub header_read_timeout: Dur,
-    /// Largest request head accepted (then 431).
-    pub max_header_bytes: usize,
-    /// How long a close handshake may take once one side has started it.
-    pub close_timeout: Dur,
-}
-
-impl Default for Server {
-    fn default() -> Self {
-        Server {
-            log_level: "info".into(),
-            tls_handshake_timeout: Dur::secs(10),
-            header_read_timeout: Dur::secs(10),
-            max_header_bytes: 16 * 1024,
-            close_timeout: Dur::secs(5),
-        }
-    }
-}
-
-/// One `[[listener]]`: an address, TLS or plain TCP.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[listener]]`, checked.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Listener {
-    pub address: SocketAddr,
-    #[serde(default = "yes")]
-    pub tls: bool,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    pub min_version: Option<TlsVersion>,
-    pub cipher_suites: Option<Vec<String>>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum TlsVersion {
-    #[serde(rename = "1.2")]
-    Tls12,
-    #[serde(rename = "1.3")]
-    Tls13,
-}
-
-/// One `[[pool]]` of interchangeable backends.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pool {
+    /// Unique in the file: `name`, or the address (with `#n` for repeated port-0 ones).
     pub name: String,
-    #[serde(default)]
-    pub balance: Balance,
-    /// TCP connect to a backend must finish within this.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: Dur,
-    /// The backend must answer the forwarded upgrade within this.
-    #[serde(default = "default_upgrade_timeout")]
-    pub upgrade_timeout: Dur,
-    /// Replaces the client's Host header toward the backends when set.
-    pub host_header: Option<String>,
-    /// Further backends tried when connecting or upgrading fails.
-    #[serde(default = "two")]
-    pub retries: u32,
-    /// All attempts of one request must finish within this.
-    #[serde(default = "default_upstream_deadline")]
-    pub upstream_deadline: Dur,
-    /// Passive checks: this many failures within `fail_timeout` take a backend down
-    /// for `fail_timeout` (nginx's semantics). 0 turns passive checks off.
-    #[serde(default = "one")]
-    pub max_fails: u32,
-    #[serde(default = "default_fail_timeout")]
-    pub fail_timeout: Dur,
-    /// Ramp a recovered backend's weight up over this long ("0s": off).
-    #[serde(default = "zero")]
-    pub slow_start: Dur,
-    /// Active checks; absent means none.
-    pub health: Option<HealthConf>,
-    #[serde(rename = "backend", default)]
-    pub backends: Vec<BackendConf>,
+    pub address: SocketAddr,
+    pub reuse_port: bool,
+    /// `None` for a plain-TCP listener.
+    pub tls: Option<ListenerTls>,
 }
 
-fn two() -> u32 {
-    2
-}
-fn default_upstream_deadline() -> Dur {
-    Dur::secs(15)
-}
-fn default_fail_timeout() -> Dur {
-    Dur::secs(10)
-}
-fn zero() -> Dur {
-    Dur::secs(0)
-}
-
-fn default_connect_timeout() -> Dur {
-    Dur::secs(5)
-}
-fn default_upgrade_timeout() -> Dur {
-    Dur::secs(10)
+/// The TLS settings of a listener; paths are resolved against the file's folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub min_version: TlsVersion,
+    /// `None`: every suite the provider offers (all AEAD with forward secrecy).
+    pub cipher_suites: Option<Vec<SuiteName>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -182,47 +101,68 @@ pub enum Balance {
     LeastConn,
 }
 
-/// One `[[pool.backend]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackendConf {
-    /// `ip:port` or `host:port`; host names are resolved once, at load.
+/// nginx-style passive checking: `max_fails` failures within `fail_timeout` take a
+/// backend down for `fail_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Passive {
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+}
+
+/// What a reload does to the sessions of a backend it removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendRemoved {
+    Keep,
+    /// Close 1012 to each, at a random moment within `spread`.
+    Close {
+        spread: Duration,
+    },
+}
+
+/// One `[[pool]]`, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    pub name: String,
+    pub balance: Balance,
+    pub connect_timeout: Duration,
+    pub upgrade_timeout: Duration,
+    pub host_header: Option<String>,
+    pub retries: u32,
+    pub upstream_deadline: Duration,
+    /// `None` when `max_fails = 0`.
+    pub passive: Option<Passive>,
+    pub slow_start: Duration,
+    pub on_backend_removed: BackendRemoved,
+    /// Whether `[pool.health]` is set (then every backend has a `check`).
+    pub active_checks: bool,
+    pub backends: Vec<Backend>,
+}
+
+/// One `[[pool.backend]]`, checked and resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    /// As written: with the pool's name and `addr`, the backend's identity across reloads.
     pub address: String,
-    #[serde(default = "one")]
+    /// What `address` resolved to when the file was loaded.
+    pub addr: SocketAddr,
     pub weight: u32,
-    /// No new sessions go to a draining backend; its live sessions are untouched.
-    #[serde(default)]
     pub drain: bool,
-    /// Overrides of the pool's `[pool.health]` for this backend.
-    pub health: Option<HealthConf>,
-    /// Filled in by validation: the first address `address` resolved to.
-    #[serde(skip)]
-    pub resolved: Option<SocketAddr>,
+    /// The pool's `[pool.health]` with this backend's overrides.
+    pub check: Option<Check>,
 }
 
-fn one() -> u32 {
-    1
-}
-
-/// One `[[route]]`: which requests go to which pool, and who may open them.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[route]]`, checked.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Route {
-    /// Exact host (case-insensitive, port ignored) or `*.example.com`.
-    pub host: Option<String>,
-    /// Path prefix; the longest matching one wins. Default "/".
-    #[serde(default = "slash")]
+    pub host: Option<HostMatch>,
     pub path_prefix: String,
-    pub pool: String,
-    /// Allowed `Origin` values; absent means Origin is not checked.
-    pub allowed_origins: Option<Vec<String>>,
-    /// With `allowed_origins`, whether a request without Origin is let through.
-    #[serde(default)]
+    /// Index into `Config::pools` (checked to exist).
+    pub pool: usize,
+    /// `None`: Origin is not checked.
+    pub allowed_origins: Option<Vec<OriginPattern>>,
     pub allow_missing_origin: bool,
-    /// Per-route overrides of the session keys of `[limits]`.
-    pub limits: Option<RouteLimits>,
-}
-
-fn slash() -> String {
-    "/".into()
+    /// `[limits]` with this route's overrides applied.
+    pub limits: SessionLimits,
+    /// Position in the file, for logs.
+    pub index: usize,
 }

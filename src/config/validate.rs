@@ -1,24 +1,40 @@
-//! Semantic checks serde cannot express: each finding is a key path and one message.
-//! Backend host names are resolved here, once, so the runtime never resolves.
+//! From a parsed `File` to a checked `Config`: the checks serde cannot express (each
+//! finding is a key path and one message) and the conversions that go with them.
+//! Backend host names are resolved here, once per load, so the runtime never resolves.
 
-use super::{Check, Config, KeyPath, SessionLimits};
+use super::schema::{self, File, OnRemoved};
+use super::{
+    Backend, BackendRemoved, Check, Config, KeyPath, Listener, ListenerTls, Passive, Pool, Route,
+    SessionLimits,
+};
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
 
 type Finding = (KeyPath, String);
 
-pub(super) fn validate(cfg: &mut Config) -> Vec<Finding> {
+pub(super) fn validate(file: File, source: &Path, text: &str) -> Result<Config, Vec<Finding>> {
     let mut out = Vec::new();
-    server(cfg, &mut out);
-    limits(cfg, &mut out);
-    listeners(cfg, &mut out);
-    pools(cfg, &mut out);
-    routes(cfg, &mut out);
-    out
+    server(&file.server, &mut out);
+    limits(&file, &mut out);
+    let listeners = listeners(&file.listeners, source, &mut out);
+    let pools = pools(&file.pools, &mut out);
+    let routes = routes(&file, &mut out);
+    if !out.is_empty() {
+        return Err(out);
+    }
+    Ok(Config {
+        server: file.server,
+        limits: file.limits,
+        listeners,
+        pools,
+        routes,
+        source: source.to_path_buf(),
+        text: text.into(),
+    })
 }
 
-fn server(cfg: &Config, out: &mut Vec<Finding>) {
-    let s = &cfg.server;
+fn server(s: &schema::Server, out: &mut Vec<Finding>) {
     let at = |k: &str| KeyPath::root("server").key(k);
     if tracing_subscriber::EnvFilter::try_new(&s.log_level).is_err() {
         out.push((
@@ -33,10 +49,20 @@ fn server(cfg: &Config, out: &mut Vec<Finding>) {
         ("tls_handshake_timeout", s.tls_handshake_timeout),
         ("header_read_timeout", s.header_read_timeout),
         ("close_timeout", s.close_timeout),
+        ("shutdown_timeout", s.shutdown_timeout),
     ] {
         if d.get().is_zero() {
             out.push((at(k), "must be greater than zero".into()));
         }
+    }
+    if s.shutdown_timeout <= s.drain_spread {
+        out.push((
+            at("shutdown_timeout"),
+            format!(
+                "must be longer than drain_spread ({:?}), or some sessions never get their Close",
+                s.drain_spread.get()
+            ),
+        ));
     }
     if !(1024..=1024 * 1024).contains(&s.max_header_bytes) {
         out.push((
@@ -44,10 +70,13 @@ fn server(cfg: &Config, out: &mut Vec<Finding>) {
             "must be between 1024 and 1048576".into(),
         ));
     }
+    if s.pid_file.as_ref().is_some_and(|p| !p.is_absolute()) {
+        out.push((at("pid_file"), "must be an absolute path".into()));
+    }
 }
 
-fn limits(cfg: &Config, out: &mut Vec<Finding>) {
-    let l = &cfg.limits;
+fn limits(file: &File, out: &mut Vec<Finding>) {
+    let l = &file.limits;
     let at = |k: &str| KeyPath::root("limits").key(k);
     if l.max_connections == 0 {
         out.push((at("max_connections"), "must be at least 1".into()));
@@ -67,15 +96,10 @@ fn limits(cfg: &Config, out: &mut Vec<Finding>) {
     if !(1..=128).contains(&l.ipv6_prefix) {
         out.push((at("ipv6_prefix"), "must be between 1 and 128".into()));
     }
-    for (i, c) in l.exempt.iter().enumerate() {
-        if let Err(e) = crate::admission::Cidr::parse(c) {
-            out.push((KeyPath::root("limits").key("exempt").index(i), e));
-        }
-    }
     for (k, m) in SessionLimits::resolve(l, None).problems() {
         out.push((at(k), m));
     }
-    for (i, r) in cfg.routes.iter().enumerate() {
+    for (i, r) in file.routes.iter().enumerate() {
         if r.limits.is_some() {
             for (k, m) in SessionLimits::resolve(l, r.limits.as_ref()).problems() {
                 out.push((KeyPath::root("route").index(i).key("limits").key(k), m));
@@ -84,15 +108,24 @@ fn limits(cfg: &Config, out: &mut Vec<Finding>) {
     }
 }
 
-fn listeners(cfg: &Config, out: &mut Vec<Finding>) {
-    if cfg.listeners.is_empty() {
+fn resolve_path(source: &Path, p: &Path) -> PathBuf {
+    match source.parent() {
+        Some(dir) if !p.is_absolute() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+fn listeners(ls: &[schema::Listener], source: &Path, out: &mut Vec<Finding>) -> Vec<Listener> {
+    if ls.is_empty() {
         out.push((
             KeyPath::root("listener"),
             "at least one [[listener]] is required".into(),
         ));
     }
     let mut seen = HashSet::new();
-    for (i, l) in cfg.listeners.iter().enumerate() {
+    let mut names = HashSet::new();
+    let mut checked = Vec::new();
+    for (i, l) in ls.iter().enumerate() {
         let at = |k: &str| KeyPath::root("listener").index(i).key(k);
         if l.address.port() != 0 && !seen.insert(l.address) {
             out.push((
@@ -100,7 +133,30 @@ fn listeners(cfg: &Config, out: &mut Vec<Finding>) {
                 format!("duplicate listener address {}", l.address),
             ));
         }
-        if l.tls {
+        let name = match &l.name {
+            Some(n) if n.is_empty() || n.contains(|c: char| c.is_whitespace() || c == ':') => {
+                out.push((at("name"), "must be a word without spaces or ':'".into()));
+                n.clone()
+            }
+            Some(n) => {
+                if !names.insert(n.clone()) {
+                    out.push((at("name"), format!("duplicate listener name {n:?}")));
+                }
+                n.clone()
+            }
+            None => {
+                // The address; repeated port-0 addresses get "#2", "#3", ...
+                let base = l.address.to_string();
+                let mut n = base.clone();
+                let mut k = 1;
+                while !names.insert(n.clone()) {
+                    k += 1;
+                    n = format!("{base}#{k}");
+                }
+                n
+            }
+        };
+        let tls = if l.tls {
             if l.cert.is_none() {
                 out.push((
                     at("cert"),
@@ -113,10 +169,30 @@ fn listeners(cfg: &Config, out: &mut Vec<Finding>) {
                     "a TLS listener needs `key` (a PEM private key file)".into(),
                 ));
             }
-            if let Some(names) = &l.cipher_suites
-                && let Err(e) = crate::tls::check_cipher_suites(names, l.min_version)
-            {
-                out.push((at("cipher_suites"), e));
+            let min_version = l.min_version.unwrap_or_default();
+            if let Some(suites) = &l.cipher_suites {
+                if suites.is_empty() {
+                    out.push((
+                        at("cipher_suites"),
+                        "must not be empty (leave it out for the safe default)".into(),
+                    ));
+                } else if min_version == super::TlsVersion::Tls13
+                    && !suites.iter().any(|s| s.is_tls13())
+                {
+                    out.push((
+                        at("cipher_suites"),
+                        "min_version = \"1.3\" but no TLS13_* suite is listed".into(),
+                    ));
+                }
+            }
+            match (&l.cert, &l.key) {
+                (Some(cert), Some(key)) => Some(ListenerTls {
+                    cert: resolve_path(source, cert),
+                    key: resolve_path(source, key),
+                    min_version,
+                    cipher_suites: l.cipher_suites.clone(),
+                }),
+                _ => None,
             }
         } else {
             for (k, set) in [
@@ -129,19 +205,28 @@ fn listeners(cfg: &Config, out: &mut Vec<Finding>) {
                     out.push((at(k), "only allowed when tls = true".into()));
                 }
             }
-        }
+            None
+        };
+        checked.push(Listener {
+            name,
+            address: l.address,
+            reuse_port: l.reuse_port,
+            tls,
+        });
     }
+    checked
 }
 
-fn pools(cfg: &mut Config, out: &mut Vec<Finding>) {
-    if cfg.pools.is_empty() {
+fn pools(ps: &[schema::Pool], out: &mut Vec<Finding>) -> Vec<Pool> {
+    if ps.is_empty() {
         out.push((
             KeyPath::root("pool"),
             "at least one [[pool]] is required".into(),
         ));
     }
     let mut names = HashSet::new();
-    for (i, p) in cfg.pools.iter_mut().enumerate() {
+    let mut checked = Vec::new();
+    for (i, p) in ps.iter().enumerate() {
         let at = || KeyPath::root("pool").index(i);
         if p.name.is_empty() {
             out.push((at().key("name"), "must not be empty".into()));
@@ -154,6 +239,7 @@ fn pools(cfg: &mut Config, out: &mut Vec<Finding>) {
         for (k, d) in [
             ("connect_timeout", p.connect_timeout),
             ("upgrade_timeout", p.upgrade_timeout),
+            ("upstream_deadline", p.upstream_deadline),
         ] {
             if d.get().is_zero() {
                 out.push((at().key(k), "must be greater than zero".into()));
@@ -169,12 +255,6 @@ fn pools(cfg: &mut Config, out: &mut Vec<Finding>) {
                 "must be a host name, optionally with :port".into(),
             ));
         }
-        if p.upstream_deadline.get().is_zero() {
-            out.push((
-                at().key("upstream_deadline"),
-                "must be greater than zero".into(),
-            ));
-        }
         if p.max_fails > 0 && p.fail_timeout.get().is_zero() {
             out.push((
                 at().key("fail_timeout"),
@@ -184,115 +264,145 @@ fn pools(cfg: &mut Config, out: &mut Vec<Finding>) {
         if p.retries > 16 {
             out.push((at().key("retries"), "must be at most 16".into()));
         }
-        let pool_health = p.health.clone();
-        for (j, b) in p.backends.iter().enumerate() {
-            if b.health.is_some() && pool_health.is_none() {
-                out.push((
-                    at().key("backend").index(j).key("health"),
-                    "a backend health override needs [pool.health]".into(),
-                ));
-            }
-            if let Some(h) = &pool_health {
-                for (k, m) in Check::resolve(h, b.health.as_ref()).problems() {
-                    let path = if b.health.is_some() {
-                        at().key("backend").index(j).key("health").key(k)
-                    } else {
-                        at().key("health").key(k)
-                    };
-                    if !out.iter().any(|(seen, _)| *seen == path) {
-                        out.push((path, m));
-                    }
-                }
-            }
-        }
         if p.backends.is_empty() {
             out.push((
                 at().key("backend"),
                 format!("pool {:?} has no backends", p.name),
             ));
         }
-        let mut addrs = HashSet::new();
-        for (j, b) in p.backends.iter_mut().enumerate() {
-            let at = |k: &str| {
-                KeyPath::root("pool")
-                    .index(i)
-                    .key("backend")
-                    .index(j)
-                    .key(k)
-            };
-            if !(1..=10_000).contains(&b.weight) {
-                out.push((at("weight"), "must be between 1 and 10000".into()));
-            }
-            match b.address.to_socket_addrs().map(|mut a| a.next()) {
-                Ok(Some(a)) => {
-                    b.resolved = Some(a);
-                    if !addrs.insert(a) {
-                        out.push((at("address"), format!("duplicate backend {a} in this pool")));
-                    }
-                }
-                Ok(None) => out.push((
-                    at("address"),
-                    format!("{:?} resolved to no address", b.address),
-                )),
-                Err(e) => out.push((
-                    at("address"),
-                    format!("{:?} is not a usable host:port ({e})", b.address),
-                )),
-            }
-        }
+        let backends = backends(i, p, out);
+        checked.push(Pool {
+            name: p.name.clone(),
+            balance: p.balance,
+            connect_timeout: p.connect_timeout.get(),
+            upgrade_timeout: p.upgrade_timeout.get(),
+            host_header: p.host_header.clone(),
+            retries: p.retries,
+            upstream_deadline: p.upstream_deadline.get(),
+            passive: (p.max_fails > 0).then(|| Passive {
+                max_fails: p.max_fails,
+                fail_timeout: p.fail_timeout.get(),
+            }),
+            slow_start: p.slow_start.get(),
+            on_backend_removed: match p.on_backend_removed {
+                OnRemoved::Keep => BackendRemoved::Keep,
+                OnRemoved::Close => BackendRemoved::Close {
+                    spread: p.removed_close_spread.get(),
+                },
+            },
+            active_checks: p.health.is_some(),
+            backends,
+        });
     }
+    checked
 }
 
-fn routes(cfg: &Config, out: &mut Vec<Finding>) {
-    if cfg.routes.is_empty() {
+fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> Vec<Backend> {
+    let at = |j: usize, k: &str| {
+        KeyPath::root("pool")
+            .index(i)
+            .key("backend")
+            .index(j)
+            .key(k)
+    };
+    let mut addrs = HashSet::new();
+    let mut checked = Vec::new();
+    for (j, b) in p.backends.iter().enumerate() {
+        if b.health.is_some() && p.health.is_none() {
+            out.push((
+                at(j, "health"),
+                "a backend health override needs [pool.health]".into(),
+            ));
+        }
+        let check = p
+            .health
+            .as_ref()
+            .map(|h| Check::resolve(h, b.health.as_ref()));
+        if let Some(c) = &check {
+            for (k, m) in c.problems() {
+                let path = if b.health.is_some() {
+                    at(j, "health").key(k)
+                } else {
+                    KeyPath::root("pool").index(i).key("health").key(k)
+                };
+                if !out.iter().any(|(seen, _)| *seen == path) {
+                    out.push((path, m));
+                }
+            }
+        }
+        if !(1..=10_000).contains(&b.weight) {
+            out.push((at(j, "weight"), "must be between 1 and 10000".into()));
+        }
+        match b.address.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(addr)) => {
+                if !addrs.insert(addr) {
+                    out.push((
+                        at(j, "address"),
+                        format!("duplicate backend {addr} in this pool"),
+                    ));
+                }
+                checked.push(Backend {
+                    address: b.address.clone(),
+                    addr,
+                    weight: b.weight,
+                    drain: b.drain,
+                    check,
+                });
+            }
+            Ok(None) => out.push((
+                at(j, "address"),
+                format!("{:?} resolved to no address", b.address),
+            )),
+            Err(e) => out.push((
+                at(j, "address"),
+                format!("{:?} is not a usable host:port ({e})", b.address),
+            )),
+        }
+    }
+    checked
+}
+
+fn routes(file: &File, out: &mut Vec<Finding>) -> Vec<Route> {
+    if file.routes.is_empty() {
         out.push((
             KeyPath::root("route"),
             "at least one [[route]] is required".into(),
         ));
     }
-    let pools: HashSet<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
     let mut seen = HashSet::new();
-    for (i, r) in cfg.routes.iter().enumerate() {
+    let mut checked = Vec::new();
+    for (i, r) in file.routes.iter().enumerate() {
         let at = |k: &str| KeyPath::root("route").index(i).key(k);
-        if !pools.contains(r.pool.as_str()) {
+        let pool = file.pools.iter().position(|p| p.name == r.pool);
+        if pool.is_none() {
             out.push((at("pool"), format!("no [[pool]] is named {:?}", r.pool)));
         }
         if !r.path_prefix.starts_with('/') {
             out.push((at("path_prefix"), "must start with '/'".into()));
         }
-        let host = match &r.host {
-            Some(h) => match crate::route::HostMatch::parse(h) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    out.push((at("host"), e));
-                    None
-                }
-            },
-            None => None,
-        };
-        if !seen.insert((host, r.path_prefix.clone())) {
+        if !seen.insert((r.host.clone(), r.path_prefix.clone())) {
             out.push((
                 at("path_prefix"),
                 "another route already has this host and path_prefix".into(),
             ));
         }
-        if let Some(origins) = &r.allowed_origins {
-            for (j, o) in origins.iter().enumerate() {
-                if let Err(e) = crate::origin::OriginPattern::parse(o) {
-                    out.push((
-                        KeyPath::root("route")
-                            .index(i)
-                            .key("allowed_origins")
-                            .index(j),
-                        e,
-                    ));
-                }
-            }
-        } else if r.allow_missing_origin {
+        if r.allowed_origins.is_none() && r.allow_missing_origin {
             out.push((
                 at("allow_missing_origin"),
                 "only meaningful together with allowed_origins".into(),
             ));
         }
+        if let Some(pool) = pool {
+            checked.push(Route {
+                host: r.host.clone(),
+                path_prefix: r.path_prefix.clone(),
+                pool,
+                allowed_origins: r.allowed_origins.clone(),
+                allow_missing_origin: r.allow_missing_origin,
+                limits: SessionLimits::resolve(&file.limits, r.limits.as_ref()),
+                index: i,
+            });
+        }
     }
+    checked
 }

@@ -13,7 +13,9 @@
 //! - client left without a Close, or went idle -> backend 1001 (masked);
 //! - client broke the protocol -> 1002, sent too big a message -> 1009, too many
 //!   messages (on_exceed = "close") -> 1008; the backend gets 1001 for all three;
-//! - max_session_duration reached, or wsgate shutting down -> 1001 to both.
+//! - max_session_duration reached, or wsgate shutting down -> 1001 to both;
+//! - a reload removed the backend (`on_backend_removed = "close"`) -> client 1012
+//!   (service restart), backend 1001.
 
 mod bucket;
 pub mod frame;
@@ -63,8 +65,19 @@ pub enum Outcome {
     DurationLimit,
     /// wsgate is shutting down: 1001 to both sides.
     Shutdown,
+    /// A reload removed the backend: 1012 to the client, 1001 to the backend.
+    BackendRemoved,
     /// The close handshake did not finish within the close timeout.
     CloseTimeout,
+}
+
+/// Why wsgate itself ends a session that is going well (the `stop` future of `run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// wsgate is shutting down.
+    Shutdown,
+    /// A reload removed the session's backend.
+    BackendRemoved,
 }
 
 /// The two directions and how the session is going.
@@ -227,15 +240,15 @@ impl Keepalive {
 
 /// Runs a session to its end. `client_pre` / `backend_pre` are bytes already read
 /// from each side past the HTTP head; they are copied and dropped at once, since
-/// they share (and would pin) the HTTP layer's read buffers. When `going_away`
-/// resolves (shutdown), both sides get Close 1001 and the session closes.
+/// they share (and would pin) the HTTP layer's read buffers. When `stop` resolves,
+/// both sides get the Close its reason calls for and the session closes.
 pub async fn run<C, B>(
     mut client: C,
     client_pre: bytes::Bytes,
     mut backend: B,
     backend_pre: bytes::Bytes,
     cfg: &RelayConfig,
-    going_away: impl Future<Output = ()>,
+    stop: impl Future<Output = Stop>,
 ) -> Outcome
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -277,7 +290,7 @@ where
     let duration = l.max_session_duration.get();
     let mut lifetime = (!duration.is_zero()).then(|| Box::pin(sleep(duration)));
     let mut deadline: Option<Pin<Box<Sleep>>> = None;
-    let mut going_away = Some(Box::pin(going_away));
+    let mut stop = Some(Box::pin(stop));
 
     poll_fn(|cx| {
         loop {
@@ -296,13 +309,22 @@ where
             if let Some(k) = keepalive.as_mut().filter(|_| !s.closing()) {
                 progressed |= k.poll(cx, &mut s);
             }
-            if let Some(g) = going_away.as_mut()
-                && g.as_mut().poll(cx).is_ready()
+            if let Some(g) = stop.as_mut()
+                && let Poll::Ready(why) = g.as_mut().poll(cx)
             {
-                going_away = None;
+                stop = None;
                 progressed = true;
-                let msg = "server shutting down";
-                s.end(Outcome::Shutdown, Some((1001, msg)), Some((1001, msg)));
+                match why {
+                    Stop::Shutdown => {
+                        let msg = "server shutting down";
+                        s.end(Outcome::Shutdown, Some((1001, msg)), Some((1001, msg)));
+                    }
+                    Stop::BackendRemoved => s.end(
+                        Outcome::BackendRemoved,
+                        Some((1012, "service restart")),
+                        Some((1001, "backend removed from the configuration")),
+                    ),
+                }
             }
             if let Some(t) = lifetime.as_mut()
                 && t.as_mut().poll(cx).is_ready()

@@ -1,0 +1,121 @@
+//! The HTTP answers wsgate gives when it refuses a request itself: a status and a
+//! one-line plain-text reason, always with `Connection: close`.
+//!
+//! Owns: `Refusal` (every reason a request is answered here, with its status, its
+//! text and the headers the status calls for) and the response body type shared
+//! with the backend answers passed through (upstream.rs).
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+
+/// Response bodies: our own short texts, or a backend's answer streamed through.
+pub type Body = Either<Full<Bytes>, hyper::body::Incoming>;
+
+/// Why wsgate answers a request itself instead of proxying it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    MethodNotAllowed,
+    OldHttpVersion,
+    NotWebSocket,
+    MissingHost,
+    ConnectionNotUpgrade,
+    BadKey,
+    UnsupportedVersion,
+    HasBody,
+    NoRoute,
+    OriginMissing,
+    OriginNotAllowed,
+    HeaderTimeout,
+    HeaderTooLarge,
+    /// The backend could not be reached or did not upgrade properly.
+    BadGateway(String),
+    /// Every backend of the pool is down.
+    NoBackend,
+    /// No backend answered within `upstream_deadline`.
+    GatewayTimeout,
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        use Refusal::*;
+        match self {
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            OldHttpVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            NotWebSocket | UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
+            MissingHost | ConnectionNotUpgrade | BadKey | HasBody => StatusCode::BAD_REQUEST,
+            NoRoute => StatusCode::NOT_FOUND,
+            OriginMissing | OriginNotAllowed => StatusCode::FORBIDDEN,
+            HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
+            HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            BadGateway(_) => StatusCode::BAD_GATEWAY,
+            NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        use Refusal::*;
+        match self {
+            MethodNotAllowed => "WebSocket upgrades must use GET",
+            OldHttpVersion => "WebSocket upgrades need HTTP/1.1 or later",
+            NotWebSocket => "this endpoint only accepts WebSocket upgrades",
+            MissingHost => "missing or repeated Host header",
+            ConnectionNotUpgrade => "Connection header must contain the token \"upgrade\"",
+            BadKey => "Sec-WebSocket-Key must be base64 of 16 bytes",
+            UnsupportedVersion => "unsupported Sec-WebSocket-Version (only 13 is supported)",
+            HasBody => "an upgrade request must not have a body",
+            NoRoute => "no route for this host and path",
+            OriginMissing => "Origin header required",
+            OriginNotAllowed => "Origin not allowed",
+            HeaderTimeout => "request header not received in time",
+            HeaderTooLarge => "request header too large",
+            BadGateway(r) => r,
+            NoBackend => "no healthy backend",
+            GatewayTimeout => "no backend answered in time",
+        }
+    }
+
+    /// The full HTTP answer: status, one line of text, and the headers the status calls for.
+    pub fn response(&self) -> Response<Body> {
+        let mut resp = text_response(self.status(), self.reason());
+        let h = resp.headers_mut();
+        match self {
+            Refusal::MethodNotAllowed => {
+                h.insert(header::ALLOW, HeaderValue::from_static("GET"));
+            }
+            Refusal::NotWebSocket => {
+                h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                h.insert(
+                    header::CONNECTION,
+                    HeaderValue::from_static("Upgrade, close"),
+                );
+            }
+            Refusal::UnsupportedVersion => {
+                h.insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
+            }
+            Refusal::NoBackend => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// A plain-text answer that also closes the connection.
+pub fn text_response(status: StatusCode, line: &str) -> Response<Body> {
+    let mut resp = Response::new(Either::Left(Full::new(Bytes::from(format!("{line}\n")))));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}

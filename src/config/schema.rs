@@ -1,0 +1,187 @@
+//! The file as written: serde types for every table and key of the TOML file
+//! (`conf/wsgate.toml` documents each one). Unknown keys are errors everywhere.
+//!
+//! Owns: key names, their types and their defaults. Values with a syntax of their
+//! own (durations, CIDRs, host and Origin patterns, cipher suites) are checked types
+//! already (types.rs), so a bad one is reported at its line and column by serde.
+//! Does not own: cross-key checks or name resolution (validate.rs), which turn a
+//! `File` into a `Config`; nothing outside `config` sees a `File`.
+
+use super::types::{HostMatch, OriginPattern, SuiteName, TlsVersion};
+use super::{Balance, Dur, HealthConf, Limits, RouteLimits};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A whole configuration file, parsed but not yet checked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(rename = "listener", default)]
+    pub listeners: Vec<Listener>,
+    #[serde(rename = "pool", default)]
+    pub pools: Vec<Pool>,
+    #[serde(rename = "route", default)]
+    pub routes: Vec<Route>,
+}
+
+/// Process-wide settings: `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// tracing filter, e.g. "info" or "wsgate=debug"; `RUST_LOG` overrides it.
+    pub log_level: String,
+    /// A TLS handshake that has not finished by then is dropped.
+    pub tls_handshake_timeout: Dur,
+    /// The whole upgrade request head must arrive within this (then 408).
+    pub header_read_timeout: Dur,
+    /// Largest request head accepted (then 431).
+    pub max_header_bytes: usize,
+    /// How long a close handshake may take once one side has started it.
+    pub close_timeout: Dur,
+    /// At shutdown, live sessions are sent their Close at random times spread over this.
+    pub drain_spread: Dur,
+    /// Shutdown ends here at the latest, whatever is still open.
+    pub shutdown_timeout: Dur,
+    /// Where `run` writes its process id (and `wsgate reload` finds it).
+    pub pid_file: Option<PathBuf>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            log_level: "info".into(),
+            tls_handshake_timeout: Dur::secs(10),
+            header_read_timeout: Dur::secs(10),
+            max_header_bytes: 16 * 1024,
+            close_timeout: Dur::secs(5),
+            drain_spread: Dur::secs(10),
+            shutdown_timeout: Dur::secs(30),
+            pid_file: None,
+        }
+    }
+}
+
+/// One `[[listener]]`: an address, TLS or plain TCP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Identity across reloads, the socket-activation name and the metrics label.
+    pub name: Option<String>,
+    pub address: SocketAddr,
+    #[serde(default = "yes")]
+    pub tls: bool,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub min_version: Option<TlsVersion>,
+    pub cipher_suites: Option<Vec<SuiteName>>,
+    /// SO_REUSEPORT, so another wsgate can bind the same address (upgrades, scale-out).
+    #[serde(default)]
+    pub reuse_port: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What happens to the live sessions of a backend a reload removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRemoved {
+    /// They run on until they end by themselves.
+    #[default]
+    Keep,
+    /// Close 1012 (service restart), spread over `removed_close_spread`.
+    Close,
+}
+
+/// One `[[pool]]` of interchangeable backends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub name: String,
+    #[serde(default)]
+    pub balance: Balance,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    #[serde(default = "default_upgrade_timeout")]
+    pub upgrade_timeout: Dur,
+    pub host_header: Option<String>,
+    #[serde(default = "two")]
+    pub retries: u32,
+    #[serde(default = "default_upstream_deadline")]
+    pub upstream_deadline: Dur,
+    #[serde(default = "one")]
+    pub max_fails: u32,
+    #[serde(default = "default_fail_timeout")]
+    pub fail_timeout: Dur,
+    #[serde(default = "zero")]
+    pub slow_start: Dur,
+    #[serde(default)]
+    pub on_backend_removed: OnRemoved,
+    #[serde(default = "default_removed_spread")]
+    pub removed_close_spread: Dur,
+    pub health: Option<HealthConf>,
+    #[serde(rename = "backend", default)]
+    pub backends: Vec<Backend>,
+}
+
+fn two() -> u32 {
+    2
+}
+fn one() -> u32 {
+    1
+}
+fn default_upstream_deadline() -> Dur {
+    Dur::secs(15)
+}
+fn default_fail_timeout() -> Dur {
+    Dur::secs(10)
+}
+fn zero() -> Dur {
+    Dur::secs(0)
+}
+fn default_connect_timeout() -> Dur {
+    Dur::secs(5)
+}
+fn default_upgrade_timeout() -> Dur {
+    Dur::secs(10)
+}
+fn default_removed_spread() -> Dur {
+    Dur::secs(30)
+}
+
+/// One `[[pool.backend]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// `ip:port` or `host:port`; host names are resolved when the file is loaded.
+    pub address: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default)]
+    pub drain: bool,
+    pub health: Option<HealthConf>,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub host: Option<HostMatch>,
+    #[serde(default = "slash")]
+    pub path_prefix: String,
+    pub pool: String,
+    pub allowed_origins: Option<Vec<OriginPattern>>,
+    #[serde(default)]
+    pub allow_missing_origin: bool,
+    pub limits: Option<RouteLimits>,
+}
+
+fn slash() -> String {
+    "/".into()
+}

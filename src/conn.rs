@@ -1,0 +1,27 @@
+//! One client connection: the facts about it and the settings it runs under.
+//!
+//! Owns: `ConnSettings` (handshake and header timeouts, head size limit: taken from
+//! the generation the connection was accepted under) and `ConnInfo` (peer, the
+//! listener it came in on, TLS or not). Does not own: accepting (listen.rs) or what
+//! a request means (proxy.rs).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Timeouts and sizes every client connection runs under.
+#[derive(Debug, Clone)]
+pub struct ConnSettings {
+    pub tls_handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+}
+
+/// Who is connected, and where.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The listener's name (its address unless the config names it).
+    pub listener: Arc<str>,
+    pub tls: bool,
+}

@@ -1,0 +1,384 @@
+//! The swap point: a **generation** is everything built from one checked config
+//! (routes with their pools and limits, each listener's TLS settings, connection
+//! timeouts), published atomically; `Runtime` is what lives as long as the process
+//! (admission, slots, session counts, the backend registry, the current generation).
+//!
+//! Owns: building a generation from a `Config` without touching anything live
+//! (`Runtime::prepare`; certificates and keys are read here), publishing it
+//! (`Runtime::publish`: backends take their new settings, the new generation's
+//! health checks start and the old one's stop, backends the config dropped are
+//! signalled), and the registry that reconciles backends by identity across
+//! generations, so health, failure history, slow start and session counts carry
+//! over. A connection takes `current()` once, when it is accepted, and keeps that
+//! snapshot for its life; a session keeps its route (and so its pool and limits).
+//! Does not own: sockets and accept loops (server.rs, listen.rs) or signals (main).
+
+use crate::admission::{Admission, Slots};
+use crate::backend::{Backend, BackendId, Removal};
+use crate::balance::Pool;
+use crate::config::{BackendRemoved, Config, KeyPath, Limits, Problem};
+use crate::conn::ConnSettings;
+use crate::health::Checkers;
+use crate::relay::RelayConfig;
+use crate::route::{Route, Router};
+use crate::session::Sessions;
+use crate::tls::{self, TlsError};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+use tokio_rustls::TlsAcceptor;
+
+/// Bytes of relay buffer per direction of a session.
+const RELAY_BUFFER: usize = 16 * 1024;
+
+/// One listener as a generation serves it.
+pub struct ListenerGen {
+    pub name: Arc<str>,
+    pub address: SocketAddr,
+    pub reuse_port: bool,
+    /// `None` for plain TCP.
+    pub tls: Option<TlsAcceptor>,
+    /// When the served leaf certificate expires.
+    pub cert_expiry: Option<SystemTime>,
+}
+
+impl fmt::Debug for ListenerGen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerGen")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// Everything built from one config.
+#[derive(Debug)]
+pub struct Generation {
+    pub id: u64,
+    pub loaded_at: SystemTime,
+    pub config: Config,
+    pub router: Router,
+    pub pools: Vec<Arc<Pool>>,
+    pub listeners: Vec<ListenerGen>,
+    pub conn: ConnSettings,
+    /// Non-fatal findings while building (e.g. a likely missing intermediate).
+    pub warnings: Vec<String>,
+    checkers: Mutex<Option<Checkers>>,
+}
+
+impl Generation {
+    pub fn listener(&self, name: &str) -> Option<&ListenerGen> {
+        self.listeners.iter().find(|l| &*l.name == name)
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&Arc<Pool>> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.pools.iter().flat_map(|p| p.backends.iter())
+    }
+
+    /// Stops this generation's health checks; `now` also cuts probes in flight.
+    pub fn stop_checks(&self, now: bool) {
+        if let Some(c) = self
+            .checkers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            if now {
+                c.abort();
+            } else {
+                c.retire();
+            }
+        }
+    }
+}
+
+/// A config that cannot be served: a certificate or key problem, located in the file.
+#[derive(Debug)]
+pub struct BuildError {
+    pub problem: Box<Problem>,
+    pub source: Box<TlsError>,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.problem)
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Loads every TLS listener's files; returns warnings. What `wsgate check` runs
+/// besides parsing.
+pub fn check_tls(cfg: &Config) -> Result<Vec<String>, BuildError> {
+    let mut warnings = Vec::new();
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        if let Some(t) = &l.tls {
+            warnings.extend(load_tls(cfg, i, t)?.warnings);
+        }
+    }
+    Ok(warnings)
+}
+
+fn load_tls(
+    cfg: &Config,
+    index: usize,
+    t: &crate::config::ListenerTls,
+) -> Result<tls::Loaded, BuildError> {
+    tls::load_listener(t).map_err(|source| {
+        let key = if source.file() == t.key {
+            "key"
+        } else {
+            "cert"
+        };
+        let problem = cfg.problem(
+            &KeyPath::root("listener").index(index).key(key),
+            &source.to_string(),
+        );
+        BuildError {
+            problem: Box::new(problem),
+            source: Box::new(source),
+        }
+    })
+}
+
+/// What lives as long as the process.
+pub struct Runtime {
+    pub admission: Arc<Admission>,
+    pub slots: Arc<Slots>,
+    pub sessions: Sessions,
+    current: ArcSwap<Generation>,
+    /// Every backend still alive (in the current generation, or kept by a session).
+    registry: Mutex<HashMap<BackendId, Weak<Backend>>>,
+    next_id: AtomicU64,
+    /// Every listener bound and not shutting down.
+    ready: AtomicBool,
+    pub reloads: ReloadStats,
+}
+
+/// Reload outcomes, for logs, systemd STATUS and metrics.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    /// Unix time of the last successful reload (or of the start).
+    pub last_success: AtomicU64,
+}
+
+impl ReloadStats {
+    pub fn record(&self, ok: bool) {
+        if ok {
+            self.succeeded.fetch_add(1, Ordering::Relaxed);
+            self.last_success.store(unix_now(), Ordering::Relaxed);
+        } else {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("generation", &self.current.load().id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// The process state and generation 1, its health checks started.
+    pub fn new(cfg: &Config) -> Result<Runtime, BuildError> {
+        let rt = Runtime {
+            admission: Arc::new(Admission::new(&cfg.limits)),
+            slots: Slots::new(cfg.limits.max_connections),
+            sessions: Sessions::default(),
+            current: ArcSwap::from_pointee(build(cfg, 1, |_| None)?),
+            registry: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(2),
+            ready: AtomicBool::new(false),
+            reloads: ReloadStats::default(),
+        };
+        rt.reloads.last_success.store(unix_now(), Ordering::Relaxed);
+        rt.start(&rt.current());
+        Ok(rt)
+    }
+
+    /// The generation new connections are accepted under.
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    /// Builds the next generation from `cfg`; nothing live changes until `publish`.
+    /// Backends whose identity is alive are reused (settings applied at publish).
+    pub fn prepare(&self, cfg: &Config) -> Result<Generation, BuildError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        build(cfg, id, |bid| {
+            registry
+                .get(bid)
+                .and_then(Weak::upgrade)
+                .filter(|b| !b.is_removed())
+        })
+    }
+
+    /// Makes `next` the current generation and retires the previous one, whose
+    /// connections and sessions carry on with what they took. Returns the previous.
+    pub fn publish(&self, next: Generation) -> Arc<Generation> {
+        let next = Arc::new(next);
+        for pool in &next.pools {
+            for (b, conf) in pool.backends.iter().zip(&pool.conf.backends) {
+                b.apply(&pool.conf, conf);
+            }
+        }
+        self.admission.configure(next.limits());
+        self.slots.resize(next.limits().max_connections);
+        let old = self.current.swap(next.clone());
+        old.stop_checks(false);
+        self.start(&next);
+        self.remove_dropped(&old, &next);
+        tracing::info!(
+            "configuration generation {} in effect ({} listeners, {} routes, {} pools)",
+            next.id,
+            next.listeners.len(),
+            next.router.routes().len(),
+            next.pools.len()
+        );
+        old
+    }
+
+    /// Starts the health checks of `g` and records its backends.
+    fn start(&self, g: &Generation) {
+        *g.checkers.lock().unwrap_or_else(|e| e.into_inner()) = Some(Checkers::spawn(&g.pools));
+        let mut reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        reg.retain(|_, w| w.strong_count() > 0);
+        for b in g.backends() {
+            reg.insert(b.id.clone(), Arc::downgrade(b));
+        }
+    }
+
+    /// Backends of `old` that `next` no longer has: their sessions follow the
+    /// `on_backend_removed` policy (of the pool in `next`, or in `old` if it is gone).
+    fn remove_dropped(&self, old: &Generation, next: &Generation) {
+        for pool in &old.pools {
+            let policy = next
+                .pool(&pool.name)
+                .map_or(pool.conf.on_backend_removed, |p| p.conf.on_backend_removed);
+            for b in &pool.backends {
+                if next.backends().any(|n| Arc::ptr_eq(n, b)) {
+                    continue;
+                }
+                tracing::info!(pool = %pool.name, backend = %b.addr, sessions = b.active(), "backend removed by the reload");
+                if let BackendRemoved::Close { spread } = policy {
+                    b.remove(Removal {
+                        at: tokio::time::Instant::now(),
+                        spread,
+                    });
+                }
+            }
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Every listener bound, and not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+fn build(
+    cfg: &Config,
+    id: u64,
+    mut reuse: impl FnMut(&BackendId) -> Option<Arc<Backend>>,
+) -> Result<Generation, BuildError> {
+    let mut warnings = Vec::new();
+    let mut listeners = Vec::new();
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let (tls, cert_expiry) = match &l.tls {
+            None => (None, None),
+            Some(t) => {
+                let loaded = load_tls(cfg, i, t)?;
+                warnings.extend(loaded.warnings);
+                (
+                    Some(TlsAcceptor::from(loaded.config)),
+                    Some(loaded.not_after),
+                )
+            }
+        };
+        listeners.push(ListenerGen {
+            name: l.name.as_str().into(),
+            address: l.address,
+            reuse_port: l.reuse_port,
+            tls,
+            cert_expiry,
+        });
+    }
+    let pools: Vec<Arc<Pool>> = cfg
+        .pools
+        .iter()
+        .map(|p| Arc::new(Pool::build(p, &mut reuse)))
+        .collect();
+    let close_timeout = cfg.server.close_timeout.get();
+    let routes = cfg
+        .routes
+        .iter()
+        .map(|r| {
+            let relay = RelayConfig {
+                buffer: RELAY_BUFFER,
+                close_timeout,
+                extensions: Default::default(), // per session, from the backend's 101
+                limits: r.limits.clone(),
+            };
+            Route::new(r, pools[r.pool].clone(), relay)
+        })
+        .collect();
+    Ok(Generation {
+        id,
+        loaded_at: SystemTime::now(),
+        config: cfg.clone(),
+        router: Router::new(routes),
+        pools,
+        listeners,
+        conn: ConnSettings {
+            tls_handshake_timeout: cfg.server.tls_handshake_timeout.get(),
+            header_read_timeout: cfg.server.header_read_timeout.get(),
+            max_header_bytes: cfg.server.max_header_bytes,
+        },
+        warnings,
+        checkers: Mutex::new(None),
+    })
+}
+
+impl Generation {
+    /// The drain settings of this config.
+    pub fn drain_spread(&self) -> Duration {
+        self.config.server.drain_spread.get()
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.config.server.shutdown_timeout.get()
+    }
+}
