@@ -74,16 +74,35 @@ async fn sigterm_spreads_1001_over_drain_spread_and_exits() {
     closes.sort();
     assert!(stopping_at <= closes[0], "STOPPING=1 after the first Close");
     let (first, last) = (closes[0], closes[closes.len() - 1]);
-    assert!(last <= Duration::from_millis(3500), "past drain_spread: {closes:?}");
-    assert!(last - first >= Duration::from_millis(1500), "not spread: {closes:?}");
-    let early = closes.iter().filter(|t| **t < Duration::from_millis(1500)).count();
-    assert!((8..=32).contains(&early), "{early} of 40 in the first half: {closes:?}");
+    assert!(
+        last <= Duration::from_millis(3500),
+        "past drain_spread: {closes:?}"
+    );
+    assert!(
+        last - first >= Duration::from_millis(1500),
+        "not spread: {closes:?}"
+    );
+    let early = closes
+        .iter()
+        .filter(|t| **t < Duration::from_millis(1500))
+        .count();
+    assert!(
+        (8..=32).contains(&early),
+        "{early} of 40 in the first half: {closes:?}"
+    );
     // The mute client is closed by wsgate anyway, and the process exits.
     let frames = read_frames_to_eof(&mut mute).await;
-    assert!(frames.iter().any(|f| f.close_code() == Some(1001)), "{frames:?}");
+    assert!(
+        frames.iter().any(|f| f.close_code() == Some(1001)),
+        "{frames:?}"
+    );
     let st = w.exit_within(Duration::from_secs(7)).await;
     assert!(st.success(), "{st:?}");
-    assert!(t0.elapsed() < Duration::from_secs(6), "exit took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(6),
+        "exit took {:?}",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +151,9 @@ async fn a_handshake_waiting_on_its_backend_is_finished_then_drained() {
                     break;
                 }
                 // The proxy's Close to us is masked; answer with an unmasked Close.
-                let _ = s.write_all(&encode_frame(true, 0, 8, &1001u16.to_be_bytes(), None)).await;
+                let _ = s
+                    .write_all(&encode_frame(true, 0, 8, &1001u16.to_be_bytes(), None))
+                    .await;
             }
         }
     })
@@ -202,7 +223,10 @@ async fn systemd_hears_every_state_in_order() {
         .unwrap_or_else(|| panic!("no MONOTONIC_USEC with RELOADING=1: {reloading:?}"))
         .parse()
         .unwrap();
-    assert!((before..=after).contains(&stamp), "{before} <= {stamp} <= {after}");
+    assert!(
+        (before..=after).contains(&stamp),
+        "{before} <= {stamp} <= {after}"
+    );
     let ready = w.wait_ready().await;
     assert!(ready.contains("configuration generation 2"), "{ready}");
 

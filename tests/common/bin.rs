@@ -46,20 +46,33 @@ impl Bin {
 
     /// Starts the binary without waiting for readiness.
     pub fn spawn_with(dir: PathBuf, config: &str, adjust: impl FnOnce(&mut Command)) -> Bin {
+        Bin::spawn_command(dir, config, |conf| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsgate"));
+            cmd.args(["run", "-c"]).arg(conf);
+            adjust(&mut cmd);
+            cmd
+        })
+    }
+
+    /// Starts whatever `command` builds for the config file (a wrapper such as
+    /// `systemd-socket-activate` around `wsgate run -c <conf>`, say), with the
+    /// notify socket, stderr log and environment of every `Bin`.
+    pub fn spawn_command(
+        dir: PathBuf,
+        config: &str,
+        command: impl FnOnce(&std::path::Path) -> Command,
+    ) -> Bin {
         let conf = dir.join("wsgate.toml");
         std::fs::write(&conf, config).unwrap();
         let sock = dir.join("notify.sock");
         let _ = std::fs::remove_file(&sock);
         let notify = UnixDatagram::bind(&sock).unwrap();
         let log = dir.join("stderr.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsgate"));
-        cmd.args(["run", "-c"])
-            .arg(&conf)
-            .env_remove("RUST_LOG")
+        let mut cmd = command(&conf);
+        cmd.env_remove("RUST_LOG")
             .env("NOTIFY_SOCKET", &sock)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
-        adjust(&mut cmd);
         let child = cmd.spawn().expect("wsgate starts");
         Bin {
             child,
