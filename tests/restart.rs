@@ -7,7 +7,7 @@
 //!   over the drain window.
 
 mod common;
-use common::bin::{Bin, bin_config, scratch_dir};
+use common::bin::{Bin, scratch_dir};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
