@@ -28,7 +28,9 @@ fn staged(units: &[&str]) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for u in units {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd").join(u);
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("systemd")
+            .join(u);
         let text = std::fs::read_to_string(&src).unwrap();
         let name = Path::new(u).file_name().unwrap();
         std::fs::write(
@@ -46,8 +48,8 @@ fn verify(units: &[&str], unit: &str) -> Option<Vec<String>> {
     let dir = staged(units);
     let path = dir.join(unit);
     let out = analyze(&["verify", "--man=no", path.to_str().unwrap()])?;
-    let text = String::from_utf8_lossy(&out.stderr).into_owned()
-        + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     let _ = std::fs::remove_dir_all(&dir);
     Some(
         text.lines()
@@ -64,9 +66,14 @@ fn units_pass_systemd_analyze_verify() {
         (&["wsgate.service"][..], "wsgate.service"),
         (&["systemd-252/wsgate.service"][..], "wsgate.service"),
         (&["wsgate.socket", "wsgate.service"][..], "wsgate.socket"),
-        (&["wsgate.socket", "systemd-252/wsgate.service"][..], "wsgate.socket"),
+        (
+            &["wsgate.socket", "systemd-252/wsgate.service"][..],
+            "wsgate.socket",
+        ),
     ] {
-        let Some(problems) = verify(units, unit) else { return };
+        let Some(problems) = verify(units, unit) else {
+            return;
+        };
         assert!(problems.is_empty(), "{units:?}: {problems:#?}");
     }
 }
@@ -74,7 +81,9 @@ fn units_pass_systemd_analyze_verify() {
 #[test]
 fn services_are_rated_at_an_exposure_of_2_or_less() {
     for unit in ["wsgate.service", "systemd-252/wsgate.service"] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd").join(unit);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("systemd")
+            .join(unit);
         let Some(out) = analyze(&["security", "--offline=true", path.to_str().unwrap()]) else {
             return;
         };
@@ -83,7 +92,12 @@ fn services_are_rated_at_an_exposure_of_2_or_less() {
             .lines()
             .find_map(|l| {
                 let rest = l.split("Overall exposure level for").nth(1)?;
-                rest.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
+                rest.split(':')
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
             })
             .unwrap_or_else(|| panic!("{unit}: no exposure level in:\n{text}"));
         assert!(score <= 2.0, "{unit}: exposure {score}\n{text}");
