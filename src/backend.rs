@@ -4,8 +4,8 @@
 //! its live-session count (for least_conn), the health state fed by active checks
 //! (rise/fall, HAProxy's semantics) and passive checks (`max_fails` within
 //! `fail_timeout` -> down for `fail_timeout`, nginx's semantics), the drain flag,
-//! slow start, the schedule of its active probes, and the signal that a reload
-//! removed it. `Backend::pickable` is what balancing asks; a backend that is down,
+//! slow start, the schedule of its active probes, and the signal that asks its
+//! sessions to end (shutdown, or a reload that removed it). `Backend::pickable` is what balancing asks; a backend that is down,
 //! failed passively or draining is never picked. State changes are logged once.
 //!
 //! A `Backend` outlives generations: a reload that keeps it (same identity) keeps
@@ -14,6 +14,7 @@
 //! Does not own: running the active checks (health.rs) or choosing among backends.
 
 use crate::config::{self, Passive};
+use crate::session::{Ending, Stop};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -31,14 +32,6 @@ pub struct BackendId {
     pub addr: SocketAddr,
 }
 
-/// A reload removed the backend and its sessions are to be closed (Close 1012),
-/// each at a random moment within `spread` from `at`.
-#[derive(Debug, Clone, Copy)]
-pub struct Removal {
-    pub at: Instant,
-    pub spread: Duration,
-}
-
 #[derive(Debug)]
 pub struct Backend {
     pub id: BackendId,
@@ -53,7 +46,10 @@ pub struct Backend {
     drain: AtomicBool,
     health: Mutex<Health>,
     schedule: Mutex<Schedule>,
-    removed: watch::Sender<Option<Removal>>,
+    /// wsgate asks this backend's sessions to end; the first request holds.
+    ending: watch::Sender<Option<Ending>>,
+    /// A reload removed it (so it is never reused by a later one).
+    removed: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -123,7 +119,8 @@ impl Backend {
                 last_check: None,
             }),
             schedule: Mutex::new(Schedule::default()),
-            removed: watch::channel(None).0,
+            ending: watch::channel(None).0,
+            removed: AtomicBool::new(false),
         };
         b.apply(pool, conf);
         b
@@ -328,24 +325,37 @@ impl Backend {
             .in_flight = false;
     }
 
-    /// A reload removed this backend; its sessions close as `r` says.
-    pub fn remove(&self, r: Removal) {
-        self.removed.send_replace(Some(r));
-    }
-
-    /// Resolves when a reload removed this backend with `on_backend_removed = "close"`.
-    pub fn removed(&self) -> impl Future<Output = Removal> + Send + use<> {
-        let mut rx = self.removed.subscribe();
-        async move {
-            match rx.wait_for(Option::is_some).await.ok().and_then(|r| *r) {
-                Some(r) => r,
-                None => std::future::pending().await,
-            }
-        }
+    /// A reload removed this backend from its pool.
+    pub fn mark_removed(&self) {
+        self.removed.store(true, Ordering::Relaxed);
     }
 
     pub fn is_removed(&self) -> bool {
-        self.removed.borrow().is_some()
+        self.removed.load(Ordering::Relaxed)
+    }
+
+    /// Asks this backend's live (and future) sessions to end as `e` says. A request
+    /// already made holds: a session keeps the moment it drew.
+    pub fn end_sessions(&self, e: Ending) {
+        self.ending.send_if_modified(|cur| {
+            if cur.is_some() {
+                return false;
+            }
+            *cur = Some(e);
+            true
+        });
+    }
+
+    /// Resolves, for one session, with why and when it is to end: the moment is drawn
+    /// in the request's spread when the request arrives.
+    pub fn session_end(&self) -> impl Future<Output = (Stop, Instant)> + Send + use<> {
+        let mut rx = self.ending.subscribe();
+        async move {
+            match rx.wait_for(Option::is_some).await.ok().and_then(|e| *e) {
+                Some(e) => (e.why, e.moment()),
+                None => std::future::pending().await,
+            }
+        }
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -1,26 +1,22 @@
 //! One request, from a parsed HTTP head to a running relay (or a refusal).
 //!
 //! Owns: the order of the steps (check the upgrade, route, check Origin, pick a
-//! backend, open it, answer the client, start the relay), what a session listens
-//! to for being stopped (shutdown drain, its backend removed by a reload), and the
-//! per-request log line. Does not own any single step: each has its own module.
+//! backend, open it, answer the client, start the relay) and the per-request log
+//! line. Does not own any single step: each has its own module.
 
 use crate::admission::Admitted;
 use crate::answer::{Body, Refusal};
-use crate::backend::Backend;
 use crate::balance::{Lease, Pool};
 use crate::conn::ConnInfo;
 use crate::handshake::UpgradeRequest;
 use crate::origin::OriginRefusal;
-use crate::relay::{self, RelayConfig, Stop};
+use crate::relay::{self, RelayConfig};
 use crate::runtime::{Generation, Runtime};
-use crate::session::Sessions;
 use crate::upstream::{self, Answer, ClientInfo};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -101,7 +97,8 @@ where
         ..route.relay.clone()
     };
     let path = upgrade.path().to_string();
-    let stop = stop_signal(&client.rt.sessions, lease.backend());
+    // Boxed once here: the session task stays small while it waits for the upgrade.
+    let stop = Box::pin(lease.backend().session_end());
     let live = client.rt.sessions.enter();
     tokio::spawn(async move {
         let _live = live;
@@ -137,21 +134,6 @@ where
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *resp.headers_mut() = headers;
     resp
-}
-
-/// Resolves when wsgate should end a session on `backend`: at its own random moment
-/// in the shutdown drain, or in the spread of its backend's removal by a reload.
-fn stop_signal(sessions: &Sessions, backend: &Backend) -> impl Future<Output = Stop> + use<> {
-    let drained = sessions.drained();
-    let removed = backend.removed();
-    async move {
-        let (at, why) = tokio::select! {
-            d = drained => (d.moment(), Stop::Shutdown),
-            r = removed => (r.at + r.spread.mul_f64(rand::random::<f64>()), Stop::BackendRemoved),
-        };
-        tokio::time::sleep_until(at).await;
-        why
-    }
 }
 
 /// Picks backends and opens one. A failed connect or upgrade counts against that

@@ -14,17 +14,16 @@
 //! Does not own: sockets and accept loops (server.rs, listen.rs) or signals (main).
 
 use crate::admission::{Admission, Slots};
-use crate::backend::{Backend, BackendId, Removal};
+use crate::backend::{Backend, BackendId};
 use crate::balance::Pool;
 use crate::config::{BackendRemoved, Config, KeyPath, Limits, Problem};
 use crate::conn::ConnSettings;
 use crate::health::Checkers;
 use crate::relay::RelayConfig;
 use crate::route::{Route, Router};
-use crate::session::Sessions;
+use crate::session::{Ending, Sessions, Stop};
 use crate::tls::{self, TlsError};
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -164,8 +163,9 @@ pub struct Runtime {
     pub slots: Arc<Slots>,
     pub sessions: Sessions,
     current: ArcSwap<Generation>,
-    /// Every backend still alive (in the current generation, or kept by a session).
-    registry: Mutex<HashMap<BackendId, Weak<Backend>>>,
+    /// Every backend still alive (in the current generation, or kept by a session),
+    /// removed ones included: shutdown reaches their sessions through it.
+    registry: Mutex<Vec<Weak<Backend>>>,
     next_id: AtomicU64,
     /// Every listener bound and not shutting down.
     ready: AtomicBool,
@@ -214,7 +214,7 @@ impl Runtime {
             slots: Slots::new(cfg.limits.max_connections),
             sessions: Sessions::default(),
             current: ArcSwap::from_pointee(build(cfg, 1, |_| None)?),
-            registry: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(2),
             ready: AtomicBool::new(false),
             reloads: ReloadStats::default(),
@@ -236,9 +236,9 @@ impl Runtime {
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         build(cfg, id, |bid| {
             registry
-                .get(bid)
-                .and_then(Weak::upgrade)
-                .filter(|b| !b.is_removed())
+                .iter()
+                .filter_map(Weak::upgrade)
+                .find(|b| b.id == *bid && !b.is_removed())
         })
     }
 
@@ -271,9 +271,11 @@ impl Runtime {
     fn start(&self, g: &Generation) {
         *g.checkers.lock().unwrap_or_else(|e| e.into_inner()) = Some(Checkers::spawn(&g.pools));
         let mut reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        reg.retain(|_, w| w.strong_count() > 0);
+        reg.retain(|w| w.strong_count() > 0);
         for b in g.backends() {
-            reg.insert(b.id.clone(), Arc::downgrade(b));
+            if !reg.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(b))) {
+                reg.push(Arc::downgrade(b));
+            }
         }
     }
 
@@ -289,13 +291,23 @@ impl Runtime {
                     continue;
                 }
                 tracing::info!(pool = %pool.name, backend = %b.addr, sessions = b.active(), "backend removed by the reload");
+                b.mark_removed();
                 if let BackendRemoved::Close { spread } = policy {
-                    b.remove(Removal {
-                        at: tokio::time::Instant::now(),
-                        spread,
-                    });
+                    b.end_sessions(Ending::now(Stop::BackendRemoved, spread));
                 }
             }
+        }
+    }
+
+    /// Shutdown: every live and future session closes with 1001, each at a random
+    /// moment within `spread` (sessions of a backend a reload already removed keep
+    /// the moment they drew).
+    pub fn drain(&self, spread: Duration) {
+        self.set_ready(false);
+        let ending = Ending::now(Stop::Shutdown, spread);
+        let reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        for b in reg.iter().filter_map(Weak::upgrade) {
+            b.end_sessions(ending);
         }
     }
 

@@ -297,7 +297,7 @@ impl Running {
     /// client and the backend, each at a random moment within `spread`; each close
     /// handshake is then bounded by `close_timeout`.
     pub fn close_sessions(&self, spread: Duration) {
-        self.rt.sessions.drain(spread);
+        self.rt.drain(spread);
     }
 
     /// Resolves when no session is live.

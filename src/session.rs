@@ -2,45 +2,54 @@
 //! wsgate counts them itself: each admitted connection holds an `Open` guard, each
 //! running relay a `Live` guard.
 //!
-//! Owns: the process-wide counts, waiting until they reach zero, and the drain
-//! signal that asks every live (and future) session to close at shutdown, each at
-//! its own random moment within the drain spread. Does not own: per-backend counts
-//! (balance.rs `Lease`) or what a session does when asked (relay).
+//! Owns: the process-wide counts, waiting until they reach zero, and the shape of
+//! wsgate's own request to end sessions (`Ending`: why, from when, spread over how
+//! long; each session draws its own moment in the spread). The request reaches a
+//! session through its backend (backend.rs), so a session waits on one signal
+//! whatever the reason. Does not own: per-backend counts (balance.rs `Lease`) or what
+//! a session does when asked (relay).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Shutdown began at `start`; sessions close at random moments within `spread`.
+/// Why wsgate itself ends sessions that are going well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Drain {
+pub enum Stop {
+    /// wsgate is shutting down (Close 1001).
+    Shutdown,
+    /// A reload removed the session's backend (Close 1012 to the client).
+    BackendRemoved,
+}
+
+/// wsgate asks sessions to end: from `start`, each at a random moment within `spread`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ending {
+    pub why: Stop,
     pub start: Instant,
     pub spread: Duration,
 }
 
-impl Drain {
+impl Ending {
+    pub fn now(why: Stop, spread: Duration) -> Ending {
+        Ending {
+            why,
+            start: Instant::now(),
+            spread,
+        }
+    }
+
     /// A moment within the spread, drawn afresh for each session.
     pub fn moment(&self) -> Instant {
         self.start + self.spread.mul_f64(rand::random::<f64>())
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Sessions {
     inner: Arc<Inner>,
-    drain: watch::Sender<Option<Drain>>,
-}
-
-impl Default for Sessions {
-    fn default() -> Self {
-        Sessions {
-            inner: Arc::default(),
-            drain: watch::channel(None).0,
-        }
-    }
 }
 
 #[derive(Debug, Default)]
@@ -106,32 +115,6 @@ impl Sessions {
     pub async fn wait_idle(&self) {
         self.wait_zero(|| self.open_connections()).await
     }
-
-    /// Asks every live (and future) session to close, spread over `spread`.
-    pub fn drain(&self, spread: Duration) {
-        self.drain.send_if_modified(|d| {
-            d.get_or_insert(Drain {
-                start: Instant::now(),
-                spread,
-            });
-            true
-        });
-    }
-
-    pub fn draining(&self) -> bool {
-        self.drain.borrow().is_some()
-    }
-
-    /// Resolves when `drain` has been called.
-    pub fn drained(&self) -> impl Future<Output = Drain> + Send + use<> {
-        let mut rx = self.drain.subscribe();
-        async move {
-            match rx.wait_for(Option::is_some).await.ok().and_then(|d| *d) {
-                Some(d) => d,
-                None => std::future::pending().await,
-            }
-        }
-    }
 }
 
 impl Drop for Live {
@@ -155,11 +138,9 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn drain_moments_fall_within_the_spread() {
-        let s = Sessions::default();
-        s.drain(Duration::from_secs(10));
-        let d = s.drained().await;
-        let moments: Vec<Duration> = (0..1000).map(|_| d.moment() - d.start).collect();
+    async fn moments_fall_within_the_spread() {
+        let e = Ending::now(Stop::Shutdown, Duration::from_secs(10));
+        let moments: Vec<Duration> = (0..1000).map(|_| e.moment() - e.start).collect();
         assert!(moments.iter().all(|m| *m <= Duration::from_secs(10)));
         let early = moments
             .iter()

@@ -318,22 +318,31 @@ async fn sessions_of_a_removed_backend_get_1012_spread_over_the_window() {
     let t0 = Instant::now();
     let status = w.reload().await;
     assert!(!status.contains("reload failed"), "{status}");
-    let mut times = Vec::new();
-    for mut ws in go {
-        let at = within_for(Duration::from_secs(5), "Close 1012", async {
-            loop {
-                match ws.next().await {
-                    Some(Ok(Message::Close(Some(c)))) => {
-                        assert_eq!(u16::from(c.code), 1012, "{c:?}");
-                        return t0.elapsed();
+    // Each session waits for its Close on its own task, so each time is when that
+    // Close came, not when the test got round to reading it.
+    let waits: Vec<_> = go
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                within_for(Duration::from_secs(5), "Close 1012", async {
+                    loop {
+                        match ws.next().await {
+                            Some(Ok(Message::Close(Some(c)))) => {
+                                assert_eq!(u16::from(c.code), 1012, "{c:?}");
+                                return t0.elapsed();
+                            }
+                            Some(Ok(_)) => continue,
+                            other => panic!("expected Close 1012, got {other:?}"),
+                        }
                     }
-                    Some(Ok(_)) => continue,
-                    other => panic!("expected Close 1012, got {other:?}"),
-                }
-            }
+                })
+                .await
+            })
         })
-        .await;
-        times.push(at);
+        .collect();
+    let mut times = Vec::new();
+    for w in waits {
+        times.push(w.await.unwrap());
     }
     times.sort();
     let (first, last) = (times[0], times[times.len() - 1]);
@@ -400,5 +409,35 @@ async fn health_checks_run_on_without_gap_or_duplicate_across_reloads() {
         gaps.iter()
             .all(|g| *g > Duration::from_millis(120) && *g < Duration::from_millis(320)),
         "a probe doubled or skipped: gaps {gaps:?}"
+    );
+}
+
+/// `log_level` follows the file on reload (when RUST_LOG is not set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_follows_the_file_on_reload() {
+    let e = echo("e").await;
+    let text = |level: &str| {
+        bin_config(
+            0,
+            &format!(
+                "[server]\ndrain_spread = \"0s\"\nlog_level = \"{level}\"\n{}{}",
+                pool("p", "round_robin", "", &[&e]),
+                route("/", "p")
+            ),
+        )
+    };
+    let mut w = Bin::start("reload-log-level", &text("warn")).await;
+    assert!(
+        !w.log().contains("listening on"),
+        "info lines at warn:\n{}",
+        w.log()
+    );
+    w.write_config(&text("info"));
+    let status = w.reload().await;
+    assert!(!status.contains("reload failed"), "{status}");
+    assert!(
+        w.log().contains("reload succeeded"),
+        "still at warn:\n{}",
+        w.log()
     );
 }

@@ -23,6 +23,7 @@ mod pool;
 mod pump;
 
 use crate::config::SessionLimits;
+pub use crate::session::Stop;
 use frame::{Extensions, Sender};
 use pump::{Pump, PumpEvent, PumpLimits};
 use std::future::{Future, poll_fn};
@@ -71,14 +72,8 @@ pub enum Outcome {
     CloseTimeout,
 }
 
-/// Why wsgate itself ends a session that is going well (the `stop` future of `run`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// wsgate is shutting down.
-    Shutdown,
-    /// A reload removed the session's backend.
-    BackendRemoved,
-}
+/// Resolves with why wsgate ends the session and when (shutdown, a removed backend).
+pub type StopSignal = Pin<Box<dyn Future<Output = (Stop, Instant)> + Send>>;
 
 /// The two directions and how the session is going.
 struct Session {
@@ -241,14 +236,14 @@ impl Keepalive {
 /// Runs a session to its end. `client_pre` / `backend_pre` are bytes already read
 /// from each side past the HTTP head; they are copied and dropped at once, since
 /// they share (and would pin) the HTTP layer's read buffers. When `stop` resolves,
-/// both sides get the Close its reason calls for and the session closes.
+/// at the moment it names both sides get the Close its reason calls for.
 pub async fn run<C, B>(
     mut client: C,
     client_pre: bytes::Bytes,
     mut backend: B,
     backend_pre: bytes::Bytes,
     cfg: &RelayConfig,
-    stop: impl Future<Output = Stop>,
+    stop: StopSignal,
 ) -> Outcome
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -290,7 +285,9 @@ where
     let duration = l.max_session_duration.get();
     let mut lifetime = (!duration.is_zero()).then(|| Box::pin(sleep(duration)));
     let mut deadline: Option<Pin<Box<Sleep>>> = None;
-    let mut stop = Some(Box::pin(stop));
+    let mut stop = Some(stop);
+    // Armed (allocated) only once wsgate has asked the session to end.
+    let mut stop_at: Option<(Stop, Pin<Box<Sleep>>)> = None;
 
     poll_fn(|cx| {
         loop {
@@ -310,9 +307,17 @@ where
                 progressed |= k.poll(cx, &mut s);
             }
             if let Some(g) = stop.as_mut()
-                && let Poll::Ready(why) = g.as_mut().poll(cx)
+                && let Poll::Ready((why, at)) = g.as_mut().poll(cx)
             {
                 stop = None;
+                progressed = true;
+                stop_at = Some((why, Box::pin(sleep_until(at))));
+            }
+            if let Some((why, t)) = stop_at.as_mut()
+                && t.as_mut().poll(cx).is_ready()
+            {
+                let why = *why;
+                stop_at = None;
                 progressed = true;
                 match why {
                     Stop::Shutdown => {
@@ -425,7 +430,7 @@ mod tests {
                 Counted(backend_side, writes.clone()),
                 Default::default(),
                 &c,
-                std::future::pending(),
+                Box::pin(std::future::pending()),
             )
             .await;
             writes.load(Ordering::Relaxed)
@@ -458,7 +463,7 @@ mod tests {
                 backend_side,
                 Default::default(),
                 &cfg(),
-                std::future::pending(),
+                Box::pin(std::future::pending()),
             )
             .await
         });
