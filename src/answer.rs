@@ -27,6 +27,12 @@ pub enum Refusal {
     NoRoute,
     OriginMissing,
     OriginNotAllowed,
+    /// The route's token check failed (`[route.auth]`): a one-line reason, and the
+    /// RFC 6750 error code for `WWW-Authenticate` (none when no token was sent).
+    Unauthorized {
+        reason: &'static str,
+        error: Option<&'static str>,
+    },
     HeaderTimeout,
     HeaderTooLarge,
     /// The backend could not be reached or did not upgrade properly.
@@ -47,6 +53,7 @@ impl Refusal {
             MissingHost | ConnectionNotUpgrade | BadKey | HasBody => StatusCode::BAD_REQUEST,
             NoRoute => StatusCode::NOT_FOUND,
             OriginMissing | OriginNotAllowed => StatusCode::FORBIDDEN,
+            Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
             HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -69,6 +76,7 @@ impl Refusal {
             NoRoute => "no route for this host and path",
             OriginMissing => "Origin header required",
             OriginNotAllowed => "Origin not allowed",
+            Unauthorized { reason, .. } => reason,
             HeaderTimeout => "request header not received in time",
             HeaderTooLarge => "request header too large",
             BadGateway(r) => r,
@@ -97,6 +105,18 @@ impl Refusal {
                     header::SEC_WEBSOCKET_VERSION,
                     HeaderValue::from_static("13"),
                 );
+            }
+            Refusal::Unauthorized { reason, error } => {
+                let v = match error {
+                    Some(e) => {
+                        let quoted = reason.replace('\\', "\\\\").replace('"', "\\\"");
+                        format!("Bearer error=\"{e}\", error_description=\"{quoted}\"")
+                    }
+                    None => "Bearer".to_string(),
+                };
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    h.insert(header::WWW_AUTHENTICATE, v);
+                }
             }
             Refusal::NoBackend => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

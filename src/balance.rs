@@ -13,6 +13,7 @@
 use crate::backend::{Backend, BackendId};
 use crate::config::{self, Balance};
 use crate::hash::fmix64;
+use crate::tls::upstream::UpstreamTls;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,6 +51,8 @@ pub struct Pool {
     /// The pool's checked settings; `conf.backends[i]` describes `backends[i]`.
     pub conf: config::Pool,
     pub backends: Vec<Arc<Backend>>,
+    /// TLS to the backends (`tls = true`), loaded with the generation.
+    pub tls: Option<Arc<UpstreamTls>>,
     picker: Picker,
 }
 
@@ -92,8 +95,15 @@ impl Pool {
             name: conf.name.clone(),
             conf: conf.clone(),
             backends,
+            tls: None,
             picker,
         }
+    }
+
+    /// This pool talking TLS to its backends.
+    pub fn with_tls(mut self, tls: Option<Arc<UpstreamTls>>) -> Pool {
+        self.tls = tls;
+        self
     }
 
     /// Picks a backend for `client`, never one of `exclude` (backends already tried

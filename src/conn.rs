@@ -2,7 +2,8 @@
 //!
 //! Owns: `ConnSettings` (handshake and header timeouts, head size limit: taken from
 //! the generation the connection was accepted under) and `ConnInfo` (peer, the
-//! listener it came in on, TLS or not). Does not own: accepting (listen.rs) or what
+//! listener it came in on, TLS or not, the verified client-certificate subject).
+//! Does not own: accepting (listen.rs) or what
 //! a request means (proxy.rs).
 
 use std::net::SocketAddr;
@@ -24,4 +25,6 @@ pub struct ConnInfo {
     /// The listener's name (its address unless the config names it).
     pub listener: Arc<str>,
     pub tls: bool,
+    /// The subject of the client certificate the TLS handshake verified (RFC 4514).
+    pub client_subject: Option<Arc<str>>,
 }

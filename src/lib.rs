@@ -2,7 +2,7 @@
 //!
 //! The path of one connection, module by module (see ARCHITECTURE.md):
 //! `listen` (accept, admission, TLS via `tls`) -> `handshake` (RFC 6455 checks) ->
-//! `route` and `origin` -> `balance` -> `upstream` -> `relay`, under the
+//! `route`, `origin` and `auth` (JWT) -> `balance` -> `upstream` -> `relay`, under the
 //! generation (`runtime`) the connection was accepted in. `server` binds, reloads
 //! and stops; `config` turns the file into a checked `Config`; `session` counts
 //! live connections and carries the drain signal; `notify` talks to systemd; `echo`
@@ -11,6 +11,7 @@
 pub mod activation;
 pub mod admission;
 pub mod answer;
+pub mod auth;
 pub mod backend;
 pub mod balance;
 pub mod config;

@@ -2,7 +2,7 @@
 //!
 //! Owns: binding sockets (SO_REUSEPORT when asked), the accept loop (with back-off
 //! on errors such as EMFILE, so a full file table never spins), TCP_NODELAY, the
-//! TLS handshake and its timeout, and serving the HTTP head with hyper under
+//! TLS handshake and its timeout (and taking the verified client certificate's subject), and serving the HTTP head with hyper under
 //! wsgate's own header deadline (hyper's closes silently; ours answers 408).
 //! Each accepted connection takes the current generation once and runs under it.
 //! Does not own: what a request means (proxy.rs).
@@ -101,23 +101,28 @@ fn admit(rt: &Arc<Runtime>, name: &Arc<str>, tcp: TcpStream, peer: SocketAddr, s
             peer,
             listener: name.clone(),
             tls: tls.is_some(),
+            client_subject: None,
         },
         admitted: Arc::new(Admitted::new(slot, ticket, rt.sessions.open())),
         generation,
         rt: rt.clone(),
     };
-    tokio::spawn(connection(tcp, tls, Arc::new(client)));
+    tokio::spawn(connection(tcp, tls, client));
 }
 
-async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, client: Arc<Client>) {
+async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, mut client: Client) {
     let _ = tcp.set_nodelay(true);
     let peer = client.info.peer;
     match tls {
-        None => serve_http(tcp, client).await,
+        None => serve_http(tcp, Arc::new(client)).await,
         Some(acceptor) => {
             let limit = client.generation.conn.tls_handshake_timeout;
             match timeout(limit, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_http(stream, client).await,
+                Ok(Ok(stream)) => {
+                    client.info.client_subject =
+                        crate::tls::peer_subject(stream.get_ref().1).map(Arc::from);
+                    serve_http(stream, Arc::new(client)).await
+                }
                 Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
                 Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
             }

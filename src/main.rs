@@ -81,7 +81,7 @@ fn load(path: &Path) -> Option<Config> {
 /// Parses and loads everything `run` would; prints the problems.
 fn checked(path: &Path) -> Option<Config> {
     let cfg = load(path)?;
-    match wsgate::server::check_tls(&cfg) {
+    match wsgate::server::check_files(&cfg) {
         Ok(warnings) => {
             for w in warnings {
                 eprintln!("warning: {w}");

@@ -1,8 +1,8 @@
 //! One request, from a parsed HTTP head to a running relay (or a refusal).
 //!
-//! Owns: the order of the steps (check the upgrade, route, check Origin, pick a
-//! backend, open it, answer the client, start the relay) and the per-request log
-//! line. Does not own any single step: each has its own module.
+//! Owns: the order of the steps (check the upgrade, route, check Origin, check the
+//! token, pick a backend, open it, answer the client, start the relay) and the
+//! per-request log line. Does not own any single step: each has its own module.
 
 use crate::admission::Admitted;
 use crate::answer::{Body, Refusal};
@@ -12,9 +12,10 @@ use crate::handshake::UpgradeRequest;
 use crate::origin::OriginRefusal;
 use crate::relay::{self, RelayConfig};
 use crate::runtime::{Generation, Runtime};
-use crate::upstream::{self, Answer, ClientInfo};
+use crate::upstream::{self, Answer, BackendStream, ClientInfo};
 use http_body_util::Either;
 use hyper::body::Incoming;
+use hyper::header::HeaderMap;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
@@ -40,7 +41,7 @@ where
     if crate::handshake::head_size(&req) > client.generation.conn.max_header_bytes {
         return refuse(Refusal::HeaderTooLarge, &client.info, &req);
     }
-    let upgrade = match UpgradeRequest::parse(&req) {
+    let mut upgrade = match UpgradeRequest::parse(&req) {
         Ok(u) => u,
         Err(r) => return refuse(r, &client.info, &req),
     };
@@ -63,12 +64,32 @@ where
         };
         return refuse(r, &client.info, &req);
     }
+    let grant = match &route.auth {
+        None => None,
+        Some(jwt) => match jwt.check(req.headers(), &upgrade.path_and_query) {
+            Ok(g) => Some(g),
+            Err(f) => return refuse(f.refusal(), &client.info, &req),
+        },
+    };
+    if let Some(entry) = grant.as_ref().and_then(|g| g.protocol_entry.as_ref()) {
+        upgrade.protocols.retain(|p| p != entry); // the backend never sees it
+    }
+    let listener = client.generation.listener(&client.info.listener);
+    let subject = listener
+        .and_then(|l| l.client_subject_header.as_ref())
+        .zip(client.info.client_subject.as_deref());
+    let headers = crate::auth::backend_headers(
+        req.headers(),
+        &client.generation.identity_headers,
+        grant.as_ref(),
+        subject,
+    );
     let pool = &route.pool;
     let info = ClientInfo {
         ip: peer.ip(),
         tls: client.info.tls,
     };
-    let (lease, answer) = match open_any(pool, &upgrade, &req, info).await {
+    let (lease, answer) = match open_any(pool, &upgrade, &headers, info).await {
         Ok(v) => v,
         Err(r) => return refuse(r, &client.info, &req),
     };
@@ -98,7 +119,11 @@ where
     };
     let path = upgrade.path().to_string();
     // Boxed once here: the session task stays small while it waits for the upgrade.
-    let stop = Box::pin(lease.backend().session_end());
+    let end = lease.backend().session_end();
+    let stop: relay::StopSignal = match grant.and_then(|g| g.expires) {
+        Some(at) => Box::pin(crate::auth::until_expiry(end, at)),
+        None => Box::pin(end),
+    };
     let live = client.rt.sessions.enter();
     tokio::spawn(async move {
         let _live = live;
@@ -117,15 +142,11 @@ where
         let started = Instant::now();
         let backend = lease.backend().addr;
         tracing::debug!(client = %peer, %backend, %path, "session open");
-        let outcome = relay::run(
-            parts.io.into_inner(),
-            parts.read_buf,
-            stream,
-            pre,
-            &cfg,
-            stop,
-        )
-        .await;
+        let (io, read_buf) = (parts.io.into_inner(), parts.read_buf);
+        let outcome = match stream {
+            BackendStream::Plain(s) => relay::run(io, read_buf, s, pre, &cfg, stop).await,
+            BackendStream::Tls(s) => relay::run(io, read_buf, s, pre, &cfg, stop).await,
+        };
         tracing::info!(client = %peer, %backend, %path, route = route.index, ?outcome, secs = started.elapsed().as_secs_f64(), "session closed");
         drop(lease);
     });
@@ -143,7 +164,7 @@ where
 async fn open_any(
     pool: &Pool,
     upgrade: &UpgradeRequest,
-    req: &Request<Incoming>,
+    headers: &HeaderMap,
     client: ClientInfo,
 ) -> Result<(Lease, Answer), Refusal> {
     let active_checks = pool.conf.active_checks;
@@ -157,8 +178,8 @@ async fn open_any(
             };
             tried.push(lease.index());
             let host = pool.conf.host_header.as_deref();
-            let fwd = upstream::forwarded_request(upgrade, req.headers(), client, host);
-            match upstream::open(lease.backend().addr, pool, fwd, upgrade).await {
+            let fwd = upstream::forwarded_request(upgrade, headers, client, host);
+            match upstream::open(lease.backend(), pool, fwd, upgrade).await {
                 Ok(answer) => {
                     lease.backend().record_success();
                     return Some((lease, answer));
@@ -196,6 +217,7 @@ fn short(e: &upstream::UpstreamError) -> &'static str {
     use upstream::UpstreamError::*;
     match e {
         Connect(..) | ConnectTimeout(_) => "backend unreachable",
+        Tls(..) => "backend TLS handshake failed",
         Http(..) | UpgradeTimeout(_) | NotWebSocket(_) => "backend did not upgrade",
         BadAccept(_) => "backend sent a wrong Sec-WebSocket-Accept",
         BadProtocol(..) => "backend chose a subprotocol that was not offered",

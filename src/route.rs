@@ -8,6 +8,7 @@
 //! keeps exactly that route's pool and limits for its whole life, whatever reloads
 //! happen meanwhile. Does not own pools or balancing (balance.rs).
 
+use crate::auth::Jwt;
 use crate::balance::Pool;
 use crate::config::{self, HostMatch};
 use crate::origin::OriginPolicy;
@@ -23,6 +24,8 @@ pub struct Route {
     pub origin: OriginPolicy,
     /// The relay settings of its sessions (limits, close timeout).
     pub relay: RelayConfig,
+    /// `[route.auth]`: the token its upgrades must carry (keys loaded with the generation).
+    pub auth: Option<Arc<Jwt>>,
     /// Position in the config file, for logs.
     pub index: usize,
 }
@@ -35,6 +38,7 @@ impl Route {
             pool,
             origin: OriginPolicy::new(conf.allowed_origins.clone(), conf.allow_missing_origin),
             relay,
+            auth: None,
             index: conf.index,
         }
     }

@@ -4,7 +4,8 @@
 //! (admission, slots, session counts, the backend registry, the current generation).
 //!
 //! Owns: building a generation from a `Config` without touching anything live
-//! (`Runtime::prepare`; certificates and keys are read here), publishing it
+//! (`Runtime::prepare`; certificates, keys, CA bundles and JWT keys are read here, so
+//! a reload re-reads them and a bad one fails it), publishing it
 //! (`Runtime::publish`: backends take their new settings, the new generation's
 //! health checks start and the old one's stop, backends the config dropped are
 //! signalled), and the registry that reconciles backends by identity across
@@ -14,6 +15,7 @@
 //! Does not own: sockets and accept loops (server.rs, listen.rs) or signals (main).
 
 use crate::admission::{Admission, Slots};
+use crate::auth::Jwt;
 use crate::backend::{Backend, BackendId};
 use crate::balance::Pool;
 use crate::config::{BackendRemoved, Config, KeyPath, Limits, Problem};
@@ -22,8 +24,9 @@ use crate::health::Checkers;
 use crate::relay::RelayConfig;
 use crate::route::{Route, Router};
 use crate::session::{Ending, Sessions, Stop};
-use crate::tls::{self, TlsError};
+use crate::tls::{self, upstream::UpstreamTls};
 use arc_swap::ArcSwap;
+use hyper::header::HeaderName;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,8 +44,17 @@ pub struct ListenerGen {
     pub reuse_port: bool,
     /// `None` for plain TCP.
     pub tls: Option<TlsAcceptor>,
-    /// When the served leaf certificate expires.
-    pub cert_expiry: Option<SystemTime>,
+    /// Every certificate served (names, expiry), in config order; empty for plain TCP.
+    pub certs: Vec<tls::Served>,
+    /// The header a verified client certificate's subject is forwarded in.
+    pub client_subject_header: Option<HeaderName>,
+}
+
+impl ListenerGen {
+    /// When each served certificate's leaf expires, in config order (for metrics).
+    pub fn cert_expiry(&self) -> impl Iterator<Item = SystemTime> + '_ {
+        self.certs.iter().map(|c| c.not_after)
+    }
 }
 
 impl fmt::Debug for ListenerGen {
@@ -65,6 +77,9 @@ pub struct Generation {
     pub pools: Vec<Arc<Pool>>,
     pub listeners: Vec<ListenerGen>,
     pub conn: ConnSettings,
+    /// Every header wsgate sets from a JWT claim or a client certificate, on any
+    /// route or listener: removed from every client request, so none is spoofed.
+    pub identity_headers: Vec<HeaderName>,
     /// Non-fatal findings while building (e.g. a likely missing intermediate).
     pub warnings: Vec<String>,
     checkers: Mutex<Option<Checkers>>,
@@ -104,11 +119,12 @@ impl Generation {
     }
 }
 
-/// A config that cannot be served: a certificate or key problem, located in the file.
+/// A config that cannot be served: a certificate, key, CA bundle or JWT key problem,
+/// located in the file.
 #[derive(Debug)]
 pub struct BuildError {
     pub problem: Box<Problem>,
-    pub source: Box<TlsError>,
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl fmt::Display for BuildError {
@@ -119,20 +135,47 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+        Some(&*self.source)
     }
 }
 
-/// Loads every TLS listener's files; returns warnings. What `wsgate check` runs
+impl BuildError {
+    fn at(
+        cfg: &Config,
+        key: &KeyPath,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> BuildError {
+        BuildError {
+            problem: Box::new(cfg.problem(key, &source.to_string())),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Loads every file the config names (certificates and keys, CA bundles, JWT keys)
+/// as a start or reload would; returns the warnings. What `wsgate check` runs
 /// besides parsing.
-pub fn check_tls(cfg: &Config) -> Result<Vec<String>, BuildError> {
+pub fn check_files(cfg: &Config) -> Result<Vec<String>, BuildError> {
     let mut warnings = Vec::new();
     for (i, l) in cfg.listeners.iter().enumerate() {
         if let Some(t) = &l.tls {
             warnings.extend(load_tls(cfg, i, t)?.warnings);
         }
     }
+    for (i, p) in cfg.pools.iter().enumerate() {
+        load_pool_tls(cfg, i, p)?;
+    }
+    for r in &cfg.routes {
+        if let Some(a) = &r.auth {
+            warnings.extend(load_auth(cfg, a)?.1);
+        }
+    }
     Ok(warnings)
+}
+
+/// The certificate checks alone (kept for callers of the older name).
+pub fn check_tls(cfg: &Config) -> Result<Vec<String>, BuildError> {
+    check_files(cfg)
 }
 
 fn load_tls(
@@ -140,21 +183,29 @@ fn load_tls(
     index: usize,
     t: &crate::config::ListenerTls,
 ) -> Result<tls::Loaded, BuildError> {
-    tls::load_listener(t).map_err(|source| {
-        let key = if source.file() == t.key {
-            "key"
-        } else {
-            "cert"
-        };
-        let problem = cfg.problem(
-            &KeyPath::root("listener").index(index).key(key),
-            &source.to_string(),
-        );
-        BuildError {
-            problem: Box::new(problem),
-            source: Box::new(source),
-        }
-    })
+    tls::load_listener(t, &KeyPath::root("listener").index(index))
+        .map_err(|e| BuildError::at(cfg, &e.at, *e.error))
+}
+
+fn load_pool_tls(
+    cfg: &Config,
+    index: usize,
+    p: &crate::config::Pool,
+) -> Result<Option<Arc<UpstreamTls>>, BuildError> {
+    let Some(t) = &p.tls else { return Ok(None) };
+    let key = if t.ca.is_some() { "tls_ca" } else { "tls" };
+    UpstreamTls::load(t)
+        .map(|u| Some(Arc::new(u)))
+        .map_err(|e| BuildError::at(cfg, &KeyPath::root("pool").index(index).key(key), e))
+}
+
+fn load_auth(
+    cfg: &Config,
+    a: &crate::config::JwtConf,
+) -> Result<(Arc<Jwt>, Vec<String>), BuildError> {
+    Jwt::load(a)
+        .map(|(j, w)| (Arc::new(j), w))
+        .map_err(|e| BuildError::at(cfg, &a.at.clone().key(a.keys.key()), e))
 }
 
 /// What lives as long as the process.
@@ -328,43 +379,66 @@ fn build(
 ) -> Result<Generation, BuildError> {
     let mut warnings = Vec::new();
     let mut listeners = Vec::new();
+    let mut identity_headers: Vec<HeaderName> = Vec::new();
     for (i, l) in cfg.listeners.iter().enumerate() {
-        let (tls, cert_expiry) = match &l.tls {
-            None => (None, None),
+        let (tls, certs, subject) = match &l.tls {
+            None => (None, Vec::new(), None),
             Some(t) => {
                 let loaded = load_tls(cfg, i, t)?;
                 warnings.extend(loaded.warnings);
+                let subject = t.client_certs.as_ref().map(|c| c.subject_header.clone());
                 (
                     Some(TlsAcceptor::from(loaded.config)),
-                    Some(loaded.not_after),
+                    loaded.certs,
+                    subject,
                 )
             }
         };
+        identity_headers.extend(subject.clone());
         listeners.push(ListenerGen {
             name: l.name.as_str().into(),
             address: l.address,
             reuse_port: l.reuse_port,
             tls,
-            cert_expiry,
+            certs,
+            client_subject_header: subject,
         });
     }
-    let pools: Vec<Arc<Pool>> = cfg
-        .pools
-        .iter()
-        .map(|p| Arc::new(Pool::build(p, &mut reuse)))
-        .collect();
+    let mut pools: Vec<Arc<Pool>> = Vec::with_capacity(cfg.pools.len());
+    for (i, p) in cfg.pools.iter().enumerate() {
+        let tls = load_pool_tls(cfg, i, p)?;
+        pools.push(Arc::new(Pool::build(p, &mut reuse).with_tls(tls)));
+    }
+    let mut auths = Vec::with_capacity(cfg.routes.len());
+    for r in &cfg.routes {
+        let auth = match &r.auth {
+            Some(a) => {
+                let (jwt, w) = load_auth(cfg, a)?;
+                warnings.extend(w);
+                identity_headers.extend(a.forward_claims.iter().map(|(_, h)| h.clone()));
+                Some(jwt)
+            }
+            None => None,
+        };
+        auths.push(auth);
+    }
+    identity_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    identity_headers.dedup();
     let close_timeout = cfg.server.close_timeout.get();
     let routes = cfg
         .routes
         .iter()
-        .map(|r| {
+        .zip(auths)
+        .map(|(r, auth)| {
             let relay = RelayConfig {
                 buffer: RELAY_BUFFER,
                 close_timeout,
                 extensions: Default::default(), // per session, from the backend's 101
                 limits: r.limits.clone(),
             };
-            Route::new(r, pools[r.pool].clone(), relay)
+            let mut route = Route::new(r, pools[r.pool].clone(), relay);
+            route.auth = auth;
+            route
         })
         .collect();
     Ok(Generation {
@@ -379,6 +453,7 @@ fn build(
             header_read_timeout: cfg.server.header_read_timeout.get(),
             max_header_bytes: cfg.server.max_header_bytes,
         },
+        identity_headers,
         warnings,
         checkers: Mutex::new(None),
     })

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use crate::runtime::check_tls;
+pub use crate::runtime::{check_files, check_tls};
 
 /// Why a config could not be started or reloaded. Each names file, line and key.
 #[derive(Debug)]

@@ -22,6 +22,8 @@ pub enum Stop {
     Shutdown,
     /// A reload removed the session's backend (Close 1012 to the client).
     BackendRemoved,
+    /// The client's token expired (`enforce_expiry`): Close 1008 to the client.
+    TokenExpired,
 }
 
 /// wsgate asks sessions to end: from `start`, each at a random moment within `spread`.

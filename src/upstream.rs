@@ -1,10 +1,13 @@
 //! Talking to a backend: connect, forward the upgrade, check its answer.
 //!
 //! Owns: the forwarded request (hop-by-hop headers dropped, X-Forwarded-* added,
-//! Host kept unless the pool sets `host_header`), the checks on the backend's 101
+//! Host kept unless the pool sets `host_header`), the connection (TCP, then TLS for a
+//! `tls = true` pool, both within `connect_timeout`), the checks on the backend's 101
 //! (Accept, subprotocol, extensions), and `UpstreamError`, which says what went wrong
-//! with which backend. Does not own: picking the backend or retrying (proxy.rs).
+//! with which backend. Does not own: picking the backend or retrying (proxy.rs), or
+//! the pool's TLS settings (tls/upstream.rs).
 
+use crate::backend::Backend;
 use crate::balance::Pool;
 use crate::handshake::{UpgradeRequest, has_token, tokens};
 use crate::relay::frame::Extensions;
@@ -16,8 +19,17 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
+
+/// A connection to a backend: plain TCP, or TLS for a `tls = true` pool (boxed, so a
+/// session's task is no bigger for plain backends).
+pub enum BackendStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
 
 /// What the client side contributes to the forwarded request.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +43,7 @@ pub enum Answer {
     /// 101, checked: the stream, bytes it sent right after the head, and the
     /// headers to hand on to the client.
     Switched {
-        stream: TcpStream,
+        stream: BackendStream,
         pre: Bytes,
         headers: HeaderMap,
         extensions: Extensions,
@@ -45,6 +57,8 @@ pub enum Answer {
 pub enum UpstreamError {
     Connect(SocketAddr, std::io::Error),
     ConnectTimeout(SocketAddr),
+    /// The TLS handshake failed (certificate not verified, no common version...).
+    Tls(SocketAddr, std::io::Error),
     Http(SocketAddr, hyper::Error),
     UpgradeTimeout(SocketAddr),
     NotWebSocket(SocketAddr),
@@ -59,6 +73,7 @@ impl fmt::Display for UpstreamError {
         match self {
             Connect(a, e) => write!(f, "backend {a}: connect failed: {e}"),
             ConnectTimeout(a) => write!(f, "backend {a}: connect timed out"),
+            Tls(a, e) => write!(f, "backend {a}: TLS handshake failed: {e}"),
             Http(a, e) => write!(f, "backend {a}: bad HTTP answer to the upgrade: {e}"),
             UpgradeTimeout(a) => write!(f, "backend {a}: no answer to the upgrade in time"),
             NotWebSocket(a) => write!(
@@ -159,53 +174,84 @@ pub fn forwarded_request(
     out
 }
 
-/// Connects to `addr`, forwards the upgrade and checks the answer.
+/// Connects to `backend` (TLS if the pool says so), forwards the upgrade and checks
+/// the answer.
 pub async fn open(
-    addr: SocketAddr,
+    backend: &Backend,
     pool: &Pool,
     forwarded: Request<Empty<Bytes>>,
     req: &UpgradeRequest,
 ) -> Result<Answer, UpstreamError> {
-    let stream = match timeout(pool.conf.connect_timeout, TcpStream::connect(addr)).await {
-        Err(_) => return Err(UpstreamError::ConnectTimeout(addr)),
-        Ok(Err(e)) => return Err(UpstreamError::Connect(addr, e)),
-        Ok(Ok(s)) => s,
-    };
-    let _ = stream.set_nodelay(true);
-    let exchange = async {
-        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+    let addr = backend.addr;
+    let connect = async {
+        let tcp = TcpStream::connect(addr)
             .await
-            .map_err(|e| UpstreamError::Http(addr, e))?;
-        tokio::spawn(conn.with_upgrades());
-        let resp = sender
-            .send_request(forwarded)
-            .await
-            .map_err(|e| UpstreamError::Http(addr, e))?;
-        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(Answer::Refused(resp));
-        }
-        let extensions = check_switch(addr, req, resp.headers())?;
-        let mut headers = end_to_end_headers(resp.headers());
-        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        let upgraded = hyper::upgrade::on(resp)
-            .await
-            .map_err(|e| UpstreamError::Http(addr, e))?;
-        let parts = upgraded
-            .downcast::<TokioIo<TcpStream>>()
-            .map_err(|_| UpstreamError::NotWebSocket(addr))?;
-        Ok(Answer::Switched {
-            stream: parts.io.into_inner(),
-            pre: parts.read_buf,
-            headers,
-            extensions,
+            .map_err(|e| UpstreamError::Connect(addr, e))?;
+        let _ = tcp.set_nodelay(true);
+        Ok(match &pool.tls {
+            None => BackendStream::Plain(tcp),
+            Some(tls) => BackendStream::Tls(Box::new(
+                tls.connect(&backend.id.address, tcp)
+                    .await
+                    .map_err(|e| UpstreamError::Tls(addr, e))?,
+            )),
         })
+    };
+    let stream = match timeout(pool.conf.connect_timeout, connect).await {
+        Err(_) => return Err(UpstreamError::ConnectTimeout(addr)),
+        Ok(r) => r?,
+    };
+    let exchange = async {
+        match stream {
+            BackendStream::Plain(s) => upgrade(addr, s, forwarded, req, BackendStream::Plain).await,
+            BackendStream::Tls(s) => upgrade(addr, s, forwarded, req, BackendStream::Tls).await,
+        }
     };
     match timeout(pool.conf.upgrade_timeout, exchange).await {
         Err(_) => Err(UpstreamError::UpgradeTimeout(addr)),
         Ok(r) => r,
     }
+}
+
+/// The HTTP upgrade over an open stream; `wrap` names the stream type for the relay.
+async fn upgrade<S>(
+    addr: SocketAddr,
+    stream: S,
+    forwarded: Request<Empty<Bytes>>,
+    req: &UpgradeRequest,
+    wrap: fn(S) -> BackendStream,
+) -> Result<Answer, UpstreamError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .map_err(|e| UpstreamError::Http(addr, e))?;
+    tokio::spawn(conn.with_upgrades());
+    let resp = sender
+        .send_request(forwarded)
+        .await
+        .map_err(|e| UpstreamError::Http(addr, e))?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(Answer::Refused(resp));
+    }
+    let extensions = check_switch(addr, req, resp.headers())?;
+    let mut headers = end_to_end_headers(resp.headers());
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let upgraded = hyper::upgrade::on(resp)
+        .await
+        .map_err(|e| UpstreamError::Http(addr, e))?;
+    let parts = upgraded
+        .downcast::<TokioIo<S>>()
+        .map_err(|_| UpstreamError::NotWebSocket(addr))?;
+    Ok(Answer::Switched {
+        stream: wrap(parts.io.into_inner()),
+        pre: parts.read_buf,
+        headers,
+        extensions,
+    })
 }
 
 /// Checks a backend's 101 against what the client asked for.

@@ -68,6 +68,8 @@ fn every_key_is_documented_in_the_example() {
         fields::<schema::Backend>(),
         fields::<config::HealthConf>(),
         fields::<schema::Route>(),
+        fields::<config::tls::CertificateFile>(),
+        fields::<config::auth::AuthFile>(),
         fields::<config::RouteLimits>(),
     ]
     .concat();

@@ -9,20 +9,24 @@
 //! Does not own: building runtime objects (TLS configs, routers, pools: runtime.rs).
 //! Nothing here imports the runtime.
 
+pub mod auth;
 mod duration;
 mod health;
 mod limits;
 mod load;
 pub mod schema;
+pub mod tls;
 pub mod types;
 mod validate;
 
+pub use auth::{JwtConf, KeySource, TokenSource};
 pub use duration::Dur;
 pub use health::{Check, CheckKind, HealthConf};
 pub use limits::{Limits, OnExceed, RouteLimits, SessionLimits};
 pub use load::{ConfigError, KeyPath, Problem, Seg};
 pub use schema::{OnRemoved, Server};
-pub use types::{Cidr, HostMatch, OriginPattern, SuiteName, TlsVersion};
+pub use tls::{CertPair, ClientCerts, ListenerTls, PoolTls};
+pub use types::{Cidr, HeaderKey, HostMatch, OriginPattern, SuiteName, TlsVersion};
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -82,16 +86,6 @@ pub struct Listener {
     pub tls: Option<ListenerTls>,
 }
 
-/// The TLS settings of a listener; paths are resolved against the file's folder.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListenerTls {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub min_version: TlsVersion,
-    /// `None`: every suite the provider offers (all AEAD with forward secrecy).
-    pub cipher_suites: Option<Vec<SuiteName>>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Balance {
@@ -135,6 +129,8 @@ pub struct Pool {
     pub on_backend_removed: BackendRemoved,
     /// Whether `[pool.health]` is set (then every backend has a `check`).
     pub active_checks: bool,
+    /// TLS to the backends (and their health checks); `None`: plain TCP.
+    pub tls: Option<PoolTls>,
     pub backends: Vec<Backend>,
 }
 
@@ -163,6 +159,8 @@ pub struct Route {
     pub allow_missing_origin: bool,
     /// `[limits]` with this route's overrides applied.
     pub limits: SessionLimits,
+    /// `[route.auth]`: the token the upgrade must carry.
+    pub auth: Option<JwtConf>,
     /// Position in the file, for logs.
     pub index: usize,
 }

@@ -7,7 +7,9 @@
 //! Does not own: cross-key checks or name resolution (validate.rs), which turn a
 //! `File` into a `Config`; nothing outside `config` sees a `File`.
 
-use super::types::{HostMatch, OriginPattern, SuiteName, TlsVersion};
+use super::auth::AuthFile;
+use super::tls::{CertificateFile, ClientAuth};
+use super::types::{HeaderKey, HostMatch, OriginPattern, SuiteName, TlsVersion};
 use super::{Balance, Dur, HealthConf, Limits, RouteLimits};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -75,8 +77,20 @@ pub struct Listener {
     pub address: SocketAddr,
     #[serde(default = "yes")]
     pub tls: bool,
+    /// The default certificate (the first one); more in `[[listener.certificate]]`.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// More certificates, chosen by SNI.
+    #[serde(rename = "certificate", default)]
+    pub certificates: Vec<CertificateFile>,
+    /// Refuse handshakes for names no certificate has.
+    #[serde(default)]
+    pub strict_sni: bool,
+    /// CA certificates that client certificates must chain to (turns client auth on).
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: Option<ClientAuth>,
+    /// Where the verified client subject goes (default `X-Client-Subject`).
+    pub client_subject_header: Option<HeaderKey>,
     pub min_version: Option<TlsVersion>,
     pub cipher_suites: Option<Vec<SuiteName>>,
     /// SO_REUSEPORT, so another wsgate can bind the same address (upgrades, scale-out).
@@ -126,6 +140,13 @@ pub struct Pool {
     #[serde(default = "default_removed_spread")]
     pub removed_close_spread: Dur,
     pub health: Option<HealthConf>,
+    /// TLS to the backends (and their health checks).
+    #[serde(default)]
+    pub tls: bool,
+    /// CA certificates backends are verified against (default: the system's roots).
+    pub tls_ca: Option<PathBuf>,
+    /// SNI and verified name (default: each backend's host as written).
+    pub tls_server_name: Option<String>,
     #[serde(rename = "backend", default)]
     pub backends: Vec<Backend>,
 }
@@ -180,6 +201,8 @@ pub struct Route {
     #[serde(default)]
     pub allow_missing_origin: bool,
     pub limits: Option<RouteLimits>,
+    /// `[route.auth]`: a token the upgrade must carry.
+    pub auth: Option<AuthFile>,
 }
 
 fn slash() -> String {

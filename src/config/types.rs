@@ -260,6 +260,52 @@ impl OriginPattern {
     }
 }
 
+/// A header wsgate sets for the backend from what it verified (a JWT claim, a client
+/// certificate's subject). Headers that carry the protocol, the forwarding chain or
+/// the client's own credentials cannot be one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderKey(pub hyper::header::HeaderName);
+
+/// Headers wsgate or the protocol owns: never settable from a claim or a certificate.
+const RESERVED_HEADERS: [&str; 17] = [
+    "host",
+    "connection",
+    "upgrade",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "content-length",
+    "content-type",
+    "proxy-authorization",
+    "proxy-connection",
+    "authorization",
+    "cookie",
+    "origin",
+    "forwarded",
+    "x-real-ip",
+    "via",
+];
+
+impl FromStr for HeaderKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<HeaderKey, String> {
+        let name = hyper::header::HeaderName::from_bytes(s.as_bytes())
+            .map_err(|_| format!("{s:?} is not a valid header name"))?;
+        let n = name.as_str();
+        if RESERVED_HEADERS.contains(&n)
+            || n.starts_with("sec-websocket-")
+            || n.starts_with("x-forwarded-")
+        {
+            return Err(format!(
+                "{s:?} is a header wsgate or the protocol owns; pick another (e.g. \"X-User-Id\")"
+            ));
+        }
+        Ok(HeaderKey(name))
+    }
+}
+from_string!(HeaderKey, "a header name such as \"X-User-Id\"");
+
 /// `min_version`: TLS 1.0 and 1.1 are not representable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub enum TlsVersion {

@@ -4,8 +4,7 @@
 
 use super::schema::{self, File, OnRemoved};
 use super::{
-    Backend, BackendRemoved, Check, Config, KeyPath, Listener, ListenerTls, Passive, Pool, Route,
-    SessionLimits,
+    Backend, BackendRemoved, Check, Config, KeyPath, Listener, Passive, Pool, Route, SessionLimits,
 };
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
@@ -18,8 +17,8 @@ pub(super) fn validate(file: File, source: &Path, text: &str) -> Result<Config, 
     server(&file.server, &mut out);
     limits(&file, &mut out);
     let listeners = listeners(&file.listeners, source, &mut out);
-    let pools = pools(&file.pools, &mut out);
-    let routes = routes(&file, &mut out);
+    let pools = pools(&file.pools, source, &mut out);
+    let routes = routes(&file, source, &mut out);
     if !out.is_empty() {
         return Err(out);
     }
@@ -108,7 +107,8 @@ fn limits(file: &File, out: &mut Vec<Finding>) {
     }
 }
 
-fn resolve_path(source: &Path, p: &Path) -> PathBuf {
+/// `p`, relative to the folder of the config file unless absolute.
+pub(super) fn resolve_path(source: &Path, p: &Path) -> PathBuf {
     match source.parent() {
         Some(dir) if !p.is_absolute() => dir.join(p),
         _ => p.to_path_buf(),
@@ -157,54 +157,9 @@ fn listeners(ls: &[schema::Listener], source: &Path, out: &mut Vec<Finding>) -> 
             }
         };
         let tls = if l.tls {
-            if l.cert.is_none() {
-                out.push((
-                    at("cert"),
-                    "a TLS listener needs `cert` (a full chain PEM file)".into(),
-                ));
-            }
-            if l.key.is_none() {
-                out.push((
-                    at("key"),
-                    "a TLS listener needs `key` (a PEM private key file)".into(),
-                ));
-            }
-            let min_version = l.min_version.unwrap_or_default();
-            if let Some(suites) = &l.cipher_suites {
-                if suites.is_empty() {
-                    out.push((
-                        at("cipher_suites"),
-                        "must not be empty (leave it out for the safe default)".into(),
-                    ));
-                } else if min_version == super::TlsVersion::Tls13
-                    && !suites.iter().any(|s| s.is_tls13())
-                {
-                    out.push((
-                        at("cipher_suites"),
-                        "min_version = \"1.3\" but no TLS13_* suite is listed".into(),
-                    ));
-                }
-            }
-            match (&l.cert, &l.key) {
-                (Some(cert), Some(key)) => Some(ListenerTls {
-                    cert: resolve_path(source, cert),
-                    key: resolve_path(source, key),
-                    min_version,
-                    cipher_suites: l.cipher_suites.clone(),
-                }),
-                _ => None,
-            }
+            super::tls::listener(i, l, source, out)
         } else {
-            for (k, set) in [
-                ("cert", l.cert.is_some()),
-                ("key", l.key.is_some()),
-                ("min_version", l.min_version.is_some()),
-                ("cipher_suites", l.cipher_suites.is_some()),
-            ] {
-                if set {
-                    out.push((at(k), "only allowed when tls = true".into()));
-                }
-            }
+            super::tls::plain_listener(i, l, out);
             None
         };
         checked.push(Listener {
@@ -217,7 +172,7 @@ fn listeners(ls: &[schema::Listener], source: &Path, out: &mut Vec<Finding>) -> 
     checked
 }
 
-fn pools(ps: &[schema::Pool], out: &mut Vec<Finding>) -> Vec<Pool> {
+fn pools(ps: &[schema::Pool], source: &Path, out: &mut Vec<Finding>) -> Vec<Pool> {
     if ps.is_empty() {
         out.push((
             KeyPath::root("pool"),
@@ -271,6 +226,7 @@ fn pools(ps: &[schema::Pool], out: &mut Vec<Finding>) -> Vec<Pool> {
             ));
         }
         let backends = backends(i, p, out);
+        let tls = super::tls::pool(i, p, source, out);
         checked.push(Pool {
             name: p.name.clone(),
             balance: p.balance,
@@ -291,6 +247,7 @@ fn pools(ps: &[schema::Pool], out: &mut Vec<Finding>) -> Vec<Pool> {
                 },
             },
             active_checks: p.health.is_some(),
+            tls,
             backends,
         });
     }
@@ -362,7 +319,7 @@ fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> Vec<Backend> 
     checked
 }
 
-fn routes(file: &File, out: &mut Vec<Finding>) -> Vec<Route> {
+fn routes(file: &File, source: &Path, out: &mut Vec<Finding>) -> Vec<Route> {
     if file.routes.is_empty() {
         out.push((
             KeyPath::root("route"),
@@ -392,6 +349,10 @@ fn routes(file: &File, out: &mut Vec<Finding>) -> Vec<Route> {
                 "only meaningful together with allowed_origins".into(),
             ));
         }
+        let auth = r
+            .auth
+            .as_ref()
+            .and_then(|a| super::auth::check(i, a, source, out));
         if let Some(pool) = pool {
             checked.push(Route {
                 host: r.host.clone(),
@@ -400,6 +361,7 @@ fn routes(file: &File, out: &mut Vec<Finding>) -> Vec<Route> {
                 allowed_origins: r.allowed_origins.clone(),
                 allow_missing_origin: r.allow_missing_origin,
                 limits: SessionLimits::resolve(&file.limits, r.limits.as_ref()),
+                auth,
                 index: i,
             });
         }

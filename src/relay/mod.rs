@@ -15,7 +15,9 @@
 //!   messages (on_exceed = "close") -> 1008; the backend gets 1001 for all three;
 //! - max_session_duration reached, or wsgate shutting down -> 1001 to both;
 //! - a reload removed the backend (`on_backend_removed = "close"`) -> client 1012
-//!   (service restart), backend 1001.
+//!   (service restart), backend 1001;
+//! - the client's token expired (`enforce_expiry`) -> client 1008 "token expired",
+//!   backend 1001.
 
 mod bucket;
 pub mod frame;
@@ -68,11 +70,14 @@ pub enum Outcome {
     Shutdown,
     /// A reload removed the backend: 1012 to the client, 1001 to the backend.
     BackendRemoved,
+    /// The client's token expired: 1008 to the client, 1001 to the backend.
+    TokenExpired,
     /// The close handshake did not finish within the close timeout.
     CloseTimeout,
 }
 
-/// Resolves with why wsgate ends the session and when (shutdown, a removed backend).
+/// Resolves with why wsgate ends the session and when (shutdown, a removed backend,
+/// an expired token).
 pub type StopSignal = Pin<Box<dyn Future<Output = (Stop, Instant)> + Send>>;
 
 /// The two directions and how the session is going.
@@ -328,6 +333,11 @@ where
                         Outcome::BackendRemoved,
                         Some((1012, "service restart")),
                         Some((1001, "backend removed from the configuration")),
+                    ),
+                    Stop::TokenExpired => s.end(
+                        Outcome::TokenExpired,
+                        Some((1008, "token expired")),
+                        Some((1001, "client token expired")),
                     ),
                 }
             }
