@@ -87,7 +87,7 @@ impl Failure {
             NotYetValid => "token not yet valid",
             WrongIssuer => "token issuer not accepted",
             WrongAudience => "token audience not accepted",
-            NoExpiry => "token has no expiry (exp)",
+            NoExpiry => "token has no valid expiry (exp)",
             BadClaim => "token claim of the wrong type",
             ClaimNotHeader => "token claim cannot be forwarded as a header",
         }
@@ -119,16 +119,18 @@ impl Jwt {
             v.leeway = c.leeway.as_secs();
             v.validate_nbf = true;
             v.validate_exp = true;
-            v.required_spec_claims = if c.require_exp {
-                ["exp".to_string()].into()
-            } else {
-                Default::default()
-            };
+            // A configured issuer or audience must also be present in the token.
+            v.required_spec_claims = Default::default();
+            if c.require_exp {
+                v.required_spec_claims.insert("exp".into());
+            }
             if !c.issuer.is_empty() {
                 v.set_issuer(&c.issuer);
+                v.required_spec_claims.insert("iss".into());
             }
             if !c.audience.is_empty() {
                 v.set_audience(&c.audience);
+                v.required_spec_claims.insert("aud".into());
             }
             validations.push((alg, v));
         }
@@ -234,6 +236,8 @@ fn map_error(e: &ErrorKind) -> Failure {
         ErrorKind::InvalidIssuer => Failure::WrongIssuer,
         ErrorKind::InvalidAudience => Failure::WrongAudience,
         ErrorKind::MissingRequiredClaim(c) if c == "exp" => Failure::NoExpiry,
+        ErrorKind::MissingRequiredClaim(c) if c == "iss" => Failure::WrongIssuer,
+        ErrorKind::MissingRequiredClaim(c) if c == "aud" => Failure::WrongAudience,
         ErrorKind::InvalidClaimFormat(_) | ErrorKind::MissingRequiredClaim(_) => Failure::BadClaim,
         ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => Failure::AlgorithmNotAllowed,
         _ => Failure::Malformed,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 pub mod bin;
 pub mod certs;
+pub mod jwt;
 pub mod pki;
 
 use std::future::Future;
