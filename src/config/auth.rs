@@ -6,7 +6,7 @@
 //! checked `JwtConf` the runtime gets. Does not own: reading key files (done when a
 //! generation is built: auth/keys.rs) or validating tokens (auth/).
 
-use super::types::HeaderKey;
+use super::types::{HeaderKey, from_string};
 use super::validate::resolve_path;
 use super::{Dur, KeyPath};
 use hyper::header::HeaderName;
@@ -181,27 +181,8 @@ impl<'de> Deserialize<'de> for StringOrList {
     }
 }
 
-macro_rules! from_str_de {
-    ($t:ty, $expecting:literal) => {
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
-                struct V;
-                impl serde::de::Visitor<'_> for V {
-                    type Value = $t;
-                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                        f.write_str($expecting)
-                    }
-                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$t, E> {
-                        v.parse().map_err(E::custom)
-                    }
-                }
-                d.deserialize_str(V)
-            }
-        }
-    };
-}
-from_str_de!(JwtAlg, "a JWT algorithm such as \"RS256\"");
-from_str_de!(TokenSource, "a token source such as \"authorization\"");
+from_string!(JwtAlg, "a JWT algorithm such as \"RS256\"");
+from_string!(TokenSource, "a token source such as \"authorization\"");
 
 /// Where a route's keys come from (paths resolved).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,6 +34,7 @@ macro_rules! from_string {
         }
     };
 }
+pub(super) use from_string;
 
 /// A network prefix, e.g. `10.0.0.0/8` or `2001:db8::/32` (a bare address is a /32 or /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
