@@ -359,3 +359,93 @@ async fn an_admin_address_that_cannot_be_bound_is_a_located_error_unless_it_is_t
     let e = wsgate::config::Config::parse(&bad, std::path::Path::new("t.toml")).unwrap_err();
     assert!(e.to_string().contains("admin.address"), "{e}");
 }
+
+#[tokio::test]
+async fn keepalive_round_trips_feed_the_client_rtt_histogram() {
+    let backend = echo("e").await;
+    let text = config(backend.addr, "").replace(
+        "[route.limits]\nmax_message_bytes = 100\n",
+        "[route.limits]\nping_interval = \"100ms\"\nidle_timeout = \"5s\"\n",
+    );
+    let text = text.replace(
+        "name = \"small\"\npath_prefix = \"/small\"",
+        "name = \"quiet\"\npath_prefix = \"/quiet\"",
+    );
+    let p = start_proxy_raw(&text).await;
+    let adm = p.running.admin_addr().unwrap();
+    let (mut ws, _) = ws_connect(p.addr, "/quiet").await;
+    // A silent client that reads: tungstenite answers each Ping with a Pong.
+    let mut pings = 0;
+    while pings < 3 {
+        match within("a keepalive ping", ws.next()).await {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            other => panic!("expected a Ping, got {other:?}"),
+        }
+    }
+    let s = within("two round trips observed", async {
+        loop {
+            let s = admin::scrape(adm).await;
+            if s.histogram_count("wsgate_client_rtt_seconds", &[("route", "quiet")])
+                .is_some_and(|n| n >= 2)
+            {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        s.text
+            .contains("wsgate_client_rtt_seconds_bucket{le=\"0.8\",route=\"quiet\"}")
+            || s.text
+                .contains("wsgate_client_rtt_seconds_bucket{route=\"quiet\",le=\"0.8\"}"),
+        "{}",
+        s.text
+    );
+    // The Pongs answered wsgate and were not forwarded: the backend saw nothing.
+    let l = [("route", "quiet"), ("direction", "client_to_backend")];
+    assert_eq!(s.count("wsgate_messages_total", &l), 0.0);
+}
+
+/// Every metric the shipped alerting rules use is one wsgate exports (promtool
+/// checks the rules themselves: deploy/prometheus/check.sh).
+#[tokio::test]
+async fn the_alert_rules_use_only_exported_metrics() {
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/prometheus/wsgate-alerts.yml"
+    ))
+    .unwrap();
+    let backend = echo("e").await;
+    let p = start_proxy_raw(&config(backend.addr, "")).await;
+    let (ws, _) = ws_connect(p.addr, "/chat").await;
+    drop(ws);
+    // A limit hit, so that family has a series too.
+    let (mut ws, _) = ws_connect(p.addr, "/small").await;
+    within("send", ws.send(Message::text("x".repeat(200))))
+        .await
+        .unwrap();
+    while let Some(Ok(_)) = within("end of stream", ws.next()).await {}
+    eventually("the sessions to end", || p.running.live_sessions() == 0).await;
+    let text = admin::get(p.running.admin_addr().unwrap(), "/metrics")
+        .await
+        .body;
+    let mut used: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("wsgate_") || w.starts_with("process_"))
+        .collect();
+    used.sort();
+    used.dedup();
+    assert!(used.len() >= 7, "{used:?}");
+    for name in used {
+        let base = name
+            .strip_suffix("_bucket")
+            .or_else(|| name.strip_suffix("_total"))
+            .unwrap_or(name);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("# TYPE {base}"))),
+            "{name} is not exported:\n{text}"
+        );
+    }
+}
