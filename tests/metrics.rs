@@ -449,3 +449,52 @@ async fn the_alert_rules_use_only_exported_metrics() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_reload_applies_the_allow_list_and_moves_the_admin_listener() {
+    let backend = echo("e").await;
+    let mut p = start_proxy_raw(&config(backend.addr, "allow = [\"127.0.0.2/32\"]")).await;
+    let first = p.running.admin_addr().unwrap();
+    assert_eq!(admin::get(first, "/healthz").await.status, 403);
+    let cfg =
+        |text: &str| wsgate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+    p.running
+        .reload(&cfg(&config(backend.addr, "")))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.running.admin_addr(),
+        Some(first),
+        "same address: not rebound"
+    );
+    assert_eq!(admin::get(first, "/healthz").await.status, 200);
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let moved = config(backend.addr, "").replace(
+        "[admin]\naddress = \"127.0.0.1:0\"",
+        &format!("[admin]\naddress = \"{free}\""),
+    );
+    p.running.reload(&cfg(&moved)).await.unwrap();
+    assert_eq!(p.running.admin_addr(), Some(free));
+    assert_eq!(admin::get(free, "/readyz").await.status, 200);
+    assert!(
+        tokio::net::TcpStream::connect(first).await.is_err(),
+        "the old admin address still accepts"
+    );
+    let s = admin::scrape(free).await;
+    assert_eq!(s.value("wsgate_config_generation", &[]), Some(3.0));
+    assert_eq!(
+        s.value("wsgate_config_reloads_total", &[("result", "success")]),
+        Some(0.0),
+        "Running::reload is not reload_file: only the file reloads are counted"
+    );
+    let off = config(backend.addr, "").replace(
+        "[admin]\naddress = \"127.0.0.1:0\"",
+        "[admin]\naddress = \"\"",
+    );
+    p.running.reload(&cfg(&off)).await.unwrap();
+    assert_eq!(p.running.admin_addr(), None);
+    assert!(tokio::net::TcpStream::connect(free).await.is_err());
+}
