@@ -281,8 +281,8 @@ impl Running {
             None
         };
         let warnings = next.warnings.clone();
-        let generation = next.id;
         self.rt.publish(next);
+        let generation = self.rt.current().id;
         if admin_moves {
             if let Some(old) = self.admin.take() {
                 tracing::info!("admin interface no longer on {}", old.local);
