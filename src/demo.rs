@@ -37,9 +37,6 @@ pub async fn run() -> ExitCode {
     let certs = certs_dir();
     let text = format!(
         r#"
-[admin]
-address = "127.0.0.1:9090"
-
 [[listener]]
 address = "127.0.0.1:8443"
 cert = "{cert}"
@@ -83,7 +80,7 @@ pool = "echo"
     let ca = certs.join("ca.pem");
     let admin = running
         .admin_addr()
-        .map_or("(admin interface off)".to_string(), |a| {
+        .map_or("(off: 127.0.0.1:9090 is taken)".to_string(), |a| {
             format!("http://{a}/")
         });
     println!(

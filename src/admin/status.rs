@@ -83,7 +83,11 @@ fn pools(rt: &Runtime) -> Value {
             .map(|p| {
                 json!({
                     "name": p.name,
-                    "balance": format!("{:?}", p.conf.balance).to_ascii_lowercase(),
+                    "balance": match p.conf.balance {
+                        crate::config::Balance::RoundRobin => "round_robin",
+                        crate::config::Balance::IpHash => "ip_hash",
+                        crate::config::Balance::LeastConn => "least_conn",
+                    },
                     "active_checks": p.conf.active_checks,
                     "backends": p.backends.iter().map(|b| backend(b)).collect::<Vec<_>>(),
                 })
