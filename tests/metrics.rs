@@ -498,3 +498,39 @@ async fn a_reload_applies_the_allow_list_and_moves_the_admin_listener() {
     assert_eq!(p.running.admin_addr(), None);
     assert!(tokio::net::TcpStream::connect(free).await.is_err());
 }
+
+#[tokio::test]
+async fn failed_and_timed_out_tls_handshakes_are_counted() {
+    let backend = echo("e").await;
+    let text = format!(
+        "[server]\ntls_handshake_timeout = \"200ms\"\n{}",
+        config(backend.addr, "")
+    );
+    let p = start_proxy_raw(&text).await;
+    let adm = p.running.admin_addr().unwrap();
+    // Not TLS at all: the handshake fails.
+    let mut t = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    t.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = within("the proxy to hang up", t.read_to_end(&mut sink)).await;
+    // Silent: the handshake times out.
+    let mut t = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let _ = within("the proxy to hang up", t.read_to_end(&mut sink)).await;
+    let s = admin::scrape(adm).await;
+    let tls = |version, result| {
+        s.count(
+            "wsgate_tls_handshakes_total",
+            &[
+                ("listener", "public"),
+                ("version", version),
+                ("result", result),
+            ],
+        )
+    };
+    assert_eq!(tls("none", "failed"), 1.0, "{}", s.text);
+    assert_eq!(tls("none", "timeout"), 1.0);
+    assert_eq!(tls("1.3", "ok"), 0.0);
+}
