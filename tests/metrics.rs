@@ -534,3 +534,24 @@ async fn failed_and_timed_out_tls_handshakes_are_counted() {
     assert_eq!(tls("none", "timeout"), 1.0);
     assert_eq!(tls("1.3", "ok"), 0.0);
 }
+
+#[tokio::test]
+async fn sessions_asked_to_end_count_as_draining_until_they_do() {
+    let backend = echo("e").await;
+    let p = start_proxy_raw(&config(backend.addr, "")).await;
+    let adm = p.running.admin_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(ws_connect(p.addr, "/chat").await.0);
+    }
+    let s = admin::scrape(adm).await;
+    assert_eq!(s.value("wsgate_draining_sessions", &[]), Some(0.0));
+    p.running.close_sessions(Duration::from_secs(60));
+    let s = admin::scrape(adm).await;
+    assert_eq!(s.value("wsgate_draining_sessions", &[]), Some(2.0));
+    let status: serde_json::Value =
+        serde_json::from_str(&admin::get(adm, "/status.json").await.body).unwrap();
+    assert_eq!(status["sessions"]["draining"], 2);
+    assert_eq!(status["ready"], false, "a drain is not ready");
+    assert_eq!(admin::get(adm, "/readyz").await.status, 503);
+}
