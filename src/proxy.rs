@@ -10,7 +10,7 @@ use crate::answer::{Body, Refusal};
 use crate::balance::{Lease, Pool};
 use crate::conn::ConnInfo;
 use crate::handshake::UpgradeRequest;
-use crate::metrics::{BackendL, Ended, FailureL, Metrics, RouteL, SessionLabels};
+use crate::metrics::{BackendL, Ended, FailureL, Metrics, RouteL};
 use crate::origin::OriginRefusal;
 use crate::relay::{self, RelayConfig};
 use crate::runtime::{Generation, Runtime};
@@ -140,11 +140,10 @@ where
         let started = Instant::now();
         let backend = lease.backend();
         tracing::debug!(client = %peer, backend = %backend.addr, %path, "session open");
-        let counted = client.rt.metrics.session_start(SessionLabels {
-            route: route.name.to_string(),
-            pool: route.pool.name.clone(),
-            backend: backend.id.address.clone(),
-        });
+        let counted = client
+            .rt
+            .metrics
+            .session_start(&route.name, &backend.id.address);
         let outcome = relay::run(
             parts.io.into_inner(),
             parts.read_buf,

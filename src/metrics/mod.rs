@@ -25,19 +25,19 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
 
-/// What a session is counted under for its whole life.
+/// What a session is counted under for its whole life (interned: sessions of one
+/// route and backend share the strings).
 #[derive(Debug, Clone)]
 pub struct SessionLabels {
-    pub route: String,
-    pub pool: String,
-    pub backend: String,
+    pub route: Arc<str>,
+    pub backend: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -57,6 +57,8 @@ pub struct Flow {
 struct Sessions {
     next: u64,
     live: HashMap<u64, LiveSession>,
+    /// Label strings in use (bounded by the configurations run).
+    names: HashSet<Arc<str>>,
     /// Totals of ended sessions per (route, direction).
     ended: Flows,
 }
@@ -235,12 +237,18 @@ impl Metrics {
         let (active, flows) = self.live();
         let active_fam = s.family("wsgate_sessions_active", "Live sessions", Kind::Gauge, None);
         for ((route, backend), n) in active {
-            active_fam.push(vec![("route", route), ("backend", backend)], n as f64);
+            active_fam.push(
+                vec![
+                    ("route", route.to_string()),
+                    ("backend", backend.to_string()),
+                ],
+                n as f64,
+            );
         }
         let mut msgs = Vec::new();
         let mut bytes = Vec::new();
         for ((route, dir), f) in flows {
-            let l = vec![("route", route), ("direction", dir.to_string())];
+            let l = vec![("route", route.to_string()), ("direction", dir.to_string())];
             msgs.push((l.clone(), f.messages as f64));
             bytes.push((l, f.bytes as f64));
         }
@@ -290,14 +298,18 @@ impl Metrics {
             .or_insert(0) += 1;
     }
 
-    /// A session starts: its counters are readable from now on.
-    pub fn session_start(self: &Arc<Self>, labels: SessionLabels) -> LiveGuard {
+    /// A session of `route` on `backend` starts: its counters are readable from now on.
+    pub fn session_start(self: &Arc<Self>, route: &str, backend: &str) -> LiveGuard {
         let stats = Arc::new(SessionStats::with_rtt(self.client_rtt.get_or_create_owned(
             &RouteL {
-                route: labels.route.clone(),
+                route: route.to_string(),
             },
         )));
         let mut s = self.lock();
+        let labels = SessionLabels {
+            route: intern(&mut s.names, route),
+            backend: intern(&mut s.names, backend),
+        };
         let id = s.next;
         s.next += 1;
         s.live.insert(
@@ -339,14 +351,14 @@ impl Metrics {
         self.totals.sessions_ended.fetch_add(1, Ordering::Relaxed);
         self.sessions_total
             .get_or_create(&SessionL {
-                route: route.clone(),
-                backend: labels.backend.clone(),
+                route: route.to_string(),
+                backend: labels.backend.to_string(),
                 outcome: outcome_label(&end.outcome).into(),
             })
             .inc();
         self.session_duration
             .get_or_create(&RouteL {
-                route: route.clone(),
+                route: route.to_string(),
             })
             .observe(end.duration.as_secs_f64());
         let c = stats.closing();
@@ -360,7 +372,7 @@ impl Metrics {
             if let Some(f) = frame {
                 self.closes
                     .get_or_create(&CloseL {
-                        route: route.clone(),
+                        route: route.to_string(),
                         side: side.as_str().into(),
                         code: code_label(f.code).into(),
                     })
@@ -371,7 +383,7 @@ impl Metrics {
             if n > 0 {
                 self.limit_hits
                     .get_or_create(&LimitL {
-                        route: route.clone(),
+                        route: route.to_string(),
                         limit: name.into(),
                     })
                     .inc_by(n);
@@ -392,21 +404,30 @@ impl Metrics {
     }
 }
 
-fn add_flows(flows: &mut Flows, route: &str, s: &SessionStats) {
+fn intern(names: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
+    if let Some(n) = names.get(s) {
+        return n.clone();
+    }
+    let n: Arc<str> = s.into();
+    names.insert(n.clone());
+    n
+}
+
+fn add_flows(flows: &mut Flows, route: &Arc<str>, s: &SessionStats) {
     for (dir, f) in [
         ("client_to_backend", &s.client),
         ("backend_to_client", &s.backend),
     ] {
-        let e = flows.entry((route.to_string(), dir)).or_default();
+        let e = flows.entry((route.clone(), dir)).or_default();
         e.messages += f.messages();
         e.bytes += f.bytes();
     }
 }
 
 /// Live sessions per (route, backend).
-pub type ActiveSessions = BTreeMap<(String, String), usize>;
+pub type ActiveSessions = BTreeMap<(Arc<str>, Arc<str>), usize>;
 /// Messages and bytes per (route, direction).
-pub type Flows = BTreeMap<(String, &'static str), Flow>;
+pub type Flows = BTreeMap<(Arc<str>, &'static str), Flow>;
 
 /// How a session ended, for `LiveGuard::end`.
 #[derive(Debug, Clone, Copy)]
@@ -468,12 +489,7 @@ mod tests {
     #[test]
     fn live_counts_are_seen_and_folded_once() {
         let m = Arc::new(Metrics::new());
-        let labels = SessionLabels {
-            route: "r".into(),
-            pool: "p".into(),
-            backend: "b".into(),
-        };
-        let g = m.session_start(labels);
+        let g = m.session_start("r", "b");
         g.stats().data_frame(Side::Client, true, 3);
         let (active, flows) = m.live();
         assert_eq!(active[&("r".into(), "b".into())], 1);

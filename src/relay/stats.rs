@@ -90,7 +90,8 @@ pub struct Closing {
 
 #[derive(Debug, Default)]
 struct Rare {
-    closing: Closing,
+    /// Allocated at the first Close: a live session carries only a pointer.
+    closing: Option<Box<Closing>>,
     /// The last keepalive Ping wsgate sent: its sequence number and when.
     ping: Option<(u64, Instant)>,
 }
@@ -147,7 +148,7 @@ impl SessionStats {
     /// A side's Close passed (the first one of that side).
     pub(crate) fn close_from(&self, from: Side, payload: &[u8]) {
         let mut r = self.rare();
-        let c = &mut r.closing;
+        let c = r.closing.get_or_insert_default();
         let slot = if from == Side::Client {
             &mut c.client
         } else {
@@ -162,7 +163,7 @@ impl SessionStats {
     /// wsgate ends the session: what it sends each side (if anything).
     pub(crate) fn wsgate_close(&self, client: Option<(u16, &str)>, backend: Option<(u16, &str)>) {
         let mut r = self.rare();
-        let c = &mut r.closing;
+        let c = r.closing.get_or_insert_default();
         let frame = |(code, reason): (u16, &str)| CloseFrame {
             code: Some(code),
             reason: reason.to_string(),
@@ -195,7 +196,7 @@ impl SessionStats {
 
     /// How the session closed (so far).
     pub fn closing(&self) -> Closing {
-        self.rare().closing.clone()
+        self.rare().closing.as_deref().cloned().unwrap_or_default()
     }
 }
 
