@@ -244,7 +244,12 @@ async fn run(path: &Path) -> ExitCode {
         g.drain_spread(),
         g.shutdown_timeout()
     );
-    tracing::info!("stopping: no new connections; {msg}");
+    let grace = g.config.server.shutdown_grace.get();
+    if grace.is_zero() {
+        tracing::info!("stopping: not ready, no new connections; {msg}");
+    } else {
+        tracing::info!("stopping: not ready; accepting for {grace:?} more, then {msg}");
+    }
     notify::stopping(&msg);
     let left = tokio::select! {
         left = running.shutdown() => left,
