@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Timeouts and sizes every client connection runs under.
 #[derive(Debug, Clone)]
@@ -27,4 +27,6 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The subject of the client certificate the TLS handshake verified (RFC 4514).
     pub client_subject: Option<Arc<str>>,
+    /// When the TCP connection was accepted.
+    pub accepted: Instant,
 }

@@ -13,8 +13,10 @@
 use crate::backend::Backend;
 use crate::balance::Pool;
 use crate::config::{Check, CheckKind};
+use crate::metrics::{CheckL, Metrics};
 use crate::tls::upstream::UpstreamTls;
 use futures_util::StreamExt;
+use prometheus_client::metrics::counter::Counter;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -32,7 +34,7 @@ pub struct Checkers {
 
 impl Checkers {
     /// Starts the checks of every backend that has one.
-    pub fn spawn(pools: &[Arc<Pool>]) -> Checkers {
+    pub fn spawn(pools: &[Arc<Pool>], metrics: &Metrics) -> Checkers {
         let (retire, rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let now = Instant::now();
@@ -42,12 +44,21 @@ impl Checkers {
                 let Some(check) = &conf.check else { continue };
                 // A new backend's first probe: the pool's probes spread over one interval.
                 let first = now + check.interval.get() * i as u32 / n;
+                let counter = |result: &str| {
+                    metrics.backend_checks.get_or_create_owned(&CheckL {
+                        pool: pool.name.clone(),
+                        backend: conf.address.clone(),
+                        result: result.into(),
+                    })
+                };
+                let counts = [counter("ok"), counter("failed")];
                 tasks.push(tokio::spawn(run(
                     backend.clone(),
                     check.clone(),
                     pool.tls.clone(),
                     first,
                     rx.clone(),
+                    counts,
                 )));
             }
         }
@@ -88,6 +99,7 @@ async fn run(
     tls: Option<Arc<UpstreamTls>>,
     first: Instant,
     mut retire: watch::Receiver<bool>,
+    [ok, failed]: [Counter; 2],
 ) {
     let interval = check.interval.get();
     loop {
@@ -106,8 +118,12 @@ async fn run(
                 Err(_) => Err(format!("no answer within {:?}", check.timeout.get())),
             };
         match result {
-            Ok(()) => backend.record_check(true, check.rise, check.fall, ""),
+            Ok(()) => {
+                ok.inc();
+                backend.record_check(true, check.rise, check.fall, "")
+            }
             Err(why) => {
+                failed.inc();
                 tracing::debug!(backend = %backend.addr, "health check failed: {why}");
                 backend.record_check(false, check.rise, check.fall, &why);
             }

@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use prometheus_client::metrics::histogram::Histogram;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -93,7 +94,33 @@ impl fmt::Display for UpstreamError {
     }
 }
 
-impl std::error::Error for UpstreamError {}
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UpstreamError::Connect(_, e) => Some(e),
+            UpstreamError::Http(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl UpstreamError {
+    /// The `reason` label of `wsgate_backend_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        use UpstreamError::*;
+        match self {
+            Connect(..) => "connect_failed",
+            ConnectTimeout(_) => "connect_timeout",
+            Http(..) => "bad_http",
+            UpgradeTimeout(_) => "upgrade_timeout",
+            NotWebSocket(_) => "not_websocket",
+            BadAccept(_) => "bad_accept",
+            BadProtocol(..) => "bad_subprotocol",
+            BadExtension(..) => "bad_extension",
+            Tls(..) => "tls_failed",
+        }
+    }
+}
 
 /// Headers that describe one hop and are never forwarded (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -174,19 +201,22 @@ pub fn forwarded_request(
     out
 }
 
-/// Connects to `backend` (TLS if the pool says so), forwards the upgrade and checks
-/// the answer.
+/// Connects to `backend` (TLS if the pool says so; the TCP connect time goes to
+/// `connect_time`), forwards the upgrade and checks the answer.
 pub async fn open(
     backend: &Backend,
     pool: &Pool,
     forwarded: Request<Empty<Bytes>>,
     req: &UpgradeRequest,
+    connect_time: &Histogram,
 ) -> Result<Answer, UpstreamError> {
     let addr = backend.addr;
     let connect = async {
+        let t0 = std::time::Instant::now();
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| UpstreamError::Connect(addr, e))?;
+        connect_time.observe(t0.elapsed().as_secs_f64());
         let _ = tcp.set_nodelay(true);
         Ok(match &pool.tls {
             None => BackendStream::Plain(tcp),

@@ -2,7 +2,7 @@
 //! the default for other names, `strict_sni`, an ECDSA and an RSA certificate for one
 //! name chosen by what the client can verify, the old `cert`/`key` next to
 //! `[[listener.certificate]]`, each certificate checked at load (located error), and
-//! each one's names and expiry in the generation.
+//! each one's names and expiry in the generation and in `/metrics`.
 
 mod common;
 use common::certs::{self, CertFiles};
@@ -220,6 +220,45 @@ async fn two_names_each_get_their_certificate_and_others_the_default() {
     assert_eq!(certs[1].names, ["b.test", "*.b.test"]);
     let in_9_years = std::time::SystemTime::now() + std::time::Duration::from_secs(9 * 365 * 86400);
     assert!(g.listeners[0].cert_expiry().all(|t| t > in_9_years));
+}
+
+#[tokio::test]
+async fn every_certificate_has_its_own_expiry_series_in_metrics() {
+    let d = dir("sni-metrics");
+    let a = chain_for(&d, "a", &["a.test"]);
+    let b = chain_for(&d, "b", &["b.test", "*.b.test"]);
+    let e = echo("e").await;
+    let text = format!(
+        "[admin]\naddress = \"127.0.0.1:0\"\n[[listener]]\nname = \"public\"\n\
+         address = \"127.0.0.1:0\"\n{}{}\n{}",
+        cert_entry(&a),
+        cert_entry(&b),
+        pool_and_route("p", "round_robin", &[(e.addr, 1)])
+    );
+    let p = start_proxy_raw(&text).await;
+    let adm = p.running.admin_addr().expect("admin listener runs");
+    let s = common::admin::scrape(adm).await;
+    let g = p.running.generation();
+    let certs = &g.listeners[0].certs;
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as f64
+    };
+    let name = "wsgate_tls_certificate_expiry_timestamp_seconds";
+    for (i, dns) in [(0, "a.test"), (1, "b.test")] {
+        let place = (i + 1).to_string();
+        let labels = [
+            ("listener", "public"),
+            ("certificate", &place),
+            ("name", dns),
+        ];
+        assert_eq!(
+            s.value(name, &labels),
+            Some(unix(certs[i].not_after)),
+            "{labels:?}"
+        );
+    }
+    let series = s.samples.iter().filter(|x| x.metric == name).count();
+    assert_eq!(series, 2, "one series per certificate");
 }
 
 #[tokio::test]
