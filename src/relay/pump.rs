@@ -206,10 +206,15 @@ impl Pump {
 
     /// Ends the output: `frame` (a Close of our own) goes out at the next frame
     /// boundary, then `dst` is shut down. A Close owed to `dst` goes instead of
-    /// `frame`. A no-op if the output is already ending.
+    /// `frame`. A no-op if the output is already ending. No Close goes out after
+    /// `src`'s own Close has (nothing may follow a Close).
     pub fn close_output(&mut self, frame: Option<Vec<u8>>) {
         if matches!(self.out, Out::Open) {
-            let frame = self.owed.take().or(frame);
+            let frame = self
+                .owed
+                .take()
+                .or(frame)
+                .filter(|_| self.close_seen.is_none());
             self.out = Out::Closing(frame.map(|f| (f, 0)));
         }
     }
@@ -512,8 +517,11 @@ impl Pump {
         }
         if close.is_some() {
             self.close_seen = close;
-            if let Some(owed) = self.owed.take() {
-                self.close_output(Some(owed));
+            // `src`'s Close was not forwarded: the one owed to `dst` goes instead.
+            if let Some(owed) = self.owed.take()
+                && matches!(self.out, Out::Open)
+            {
+                self.out = Out::Closing(Some((owed, 0)));
             }
         }
         self.checker.advance(&h);
