@@ -97,7 +97,7 @@ fn answer(head: &[u8]) -> Result<u16, TestCaseError> {
 fn b64_16(v: &str) -> bool {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let b = v.as_bytes();
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return false;
     }
     let mut bits = 0u32;
