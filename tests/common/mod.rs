@@ -512,3 +512,13 @@ pub fn assert_close(f: &RawFrame, code: u16, masked: bool, what: &str) {
         "{what}: {f:?}"
     );
 }
+
+/// Waits (polling every 20 ms) until `f` holds, failing after `d`.
+pub async fn eventually(d: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    within_for(d, what, async {
+        while !f() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
