@@ -134,11 +134,17 @@ fn reference_accepts(raw: &[u8]) -> bool {
         // Header values may be obs-text; none of the checked ones can be.
         Err(_) => String::from_utf8_lossy(raw).into_owned(),
     };
-    let Some(end) = text.find("\r\n\r\n").or_else(|| text.find("\n\n")) else {
+    // The head ends at the first empty line (each line ended by CRLF or a bare LF).
+    let all_lines: Vec<&str> = text.split('\n').collect();
+    let Some(end) = all_lines
+        .iter()
+        .take(all_lines.len().saturating_sub(1)) // the last piece has no line end
+        .position(|l| l.is_empty() || *l == "\r")
+    else {
         return false;
     };
-    let mut lines = text[..end]
-        .split('\n')
+    let mut lines = all_lines[..end]
+        .iter()
         .map(|l| l.strip_suffix('\r').unwrap_or(l));
     let Some(start) = lines.next() else {
         return false;
