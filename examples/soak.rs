@@ -225,6 +225,9 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
             // A clean end: every echo must arrive before the server's Close.
             let _ = wr.write_all(&frame(8, &1000u16.to_be_bytes())).await;
             let deadline = Instant::now() + Duration::from_secs(10);
+            // Some(code): the server ended the session while its echoes drained
+            // (its backend was killed: 1014); a loss only counts on a normal end.
+            let mut cut: Option<u16> = None;
             while expect < next_seq {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(left, read_frame(&mut rd)).await {
@@ -239,12 +242,35 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
                             st.order_errors += 1;
                         }
                     }
-                    Ok(Ok(f)) if f.opcode == 8 => break,
+                    Ok(Ok(f)) if f.opcode == 8 => {
+                        let code = if f.payload.len() >= 2 {
+                            u16::from_be_bytes([f.payload[0], f.payload[1]])
+                        } else {
+                            0
+                        };
+                        if code == 1014 {
+                            cut = Some(code);
+                        }
+                        break;
+                    }
                     Ok(Ok(_)) => {}
-                    _ => break,
+                    Ok(Err(_)) => {
+                        cut = Some(0);
+                        break;
+                    }
+                    Err(_) => break,
                 }
             }
             let mut st = ctx.stats.lock().unwrap();
+            if let Some(code) = cut {
+                st.server_ended += 1;
+                *st.ended_by
+                    .entry(backend)
+                    .or_default()
+                    .entry(code)
+                    .or_insert(0) += 1;
+                return Instant::now() < ctx.until;
+            }
             st.clean += 1;
             st.losses += next_seq - expect;
             if next_seq > expect && st.failures.len() < 20 {
