@@ -556,6 +556,7 @@ fn run_case(c: Case) -> Result<(), TestCaseError> {
                 Default::default(),
                 &cfg,
                 Box::pin(std::future::pending()),
+                Default::default(),
             ),
         )
         .await

@@ -16,10 +16,12 @@
 use super::bucket::Bucket;
 use super::frame::{self, Checker, Extensions, Sender, Violation};
 use super::pool;
+use super::stats::{SessionStats, Side};
 use super::utf8::Utf8;
 use crate::config::OnExceed;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep, sleep_until};
@@ -124,6 +126,9 @@ pub struct Pump {
     /// A control frame of our own (a keepalive Ping) waiting for a frame boundary.
     inject: Option<(Vec<u8>, usize)>,
     unflushed: bool,
+    /// The session's counters; `side` is who `src` is.
+    stats: Arc<SessionStats>,
+    side: Side,
 }
 
 impl Pump {
@@ -134,6 +139,7 @@ impl Pump {
         capacity: usize,
         prefill: &[u8],
         mut limits: PumpLimits,
+        stats: Arc<SessionStats>,
     ) -> Pump {
         // An extension wsgate does not know may transform payloads: leave them alone.
         limits.validate_utf8 &= !ext.unknown;
@@ -170,6 +176,11 @@ impl Pump {
             out: Out::Open,
             inject: None,
             unflushed: false,
+            stats,
+            side: match sender {
+                Sender::Client => Side::Client,
+                Sender::Server => Side::Backend,
+            },
         }
     }
 
@@ -446,6 +457,7 @@ impl Pump {
         self.checker.validate(&h)?;
         let mut forward = self.close_seen.is_none(); // nothing may follow a Close
         let mut close = None;
+        let mut pong = None;
         let inspect = h.opcode == frame::CLOSE
             || (h.opcode == frame::PONG && self.limits.drop_keepalive_pongs);
         if inspect && forward {
@@ -458,9 +470,10 @@ impl Pump {
                 frame::apply_mask(&mut payload, key);
             }
             if h.opcode == frame::CLOSE {
-                close = Some(frame::parse_close(&payload)?);
+                close = Some((frame::parse_close(&payload)?, payload));
             } else if payload.starts_with(KEEPALIVE_PREFIX) {
                 forward = false;
+                pong = Some(payload);
             }
         }
         if close.is_some() && self.owed.is_some() {
@@ -468,6 +481,19 @@ impl Pump {
         }
         if !forward && self.wpos < self.fwd {
             return Ok(Scan::FlushFirst);
+        }
+        if let Some((code, payload)) = close {
+            self.close_seen = Some(code);
+            self.stats.close_from(self.side, &payload);
+            // `src`'s Close was not forwarded: the one owed to `dst` goes instead.
+            if let Some(owed) = self.owed.take()
+                && matches!(self.out, Out::Open)
+            {
+                self.out = Out::Closing(Some((owed, 0)));
+            }
+        }
+        if let Some(p) = pong {
+            self.stats.pong(&p[KEEPALIVE_PREFIX.len()..]);
         }
         // The message state after this frame, and how much of its payload is checked
         // (and so approved) together with its header.
@@ -508,20 +534,18 @@ impl Pump {
                 && let Err(at) = bucket.take(Instant::now())
             {
                 return match self.limits.on_exceed {
-                    OnExceed::Throttle => Ok(Scan::Wait(at)),
+                    OnExceed::Throttle => {
+                        self.stats.throttle();
+                        Ok(Scan::Wait(at))
+                    }
                     OnExceed::Close => Err(Stop::Rate),
                 };
             }
             self.message_bytes = message;
             self.text = text;
-        }
-        if close.is_some() {
-            self.close_seen = close;
-            // `src`'s Close was not forwarded: the one owed to `dst` goes instead.
-            if let Some(owed) = self.owed.take()
-                && matches!(self.out, Out::Open)
-            {
-                self.out = Out::Closing(Some((owed, 0)));
+            if forward {
+                let first = h.opcode != frame::CONTINUATION;
+                self.stats.data_frame(self.side, first, h.payload_len);
             }
         }
         self.checker.advance(&h);
