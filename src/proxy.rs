@@ -1,8 +1,10 @@
-//! One request, from a parsed HTTP head to a running relay (or a refusal).
+//! One upgrade request, from a parsed HTTP head to a running relay (or a refusal).
 //!
-//! Owns: the order of the steps (check the upgrade, route, check Origin, pick a
-//! backend, open it, answer the client, start the relay) and the per-request log
-//! line. Does not own any single step: each has its own module.
+//! Owns: the order of the steps (check the upgrade, route, check Origin, choose the
+//! route's pool, pick a backend (its sticky cookie honoured), open it, answer the
+//! client, run the relay) and the per-request log line. Does not own any single
+//! step: each has its own module. The connection, and writing what `handle` decides,
+//! are `http::serve`'s; plain HTTP requests are `http::forward`'s.
 
 use crate::admission::Admitted;
 use crate::answer::{Body, Refusal};
@@ -10,19 +12,22 @@ use crate::balance::{Lease, Pool};
 use crate::conn::ConnInfo;
 use crate::handshake::UpgradeRequest;
 use crate::origin::OriginRefusal;
-use crate::relay::{self, RelayConfig};
+use crate::relay::{self, RelayConfig, StopSignal};
+use crate::route::{Lookup, Route};
 use crate::runtime::{Generation, Runtime};
+use crate::session::Live;
 use crate::upstream::{self, Answer, ClientInfo};
+use bytes::Bytes;
 use http_body_util::Either;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::header::{HeaderMap, SET_COOKIE};
+use hyper::{Request, Response};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 
-/// One admitted client connection: who it is, the generation it was accepted
-/// under, and the process state.
+/// One admitted client connection: who it is, the generation its current request
+/// runs under, and the process state.
 #[derive(Debug)]
 pub struct Client {
     pub info: ConnInfo,
@@ -31,26 +36,73 @@ pub struct Client {
     pub admitted: Arc<Admitted>,
 }
 
-/// Handles one request on a connection whose stream type is `IO`.
-pub async fn handle<IO>(mut req: Request<Incoming>, client: Arc<Client>) -> Response<Body>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let peer = client.info.peer;
-    if crate::handshake::head_size(&req) > client.generation.conn.max_header_bytes {
-        return refuse(Refusal::HeaderTooLarge, &client.info, &req);
+/// What became of an upgrade request.
+pub enum Handled {
+    /// An answer for the client; the connection closes after it.
+    Answer(Response<Body>),
+    /// The backend switched protocols: write the 101 with these headers, then `run`.
+    Switch(Box<Switch>),
+}
+
+/// An upgraded session, ready to run once the client has its 101.
+pub struct Switch {
+    /// The 101's headers: the backend's (end to end), and a sticky cookie if needed.
+    pub headers: HeaderMap,
+    client: Arc<Client>,
+    lease: Lease,
+    stream: TcpStream,
+    pre: Bytes,
+    cfg: RelayConfig,
+    route: Arc<Route>,
+    path: String,
+    stop: StopSignal,
+    live: Live,
+}
+
+impl Switch {
+    /// Relays the session over the client's connection; `pre` holds the bytes the
+    /// client sent after its request head. The connection's slot, per-IP place and
+    /// open count (in `client`) last as long as the session.
+    pub async fn run<C>(self, io: C, pre: Bytes)
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Switch {
+            client,
+            lease,
+            stream,
+            pre: backend_pre,
+            cfg,
+            route,
+            path,
+            stop,
+            live,
+            ..
+        } = self;
+        let _live = live;
+        let peer = client.info.peer;
+        let started = Instant::now();
+        let backend = lease.backend().addr;
+        tracing::debug!(client = %peer, %backend, %path, "session open");
+        let outcome = relay::run(io, pre, stream, backend_pre, &cfg, stop).await;
+        tracing::info!(client = %peer, %backend, %path, route = route.index, ?outcome, secs = started.elapsed().as_secs_f64(), "session closed");
+        drop(lease);
     }
-    let upgrade = match UpgradeRequest::parse(&req) {
+}
+
+/// Handles one upgrade request (a request with `Upgrade: websocket`).
+pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
+    let peer = client.info.peer;
+    if crate::handshake::head_size(req) > client.generation.conn.max_header_bytes {
+        return refuse(Refusal::HeaderTooLarge, &client.info, req);
+    }
+    let upgrade = match UpgradeRequest::parse(req) {
         Ok(u) => u,
-        Err(r) => return refuse(r, &client.info, &req),
+        Err(r) => return refuse(r, &client.info, req),
     };
-    let Some(route) = client
-        .generation
-        .router
-        .route(&upgrade.host, upgrade.path())
-        .cloned()
-    else {
-        return refuse(Refusal::NoRoute, &client.info, &req);
+    let lookup = Lookup::new(&upgrade.host, &upgrade.path_and_query, req.headers());
+    let Some(route) = client.generation.router.route(&lookup).cloned() else {
+        return refuse(Refusal::NoRoute, &client.info, req);
     };
     if let Err(e) = route.origin.check(
         req.headers()
@@ -61,18 +113,22 @@ where
             OriginRefusal::Missing => Refusal::OriginMissing,
             OriginRefusal::NotAllowed(_) => Refusal::OriginNotAllowed,
         };
-        return refuse(r, &client.info, &req);
+        return refuse(r, &client.info, req);
     }
-    let pool = &route.pool;
+    let pool = route.pool_for(peer.ip(), req.headers());
+    let sticky = pool
+        .sticky_cookie()
+        .and_then(|c| crate::cookie::get(req.headers(), c));
     let info = ClientInfo {
         ip: peer.ip(),
         tls: client.info.tls,
     };
-    let (lease, answer) = match open_any(pool, &upgrade, &req, info).await {
+    let (lease, answer) = match open_any(pool, &upgrade, req, info, sticky).await {
         Ok(v) => v,
-        Err(r) => return refuse(r, &client.info, &req),
+        Err(r) => return refuse(r, &client.info, req),
     };
-    let (stream, pre, headers, extensions) = match answer {
+    let set_cookie = pool.sticky_set_cookie(lease.index(), sticky, client.info.tls);
+    let (stream, pre, mut headers, extensions) = match answer {
         Answer::Refused(resp) => {
             tracing::info!(client = %peer, pool = %pool.name, backend = %lease.backend().addr, status = resp.status().as_u16(), "backend refused the upgrade");
             let (mut parts, body) = resp.into_parts();
@@ -81,7 +137,10 @@ where
                 hyper::header::CONNECTION,
                 hyper::header::HeaderValue::from_static("close"),
             );
-            return Response::from_parts(parts, Either::Right(body));
+            if let Some(v) = set_cookie {
+                parts.headers.append(SET_COOKIE, v);
+            }
+            return Handled::Answer(Response::from_parts(parts, Either::Right(body)));
         }
         Answer::Switched {
             stream,
@@ -90,50 +149,27 @@ where
             extensions,
         } => (stream, pre, headers, extensions),
     };
-
-    let on_upgrade = hyper::upgrade::on(&mut req);
+    if let Some(v) = set_cookie {
+        headers.append(SET_COOKIE, v);
+    }
     let cfg = RelayConfig {
         extensions,
         ..route.relay.clone()
     };
-    let path = upgrade.path().to_string();
-    // Boxed once here: the session task stays small while it waits for the upgrade.
+    // Boxed once here: the session task stays small while it runs.
     let stop = Box::pin(lease.backend().session_end());
-    let live = client.rt.sessions.enter();
-    tokio::spawn(async move {
-        let _live = live;
-        let _client = client; // its slot, per-IP place and open count last as long as the session
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!(client = %peer, "client upgrade did not complete: {e}");
-                return;
-            }
-        };
-        let Ok(parts) = upgraded.downcast::<TokioIo<IO>>() else {
-            tracing::error!("upgraded stream has an unexpected type");
-            return;
-        };
-        let started = Instant::now();
-        let backend = lease.backend().addr;
-        tracing::debug!(client = %peer, %backend, %path, "session open");
-        let outcome = relay::run(
-            parts.io.into_inner(),
-            parts.read_buf,
-            stream,
-            pre,
-            &cfg,
-            stop,
-        )
-        .await;
-        tracing::info!(client = %peer, %backend, %path, route = route.index, ?outcome, secs = started.elapsed().as_secs_f64(), "session closed");
-        drop(lease);
-    });
-
-    let mut resp = Response::new(Either::Left(http_body_util::Full::default()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    *resp.headers_mut() = headers;
-    resp
+    Handled::Switch(Box::new(Switch {
+        headers,
+        client: client.clone(),
+        lease,
+        stream,
+        pre,
+        cfg,
+        path: upgrade.path().to_string(),
+        route,
+        stop,
+        live: client.rt.sessions.enter(),
+    }))
 }
 
 /// Picks backends and opens one. A failed connect or upgrade counts against that
@@ -143,8 +179,9 @@ where
 async fn open_any(
     pool: &Pool,
     upgrade: &UpgradeRequest,
-    req: &Request<Incoming>,
+    req: &Request<()>,
     client: ClientInfo,
+    sticky: Option<&str>,
 ) -> Result<(Lease, Answer), Refusal> {
     let active_checks = pool.conf.active_checks;
     let mut tried = Vec::new();
@@ -152,12 +189,15 @@ async fn open_any(
     let mut last = None;
     let attempts = async {
         for _ in 0..=pool.conf.retries {
-            let Some(lease) = pool.pick(client.ip, &tried) else {
+            let Some(lease) = pool.pick_for(client.ip, sticky, &tried) else {
                 break;
             };
             tried.push(lease.index());
             let host = pool.conf.host_header.as_deref();
-            let fwd = upstream::forwarded_request(upgrade, req.headers(), client, host);
+            let mut fwd = upstream::forwarded_request(upgrade, req.headers(), client, host);
+            if let Some(c) = pool.sticky_cookie() {
+                crate::cookie::remove(fwd.headers_mut(), c);
+            }
             match upstream::open(lease.backend().addr, pool, fwd, upgrade).await {
                 Ok(answer) => {
                     lease.backend().record_success();
@@ -204,7 +244,12 @@ fn short(e: &upstream::UpstreamError) -> &'static str {
 }
 
 /// Logs the refusal (the path only: query strings carry tokens) and answers it.
-fn refuse(r: Refusal, conn: &ConnInfo, req: &Request<Incoming>) -> Response<Body> {
+fn refuse(r: Refusal, conn: &ConnInfo, req: &Request<()>) -> Handled {
+    Handled::Answer(refusal(r, conn, req))
+}
+
+/// Logs a refusal of `req` (the path only: query strings carry tokens) and makes its answer.
+pub fn refusal(r: Refusal, conn: &ConnInfo, req: &Request<()>) -> Response<Body> {
     tracing::info!(client = %conn.peer, listener = %conn.listener, status = r.status().as_u16(), path = req.uri().path(), "refused: {}", r.reason());
     r.response()
 }

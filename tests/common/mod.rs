@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 pub mod bin;
 pub mod certs;
+pub mod http;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
