@@ -118,8 +118,11 @@ where
             Next::KeepAlive if !*closing.borrow() => {}
             Next::KeepAlive | Next::Close => break false,
             Next::Linger => break true,
-            Next::Switch(session) => {
-                let pre = c.buf.split().freeze();
+            Next::Switch(mut session) => {
+                // Copied out, so the read buffer (and the 101's headers) are freed
+                // now rather than held for the session's life.
+                let pre = bytes::Bytes::copy_from_slice(&c.buf);
+                session.headers = HeaderMap::new();
                 let io = c.rd.unsplit(c.wr);
                 // A task of its own: this connection's larger future is freed, and
                 // the session's holds only what the relay needs.
