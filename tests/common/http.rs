@@ -39,8 +39,8 @@ impl Seen {
 
 /// An HTTP/1.1 backend. Paths:
 /// - `/echo`: the request body streamed back (no Content-Length: chunked);
-/// - `/len`: reads the body as it comes; answers `len=N sum=S` (FNV-1a of the bytes);
-/// - `/big?n=N`: N pattern bytes (`pattern`) in 64 KiB frames, no Content-Length;
+/// - `/len`: reads the body as it comes; answers `len=N sum=S` (`Digest` of the bytes);
+/// - `/big?n=N`: N bytes, `block()` over and over, in 64 KiB frames, no Content-Length;
 /// - `/slow?ms=M`: answers after M ms;
 /// - `/hop`: answers with hop-by-hop headers that must not reach the client;
 /// - `/close`: answers with `Connection: close`;
@@ -116,17 +116,39 @@ fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).boxed()
 }
 
-/// The byte at offset `i` of `/big` bodies.
-pub fn pattern(i: u64) -> u8 {
-    (i % 251) as u8
+/// What `/big` repeats: 64 KiB of a fixed pattern.
+pub fn block() -> Bytes {
+    Bytes::from((0..BLOCK).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
 }
+pub const BLOCK: usize = 64 * 1024;
 
-/// FNV-1a, as `/len` computes it.
-pub fn fnv(h: u64, data: &[u8]) -> u64 {
-    data.iter()
-        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+/// A streaming digest of a body, the same however the body is split (std's SipHash,
+/// fast even in a debug build since std is built optimized).
+#[derive(Clone, Default)]
+pub struct Digest(std::hash::DefaultHasher, u64);
+
+impl Digest {
+    pub fn update(&mut self, data: &[u8]) {
+        use std::hash::Hasher;
+        self.0.write(data);
+        self.1 += data.len() as u64;
+    }
+    pub fn finish(&self) -> u64 {
+        std::hash::Hasher::finish(&self.0)
+    }
+    pub fn len(&self) -> u64 {
+        self.1
+    }
+    /// `len=N sum=S`, as `/len` answers.
+    pub fn answer(&self) -> String {
+        format!("len={} sum={}", self.1, self.finish())
+    }
+    pub fn of(data: &[u8]) -> Digest {
+        let mut d = Digest::default();
+        d.update(data);
+        d
+    }
 }
-pub const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
 
 fn query(req: &Request<Incoming>, key: &str) -> Option<u64> {
     req.uri().query()?.split('&').find_map(|kv| {
@@ -161,24 +183,26 @@ async fn handle(mut req: Request<Incoming>, name: &str, seen: &Mutex<Vec<Seen>>)
             }
             "/len" => {
                 let mut body = req.into_body();
-                let (mut len, mut sum) = (0u64, FNV0);
+                let mut digest = Digest::default();
                 while let Some(Ok(f)) = body.frame().await {
                     if let Ok(d) = f.into_data() {
-                        len += d.len() as u64;
-                        sum = fnv(sum, &d);
+                        digest.update(&d);
                     }
                 }
-                Response::new(full(format!("len={len} sum={sum}")))
+                Response::new(full(digest.answer()))
             }
             "/big" => {
                 let n = query(&req, "n").unwrap_or(0);
-                let stream = futures_util::stream::unfold(0u64, move |at| async move {
-                    if at >= n {
-                        return None;
+                let block = block();
+                let stream = futures_util::stream::unfold(0u64, move |at| {
+                    let block = block.clone();
+                    async move {
+                        if at >= n {
+                            return None;
+                        }
+                        let len = (n - at).min(BLOCK as u64);
+                        Some((Ok(Frame::data(block.slice(..len as usize))), at + len))
                     }
-                    let len = (n - at).min(64 * 1024);
-                    let chunk: Vec<u8> = (at..at + len).map(pattern).collect();
-                    Some((Ok(Frame::data(Bytes::from(chunk))), at + len))
                 });
                 Response::new(BodyExt::boxed(StreamBody::new(stream)))
             }
