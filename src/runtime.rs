@@ -313,6 +313,15 @@ impl Runtime {
         }
     }
 
+    /// Closes every backend's idle keep-alive connections that are past their pool's
+    /// `keepalive_timeout` (removed backends have none left).
+    pub fn sweep_idle(&self) {
+        let reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        for b in reg.iter().filter_map(Weak::upgrade) {
+            b.idle.sweep();
+        }
+    }
+
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }

@@ -523,3 +523,25 @@ async fn the_next_request_waits_for_a_slow_response_on_its_connection() {
     assert_eq!(read_http(&mut s, false).await.body, "slow");
     assert_eq!(read_http(&mut s, false).await.body, "b /fast");
 }
+
+#[tokio::test]
+async fn idle_backend_connections_close_after_keepalive_timeout() {
+    let b = HttpBackend::spawn("b").await;
+    let p = proxy_to(&b, "", "keepalive_timeout = \"300ms\"", "").await;
+    let r = raw_http(
+        p.addr,
+        b"GET /a HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(b.open_connections(), 1, "kept for reuse");
+    // Closed by the once-a-second sweep, not by the backend (which has no idle limit).
+    within("the idle backend connection to close", async {
+        while b.open_connections() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let idle = p.running.pool("p").unwrap().backends[0].idle.len();
+    assert_eq!(idle, 0);
+}

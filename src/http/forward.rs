@@ -258,8 +258,9 @@ fn give_back(mut sender: Sender, lease: Lease) {
     if backend.is_removed() {
         return;
     }
+    let limit = backend.idle.max_idle();
     tokio::spawn(async move {
-        if sender.ready().await.is_ok() {
+        if let Ok(Ok(())) = timeout(limit, sender.ready()).await {
             backend.idle.put(sender);
         }
     });

@@ -33,7 +33,8 @@ impl Idle {
         self.sweep();
     }
 
-    fn max_idle(&self) -> Duration {
+    /// The pool's `keepalive_timeout`.
+    pub fn max_idle(&self) -> Duration {
         Duration::from_millis(self.max_idle_ms.load(Ordering::Relaxed))
     }
 

@@ -51,6 +51,8 @@ pub struct HttpBackend {
     pub addr: SocketAddr,
     pub name: String,
     pub conns: Arc<AtomicUsize>,
+    /// Connections open now.
+    pub open: Arc<AtomicUsize>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     task: JoinHandle<()>,
 }
@@ -70,8 +72,9 @@ impl HttpBackend {
         let l = TcpListener::bind(addr).await.unwrap();
         let addr = l.local_addr().unwrap();
         let conns = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (c, s, n) = (conns.clone(), seen.clone(), name.to_string());
+        let (c, o, s, n) = (conns.clone(), open.clone(), seen.clone(), name.to_string());
         let task = tokio::spawn(async move {
             let mut tasks = tokio::task::JoinSet::new();
             loop {
@@ -79,7 +82,8 @@ impl HttpBackend {
                     continue;
                 };
                 c.fetch_add(1, Ordering::Relaxed);
-                let (s, n) = (s.clone(), n.clone());
+                o.fetch_add(1, Ordering::Relaxed);
+                let (o, s, n) = (o.clone(), s.clone(), n.clone());
                 tasks.spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let (s, n) = (s.clone(), n.clone());
@@ -89,6 +93,7 @@ impl HttpBackend {
                         .serve_connection(TokioIo::new(tcp), svc)
                         .with_upgrades()
                         .await;
+                    o.fetch_sub(1, Ordering::Relaxed);
                 });
             }
         });
@@ -96,6 +101,7 @@ impl HttpBackend {
             addr,
             name: name.to_string(),
             conns,
+            open,
             seen,
             task,
         }
@@ -107,6 +113,10 @@ impl HttpBackend {
 
     pub fn connections(&self) -> usize {
         self.conns.load(Ordering::Relaxed)
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
     }
 }
 
