@@ -229,12 +229,12 @@ impl Runtime {
         self.current.load_full()
     }
 
-    /// Builds the next generation from `cfg`; nothing live changes until `publish`.
-    /// Backends whose identity is alive are reused (settings applied at publish).
+    /// Builds the next generation from `cfg`; nothing live changes until `publish`
+    /// (which numbers it). Backends whose identity is alive are reused (settings
+    /// applied at publish).
     pub fn prepare(&self, cfg: &Config) -> Result<Generation, BuildError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        build(cfg, id, |bid| {
+        build(cfg, 0, |bid| {
             registry
                 .iter()
                 .filter_map(Weak::upgrade)
@@ -244,7 +244,8 @@ impl Runtime {
 
     /// Makes `next` the current generation and retires the previous one, whose
     /// connections and sessions carry on with what they took. Returns the previous.
-    pub fn publish(&self, next: Generation) -> Arc<Generation> {
+    pub fn publish(&self, mut next: Generation) -> Arc<Generation> {
+        next.id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let next = Arc::new(next);
         for pool in &next.pools {
             for (b, conf) in pool.backends.iter().zip(&pool.conf.backends) {

@@ -230,8 +230,8 @@ impl Running {
             fresh.push((i, open_listener(cfg, i, &mut self.inherited)?));
         }
         let warnings = next.warnings.clone();
-        let generation = next.id;
         self.rt.publish(next);
+        let generation = self.rt.current().id;
         let mut listeners_added = Vec::new();
         for (i, listener) in fresh {
             let l = &cfg.listeners[i];
