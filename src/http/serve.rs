@@ -98,8 +98,7 @@ where
                     tracing::info!(client = %client.info.peer, listener = %client.info.listener, status = r.status().as_u16(), "refused: {}", r.reason());
                 }
                 answer(&mut c, r.response(), CLOSE).await;
-                // A late head has no body to drain; a refused one may have.
-                break r != Refusal::HeaderTimeout;
+                break true;
             }
         };
         if !first {
