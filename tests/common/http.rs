@@ -276,34 +276,7 @@ fn upgrade(req: &mut Request<Incoming>) -> Response<Body> {
 /// Content-Length or chunked (decoded), none (HEAD, 1xx, 204, 304), or, with
 /// neither header, everything until the connection ends.
 pub async fn read_http<S: AsyncRead + Unpin>(s: &mut S, head_request: bool) -> RawResponse {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = within("response head", s.read(&mut b)).await.unwrap_or(0);
-        assert!(
-            n == 1,
-            "connection closed before a full response head: {:?}",
-            String::from_utf8_lossy(&head)
-        );
-        head.push(b[0]);
-    }
-    let text = String::from_utf8_lossy(&head).to_string();
-    let mut lines = text.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (k, v) = l.split_once(':').unwrap();
-            (k.trim().to_ascii_lowercase(), v.trim().to_string())
-        })
-        .collect();
+    let (status, headers) = super::read_head(s).await;
     let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     let mut body = Vec::new();
     let no_body = head_request || status < 200 || status == 204 || status == 304;
