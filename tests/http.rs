@@ -545,3 +545,20 @@ async fn idle_backend_connections_close_after_keepalive_timeout() {
     let idle = p.running.pool("p").unwrap().backends[0].idle.len();
     assert_eq!(idle, 0);
 }
+
+#[tokio::test]
+async fn a_backend_answering_before_the_body_ends_gets_its_answer_through() {
+    let b = HttpBackend::spawn("b").await;
+    let p = proxy_to(&b, "", "", "max_request_body_bytes = 0").await;
+    let mut s = tls_connect(p.addr).await;
+    write_all(
+        &mut s,
+        b"POST /early HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n",
+    )
+    .await;
+    write_all(&mut s, &vec![b'x'; 64 * 1024]).await;
+    let r = read_http(&mut s, false).await;
+    assert_eq!((r.status, r.body.as_str()), (413, "no thanks"), "{r:?}");
+    // The rest of the body will not be read in step: the connection ends.
+    assert!(closed(&mut s, DEADLINE).await);
+}

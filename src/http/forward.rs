@@ -216,9 +216,10 @@ where
             if close { Next::Close } else { Next::KeepAlive }
         }
         // The response is complete but the client's body is not (the backend answered
-        // early): the connection cannot be read in step any more.
-        Ok(_) if fed.is_none() => Next::Linger,
-        _ => Next::Close,
+        // early, or stopped reading it): the connection cannot be read in step any
+        // more, and the client may still be sending.
+        Ok(_) => Next::Linger,
+        Err(_) => Next::Close,
     }
 }
 

@@ -44,6 +44,7 @@ impl Seen {
 /// - `/slow?ms=M`: answers after M ms;
 /// - `/hop`: answers with hop-by-hop headers that must not reach the client;
 /// - `/close`: answers with `Connection: close`;
+/// - `/early`: 413 at once, without reading the body;
 /// - anything else: `NAME PATH` with Content-Length.
 ///
 /// Every answer names the backend in `x-backend`; upgrades get a WebSocket echo.
@@ -228,6 +229,11 @@ async fn handle(mut req: Request<Incoming>, name: &str, seen: &Mutex<Vec<Seen>>)
                 h.insert("x-hop", "1".parse().unwrap());
                 h.insert("keep-alive", "timeout=5".parse().unwrap());
                 h.insert("x-kept", "1".parse().unwrap());
+                r
+            }
+            "/early" => {
+                let mut r = Response::new(full("no thanks"));
+                *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
                 r
             }
             "/close" => {
