@@ -9,7 +9,9 @@
 //! live connections and carries the drain signal; `notify` talks to systemd; `echo`
 //! is a small WebSocket echo backend used by the demo and the tests.
 
+pub mod access;
 pub mod activation;
+pub mod admin;
 pub mod admission;
 pub mod answer;
 pub mod backend;
@@ -23,6 +25,7 @@ pub mod hash;
 pub mod health;
 pub mod http;
 pub mod listen;
+pub mod metrics;
 pub mod notify;
 pub mod origin;
 pub mod proxy;

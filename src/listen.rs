@@ -9,13 +9,14 @@
 use crate::admission::{Admitted, Slot};
 use crate::conn::ConnInfo;
 use crate::http::serve::serve;
+use crate::metrics::TlsL;
 use crate::proxy::Client;
 use crate::runtime::Runtime;
 use futures_util::FutureExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{sleep, timeout};
@@ -90,11 +91,13 @@ fn admit(rt: &Arc<Runtime>, name: &Arc<str>, tcp: TcpStream, peer: SocketAddr, s
     let Some(tls) = generation.listener(name).map(|l| l.tls.clone()) else {
         return; // a reload removed this listener; its accept loop is stopping
     };
+    rt.metrics.count_accepted(name);
     let client = Client {
         info: ConnInfo {
             peer,
             listener: name.clone(),
             tls: tls.is_some(),
+            accepted: Instant::now(),
         },
         admitted: Arc::new(Admitted::new(slot, ticket, rt.sessions.open())),
         generation,
@@ -110,10 +113,36 @@ async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, clie
         None => serve(tcp, client).await,
         Some(acceptor) => {
             let limit = client.generation.conn.tls_handshake_timeout;
+            let counted = |version: &str, result: &str| {
+                client
+                    .rt
+                    .metrics
+                    .tls_handshakes
+                    .get_or_create(&TlsL {
+                        listener: client.info.listener.to_string(),
+                        version: version.into(),
+                        result: result.into(),
+                    })
+                    .inc();
+            };
             match timeout(limit, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve(stream, client).await,
-                Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
-                Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+                Ok(Ok(stream)) => {
+                    let version = match stream.get_ref().1.protocol_version() {
+                        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+                        Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+                        _ => "other",
+                    };
+                    counted(version, "ok");
+                    serve(stream, client).await
+                }
+                Ok(Err(e)) => {
+                    counted("none", "failed");
+                    tracing::debug!(client = %peer, "TLS handshake failed: {e}")
+                }
+                Err(_) => {
+                    counted("none", "timeout");
+                    tracing::debug!(client = %peer, "TLS handshake timed out")
+                }
             }
         }
     }

@@ -6,11 +6,13 @@
 //! step: each has its own module. The connection, and writing what `handle` decides,
 //! are `http::serve`'s; plain HTTP requests are `http::forward`'s.
 
+use crate::access;
 use crate::admission::Admitted;
 use crate::answer::{Body, Refusal};
 use crate::balance::{Lease, Pool};
 use crate::conn::ConnInfo;
 use crate::handshake::UpgradeRequest;
+use crate::metrics::{BackendL, Ended, FailureL, Metrics, RouteL};
 use crate::origin::OriginRefusal;
 use crate::relay::{self, RelayConfig, StopSignal};
 use crate::route::{Lookup, Route};
@@ -54,7 +56,10 @@ pub struct Switch {
     pre: Bytes,
     cfg: RelayConfig,
     route: Arc<Route>,
+    /// The pool the route chose for this client (weighted routes have several).
+    pool: String,
     path: String,
+    subprotocol: Option<String>,
     stop: StopSignal,
     live: Live,
 }
@@ -74,7 +79,9 @@ impl Switch {
             pre: backend_pre,
             cfg,
             route,
+            pool,
             path,
+            subprotocol,
             stop,
             live,
             ..
@@ -82,10 +89,35 @@ impl Switch {
         let _live = live;
         let peer = client.info.peer;
         let started = Instant::now();
-        let backend = lease.backend().addr;
-        tracing::debug!(client = %peer, %backend, %path, "session open");
-        let outcome = relay::run(io, pre, stream, backend_pre, &cfg, stop).await;
-        tracing::info!(client = %peer, %backend, %path, route = route.index, ?outcome, secs = started.elapsed().as_secs_f64(), "session closed");
+        let backend = lease.backend();
+        tracing::debug!(client = %peer, backend = %backend.addr, %path, "session open");
+        let counted = client
+            .rt
+            .metrics
+            .session_start(&route.name, &backend.id.address);
+        let outcome = relay::run(
+            io,
+            pre,
+            stream,
+            backend_pre,
+            &cfg,
+            stop,
+            counted.stats().clone(),
+        )
+        .await;
+        let duration = started.elapsed();
+        access::session(&access::Session {
+            conn: &client.info,
+            route: &route.name,
+            pool: &pool,
+            backend: &backend.id.address,
+            path: &path,
+            subprotocol: subprotocol.as_deref(),
+            duration,
+            stats: counted.stats(),
+            outcome,
+        });
+        counted.end(&Ended { outcome, duration });
         drop(lease);
     }
 }
@@ -94,15 +126,15 @@ impl Switch {
 pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
     let peer = client.info.peer;
     if crate::handshake::head_size(req) > client.generation.conn.max_header_bytes {
-        return refuse(Refusal::HeaderTooLarge, &client.info, req);
+        return refuse(Refusal::HeaderTooLarge, client, req, None);
     }
     let upgrade = match UpgradeRequest::parse(req) {
         Ok(u) => u,
-        Err(r) => return refuse(r, &client.info, req),
+        Err(r) => return refuse(r, client, req, None),
     };
     let lookup = Lookup::new(&upgrade.host, &upgrade.path_and_query, req.headers());
     let Some(route) = client.generation.router.route(&lookup).cloned() else {
-        return refuse(Refusal::NoRoute, &client.info, req);
+        return refuse(Refusal::NoRoute, client, req, None);
     };
     if let Err(e) = route.origin.check(
         req.headers()
@@ -113,7 +145,7 @@ pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
             OriginRefusal::Missing => Refusal::OriginMissing,
             OriginRefusal::NotAllowed(_) => Refusal::OriginNotAllowed,
         };
-        return refuse(r, &client.info, req);
+        return refuse(r, client, req, Some(&route.name));
     }
     let pool = route.pool_for(peer.ip(), req.headers());
     let sticky = pool
@@ -123,14 +155,24 @@ pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
         ip: peer.ip(),
         tls: client.info.tls,
     };
-    let (lease, answer) = match open_any(pool, &upgrade, req, info, sticky).await {
+    let metrics = &client.rt.metrics;
+    let (lease, answer) = match open_any(pool, &upgrade, req, info, sticky, metrics).await {
         Ok(v) => v,
-        Err(r) => return refuse(r, &client.info, req),
+        Err(r) => return refuse(r, client, req, Some(&route.name)),
     };
     let set_cookie = pool.sticky_set_cookie(lease.index(), sticky, client.info.tls);
     let (stream, pre, mut headers, extensions) = match answer {
         Answer::Refused(resp) => {
-            tracing::info!(client = %peer, pool = %pool.name, backend = %lease.backend().addr, status = resp.status().as_u16(), "backend refused the upgrade");
+            let status = resp.status().as_u16();
+            count_upgrade(metrics, Some(&route.name), status);
+            access::refused(&access::Refused {
+                conn: &client.info,
+                route: Some(&route.name),
+                path: upgrade.path(),
+                status,
+                reason: None,
+                backend: Some(lease.backend().id.address.clone()),
+            });
             let (mut parts, body) = resp.into_parts();
             parts.headers = upstream::end_to_end_headers(&parts.headers);
             parts.headers.insert(
@@ -156,8 +198,19 @@ pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
         extensions,
         ..route.relay.clone()
     };
+    let subprotocol = headers
+        .get(hyper::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     // Boxed once here: the session task stays small while it runs.
     let stop = Box::pin(lease.backend().session_end());
+    count_upgrade(metrics, Some(&route.name), 101);
+    metrics
+        .handshake_duration
+        .get_or_create(&RouteL {
+            route: route.name.to_string(),
+        })
+        .observe(client.info.accepted.elapsed().as_secs_f64());
     Handled::Switch(Box::new(Switch {
         headers,
         client: client.clone(),
@@ -165,7 +218,9 @@ pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
         stream,
         pre,
         cfg,
+        pool: pool.name.clone(),
         path: upgrade.path().to_string(),
+        subprotocol,
         route,
         stop,
         live: client.rt.sessions.enter(),
@@ -182,7 +237,23 @@ async fn open_any(
     req: &Request<()>,
     client: ClientInfo,
     sticky: Option<&str>,
+    metrics: &Metrics,
 ) -> Result<(Lease, Answer), Refusal> {
+    let labels = |b: &crate::backend::Backend| BackendL {
+        pool: pool.name.clone(),
+        backend: b.id.address.clone(),
+    };
+    let failed = |b: &crate::backend::Backend, reason: &str| {
+        let BackendL { pool, backend } = labels(b);
+        metrics
+            .backend_failures
+            .get_or_create(&FailureL {
+                pool,
+                backend,
+                reason: reason.into(),
+            })
+            .inc();
+    };
     let active_checks = pool.conf.active_checks;
     let mut tried = Vec::new();
     let mut settled = 0; // attempts whose outcome was recorded
@@ -198,13 +269,17 @@ async fn open_any(
             if let Some(c) = pool.sticky_cookie() {
                 crate::cookie::remove(fwd.headers_mut(), c);
             }
-            match upstream::open(lease.backend().addr, pool, fwd, upgrade).await {
+            let connect_time = metrics
+                .backend_connect
+                .get_or_create_owned(&labels(lease.backend()));
+            match upstream::open(lease.backend().addr, pool, fwd, upgrade, &connect_time).await {
                 Ok(answer) => {
                     lease.backend().record_success();
                     return Some((lease, answer));
                 }
                 Err(e) => {
                     tracing::warn!(pool = %pool.name, "{e}");
+                    failed(lease.backend(), e.reason());
                     lease.backend().record_failure(active_checks);
                     settled += 1;
                     last = Some(e);
@@ -220,6 +295,7 @@ async fn open_any(
             // or a hung backend would never be marked down by passive checks.
             if let Some(&i) = tried.get(settled) {
                 tracing::warn!(pool = %pool.name, backend = %pool.backends[i].addr, "no answer within upstream_deadline");
+                failed(&pool.backends[i], "deadline");
                 pool.backends[i].record_failure(active_checks);
             }
             Err(Refusal::GatewayTimeout)
@@ -243,13 +319,27 @@ fn short(e: &upstream::UpstreamError) -> &'static str {
     }
 }
 
-/// Logs the refusal (the path only: query strings carry tokens) and answers it.
-fn refuse(r: Refusal, conn: &ConnInfo, req: &Request<()>) -> Handled {
-    Handled::Answer(refusal(r, conn, req))
+/// Counts, logs (the path only: query strings carry tokens) and answers a refusal.
+fn refuse(r: Refusal, client: &Client, req: &Request<()>, route: Option<&str>) -> Handled {
+    Handled::Answer(refusal(r, client, req.uri().path(), route))
 }
 
-/// Logs a refusal of `req` (the path only: query strings carry tokens) and makes its answer.
-pub fn refusal(r: Refusal, conn: &ConnInfo, req: &Request<()>) -> Response<Body> {
-    tracing::info!(client = %conn.peer, listener = %conn.listener, status = r.status().as_u16(), path = req.uri().path(), "refused: {}", r.reason());
+/// Counts a refusal of the request for `path` in the handshake metrics, writes its
+/// access-log line (the path only: query strings carry tokens) and makes its answer.
+pub fn refusal(r: Refusal, client: &Client, path: &str, route: Option<&str>) -> Response<Body> {
+    let status = r.status().as_u16();
+    count_upgrade(&client.rt.metrics, route, status);
+    access::refused(&access::Refused {
+        conn: &client.info,
+        route,
+        path,
+        status,
+        reason: Some(r.reason()),
+        backend: None,
+    });
     r.response()
+}
+
+fn count_upgrade(metrics: &Metrics, route: Option<&str>, status: u16) {
+    metrics.count_upgrade(route, status);
 }

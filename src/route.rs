@@ -60,6 +60,8 @@ pub struct Target {
 /// One route, ready for matching.
 #[derive(Debug)]
 pub struct Route {
+    /// The label of its metrics and log lines.
+    pub name: Arc<str>,
     host: Option<HostMatch>,
     prefix: String,
     matches: Vec<RouteMatch>,
@@ -80,6 +82,7 @@ impl Route {
     /// `pools` are the generation's pools, in config order.
     pub fn new(conf: &config::Route, pools: &[Arc<Pool>], relay: RelayConfig) -> Route {
         Route {
+            name: conf.name.as_str().into(),
             host: conf.host.clone(),
             prefix: conf.path_prefix.clone(),
             matches: conf.matches.clone(),

@@ -5,6 +5,7 @@ use super::schema::{self, File};
 use super::types::is_token;
 use super::validate::Finding;
 use super::{KeyPath, MatchOn, MatchValue, Route, RouteMatch, SessionLimits, Target};
+use std::collections::HashSet;
 
 pub(super) fn routes(file: &File, out: &mut Vec<Finding>) -> Vec<Route> {
     if file.routes.is_empty() {
@@ -14,9 +15,21 @@ pub(super) fn routes(file: &File, out: &mut Vec<Finding>) -> Vec<Route> {
         ));
     }
     let mut seen = Vec::new();
+    let mut names = HashSet::new();
     let mut checked = Vec::new();
     for (i, r) in file.routes.iter().enumerate() {
         let at = |k: &str| KeyPath::root("route").index(i).key(k);
+        let name = match &r.name {
+            Some(n) => {
+                if n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic()) {
+                    out.push((at("name"), "must be a word without spaces".into()));
+                } else if !names.insert(n.clone()) {
+                    out.push((at("name"), format!("duplicate route name {n:?}")));
+                }
+                n.clone()
+            }
+            None => default_route_name(file, i, &mut names),
+        };
         let targets = targets(file, r, i, out);
         if !r.path_prefix.starts_with('/') {
             out.push((at("path_prefix"), "must start with '/'".into()));
@@ -49,6 +62,7 @@ pub(super) fn routes(file: &File, out: &mut Vec<Finding>) -> Vec<Route> {
         }
         if let Some(targets) = targets {
             checked.push(Route {
+                name,
                 host: r.host.clone(),
                 path_prefix: r.path_prefix.clone(),
                 matches,
@@ -64,6 +78,39 @@ pub(super) fn routes(file: &File, out: &mut Vec<Finding>) -> Vec<Route> {
         }
     }
     checked
+}
+
+/// The pool a route's default name comes from: `pool`, else the first of `pools`.
+fn first_pool(r: &schema::Route) -> &str {
+    match (&r.pool, &r.pools) {
+        (Some(p), _) => p,
+        (None, Some(list)) => list.first().map_or("route", |w| w.pool.as_str()),
+        (None, None) => "route",
+    }
+}
+
+/// A route without `name`: its (first) pool's name, or `pool#2`, `pool#3`... for the
+/// second and later routes to the same pool (skipping names other routes took).
+fn default_route_name(file: &File, i: usize, names: &mut HashSet<String>) -> String {
+    let pool = first_pool(&file.routes[i]);
+    let nth = file.routes[..i]
+        .iter()
+        .filter(|r| first_pool(r) == pool)
+        .count()
+        + 1;
+    let taken = |n: &str| file.routes.iter().any(|r| r.name.as_deref() == Some(n));
+    let mut k = nth;
+    loop {
+        let n = if k == 1 {
+            pool.to_string()
+        } else {
+            format!("{pool}#{k}")
+        };
+        if !taken(&n) && names.insert(n.clone()) {
+            return n;
+        }
+        k += 1;
+    }
 }
 
 /// A route's pools: `pool`, or `pools` with weights. `None` if they are not usable.

@@ -5,8 +5,8 @@
 use super::schema::{self, File, OnRemoved};
 use super::types::is_token;
 use super::{
-    Backend, BackendRemoved, Balance, Check, Config, KeyPath, Listener, ListenerTls, Passive, Pool,
-    Secret, SessionLimits, Sticky,
+    Admin, Backend, BackendRemoved, Balance, Check, Config, KeyPath, Listener, ListenerTls,
+    Passive, Pool, Secret, SessionLimits, Sticky,
 };
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
@@ -18,6 +18,7 @@ pub(super) fn validate(file: File, source: &Path, text: &str) -> Result<Config, 
     let mut out = Vec::new();
     let secret = server(&file.server, source, &mut out);
     limits(&file, &mut out);
+    let admin = admin(file.admin.as_ref(), &mut out);
     let listeners = listeners(&file.listeners, source, &mut out);
     let pools = pools(&file.pools, &secret, &mut out);
     let routes = super::routes::routes(&file, &mut out);
@@ -27,6 +28,7 @@ pub(super) fn validate(file: File, source: &Path, text: &str) -> Result<Config, 
     Ok(Config {
         server: file.server,
         limits: file.limits,
+        admin,
         listeners,
         pools,
         routes,
@@ -104,6 +106,33 @@ fn server(s: &schema::Server, source: &Path, out: &mut Vec<Finding>) -> Secret {
             ));
             Secret(DEFAULT_COOKIE_KEY.into())
         }
+    }
+}
+
+fn admin(a: Option<&schema::Admin>, out: &mut Vec<Finding>) -> Admin {
+    let explicit = a.is_some();
+    let a = a.cloned().unwrap_or_default();
+    let address = if a.address.is_empty() {
+        None
+    } else {
+        match a.address.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                out.push((
+                    KeyPath::root("admin").key("address"),
+                    format!(
+                        "{:?} is not an ip:port such as \"127.0.0.1:9090\" (\"\" turns it off)",
+                        a.address
+                    ),
+                ));
+                None
+            }
+        }
+    };
+    Admin {
+        address,
+        allow: a.allow,
+        explicit,
     }
 }
 

@@ -21,7 +21,7 @@ use super::idle::Sender;
 use super::serve::{Conn, Next, answer, answer_on, reply_for, single};
 use crate::answer::Refusal;
 use crate::balance::{Lease, Pool};
-use crate::proxy::{self, Client};
+use crate::proxy::Client;
 use crate::route::Route;
 use crate::upstream::{self, ClientInfo};
 use hyper::body::Incoming;
@@ -82,14 +82,14 @@ where
         None if req.version() == Version::HTTP_10 && !req.headers().contains_key(header::HOST) => {
             String::new()
         }
-        None => return refuse(c, Refusal::MissingHost, client, &req).await,
+        None => return refuse(c, Refusal::MissingHost, client, &route, &req, started).await,
     };
     let max = route.max_request_body_bytes;
     if let Framing::Length(n) = framing
         && max > 0
         && n > max
     {
-        return refuse(c, Refusal::BodyTooLarge, client, &req).await;
+        return refuse(c, Refusal::BodyTooLarge, client, &route, &req, started).await;
     }
     let pool = route.pool_for(info.peer.ip(), req.headers()).clone();
     let sticky = pool
@@ -170,7 +170,9 @@ where
         Ok(ex) => ex,
         Err(_) if fed == Some(Err(BodyError::ClientGone)) => return Next::Close,
         Err(r) => {
-            answer_on(wr, proxy::refusal(r, info, &req), reply).await;
+            let body = fed.and_then(Result::ok);
+            logged(client, &route, &req, By::Wsgate(&r), body, started);
+            answer_on(wr, r.response(), reply).await;
             return Next::Linger;
         }
     };
@@ -208,7 +210,8 @@ where
             }
         }
     };
-    tracing::debug!(client = %info.peer, backend = %lease.backend().addr, method = %req.method(), path = req.uri().path(), status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "proxied");
+    let by = By::Backend(status.as_u16(), &lease.backend().id.address);
+    logged(client, &route, &req, by, fed.and_then(Result::ok), started);
     let body_done = matches!(fed, Some(Ok(_))) || framing == Framing::Empty;
     match written {
         Ok(close) if body_done => {
@@ -239,15 +242,46 @@ async fn refuse<IO: AsyncWrite>(
     c: &mut Conn<IO>,
     r: Refusal,
     client: &Client,
+    route: &Route,
     req: &Request<()>,
+    started: Instant,
 ) -> Next {
-    answer(
-        c,
-        proxy::refusal(r, &client.info, req),
-        reply_for(req, true),
-    )
-    .await;
+    logged(client, route, req, By::Wsgate(&r), None, started);
+    answer(c, r.response(), reply_for(req, true)).await;
     Next::Linger
+}
+
+/// Who answered a plain request: wsgate (its refusal) or a backend (status, address).
+enum By<'a> {
+    Wsgate(&'a Refusal),
+    Backend(u16, &'a str),
+}
+
+/// Counts a plain request in `wsgate_http_requests_total` and writes its access line.
+fn logged(
+    client: &Client,
+    route: &Route,
+    req: &Request<()>,
+    by: By<'_>,
+    request_body_bytes: Option<u64>,
+    started: Instant,
+) {
+    let (status, reason, backend) = match by {
+        By::Wsgate(r) => (r.status().as_u16(), Some(r.reason()), None),
+        By::Backend(status, addr) => (status, None, Some(addr)),
+    };
+    client.rt.metrics.count_http(&route.name, status);
+    crate::access::http_request(&crate::access::HttpRequest {
+        conn: &client.info,
+        route: &route.name,
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        status,
+        reason,
+        backend,
+        request_body_bytes,
+        duration: started.elapsed(),
+    });
 }
 
 /// Keeps the backend connection for the next request once hyper has finished with

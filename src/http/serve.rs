@@ -94,10 +94,9 @@ where
             Err(Some(r)) => {
                 if r == Refusal::HeaderTimeout {
                     tracing::debug!(client = %client.info.peer, "request header not received within {:?}", s.header_read_timeout);
-                } else {
-                    tracing::info!(client = %client.info.peer, listener = %client.info.listener, status = r.status().as_u16(), "refused: {}", r.reason());
                 }
-                answer(&mut c, r.response(), CLOSE).await;
+                // No head, so no path and no route: counted and logged as refused.
+                answer(&mut c, proxy::refusal(r, &client, "", None), CLOSE).await;
                 break true;
             }
         };
@@ -267,7 +266,7 @@ where
                 .unwrap_or(Refusal::NotWebSocket);
             answer(
                 c,
-                proxy::refusal(r, &client.info, req),
+                proxy::refusal(r, client, req.uri().path(), None),
                 reply_for(req, true),
             )
             .await;
