@@ -562,3 +562,41 @@ async fn a_backend_answering_before_the_body_ends_gets_its_answer_through() {
     // The rest of the body will not be read in step: the connection ends.
     assert!(closed(&mut s, DEADLINE).await);
 }
+
+#[tokio::test]
+async fn plain_requests_are_counted_by_route_and_status() {
+    let b = HttpBackend::spawn("b").await;
+    let admin = "[admin]\naddress = \"127.0.0.1:0\"\n";
+    let p = proxy_to(&b, admin, "", "max_request_body_bytes = 10").await;
+    let adm = p.running.admin_addr().expect("admin listener runs");
+    let mut s = tls_connect(p.addr).await;
+    for _ in 0..3 {
+        write_all(&mut s, GET.as_bytes()).await;
+        assert_eq!(read_http(&mut s, false).await.status, 200);
+    }
+    let too_big = b"POST /a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\n";
+    assert_eq!(raw_http(p.addr, too_big).await.status, 413);
+    // The count follows the answer's last byte: poll until the third 200 is in.
+    let scrape = within("three 200s counted", async {
+        loop {
+            let sc = common::admin::scrape(adm).await;
+            let l = [("route", "p"), ("status", "200")];
+            if sc.count("wsgate_http_requests_total", &l) >= 3.0 {
+                return sc;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let http = |status| {
+        scrape.count(
+            "wsgate_http_requests_total",
+            &[("route", "p"), ("status", status)],
+        )
+    };
+    assert_eq!(http("200"), 3.0, "{}", scrape.text);
+    assert_eq!(http("413"), 1.0, "{}", scrape.text);
+    // Plain requests are not upgrades.
+    let up = [("route", "p"), ("status", "413")];
+    assert_eq!(scrape.count("wsgate_upgrades_total", &up), 0.0);
+}
