@@ -5,6 +5,7 @@ pub mod admin;
 pub mod bin;
 pub mod certs;
 pub mod fuzz;
+pub mod http;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -208,8 +209,8 @@ pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> RawResponse {
     read_response(&mut s).await
 }
 
-/// Reads a response head and its body (Content-Length or to EOF).
-pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> RawResponse {
+/// Reads a response head: its status and headers (names lower-cased).
+pub async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> (u16, Vec<(String, String)>) {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -241,6 +242,12 @@ pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> RawResponse {
             (k.trim().to_ascii_lowercase(), v.trim().to_string())
         })
         .collect();
+    (status, headers)
+}
+
+/// Reads a response head and its body (Content-Length or to EOF).
+pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> RawResponse {
+    let (status, headers) = read_head(s).await;
     let len = headers
         .iter()
         .find(|(k, _)| k == "content-length")
