@@ -71,6 +71,8 @@ fn every_key_is_documented_in_the_example() {
         fields::<schema::Route>(),
         fields::<config::tls::CertificateFile>(),
         fields::<config::auth::AuthFile>(),
+        fields::<schema::MatchSpec>(),
+        fields::<schema::WeightedPool>(),
         fields::<config::RouteLimits>(),
     ]
     .concat();
