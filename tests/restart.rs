@@ -35,14 +35,28 @@ async fn attempt(addr: SocketAddr) -> Result<(), String> {
     Ok(())
 }
 
-/// Clients attempting sessions back to back until `stop`; returns (ok, failures).
+/// Waits until `ok` has grown by `more` (the clients got through), with a deadline.
+async fn successes(ok: &AtomicUsize, more: usize) {
+    let goal = ok.load(Ordering::Relaxed) + more;
+    let t0 = Instant::now();
+    while ok.load(Ordering::Relaxed) < goal {
+        assert!(
+            t0.elapsed() < DEADLINE,
+            "clients stalled below {goal} sessions"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Clients attempting sessions back to back until `stop`, counting successes in
+/// `ok`; the task returns (successes, failures).
 fn client_loops(
     addr: SocketAddr,
     n: usize,
     stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
 ) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
     tokio::spawn(async move {
-        let ok = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = (0..n)
             .map(|_| {
                 let (stop, ok) = (stop.clone(), ok.clone());
@@ -172,8 +186,9 @@ async fn a_restart_with_socket_activation_refuses_nothing() {
     );
     first.wait_ready().await;
     let stop = Arc::new(AtomicBool::new(false));
-    let clients = client_loops(addr, 4, stop.clone());
-    tokio::time::sleep(Duration::from_millis(200)).await; // traffic before the restart
+    let ok = Arc::new(AtomicUsize::new(0));
+    let clients = client_loops(addr, 4, stop.clone(), ok.clone());
+    successes(&ok, 10).await; // traffic before the restart
     first.signal(libc::SIGTERM);
     first.exit_within(Duration::from_secs(10)).await;
     let mut second = activated(
@@ -183,7 +198,7 @@ async fn a_restart_with_socket_activation_refuses_nothing() {
         Some("public"),
     );
     second.wait_ready().await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // traffic after it
+    successes(&ok, 10).await; // traffic after it
     stop.store(true, Ordering::Relaxed);
     let (ok, failures) = within("the clients", clients).await.unwrap();
     assert!(
@@ -192,7 +207,7 @@ async fn a_restart_with_socket_activation_refuses_nothing() {
         failures.len(),
         ok + failures.len()
     );
-    assert!(ok > 20, "only {ok} sessions");
+    assert!(ok >= 20, "only {ok} sessions");
 }
 
 /// The real `systemd-socket-activate` (systemd's test tool) passes the socket with
@@ -286,17 +301,18 @@ async fn upgrade_scenario() {
         }));
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let clients = client_loops(addr, 16, stop.clone());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ok = Arc::new(AtomicUsize::new(0));
+    let clients = client_loops(addr, 16, stop.clone(), ok.clone());
+    successes(&ok, 20).await;
     // The upgrade: start the new process on the same port, wait until it is
     // ready, then SIGTERM the old one.
     let mut new = Bin::start("upgrade-new", &text).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    successes(&ok, 20).await; // both processes take connections now
     *t_term.lock().unwrap() = Some(Instant::now());
     old.signal(libc::SIGTERM);
     let st = old.exit_within(Duration::from_secs(10)).await;
     assert!(st.success(), "{st:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    successes(&ok, 20).await; // the new process alone
     stop.store(true, Ordering::Relaxed);
     let (ok, failures) = within("the clients", clients).await.unwrap();
     assert!(
@@ -305,7 +321,7 @@ async fn upgrade_scenario() {
         failures.len(),
         ok + failures.len()
     );
-    assert!(ok > 20, "only {ok} sessions");
+    assert!(ok >= 60, "only {ok} sessions");
     let mut times = Vec::new();
     for d in drained {
         let (code, since) = d.await.unwrap();
