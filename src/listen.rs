@@ -44,8 +44,9 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> 
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts on listener `name` until `stop` turns true. At `max_connections` it
-/// waits for a slot before accepting again (the kernel backlog holds newcomers);
+/// Accepts on listener `name` until `stop` turns true. At `max_connections`, above
+/// `max_connect_rate` or above `max_memory` it waits before accepting again (the
+/// kernel backlog holds newcomers);
 /// each accepted connection passes admission control before any TLS work. When
 /// stopped, the connections the kernel has already queued are still taken and
 /// served, so closing the socket resets none of them.
@@ -61,6 +62,11 @@ pub async fn accept_loop(
             s = rt.slots.acquire() => s,
             _ = stop.wait_for(|s| *s) => break,
         };
+        // Overload protection: a connect-rate token, and memory under the watermark.
+        tokio::select! {
+            _ = rt.overload.wait_turn() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = stop.wait_for(|s| *s) => break,
@@ -68,6 +74,13 @@ pub async fn accept_loop(
         match accepted {
             Ok((tcp, peer)) => {
                 backoff = Duration::from_millis(5);
+                // Memory may have crossed the watermark while we waited in accept:
+                // this one waits too (its TLS clock has not started).
+                // At stop it is served like the rest of the queue.
+                tokio::select! {
+                    _ = rt.overload.wait_memory() => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
                 admit(&rt, &name, tcp, peer, slot);
             }
             Err(e) => {

@@ -50,21 +50,42 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Run);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("wsgate: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    // Before anything is opened or derived from it: the soft open-file limit up to
+    // the hard one (max_connections is derived from it).
+    if let Err(e) = wsgate::resources::raise_nofile() {
+        eprintln!("wsgate: cannot read the open-file limit: {e}");
+    }
     match command {
-        Command::Run => rt.block_on(run(&cli.config)),
+        Command::Run => {
+            let Some(cfg) = load(&cli.config) else {
+                return ExitCode::FAILURE;
+            };
+            match runtime(cfg.server.workers) {
+                Some(rt) => rt.block_on(run(&cli.config, cfg)),
+                None => ExitCode::FAILURE,
+            }
+        }
         Command::Check => check(&cli.config),
         Command::Reload { pid } => reload_command(&cli.config, pid),
-        Command::Demo => rt.block_on(demo::run()),
+        Command::Demo => match runtime(None) {
+            Some(rt) => rt.block_on(demo::run()),
+            None => ExitCode::FAILURE,
+        },
+    }
+}
+
+/// The tokio runtime: `workers` threads, or one per core.
+fn runtime(workers: Option<usize>) -> Option<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        b.worker_threads(n);
+    }
+    match b.enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("wsgate: cannot start the runtime: {e}");
+            None
+        }
     }
 }
 
@@ -190,10 +211,7 @@ fn write_pid_file(cfg: &Config) {
     }
 }
 
-async fn run(path: &Path) -> ExitCode {
-    let Some(cfg) = load(path) else {
-        return ExitCode::FAILURE;
-    };
+async fn run(path: &Path, cfg: Config) -> ExitCode {
     let log = init_logging(&cfg.server.log_level);
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::hangup()),
@@ -219,7 +237,7 @@ async fn run(path: &Path) -> ExitCode {
     let mut last_status = String::new();
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&mut running, path, log.as_ref()).await,
+            _ = hup.recv() => reload(&mut running, path, log.as_ref(), cfg.server.workers).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = status_tick.tick() => {
@@ -256,13 +274,21 @@ async fn run(path: &Path) -> ExitCode {
 
 /// SIGHUP: reload the file. Either way the process goes on serving, and systemd
 /// gets `RELOADING=1` then `READY=1` with the outcome in `STATUS=`.
-async fn reload(running: &mut Running, path: &Path, log: Option<&LogHandle>) {
+async fn reload(
+    running: &mut Running,
+    path: &Path,
+    log: Option<&LogHandle>,
+    workers_at_start: Option<usize>,
+) {
     notify::reloading();
     tracing::info!("reloading {}", path.display());
     match running.reload_file(path).await {
         Ok((r, cfg)) => {
             for w in &r.warnings {
                 tracing::warn!("{w}");
+            }
+            if cfg.server.workers != workers_at_start {
+                tracing::warn!("workers changed in the file: that takes a restart");
             }
             if let Some(h) = log
                 && let Err(e) = h.reload(EnvFilter::new(&cfg.server.log_level))

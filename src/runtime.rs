@@ -19,7 +19,9 @@ use crate::balance::Pool;
 use crate::config::{BackendRemoved, Config, KeyPath, Limits, Problem};
 use crate::conn::ConnSettings;
 use crate::health::Checkers;
+use crate::overload::{self, Overload};
 use crate::relay::RelayConfig;
+use crate::resources::{self, ConnectionLimit};
 use crate::route::{Route, Router};
 use crate::session::{Ending, Sessions, Stop};
 use crate::tls::{self, TlsError};
@@ -67,7 +69,30 @@ pub struct Generation {
     pub conn: ConnSettings,
     /// Non-fatal findings while building (e.g. a likely missing intermediate).
     pub warnings: Vec<String>,
+    /// The limits this config comes to on this machine (open files, cores, cgroup).
+    pub effective: Effective,
     checkers: Mutex<Option<Checkers>>,
+}
+
+/// Limits the config leaves to the machine, resolved when the generation is built.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Effective {
+    pub max_connections: ConnectionLimit,
+    pub overload: overload::Settings,
+}
+
+impl Effective {
+    fn resolve(cfg: &Config) -> Effective {
+        let workers = tokio::runtime::Handle::try_current()
+            .map(|h| h.metrics().num_workers())
+            .unwrap_or(1);
+        // One descriptor kept back per listener and per backend (its health probe).
+        let extra = cfg.listeners.len() + cfg.pools.iter().map(|p| p.backends.len()).sum::<usize>();
+        Effective {
+            max_connections: resources::connection_limit(cfg.limits.max_connections, extra as u64),
+            overload: overload::Settings::resolve(&cfg.limits, workers),
+        }
+    }
 }
 
 impl Generation {
@@ -160,6 +185,7 @@ fn load_tls(
 /// What lives as long as the process.
 pub struct Runtime {
     pub admission: Arc<Admission>,
+    pub overload: Arc<Overload>,
     pub slots: Arc<Slots>,
     pub sessions: Sessions,
     current: ArcSwap<Generation>,
@@ -209,11 +235,13 @@ impl fmt::Debug for Runtime {
 impl Runtime {
     /// The process state and generation 1, its health checks started.
     pub fn new(cfg: &Config) -> Result<Runtime, BuildError> {
+        let first = build(cfg, 1, |_| None)?;
         let rt = Runtime {
             admission: Arc::new(Admission::new(&cfg.limits)),
-            slots: Slots::new(cfg.limits.max_connections),
+            overload: Arc::new(Overload::new(first.effective.overload)),
+            slots: Slots::new(first.effective.max_connections.value),
             sessions: Sessions::default(),
-            current: ArcSwap::from_pointee(build(cfg, 1, |_| None)?),
+            current: ArcSwap::from_pointee(first),
             registry: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(2),
             ready: AtomicBool::new(false),
@@ -253,8 +281,16 @@ impl Runtime {
             }
         }
         self.admission.configure(next.limits());
-        self.slots.resize(next.limits().max_connections);
+        self.overload.configure(next.effective.overload);
+        self.slots.resize(next.effective.max_connections.value);
         let old = self.current.swap(next.clone());
+        if old.effective != next.effective {
+            tracing::info!(
+                "{}; {}",
+                next.effective.max_connections,
+                next.effective.overload
+            );
+        }
         old.stop_checks(false);
         self.start(&next);
         self.remove_dropped(&old, &next);
@@ -381,6 +417,7 @@ fn build(
             max_header_bytes: cfg.server.max_header_bytes,
         },
         warnings,
+        effective: Effective::resolve(cfg),
         checkers: Mutex::new(None),
     })
 }

@@ -22,7 +22,7 @@ pub use health::{Check, CheckKind, HealthConf};
 pub use limits::{Limits, OnExceed, RouteLimits, SessionLimits};
 pub use load::{ConfigError, KeyPath, Problem, Seg};
 pub use schema::{OnRemoved, Server};
-pub use types::{Cidr, HostMatch, OriginPattern, SuiteName, TlsVersion};
+pub use types::{Cidr, HostMatch, MemoryLimit, OriginPattern, SuiteName, TlsVersion};
 
 use serde::Deserialize;
 use std::net::SocketAddr;

@@ -49,6 +49,8 @@ pub struct Server {
     pub shutdown_timeout: Dur,
     /// Where `run` writes its process id (and `wsgate reload` finds it).
     pub pid_file: Option<PathBuf>,
+    /// tokio worker threads (read at start only). Absent: one per core.
+    pub workers: Option<usize>,
 }
 
 impl Default for Server {
@@ -62,6 +64,7 @@ impl Default for Server {
             drain_spread: Dur::secs(10),
             shutdown_timeout: Dur::secs(30),
             pid_file: None,
+            workers: None,
         }
     }
 }

@@ -70,6 +70,9 @@ fn server(s: &schema::Server, out: &mut Vec<Finding>) {
             "must be between 1024 and 1048576".into(),
         ));
     }
+    if s.workers.is_some_and(|w| !(1..=1024).contains(&w)) {
+        out.push((at("workers"), "must be between 1 and 1024".into()));
+    }
     if s.pid_file.as_ref().is_some_and(|p| !p.is_absolute()) {
         out.push((at("pid_file"), "must be an absolute path".into()));
     }
@@ -78,8 +81,22 @@ fn server(s: &schema::Server, out: &mut Vec<Finding>) {
 fn limits(file: &File, out: &mut Vec<Finding>) {
     let l = &file.limits;
     let at = |k: &str| KeyPath::root("limits").key(k);
-    if l.max_connections == 0 {
-        out.push((at("max_connections"), "must be at least 1".into()));
+    if l.max_connections == Some(0) {
+        out.push((
+            at("max_connections"),
+            "must be at least 1 (leave it out to derive it from the open-file limit)".into(),
+        ));
+    }
+    if let Some(r) = l.max_connect_rate
+        && (!r.is_finite() || !(0.0..=1e7).contains(&r))
+    {
+        out.push((
+            at("max_connect_rate"),
+            "must be a number of connections per second >= 0 (0 = off)".into(),
+        ));
+    }
+    if l.max_connect_burst == Some(0) {
+        out.push((at("max_connect_burst"), "must be at least 1".into()));
     }
     if l.max_connections_per_ip == 0 {
         out.push((at("max_connections_per_ip"), "must be at least 1".into()));

@@ -17,7 +17,7 @@
 //! - a reload removed the backend (`on_backend_removed = "close"`) -> client 1012
 //!   (service restart), backend 1001.
 
-mod bucket;
+pub(crate) mod bucket;
 pub mod frame;
 mod pool;
 mod pump;
