@@ -18,11 +18,11 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// were last used, instead of on the next allocation.
 #[unsafe(export_name = "malloc_conf")]
 pub static MALLOC_CONF: MallocConf =
-    MallocConf(b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0".as_ptr());
+    MallocConf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
 
 /// A `const char *` as jemalloc reads it.
 #[repr(transparent)]
-pub struct MallocConf(*const u8);
+pub struct MallocConf(*const std::ffi::c_char);
 // SAFETY: it points to a static, immutable, NUL-terminated string.
 unsafe impl Sync for MallocConf {}
 
