@@ -346,6 +346,11 @@ impl Backend {
         });
     }
 
+    /// Whether its sessions have been asked to end.
+    pub fn is_ending(&self) -> bool {
+        self.ending.borrow().is_some()
+    }
+
     /// Resolves, for one session, with why and when it is to end: the moment is drawn
     /// in the request's spread when the request arrives.
     pub fn session_end(&self) -> impl Future<Output = (Stop, Instant)> + Send + use<> {

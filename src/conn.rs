@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Timeouts and sizes every client connection runs under.
 #[derive(Debug, Clone)]
@@ -24,4 +24,6 @@ pub struct ConnInfo {
     /// The listener's name (its address unless the config names it).
     pub listener: Arc<str>,
     pub tls: bool,
+    /// When the TCP connection was accepted.
+    pub accepted: Instant,
 }

@@ -22,7 +22,7 @@ fn certs_dir() -> PathBuf {
 }
 
 pub async fn run() -> ExitCode {
-    let _ = crate::init_logging("info");
+    let _ = crate::init_logging("info", wsgate::config::LogFormat::Text);
     let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let (a, b) = match (
         EchoServer::spawn(local, "echo-a").await,
@@ -45,6 +45,9 @@ key = "{key}"
 [[pool]]
 name = "echo"
 balance = "round_robin"
+[pool.health]
+kind = "websocket"
+interval = "1s"
 [[pool.backend]]
 address = "{a}"
 [[pool.backend]]
@@ -75,6 +78,11 @@ pool = "echo"
     };
     let page = tokio::spawn(serve_page());
     let ca = certs.join("ca.pem");
+    let admin = running
+        .admin_addr()
+        .map_or("(off: 127.0.0.1:9090 is taken)".to_string(), |a| {
+            format!("http://{a}/")
+        });
     println!(
         "\nwsgate demo: wss://127.0.0.1:8443/ -> echo backends {} and {} (round robin)\n\n\
          Try it:\n\
@@ -82,6 +90,7 @@ pool = "echo"
          \x20           then open http://127.0.0.1:8080/\n\
          \x20 python:   pip install websockets && SSL_CERT_FILE={ca} python3 -m websockets wss://127.0.0.1:8443/\n\
          \x20 node:     NODE_EXTRA_CA_CERTS={ca} npx wscat -c wss://127.0.0.1:8443/\n\n\
+         Status page: {admin} (metrics: {admin}metrics, backends: {admin}backends)\n\n\
          Ctrl-C stops it.",
         a.addr,
         b.addr,

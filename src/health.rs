@@ -11,7 +11,9 @@
 use crate::backend::Backend;
 use crate::balance::Pool;
 use crate::config::{Check, CheckKind};
+use crate::metrics::{CheckL, Metrics};
 use futures_util::StreamExt;
+use prometheus_client::metrics::counter::Counter;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,7 +31,7 @@ pub struct Checkers {
 
 impl Checkers {
     /// Starts the checks of every backend that has one.
-    pub fn spawn(pools: &[Arc<Pool>]) -> Checkers {
+    pub fn spawn(pools: &[Arc<Pool>], metrics: &Metrics) -> Checkers {
         let (retire, rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let now = Instant::now();
@@ -39,11 +41,20 @@ impl Checkers {
                 let Some(check) = &conf.check else { continue };
                 // A new backend's first probe: the pool's probes spread over one interval.
                 let first = now + check.interval.get() * i as u32 / n;
+                let counter = |result: &str| {
+                    metrics.backend_checks.get_or_create_owned(&CheckL {
+                        pool: pool.name.clone(),
+                        backend: conf.address.clone(),
+                        result: result.into(),
+                    })
+                };
+                let counts = [counter("ok"), counter("failed")];
                 tasks.push(tokio::spawn(run(
                     backend.clone(),
                     check.clone(),
                     first,
                     rx.clone(),
+                    counts,
                 )));
             }
         }
@@ -83,6 +94,7 @@ async fn run(
     check: Check,
     first: Instant,
     mut retire: watch::Receiver<bool>,
+    [ok, failed]: [Counter; 2],
 ) {
     let interval = check.interval.get();
     loop {
@@ -100,8 +112,12 @@ async fn run(
             Err(_) => Err(format!("no answer within {:?}", check.timeout.get())),
         };
         match result {
-            Ok(()) => backend.record_check(true, check.rise, check.fall, ""),
+            Ok(()) => {
+                ok.inc();
+                backend.record_check(true, check.rise, check.fall, "")
+            }
             Err(why) => {
+                failed.inc();
                 tracing::debug!(backend = %backend.addr, "health check failed: {why}");
                 backend.record_check(false, check.rise, check.fall, &why);
             }

@@ -8,7 +8,9 @@
 //! live connections and carries the drain signal; `notify` talks to systemd; `echo`
 //! is a small WebSocket echo backend used by the demo and the tests.
 
+pub mod access;
 pub mod activation;
+pub mod admin;
 pub mod admission;
 pub mod answer;
 pub mod backend;
@@ -20,6 +22,7 @@ pub mod handshake;
 pub mod hash;
 pub mod health;
 pub mod listen;
+pub mod metrics;
 pub mod notify;
 pub mod origin;
 pub mod overload;

@@ -10,6 +10,7 @@
 use crate::admission::{Admitted, Slot};
 use crate::answer::Refusal;
 use crate::conn::ConnInfo;
+use crate::metrics::TlsL;
 use crate::proxy::{self, Client};
 use crate::runtime::Runtime;
 use futures_util::FutureExt;
@@ -20,7 +21,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -109,11 +110,13 @@ fn admit(rt: &Arc<Runtime>, name: &Arc<str>, tcp: TcpStream, peer: SocketAddr, s
     let Some(tls) = generation.listener(name).map(|l| l.tls.clone()) else {
         return; // a reload removed this listener; its accept loop is stopping
     };
+    rt.metrics.count_accepted(name);
     let client = Client {
         info: ConnInfo {
             peer,
             listener: name.clone(),
             tls: tls.is_some(),
+            accepted: Instant::now(),
         },
         admitted: Arc::new(Admitted::new(slot, ticket, rt.sessions.open())),
         generation,
@@ -129,10 +132,36 @@ async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, clie
         None => serve_http(tcp, client).await,
         Some(acceptor) => {
             let limit = client.generation.conn.tls_handshake_timeout;
+            let counted = |version: &str, result: &str| {
+                client
+                    .rt
+                    .metrics
+                    .tls_handshakes
+                    .get_or_create(&TlsL {
+                        listener: client.info.listener.to_string(),
+                        version: version.into(),
+                        result: result.into(),
+                    })
+                    .inc();
+            };
             match timeout(limit, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => serve_http(stream, client).await,
-                Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
-                Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
+                Ok(Ok(stream)) => {
+                    let version = match stream.get_ref().1.protocol_version() {
+                        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+                        Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+                        _ => "other",
+                    };
+                    counted(version, "ok");
+                    serve_http(stream, client).await
+                }
+                Ok(Err(e)) => {
+                    counted("none", "failed");
+                    tracing::debug!(client = %peer, "TLS handshake failed: {e}")
+                }
+                Err(_) => {
+                    counted("none", "timeout");
+                    tracing::debug!(client = %peer, "TLS handshake timed out")
+                }
             }
         }
     }
@@ -148,6 +177,8 @@ where
 {
     let s = client.generation.conn.clone();
     let peer = client.info.peer;
+    let metrics = client.rt.metrics.clone();
+    let info = client.info.clone();
     let head_seen = Arc::new(AtomicBool::new(false));
     let seen = head_seen.clone();
     let svc = service_fn(move |req| {
@@ -179,6 +210,15 @@ where
         return;
     }
     tracing::debug!(client = %peer, "request header not received within {:?}", s.header_read_timeout);
+    metrics.count_upgrade(None, 408);
+    crate::access::refused(&crate::access::Refused {
+        conn: &info,
+        route: None,
+        path: "",
+        status: 408,
+        reason: Some(Refusal::HeaderTimeout.reason()),
+        backend: None,
+    });
     if let Some(parts) = conn.into_parts() {
         let mut io = parts.io.into_inner();
         let r = Refusal::HeaderTimeout;

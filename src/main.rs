@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::reload::Handle;
 use tracing_subscriber::{EnvFilter, Registry};
-use wsgate::config::Config;
+use wsgate::config::{Config, LogFormat, Server};
 use wsgate::notify;
 use wsgate::server::Running;
 
@@ -193,19 +193,25 @@ type LogHandle = Handle<EnvFilter, Registry>;
 
 /// Sets up logging: `RUST_LOG` wins over the config's `log_level`. The handle
 /// changes the level on reload (`None` when `RUST_LOG` rules or logging was set up).
-pub fn init_logging(level: &str) -> Option<LogHandle> {
+/// `Json` writes one object per line with the event's fields at the top level.
+pub fn init_logging(level: &str, format: LogFormat) -> Option<LogHandle> {
     use std::io::IsTerminal;
     let from_env = EnvFilter::try_from_default_env().ok();
     let fixed = from_env.is_some();
+    use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = from_env.unwrap_or_else(|| EnvFilter::new(level));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let fmt = tracing_subscriber::fmt::layer()
-        .with_target(false)
         .with_writer(std::io::stderr)
         // Colours only on a terminal: journald and log files get plain text.
         .with_ansi(std::io::stderr().is_terminal());
+    let fmt = match format {
+        LogFormat::Text => fmt.with_target(false).boxed(),
+        // The target says which lines are the access log ("access").
+        LogFormat::Json => fmt.json().flatten_event(true).with_target(true).boxed(),
+    };
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
@@ -232,7 +238,7 @@ fn write_pid_file(cfg: &Config) {
 }
 
 async fn run(path: &Path, cfg: Config) -> ExitCode {
-    let log = init_logging(&cfg.server.log_level);
+    let log = init_logging(&cfg.server.log_level, cfg.server.log_format);
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
@@ -257,7 +263,7 @@ async fn run(path: &Path, cfg: Config) -> ExitCode {
     let mut last_status = String::new();
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&mut running, path, log.as_ref(), cfg.server.workers).await,
+            _ = hup.recv() => reload(&mut running, path, log.as_ref(), &cfg.server).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = status_tick.tick() => {
@@ -276,7 +282,12 @@ async fn run(path: &Path, cfg: Config) -> ExitCode {
         g.drain_spread(),
         g.shutdown_timeout()
     );
-    tracing::info!("stopping: no new connections; {msg}");
+    let grace = g.config.server.shutdown_grace.get();
+    if grace.is_zero() {
+        tracing::info!("stopping: not ready, no new connections; {msg}");
+    } else {
+        tracing::info!("stopping: not ready; accepting for {grace:?} more, then {msg}");
+    }
     notify::stopping(&msg);
     let left = tokio::select! {
         left = running.shutdown() => left,
@@ -294,12 +305,7 @@ async fn run(path: &Path, cfg: Config) -> ExitCode {
 
 /// SIGHUP: reload the file. Either way the process goes on serving, and systemd
 /// gets `RELOADING=1` then `READY=1` with the outcome in `STATUS=`.
-async fn reload(
-    running: &mut Running,
-    path: &Path,
-    log: Option<&LogHandle>,
-    workers_at_start: Option<usize>,
-) {
+async fn reload(running: &mut Running, path: &Path, log: Option<&LogHandle>, at_start: &Server) {
     notify::reloading();
     tracing::info!("reloading {}", path.display());
     match running.reload_file(path).await {
@@ -307,13 +313,19 @@ async fn reload(
             for w in &r.warnings {
                 tracing::warn!("{w}");
             }
-            if cfg.server.workers != workers_at_start {
+            if cfg.server.workers != at_start.workers {
                 tracing::warn!("workers changed in the file: that takes a restart");
             }
             if let Some(h) = log
                 && let Err(e) = h.reload(EnvFilter::new(&cfg.server.log_level))
             {
                 tracing::warn!("log_level not changed: {e}");
+            }
+            if cfg.server.log_format != at_start.log_format {
+                tracing::warn!(
+                    "log_format changed in the file: it takes effect at the next start ({:?} until then)",
+                    at_start.log_format
+                );
             }
             write_pid_file(&cfg);
             tracing::info!(

@@ -4,11 +4,13 @@
 //! backend, open it, answer the client, start the relay) and the per-request log
 //! line. Does not own any single step: each has its own module.
 
+use crate::access;
 use crate::admission::Admitted;
 use crate::answer::{Body, Refusal};
 use crate::balance::{Lease, Pool};
 use crate::conn::ConnInfo;
 use crate::handshake::UpgradeRequest;
+use crate::metrics::{BackendL, Ended, FailureL, Metrics, RouteL};
 use crate::origin::OriginRefusal;
 use crate::relay::{self, RelayConfig};
 use crate::runtime::{Generation, Runtime};
@@ -38,11 +40,11 @@ where
 {
     let peer = client.info.peer;
     if crate::handshake::head_size(&req) > client.generation.conn.max_header_bytes {
-        return refuse(Refusal::HeaderTooLarge, &client.info, &req);
+        return refuse(Refusal::HeaderTooLarge, &client, &req, None);
     }
     let upgrade = match UpgradeRequest::parse(&req) {
         Ok(u) => u,
-        Err(r) => return refuse(r, &client.info, &req),
+        Err(r) => return refuse(r, &client, &req, None),
     };
     let Some(route) = client
         .generation
@@ -50,7 +52,7 @@ where
         .route(&upgrade.host, upgrade.path())
         .cloned()
     else {
-        return refuse(Refusal::NoRoute, &client.info, &req);
+        return refuse(Refusal::NoRoute, &client, &req, None);
     };
     if let Err(e) = route.origin.check(
         req.headers()
@@ -61,20 +63,30 @@ where
             OriginRefusal::Missing => Refusal::OriginMissing,
             OriginRefusal::NotAllowed(_) => Refusal::OriginNotAllowed,
         };
-        return refuse(r, &client.info, &req);
+        return refuse(r, &client, &req, Some(&route.name));
     }
     let pool = &route.pool;
     let info = ClientInfo {
         ip: peer.ip(),
         tls: client.info.tls,
     };
-    let (lease, answer) = match open_any(pool, &upgrade, &req, info).await {
+    let metrics = &client.rt.metrics;
+    let (lease, answer) = match open_any(pool, &upgrade, &req, info, metrics).await {
         Ok(v) => v,
-        Err(r) => return refuse(r, &client.info, &req),
+        Err(r) => return refuse(r, &client, &req, Some(&route.name)),
     };
     let (stream, pre, headers, extensions) = match answer {
         Answer::Refused(resp) => {
-            tracing::info!(client = %peer, pool = %pool.name, backend = %lease.backend().addr, status = resp.status().as_u16(), "backend refused the upgrade");
+            let status = resp.status().as_u16();
+            count_upgrade(metrics, Some(&route.name), status);
+            access::refused(&access::Refused {
+                conn: &client.info,
+                route: Some(&route.name),
+                path: upgrade.path(),
+                status,
+                reason: None,
+                backend: Some(lease.backend().id.address.clone()),
+            });
             let (mut parts, body) = resp.into_parts();
             parts.headers = upstream::end_to_end_headers(&parts.headers);
             parts.headers.insert(
@@ -97,12 +109,23 @@ where
         ..route.relay.clone()
     };
     let path = upgrade.path().to_string();
+    let subprotocol = headers
+        .get(hyper::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     // Boxed once here: the session task stays small while it waits for the upgrade.
     let stop = Box::pin(lease.backend().session_end());
     let live = client.rt.sessions.enter();
+    count_upgrade(metrics, Some(&route.name), 101);
+    metrics
+        .handshake_duration
+        .get_or_create(&RouteL {
+            route: route.name.to_string(),
+        })
+        .observe(client.info.accepted.elapsed().as_secs_f64());
     tokio::spawn(async move {
         let _live = live;
-        let _client = client; // its slot, per-IP place and open count last as long as the session
+        let client = client; // its slot, per-IP place and open count last as long as the session
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -115,8 +138,12 @@ where
             return;
         };
         let started = Instant::now();
-        let backend = lease.backend().addr;
-        tracing::debug!(client = %peer, %backend, %path, "session open");
+        let backend = lease.backend();
+        tracing::debug!(client = %peer, backend = %backend.addr, %path, "session open");
+        let counted = client
+            .rt
+            .metrics
+            .session_start(&route.name, &backend.id.address);
         let outcome = relay::run(
             parts.io.into_inner(),
             parts.read_buf,
@@ -124,9 +151,22 @@ where
             pre,
             &cfg,
             stop,
+            counted.stats().clone(),
         )
         .await;
-        tracing::info!(client = %peer, %backend, %path, route = route.index, ?outcome, secs = started.elapsed().as_secs_f64(), "session closed");
+        let duration = started.elapsed();
+        access::session(&access::Session {
+            conn: &client.info,
+            route: &route.name,
+            pool: &route.pool.name,
+            backend: &backend.id.address,
+            path: &path,
+            subprotocol: subprotocol.as_deref(),
+            duration,
+            stats: counted.stats(),
+            outcome,
+        });
+        counted.end(&Ended { outcome, duration });
         drop(lease);
     });
 
@@ -145,7 +185,23 @@ async fn open_any(
     upgrade: &UpgradeRequest,
     req: &Request<Incoming>,
     client: ClientInfo,
+    metrics: &Metrics,
 ) -> Result<(Lease, Answer), Refusal> {
+    let labels = |b: &crate::backend::Backend| BackendL {
+        pool: pool.name.clone(),
+        backend: b.id.address.clone(),
+    };
+    let failed = |b: &crate::backend::Backend, reason: &str| {
+        let BackendL { pool, backend } = labels(b);
+        metrics
+            .backend_failures
+            .get_or_create(&FailureL {
+                pool,
+                backend,
+                reason: reason.into(),
+            })
+            .inc();
+    };
     let active_checks = pool.conf.active_checks;
     let mut tried = Vec::new();
     let mut settled = 0; // attempts whose outcome was recorded
@@ -158,13 +214,17 @@ async fn open_any(
             tried.push(lease.index());
             let host = pool.conf.host_header.as_deref();
             let fwd = upstream::forwarded_request(upgrade, req.headers(), client, host);
-            match upstream::open(lease.backend().addr, pool, fwd, upgrade).await {
+            let connect_time = metrics
+                .backend_connect
+                .get_or_create_owned(&labels(lease.backend()));
+            match upstream::open(lease.backend().addr, pool, fwd, upgrade, &connect_time).await {
                 Ok(answer) => {
                     lease.backend().record_success();
                     return Some((lease, answer));
                 }
                 Err(e) => {
                     tracing::warn!(pool = %pool.name, "{e}");
+                    failed(lease.backend(), e.reason());
                     lease.backend().record_failure(active_checks);
                     settled += 1;
                     last = Some(e);
@@ -180,6 +240,7 @@ async fn open_any(
             // or a hung backend would never be marked down by passive checks.
             if let Some(&i) = tried.get(settled) {
                 tracing::warn!(pool = %pool.name, backend = %pool.backends[i].addr, "no answer within upstream_deadline");
+                failed(&pool.backends[i], "deadline");
                 pool.backends[i].record_failure(active_checks);
             }
             Err(Refusal::GatewayTimeout)
@@ -203,8 +264,28 @@ fn short(e: &upstream::UpstreamError) -> &'static str {
     }
 }
 
-/// Logs the refusal (the path only: query strings carry tokens) and answers it.
-fn refuse(r: Refusal, conn: &ConnInfo, req: &Request<Incoming>) -> Response<Body> {
-    tracing::info!(client = %conn.peer, listener = %conn.listener, status = r.status().as_u16(), path = req.uri().path(), "refused: {}", r.reason());
+/// Counts and logs the refusal (the path only: query strings carry tokens) and
+/// answers it.
+fn refuse(
+    r: Refusal,
+    client: &Client,
+    req: &Request<Incoming>,
+    route: Option<&str>,
+) -> Response<Body> {
+    let status = r.status().as_u16();
+    let metrics = &client.rt.metrics;
+    count_upgrade(metrics, route, status);
+    access::refused(&access::Refused {
+        conn: &client.info,
+        route,
+        path: req.uri().path(),
+        status,
+        reason: Some(r.reason()),
+        backend: None,
+    });
     r.response()
+}
+
+fn count_upgrade(metrics: &Metrics, route: Option<&str>, status: u16) {
+    metrics.count_upgrade(route, status);
 }

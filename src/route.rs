@@ -17,6 +17,8 @@ use std::sync::Arc;
 /// One route, ready for matching.
 #[derive(Debug)]
 pub struct Route {
+    /// The label of its metrics and log lines.
+    pub name: Arc<str>,
     host: Option<HostMatch>,
     prefix: String,
     pub pool: Arc<Pool>,
@@ -30,6 +32,7 @@ pub struct Route {
 impl Route {
     pub fn new(conf: &config::Route, pool: Arc<Pool>, relay: RelayConfig) -> Route {
         Route {
+            name: conf.name.as_str().into(),
             host: conf.host.clone(),
             prefix: conf.path_prefix.clone(),
             pool,

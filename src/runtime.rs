@@ -19,6 +19,7 @@ use crate::balance::Pool;
 use crate::config::{BackendRemoved, Config, KeyPath, Limits, Problem};
 use crate::conn::ConnSettings;
 use crate::health::Checkers;
+use crate::metrics::Metrics;
 use crate::overload::{self, Overload};
 use crate::relay::RelayConfig;
 use crate::resources::{self, ConnectionLimit};
@@ -188,6 +189,7 @@ pub struct Runtime {
     pub overload: Arc<Overload>,
     pub slots: Arc<Slots>,
     pub sessions: Sessions,
+    pub metrics: Arc<Metrics>,
     current: ArcSwap<Generation>,
     /// Every backend still alive (in the current generation, or kept by a session),
     /// removed ones included: shutdown reaches their sessions through it.
@@ -241,6 +243,7 @@ impl Runtime {
             overload: Arc::new(Overload::new(first.effective.overload)),
             slots: Slots::new(first.effective.max_connections.value),
             sessions: Sessions::default(),
+            metrics: Arc::new(Metrics::new()),
             current: ArcSwap::from_pointee(first),
             registry: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(2),
@@ -306,7 +309,8 @@ impl Runtime {
 
     /// Starts the health checks of `g` and records its backends.
     fn start(&self, g: &Generation) {
-        *g.checkers.lock().unwrap_or_else(|e| e.into_inner()) = Some(Checkers::spawn(&g.pools));
+        *g.checkers.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Checkers::spawn(&g.pools, &self.metrics));
         let mut reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         reg.retain(|w| w.strong_count() > 0);
         for b in g.backends() {
@@ -346,6 +350,22 @@ impl Runtime {
         for b in reg.iter().filter_map(Weak::upgrade) {
             b.end_sessions(ending);
         }
+    }
+
+    /// Every backend still alive: the current generation's, and removed ones that
+    /// sessions still hold.
+    pub fn live_backends(&self) -> Vec<Arc<Backend>> {
+        let reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        reg.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Live sessions wsgate has asked to end (shutdown drain, removed backends).
+    pub fn draining_sessions(&self) -> usize {
+        self.live_backends()
+            .iter()
+            .filter(|b| b.is_ending())
+            .map(|b| b.active())
+            .sum()
     }
 
     pub fn set_ready(&self, ready: bool) {

@@ -9,6 +9,7 @@
 //! it. Does not own: what a generation is (runtime.rs) or signals (main.rs).
 
 use crate::activation::{self, Inherited};
+use crate::admin::Admin;
 use crate::admission::Admission;
 use crate::config::{Config, KeyPath, Problem};
 use crate::listen;
@@ -117,6 +118,33 @@ pub struct Running {
     bound: Vec<Bound>,
     inherited: Vec<Inherited>,
     prune: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    /// The admin listener (`None`: turned off, or the default address was taken).
+    admin: Option<Admin>,
+}
+
+/// Binds the admin listener `cfg` asks for. `Ok(None)` when it is off, or when the
+/// implicit default address cannot be bound (a warning: a second instance during a
+/// binary upgrade, say); an explicit `[admin] address` that cannot be bound is an error.
+fn bind_admin(cfg: &Config) -> Result<Option<(SocketAddr, TcpListener)>, ServeError> {
+    let Some(addr) = cfg.admin.address else {
+        return Ok(None);
+    };
+    match Admin::bind(addr) {
+        Ok(l) => Ok(Some((addr, l))),
+        Err(source) if cfg.admin.explicit => Err(ServeError::Bind {
+            problem: Box::new(cfg.problem(
+                &KeyPath::root("admin").key("address"),
+                &format!("cannot listen on {addr}: {source}"),
+            )),
+            source,
+        }),
+        Err(e) => {
+            tracing::warn!(
+                "admin interface not started: cannot listen on {addr} (the default; set [admin] address): {e}"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// A socket for listener `l`: an inherited one if systemd passed it, else our own.
@@ -201,6 +229,22 @@ impl Running {
         self.rt.current().pool(name).cloned()
     }
 
+    /// The admin listener's bound address, if it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.local)
+    }
+
+    fn serve_admin(&mut self, bound: Option<(SocketAddr, TcpListener)>) {
+        if let Some((addr, l)) = bound {
+            let a = Admin::serve(addr, l, self.rt.clone());
+            tracing::info!(
+                "admin interface on http://{}/ (metrics at /metrics)",
+                a.local
+            );
+            self.admin = Some(a);
+        }
+    }
+
     /// Admission control state, for tests and metrics.
     pub fn admission(&self) -> &Admission {
         &self.rt.admission
@@ -229,9 +273,23 @@ impl Running {
             // On error the sockets bound so far are dropped: nothing changed.
             fresh.push((i, open_listener(cfg, i, &mut self.inherited)?));
         }
+        let running_admin = self.admin.as_ref().map(|a| a.configured);
+        let admin_moves = running_admin != cfg.admin.address;
+        let admin = if admin_moves && cfg.admin.address.is_some() {
+            bind_admin(cfg)?
+        } else {
+            None
+        };
         let warnings = next.warnings.clone();
         self.rt.publish(next);
         let generation = self.rt.current().id;
+        if admin_moves {
+            if let Some(old) = self.admin.take() {
+                tracing::info!("admin interface no longer on {}", old.local);
+                old.stop().await;
+            }
+            self.serve_admin(admin);
+        }
         let mut listeners_added = Vec::new();
         for (i, listener) in fresh {
             let l = &cfg.listeners[i];
@@ -305,11 +363,18 @@ impl Running {
         self.rt.sessions.wait_sessions_done().await
     }
 
-    /// The whole shutdown: not ready, stop accepting, drain over the config's
-    /// `drain_spread`, and wait until every connection is closed or
-    /// `shutdown_timeout` has passed. Returns the connections still open then.
+    /// The whole shutdown: not ready (and, for `shutdown_grace`, still accepting),
+    /// stop accepting, drain over the config's `drain_spread`, and wait until every
+    /// connection is closed or `shutdown_timeout` has passed. Returns the
+    /// connections still open then. The admin listener answers throughout.
     pub async fn shutdown(mut self) -> usize {
         let g = self.rt.current();
+        self.rt.set_ready(false);
+        let grace = g.config.server.shutdown_grace.get();
+        if !grace.is_zero() {
+            tracing::info!("not ready; still accepting for shutdown_grace ({grace:?})");
+            tokio::time::sleep(grace).await;
+        }
         self.stop_accepting().await;
         self.close_sessions(g.drain_spread());
         let done = tokio::time::timeout(g.shutdown_timeout(), self.rt.sessions.wait_idle()).await;
@@ -366,6 +431,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     }
     let g = rt.current();
     tracing::info!("{}; {}", g.effective.max_connections, g.effective.overload);
+    let admin = bind_admin(cfg)?;
     let (stop, rx) = watch::channel(false);
     tokio::spawn(rt.overload.clone().watch_memory(rx.clone()));
     let prune = tokio::spawn(prune_admission(rt.clone(), rx));
@@ -374,7 +440,9 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         bound: Vec::new(),
         inherited,
         prune: Some((stop, prune)),
+        admin: None,
     };
+    running.serve_admin(admin);
     for (l, socket) in cfg.listeners.iter().zip(sockets) {
         running.spawn_loop(l.name.as_str().into(), l.address, socket);
         if let Some(b) = running.bound.last() {

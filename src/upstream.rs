@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use prometheus_client::metrics::histogram::Histogram;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use tokio::net::TcpStream;
@@ -78,7 +79,32 @@ impl fmt::Display for UpstreamError {
     }
 }
 
-impl std::error::Error for UpstreamError {}
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UpstreamError::Connect(_, e) => Some(e),
+            UpstreamError::Http(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl UpstreamError {
+    /// The `reason` label of `wsgate_backend_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        use UpstreamError::*;
+        match self {
+            Connect(..) => "connect_failed",
+            ConnectTimeout(_) => "connect_timeout",
+            Http(..) => "bad_http",
+            UpgradeTimeout(_) => "upgrade_timeout",
+            NotWebSocket(_) => "not_websocket",
+            BadAccept(_) => "bad_accept",
+            BadProtocol(..) => "bad_subprotocol",
+            BadExtension(..) => "bad_extension",
+        }
+    }
+}
 
 /// Headers that describe one hop and are never forwarded (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -159,18 +185,22 @@ pub fn forwarded_request(
     out
 }
 
-/// Connects to `addr`, forwards the upgrade and checks the answer.
+/// Connects to `addr` (the connect time goes to `connect_time`), forwards the
+/// upgrade and checks the answer.
 pub async fn open(
     addr: SocketAddr,
     pool: &Pool,
     forwarded: Request<Empty<Bytes>>,
     req: &UpgradeRequest,
+    connect_time: &Histogram,
 ) -> Result<Answer, UpstreamError> {
+    let t0 = std::time::Instant::now();
     let stream = match timeout(pool.conf.connect_timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(UpstreamError::ConnectTimeout(addr)),
         Ok(Err(e)) => return Err(UpstreamError::Connect(addr, e)),
         Ok(Ok(s)) => s,
     };
+    connect_time.observe(t0.elapsed().as_secs_f64());
     let _ = stream.set_nodelay(true);
     let exchange = async {
         let (mut sender, conn) = hyper::client::conn::http1::Builder::new()

@@ -62,6 +62,7 @@ fn every_key_is_documented_in_the_example() {
     let keys = [
         fields::<schema::File>(),
         fields::<schema::Server>(),
+        fields::<schema::Admin>(),
         fields::<config::Limits>(),
         fields::<schema::Listener>(),
         fields::<schema::Pool>(),

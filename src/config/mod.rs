@@ -21,7 +21,7 @@ pub use duration::Dur;
 pub use health::{Check, CheckKind, HealthConf};
 pub use limits::{Limits, OnExceed, RouteLimits, SessionLimits};
 pub use load::{ConfigError, KeyPath, Problem, Seg};
-pub use schema::{OnRemoved, Server};
+pub use schema::{LogFormat, OnRemoved, Server};
 pub use types::{Cidr, HostMatch, MemoryLimit, OriginPattern, SuiteName, TlsVersion};
 
 use serde::Deserialize;
@@ -35,6 +35,7 @@ use std::time::Duration;
 pub struct Config {
     pub server: Server,
     pub limits: Limits,
+    pub admin: Admin,
     pub listeners: Vec<Listener>,
     pub pools: Vec<Pool>,
     pub routes: Vec<Route>,
@@ -69,6 +70,17 @@ impl Config {
     pub fn listener_index(&self, name: &str) -> Option<usize> {
         self.listeners.iter().position(|l| l.name == name)
     }
+}
+
+/// `[admin]`, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    /// `None`: turned off (`address = ""`).
+    pub address: Option<SocketAddr>,
+    pub allow: Vec<Cidr>,
+    /// Whether the file has an `[admin]` table: then a bind failure is fatal;
+    /// the implicit default is best effort (a warning).
+    pub explicit: bool,
 }
 
 /// One `[[listener]]`, checked.
@@ -154,6 +166,8 @@ pub struct Backend {
 /// One `[[route]]`, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
+    /// Unique; the label of its metrics and log lines.
+    pub name: String,
     pub host: Option<HostMatch>,
     pub path_prefix: String,
     /// Index into `Config::pools` (checked to exist).

@@ -7,7 +7,7 @@
 //! Does not own: cross-key checks or name resolution (validate.rs), which turn a
 //! `File` into a `Config`; nothing outside `config` sees a `File`.
 
-use super::types::{HostMatch, OriginPattern, SuiteName, TlsVersion};
+use super::types::{Cidr, HostMatch, OriginPattern, SuiteName, TlsVersion};
 use super::{Balance, Dur, HealthConf, Limits, RouteLimits};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -21,6 +21,8 @@ pub struct File {
     pub server: Server,
     #[serde(default)]
     pub limits: Limits,
+    /// `None` when the file has no `[admin]` table (the default address, best effort).
+    pub admin: Option<Admin>,
     #[serde(rename = "listener", default)]
     pub listeners: Vec<Listener>,
     #[serde(rename = "pool", default)]
@@ -51,6 +53,50 @@ pub struct Server {
     pub pid_file: Option<PathBuf>,
     /// tokio worker threads (read at start only). Absent: one per core.
     pub workers: Option<usize>,
+    /// "text" or "json" (one object per line); read at start.
+    pub log_format: LogFormat,
+    /// At shutdown: how long to stay not-ready (`/readyz` 503) while still
+    /// accepting, before the listeners close and the drain begins.
+    pub shutdown_grace: Dur,
+}
+
+/// How log lines (the access log included) are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The admin interface: `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// `ip:port` of the plain-HTTP admin listener; "" turns it off.
+    pub address: String,
+    /// Clients allowed to use it; others get 403.
+    pub allow: Vec<Cidr>,
+}
+
+/// The admin listener's default address.
+pub const ADMIN_ADDRESS: &str = "127.0.0.1:9090";
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            address: ADMIN_ADDRESS.into(),
+            allow: default_admin_allow(),
+        }
+    }
+}
+
+/// Loopback only.
+pub fn default_admin_allow() -> Vec<Cidr> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect()
 }
 
 impl Default for Server {
@@ -65,6 +111,8 @@ impl Default for Server {
             shutdown_timeout: Dur::secs(30),
             pid_file: None,
             workers: None,
+            log_format: LogFormat::Text,
+            shutdown_grace: Dur::secs(0),
         }
     }
 }
@@ -175,6 +223,9 @@ pub struct Backend {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
+    /// The metrics and log label (default: the pool's name, `pool#2`... when
+    /// several routes use one pool).
+    pub name: Option<String>,
     pub host: Option<HostMatch>,
     #[serde(default = "slash")]
     pub path_prefix: String,

@@ -4,8 +4,8 @@
 
 use super::schema::{self, File, OnRemoved};
 use super::{
-    Backend, BackendRemoved, Check, Config, KeyPath, Listener, ListenerTls, Passive, Pool, Route,
-    SessionLimits,
+    Admin, Backend, BackendRemoved, Check, Config, KeyPath, Listener, ListenerTls, Passive, Pool,
+    Route, SessionLimits,
 };
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
@@ -17,6 +17,7 @@ pub(super) fn validate(file: File, source: &Path, text: &str) -> Result<Config, 
     let mut out = Vec::new();
     server(&file.server, &mut out);
     limits(&file, &mut out);
+    let admin = admin(file.admin.as_ref(), &mut out);
     let listeners = listeners(&file.listeners, source, &mut out);
     let pools = pools(&file.pools, &mut out);
     let routes = routes(&file, &mut out);
@@ -26,6 +27,7 @@ pub(super) fn validate(file: File, source: &Path, text: &str) -> Result<Config, 
     Ok(Config {
         server: file.server,
         limits: file.limits,
+        admin,
         listeners,
         pools,
         routes,
@@ -75,6 +77,33 @@ fn server(s: &schema::Server, out: &mut Vec<Finding>) {
     }
     if s.pid_file.as_ref().is_some_and(|p| !p.is_absolute()) {
         out.push((at("pid_file"), "must be an absolute path".into()));
+    }
+}
+
+fn admin(a: Option<&schema::Admin>, out: &mut Vec<Finding>) -> Admin {
+    let explicit = a.is_some();
+    let a = a.cloned().unwrap_or_default();
+    let address = if a.address.is_empty() {
+        None
+    } else {
+        match a.address.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                out.push((
+                    KeyPath::root("admin").key("address"),
+                    format!(
+                        "{:?} is not an ip:port such as \"127.0.0.1:9090\" (\"\" turns it off)",
+                        a.address
+                    ),
+                ));
+                None
+            }
+        }
+    };
+    Admin {
+        address,
+        allow: a.allow,
+        explicit,
     }
 }
 
@@ -387,9 +416,21 @@ fn routes(file: &File, out: &mut Vec<Finding>) -> Vec<Route> {
         ));
     }
     let mut seen = HashSet::new();
+    let mut names = HashSet::new();
     let mut checked = Vec::new();
     for (i, r) in file.routes.iter().enumerate() {
         let at = |k: &str| KeyPath::root("route").index(i).key(k);
+        let name = match &r.name {
+            Some(n) => {
+                if n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic()) {
+                    out.push((at("name"), "must be a word without spaces".into()));
+                } else if !names.insert(n.clone()) {
+                    out.push((at("name"), format!("duplicate route name {n:?}")));
+                }
+                n.clone()
+            }
+            None => default_route_name(file, i, &mut names),
+        };
         let pool = file.pools.iter().position(|p| p.name == r.pool);
         if pool.is_none() {
             out.push((at("pool"), format!("no [[pool]] is named {:?}", r.pool)));
@@ -411,6 +452,7 @@ fn routes(file: &File, out: &mut Vec<Finding>) -> Vec<Route> {
         }
         if let Some(pool) = pool {
             checked.push(Route {
+                name,
                 host: r.host.clone(),
                 path_prefix: r.path_prefix.clone(),
                 pool,
@@ -422,4 +464,24 @@ fn routes(file: &File, out: &mut Vec<Finding>) -> Vec<Route> {
         }
     }
     checked
+}
+
+/// A route without `name`: its pool's name, or `pool#2`, `pool#3`... for the second
+/// and later routes to the same pool (skipping names other routes took).
+fn default_route_name(file: &File, i: usize, names: &mut HashSet<String>) -> String {
+    let pool = &file.routes[i].pool;
+    let nth = file.routes[..i].iter().filter(|r| r.pool == *pool).count() + 1;
+    let taken = |n: &str| file.routes.iter().any(|r| r.name.as_deref() == Some(n));
+    let mut k = nth;
+    loop {
+        let n = if k == 1 {
+            pool.clone()
+        } else {
+            format!("{pool}#{k}")
+        };
+        if !taken(&n) && names.insert(n.clone()) {
+            return n;
+        }
+        k += 1;
+    }
 }

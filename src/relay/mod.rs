@@ -21,13 +21,16 @@ pub(crate) mod bucket;
 pub mod frame;
 mod pool;
 mod pump;
+pub mod stats;
 
 use crate::config::SessionLimits;
 pub use crate::session::Stop;
 use frame::{Extensions, Sender};
 use pump::{Pump, PumpEvent, PumpLimits};
+use stats::SessionStats;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -80,12 +83,16 @@ struct Session {
     c2b: Pump,
     b2c: Pump,
     outcome: Option<Outcome>,
+    stats: Arc<SessionStats>,
 }
 
 impl Session {
     /// Ends the session on wsgate's initiative: `client` goes to the client (None:
     /// just close its connection), `backend` (masked) to the backend.
     fn end(&mut self, why: Outcome, client: Option<(u16, &str)>, backend: Option<(u16, &str)>) {
+        if self.outcome.is_none() {
+            self.stats.wsgate_close(client, backend);
+        }
         self.outcome.get_or_insert(why);
         self.b2c
             .close_output(client.map(|(c, r)| frame::close_frame(c, r, false)));
@@ -226,6 +233,7 @@ impl Keepalive {
             payload.extend_from_slice(self.seq.to_string().as_bytes());
             s.b2c
                 .send_control(frame::control_frame(frame::PING, &payload, false));
+            s.stats.ping_sent(self.seq, now.into_std());
             self.last_ping = now;
         }
         self.rearm(last_read);
@@ -236,7 +244,8 @@ impl Keepalive {
 /// Runs a session to its end. `client_pre` / `backend_pre` are bytes already read
 /// from each side past the HTTP head; they are copied and dropped at once, since
 /// they share (and would pin) the HTTP layer's read buffers. When `stop` resolves,
-/// at the moment it names both sides get the Close its reason calls for.
+/// at the moment it names both sides get the Close its reason calls for. The
+/// session counts what passes in `stats`.
 pub async fn run<C, B>(
     mut client: C,
     client_pre: bytes::Bytes,
@@ -244,6 +253,7 @@ pub async fn run<C, B>(
     backend_pre: bytes::Bytes,
     cfg: &RelayConfig,
     stop: StopSignal,
+    stats: Arc<SessionStats>,
 ) -> Outcome
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -271,6 +281,7 @@ where
             cfg.buffer,
             &client_pre,
             client_limits,
+            stats.clone(),
         ),
         b2c: Pump::new(
             Sender::Server,
@@ -278,8 +289,10 @@ where
             cfg.buffer,
             &backend_pre,
             backend_limits,
+            stats.clone(),
         ),
         outcome: None,
+        stats,
     };
     drop((client_pre, backend_pre));
     let duration = l.max_session_duration.get();
@@ -431,6 +444,7 @@ mod tests {
                 Default::default(),
                 &c,
                 Box::pin(std::future::pending()),
+                Default::default(),
             )
             .await;
             writes.load(Ordering::Relaxed)
@@ -464,6 +478,7 @@ mod tests {
                 Default::default(),
                 &cfg(),
                 Box::pin(std::future::pending()),
+                Default::default(),
             )
             .await
         });

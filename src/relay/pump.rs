@@ -14,9 +14,11 @@
 use super::bucket::Bucket;
 use super::frame::{self, Checker, Extensions, Sender, Violation};
 use super::pool;
+use super::stats::{SessionStats, Side};
 use crate::config::OnExceed;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep, sleep_until};
@@ -108,6 +110,9 @@ pub struct Pump {
     /// A control frame of our own (a keepalive Ping) waiting for a frame boundary.
     inject: Option<(Vec<u8>, usize)>,
     unflushed: bool,
+    /// The session's counters; `side` is who `src` is.
+    stats: Arc<SessionStats>,
+    side: Side,
 }
 
 impl Pump {
@@ -118,6 +123,7 @@ impl Pump {
         capacity: usize,
         prefill: &[u8],
         limits: PumpLimits,
+        stats: Arc<SessionStats>,
     ) -> Pump {
         let capacity = capacity.max(frame::MAX_HEADER + 125);
         let buf = if prefill.is_empty() {
@@ -146,6 +152,11 @@ impl Pump {
             out: Out::Open,
             inject: None,
             unflushed: false,
+            stats,
+            side: match sender {
+                Sender::Client => Side::Client,
+                Sender::Server => Side::Backend,
+            },
         }
     }
 
@@ -378,6 +389,7 @@ impl Pump {
         self.checker.validate(&h)?;
         let mut forward = self.close_seen.is_none(); // nothing may follow a Close
         let mut close = None;
+        let mut pong = None;
         let inspect = h.opcode == frame::CLOSE
             || (h.opcode == frame::PONG && self.limits.drop_keepalive_pongs);
         if inspect && forward {
@@ -390,16 +402,21 @@ impl Pump {
                 frame::apply_mask(&mut payload, key);
             }
             if h.opcode == frame::CLOSE {
-                close = Some(frame::parse_close(&payload)?);
+                close = Some((frame::parse_close(&payload)?, payload));
             } else if payload.starts_with(KEEPALIVE_PREFIX) {
                 forward = false;
+                pong = Some(payload);
             }
         }
         if !forward && self.wpos < self.fwd {
             return Ok(Scan::FlushFirst);
         }
-        if close.is_some() {
-            self.close_seen = close;
+        if let Some((code, payload)) = close {
+            self.close_seen = Some(code);
+            self.stats.close_from(self.side, &payload);
+        }
+        if let Some(p) = pong {
+            self.stats.pong(&p[KEEPALIVE_PREFIX.len()..]);
         }
         if !h.is_control() {
             let over = |limit: u64, n: u64| limit != 0 && n > limit;
@@ -418,11 +435,18 @@ impl Pump {
                 && let Err(at) = bucket.take(Instant::now())
             {
                 return match self.limits.on_exceed {
-                    OnExceed::Throttle => Ok(Scan::Wait(at)),
+                    OnExceed::Throttle => {
+                        self.stats.throttle();
+                        Ok(Scan::Wait(at))
+                    }
                     OnExceed::Close => Err(Stop::Rate),
                 };
             }
             self.message_bytes = message;
+            if forward {
+                let first = h.opcode != frame::CONTINUATION;
+                self.stats.data_frame(self.side, first, h.payload_len);
+            }
         }
         self.checker.advance(&h);
         self.fwd += h.len;

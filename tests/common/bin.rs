@@ -148,6 +148,15 @@ impl Bin {
             .collect()
     }
 
+    /// The admin listener's address, from its log line.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.log().lines().find_map(|l| {
+            let rest =
+                &l[l.find("admin interface on http://")? + "admin interface on http://".len()..];
+            rest.split('/').next()?.parse().ok()
+        })
+    }
+
     /// The first listening address.
     pub fn addr(&self) -> SocketAddr {
         self.listening()[0]

@@ -200,6 +200,7 @@ write_config() { # write_config FILE LISTEN_PORT BALANCE BACKEND_PORT...
     printf '[[pool]]\nname = "interop"\nbalance = "%s"\n' "$balance"
     for b in "$@"; do printf '[[pool.backend]]\naddress = "127.0.0.1:%s"\n' "$b"; done
     printf '\n[[route]]\npath_prefix = "/"\npool = "interop"\n'
+    printf '%s' "${EXTRA_CONFIG:-}"
   } >"$file"
 }
 
@@ -297,9 +298,11 @@ done
 if [ "$EXTRAS" = 1 ] && wanted chromium; then
   printf 'extra\tchromium\treconnect\treconnect_1014\n' >>"$WORK/expected.tsv"
   printf 'extra\tchromium\tchat\tchat_ip_hash\n' >>"$WORK/expected.tsv"
+  printf 'extra\tchromium\tstatus\tstatus_backends,status_down\n' >>"$WORK/expected.tsv"
   if [ -n "${UNAVAILABLE[chromium]:-}" ]; then
     record chromium reconnect '*' SKIP "client chromium: ${UNAVAILABLE[chromium]}"
     record chromium chat '*' SKIP "client chromium: ${UNAVAILABLE[chromium]}"
+    record chromium status '*' SKIP "client chromium: ${UNAVAILABLE[chromium]}"
   else
     say "browser: reconnect after its backend is killed (two node backends, round_robin; the driver SIGKILLs one)"
     if start_stack reconnect round_robin node:node-a node:node-b; then
@@ -318,6 +321,19 @@ if [ "$EXTRAS" = 1 ] && wanted chromium; then
     else
       record chromium chat chat_ip_hash FAIL "$STACK_ERR"
     fi
+    stop_stack
+    say "browser: the admin status page shows the backends, and one killed as down within its refresh"
+    ADMIN_PORT=$(free_ports 1)
+    EXTRA_CONFIG=$(printf '\n[pool.health]\nkind = "tcp"\ninterval = "500ms"\ntimeout = "250ms"\nrise = 1\nfall = 1\n\n[admin]\naddress = "127.0.0.1:%s"\n' "$ADMIN_PORT")
+    if start_stack status round_robin echo:echo-a echo:echo-b; then
+      SHOT="${CARGO_TARGET_DIR:-$ROOT/target}/test-output/status-page.png"
+      run_client chromium status node "$HERE/clients/status_page.js" --admin "$ADMIN_PORT" \
+        --kill "127.0.0.1:${ports[1]}=${BACKEND_PIDS[0]}" \
+        --backends "127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}" --shot "$SHOT"
+    else
+      record chromium status '*' FAIL "$STACK_ERR"
+    fi
+    EXTRA_CONFIG=""
     stop_stack
   fi
 fi

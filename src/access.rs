@@ -1,0 +1,197 @@
+//! The access log: one line per session when it ends, one per refused handshake
+//! (at most `REFUSALS_PER_SECOND` a second; the lines left out are counted into the
+//! next one's `suppressed`). Lines go through `tracing` with the target `access`, so
+//! `log_format` decides text or JSON and `log_level = "info,access=off"` turns them
+//! off. The field names are stable (README "Access log").
+//!
+//! Owns: which facts a line carries and their names. Never: payloads, query strings,
+//! cookies, `Authorization` or any other header value, `Sec-WebSocket-Key`.
+//! Does not own: counting (metrics/) or the format (main.rs sets up the subscriber).
+
+use crate::conn::ConnInfo;
+use crate::metrics::outcome_label;
+use crate::relay::Outcome;
+use crate::relay::stats::{CloseFrame, SessionStats, Side};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Refused-handshake lines per second, at most.
+pub const REFUSALS_PER_SECOND: u32 = 10;
+
+/// At most `per_second` lines in each one-second window; the rest are counted.
+#[derive(Debug)]
+pub struct RateGate {
+    per_second: u32,
+    state: Mutex<GateState>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    window: Option<Instant>,
+    used: u32,
+    suppressed: u64,
+}
+
+impl RateGate {
+    pub const fn new(per_second: u32) -> RateGate {
+        RateGate {
+            per_second,
+            state: Mutex::new(GateState {
+                window: None,
+                used: 0,
+                suppressed: 0,
+            }),
+        }
+    }
+
+    /// `Some(lines suppressed since the last one let through)` if a line may go out now.
+    pub fn pass(&self) -> Option<u64> {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if g.window
+            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(1))
+        {
+            g.window = Some(now);
+            g.used = 0;
+        }
+        if g.used >= self.per_second {
+            g.suppressed += 1;
+            return None;
+        }
+        g.used += 1;
+        Some(std::mem::take(&mut g.suppressed))
+    }
+}
+
+static REFUSALS: RateGate = RateGate::new(REFUSALS_PER_SECOND);
+
+/// A handshake that did not become a session.
+#[derive(Debug)]
+pub struct Refused<'a> {
+    pub conn: &'a ConnInfo,
+    /// The route, when one was chosen.
+    pub route: Option<&'a str>,
+    /// The path, without the query string.
+    pub path: &'a str,
+    pub status: u16,
+    /// wsgate's one-line reason, or `None` when the backend answered.
+    pub reason: Option<&'a str>,
+    pub backend: Option<String>,
+}
+
+pub fn refused(r: &Refused<'_>) {
+    let Some(suppressed) = REFUSALS.pass() else {
+        return;
+    };
+    tracing::info!(
+        target: "access",
+        client = %r.conn.peer,
+        listener = %r.conn.listener,
+        route = r.route,
+        path = r.path,
+        status = r.status,
+        refused_by = if r.reason.is_some() { "wsgate" } else { "backend" },
+        reason = r.reason,
+        backend = r.backend.as_deref(),
+        duration_s = r.conn.accepted.elapsed().as_secs_f64(),
+        suppressed,
+        "handshake refused"
+    );
+}
+
+/// A session that ended.
+#[derive(Debug)]
+pub struct Session<'a> {
+    pub conn: &'a ConnInfo,
+    pub route: &'a str,
+    pub pool: &'a str,
+    pub backend: &'a str,
+    pub path: &'a str,
+    pub subprotocol: Option<&'a str>,
+    pub duration: Duration,
+    pub stats: &'a SessionStats,
+    pub outcome: Outcome,
+}
+
+/// Who ended the session first: the first Close, or the side that left without one.
+pub fn closed_by(outcome: &Outcome, first: Option<Side>) -> Side {
+    match (outcome, first) {
+        (Outcome::BackendGone, None) => Side::Backend,
+        (Outcome::ClientGone, None) => Side::Client,
+        (Outcome::BackendGone, Some(Side::Wsgate)) => Side::Backend,
+        (Outcome::ClientGone, Some(Side::Wsgate)) => Side::Client,
+        (_, Some(s)) => s,
+        (_, None) => Side::Wsgate,
+    }
+}
+
+fn code(f: &Option<CloseFrame>) -> Option<u64> {
+    f.as_ref().and_then(|f| f.code).map(u64::from)
+}
+
+fn reason(f: &Option<CloseFrame>) -> Option<&str> {
+    f.as_ref()
+        .map(|f| f.reason.as_str())
+        .filter(|r| !r.is_empty())
+}
+
+pub fn session(s: &Session<'_>) {
+    let c = s.stats.closing();
+    tracing::info!(
+        target: "access",
+        client = %s.conn.peer,
+        listener = %s.conn.listener,
+        route = s.route,
+        pool = s.pool,
+        backend = s.backend,
+        path = s.path,
+        subprotocol = s.subprotocol,
+        duration_s = s.duration.as_secs_f64(),
+        client_messages = s.stats.client.messages(),
+        client_bytes = s.stats.client.bytes(),
+        backend_messages = s.stats.backend.messages(),
+        backend_bytes = s.stats.backend.bytes(),
+        closed_by = closed_by(&s.outcome, c.first).as_str(),
+        client_close_code = code(&c.client),
+        client_close_reason = reason(&c.client),
+        backend_close_code = code(&c.backend),
+        backend_close_reason = reason(&c.backend),
+        wsgate_close_to_client = code(&c.to_client),
+        wsgate_close_to_backend = code(&c.to_backend),
+        outcome = outcome_label(&s.outcome),
+        "session ended"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_lets_through_per_second_and_counts_the_rest() {
+        let g = RateGate::new(2);
+        assert_eq!(g.pass(), Some(0));
+        assert_eq!(g.pass(), Some(0));
+        assert_eq!(g.pass(), None);
+        assert_eq!(g.pass(), None);
+        g.state.lock().unwrap().window = Some(Instant::now() - Duration::from_secs(2));
+        assert_eq!(g.pass(), Some(2));
+    }
+
+    #[test]
+    fn leaving_without_close_is_who_closed() {
+        assert_eq!(
+            closed_by(&Outcome::BackendGone, Some(Side::Wsgate)),
+            Side::Backend
+        );
+        assert_eq!(
+            closed_by(&Outcome::Shutdown, Some(Side::Wsgate)),
+            Side::Wsgate
+        );
+        let closed = Outcome::Closed {
+            client_code: Some(1000),
+            backend_code: Some(1000),
+        };
+        assert_eq!(closed_by(&closed, Some(Side::Client)), Side::Client);
+    }
+}

@@ -1,0 +1,200 @@
+//! The JSON answers: `/backends` (per pool and backend) and `/status.json` (what
+//! the status page shows). Times are RFC 3339 in UTC; absent facts are `null`.
+
+use crate::backend::Backend;
+use crate::runtime::Runtime;
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+/// `t` as RFC 3339 in UTC with millisecond precision, e.g. `2026-12-01T09:30:00.250Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+fn time(t: Option<SystemTime>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(rfc3339(t)))
+}
+
+/// up, down, draining or slow-start (in that precedence: a down backend is down,
+/// drain flag or not).
+pub fn state(b: &Backend) -> (&'static str, crate::backend::Snapshot) {
+    let s = b.snapshot();
+    let state = if !s.up {
+        "down"
+    } else if s.draining {
+        "draining"
+    } else if s.slow_start {
+        "slow-start"
+    } else {
+        "up"
+    };
+    (state, s)
+}
+
+fn backend(b: &Backend) -> Value {
+    let (state, s) = state(b);
+    let (check_time, check_result, check_error) = match &s.last_check {
+        None => (None, Value::Null, Value::Null),
+        Some((t, Ok(()))) => (Some(*t), json!("ok"), Value::Null),
+        Some((t, Err(why))) => (Some(*t), json!("failed"), json!(why)),
+    };
+    json!({
+        "address": b.id.address,
+        "resolved": b.addr.to_string(),
+        "state": state,
+        "drain": s.draining,
+        "weight": b.weight(),
+        "effective_weight": b.effective_weight(),
+        "sessions": s.sessions,
+        "last_check": {
+            "time": time(check_time),
+            "result": check_result,
+            "error": check_error,
+        },
+        "last_change": time(s.changed_at),
+    })
+}
+
+fn pools(rt: &Runtime) -> Value {
+    let g = rt.current();
+    Value::Array(
+        g.pools
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "balance": match p.conf.balance {
+                        crate::config::Balance::RoundRobin => "round_robin",
+                        crate::config::Balance::IpHash => "ip_hash",
+                        crate::config::Balance::LeastConn => "least_conn",
+                    },
+                    "active_checks": p.conf.active_checks,
+                    "backends": p.backends.iter().map(|b| backend(b)).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `/backends`.
+pub fn backends(rt: &Runtime) -> Value {
+    json!({ "pools": pools(rt) })
+}
+
+/// `/status.json`.
+pub fn status(rt: &Runtime) -> Value {
+    let g = rt.current();
+    let now = SystemTime::now();
+    let listeners: Vec<Value> = g
+        .listeners
+        .iter()
+        .map(|l| {
+            json!({
+                "name": l.name.as_ref(),
+                "address": l.address.to_string(),
+                "tls": l.tls.is_some(),
+                "cert_expiry": time(l.cert_expiry),
+                "cert_days_left": l.cert_expiry.map(|t| match t.duration_since(now) {
+                    Ok(d) => d.as_secs_f64() / 86_400.0,
+                    Err(e) => -(e.duration().as_secs_f64() / 86_400.0),
+                }),
+            })
+        })
+        .collect();
+    let routes: Vec<Value> = g
+        .config
+        .routes
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "host": r.host.as_ref().map(|h| match h {
+                    crate::config::HostMatch::Exact(h) => h.clone(),
+                    crate::config::HostMatch::Suffix(s) => format!("*{s}"),
+                }),
+                "path_prefix": r.path_prefix,
+                "pool": g.config.pools[r.pool].name,
+            })
+        })
+        .collect();
+    let m = &rt.metrics;
+    let (_, flows) = m.live();
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    for f in flows.values() {
+        messages += f.messages;
+        bytes += f.bytes;
+    }
+    let upgrades = m.totals.upgrades();
+    let c = &rt.admission.counters;
+    let r = &rt.reloads;
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "now": rfc3339(now),
+        "ready": rt.is_ready(),
+        "refresh_seconds": 2,
+        "generation": {
+            "id": g.id,
+            "loaded_at": rfc3339(g.loaded_at),
+            "reloads_succeeded": r.succeeded.load(Ordering::Relaxed),
+            "reloads_failed": r.failed.load(Ordering::Relaxed),
+        },
+        "listeners": listeners,
+        "routes": routes,
+        "pools": pools(rt),
+        "sessions": {
+            "live": rt.sessions.live(),
+            "open_connections": rt.sessions.open_connections(),
+            "draining": rt.draining_sessions(),
+        },
+        "totals": {
+            "accepted": m.totals.accepted.load(Ordering::Relaxed),
+            "sessions_started": upgrades.get(&101).copied().unwrap_or(0),
+            "sessions_ended": m.totals.sessions_ended.load(Ordering::Relaxed),
+            "messages": messages,
+            "payload_bytes": bytes,
+        },
+        "refusals": {
+            "max_connections_per_ip": c.too_many_from_ip.load(Ordering::Relaxed),
+            "connect_rate": c.connect_rate.load(Ordering::Relaxed),
+            "handshakes_by_status": upgrades
+                .iter()
+                .filter(|(s, _)| **s != 101)
+                .map(|(s, n)| (s.to_string(), json!(n)))
+                .collect::<serde_json::Map<_, _>>(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_dates() {
+        let at = |s: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(1_796_083_200 + 3661), "2026-12-01T01:01:01.000Z");
+    }
+}

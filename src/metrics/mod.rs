@@ -1,0 +1,518 @@
+//! The metrics registry: every counter and histogram wsgate keeps, under the names
+//! issue 10 fixed (README "Metrics" lists them), and the live sessions' counters.
+//!
+//! Owns: the event families (connections, TLS handshakes, upgrades, sessions, closes,
+//! limit hits, backend checks, connects and failures, client RTT), their label sets
+//! (bounded: listener, route and pool names, backend addresses as configured,
+//! statuses, outcomes, close codes folded into a fixed set; never a client address or
+//! a request path), the registry of live sessions (their counters are read by a
+//! scrape and folded into the totals when they end, so a long session shows up as it
+//! goes and the relay never writes a shared counter), and the text exposition of all
+//! this (`encode`). Does not own: values derived from the runtime at scrape time
+//! (backend state, generation, reloads: admin/scrape.rs builds those with `Samples`).
+
+mod labels;
+mod process;
+pub mod samples;
+
+pub use labels::*;
+pub use process::Process;
+pub use samples::{Kind, Samples};
+
+use crate::relay::Outcome;
+use crate::relay::stats::{CloseFrame, SessionStats, Side};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// What a session is counted under for its whole life (interned: sessions of one
+/// route and backend share the strings).
+#[derive(Debug, Clone)]
+pub struct SessionLabels {
+    pub route: Arc<str>,
+    pub backend: Arc<str>,
+}
+
+#[derive(Debug)]
+struct LiveSession {
+    labels: SessionLabels,
+    stats: Arc<SessionStats>,
+}
+
+/// Messages and payload bytes of one route, one direction.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Flow {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    next: u64,
+    live: HashMap<u64, LiveSession>,
+    /// Label strings in use (bounded by the configurations run).
+    names: HashSet<Arc<str>>,
+    /// Totals of ended sessions per (route, direction).
+    ended: Flows,
+}
+
+/// Buckets: session durations out to a day, handshakes and connects from 1 ms (0.5
+/// ms) to 10 s (5 s), round trips from 5 ms to 6.4 s (800 ms is a bucket bound, for
+/// the alert on the median).
+pub const SESSION_BUCKETS: [f64; 15] = [
+    0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+    86400.0,
+];
+pub const HANDSHAKE_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+pub const CONNECT_BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+pub const RTT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4];
+
+fn session_hist() -> Histogram {
+    Histogram::new(SESSION_BUCKETS)
+}
+fn handshake_hist() -> Histogram {
+    Histogram::new(HANDSHAKE_BUCKETS)
+}
+fn connect_hist() -> Histogram {
+    Histogram::new(CONNECT_BUCKETS)
+}
+fn rtt_hist() -> Histogram {
+    Histogram::new(RTT_BUCKETS)
+}
+
+/// Every event metric, and the live sessions.
+pub struct Metrics {
+    registry: Registry,
+    pub accepted: Family<ListenerL, Counter>,
+    pub tls_handshakes: Family<TlsL, Counter>,
+    pub upgrades: Family<UpgradeL, Counter>,
+    pub sessions_total: Family<SessionL, Counter>,
+    pub session_duration: Hist<RouteL>,
+    pub handshake_duration: Hist<RouteL>,
+    pub closes: Family<CloseL, Counter>,
+    pub limit_hits: Family<LimitL, Counter>,
+    pub client_rtt: Hist<RouteL>,
+    pub backend_checks: Family<CheckL, Counter>,
+    pub backend_connect: Hist<BackendL>,
+    pub backend_failures: Family<FailureL, Counter>,
+    /// Plain totals for the status page (the families above cannot be read back).
+    pub totals: Totals,
+    sessions: Mutex<Sessions>,
+}
+
+/// Totals the status page turns into rates.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub accepted: AtomicU64,
+    pub sessions_ended: AtomicU64,
+    /// Upgrade answers by status, 101 included.
+    pub upgrades: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Totals {
+    pub fn upgrades(&self) -> BTreeMap<u16, u64> {
+        self.upgrades
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let m = Metrics {
+            registry: Registry::default(),
+            accepted: Family::default(),
+            tls_handshakes: Family::default(),
+            upgrades: Family::default(),
+            sessions_total: Family::default(),
+            session_duration: Family::new_with_constructor(session_hist),
+            handshake_duration: Family::new_with_constructor(handshake_hist),
+            closes: Family::default(),
+            limit_hits: Family::default(),
+            client_rtt: Family::new_with_constructor(rtt_hist),
+            backend_checks: Family::default(),
+            backend_connect: Family::new_with_constructor(connect_hist),
+            backend_failures: Family::default(),
+            totals: Totals::default(),
+            sessions: Mutex::new(Sessions::default()),
+        };
+        let mut r = Registry::default();
+        r.register(
+            "wsgate_connections_accepted",
+            "Client connections admitted, per listener",
+            m.accepted.clone(),
+        );
+        r.register(
+            "wsgate_tls_handshakes",
+            "TLS handshakes by negotiated version and result (ok, failed, timeout)",
+            m.tls_handshakes.clone(),
+        );
+        r.register(
+            "wsgate_upgrades",
+            "Upgrade requests by answer status (101, wsgate's refusals, backend answers)",
+            m.upgrades.clone(),
+        );
+        r.register(
+            "wsgate_sessions",
+            "WebSocket sessions ended, by outcome",
+            m.sessions_total.clone(),
+        );
+        r.register_with_unit(
+            "wsgate_session_duration",
+            "Session lifetime",
+            Unit::Seconds,
+            m.session_duration.clone(),
+        );
+        r.register_with_unit(
+            "wsgate_handshake_duration",
+            "From accept to the 101 sent to the client",
+            Unit::Seconds,
+            m.handshake_duration.clone(),
+        );
+        r.register(
+            "wsgate_closes",
+            "Close frames by who sent them (client, backend, wsgate) and code",
+            m.closes.clone(),
+        );
+        r.register(
+            "wsgate_limit_hits",
+            "Session limits reached",
+            m.limit_hits.clone(),
+        );
+        r.register_with_unit(
+            "wsgate_client_rtt",
+            "Round trip of wsgate's keepalive Ping to the client's Pong",
+            Unit::Seconds,
+            m.client_rtt.clone(),
+        );
+        r.register(
+            "wsgate_backend_checks",
+            "Active health checks by result (ok, failed)",
+            m.backend_checks.clone(),
+        );
+        r.register_with_unit(
+            "wsgate_backend_connect",
+            "TCP connect time to a backend",
+            Unit::Seconds,
+            m.backend_connect.clone(),
+        );
+        r.register(
+            "wsgate_backend_failures",
+            "Failed attempts to open a session on a backend, by reason",
+            m.backend_failures.clone(),
+        );
+        Metrics { registry: r, ..m }
+    }
+
+    /// The Prometheus text exposition of every event metric and the session flows,
+    /// then `derived` (built from the runtime at scrape time).
+    pub fn encode(&self, derived: &Samples) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        let mut s = Samples::default();
+        let (active, flows) = self.live();
+        let active_fam = s.family("wsgate_sessions_active", "Live sessions", Kind::Gauge, None);
+        for ((route, backend), n) in active {
+            active_fam.push(
+                vec![
+                    ("route", route.to_string()),
+                    ("backend", backend.to_string()),
+                ],
+                n as f64,
+            );
+        }
+        let mut msgs = Vec::new();
+        let mut bytes = Vec::new();
+        for ((route, dir), f) in flows {
+            let l = vec![("route", route.to_string()), ("direction", dir.to_string())];
+            msgs.push((l.clone(), f.messages as f64));
+            bytes.push((l, f.bytes as f64));
+        }
+        s.family(
+            "wsgate_messages",
+            "Data messages relayed (direction: client_to_backend, backend_to_client)",
+            Kind::Counter,
+            None,
+        )
+        .extend(msgs);
+        s.family(
+            "wsgate_payload_bytes",
+            "Payload bytes of data messages relayed",
+            Kind::Counter,
+            None,
+        )
+        .extend(bytes);
+        s.encode_into(&mut out);
+        derived.encode_into(&mut out);
+        out
+    }
+
+    /// A client connection passed admission on `listener`.
+    pub fn count_accepted(&self, listener: &str) {
+        self.accepted
+            .get_or_create(&ListenerL {
+                listener: listener.to_string(),
+            })
+            .inc();
+        self.totals.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An upgrade request got `status` (101, or a refusal); `route` if one was chosen.
+    pub fn count_upgrade(&self, route: Option<&str>, status: u16) {
+        self.upgrades
+            .get_or_create(&UpgradeL {
+                route: route.unwrap_or_default().to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+        *self
+            .totals
+            .upgrades
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(status)
+            .or_insert(0) += 1;
+    }
+
+    /// A session of `route` on `backend` starts: its counters are readable from now on.
+    pub fn session_start(self: &Arc<Self>, route: &str, backend: &str) -> LiveGuard {
+        let stats = Arc::new(SessionStats::with_rtt(self.client_rtt.get_or_create_owned(
+            &RouteL {
+                route: route.to_string(),
+            },
+        )));
+        let mut s = self.lock();
+        let labels = SessionLabels {
+            route: intern(&mut s.names, route),
+            backend: intern(&mut s.names, backend),
+        };
+        let id = s.next;
+        s.next += 1;
+        s.live.insert(
+            id,
+            LiveSession {
+                labels,
+                stats: stats.clone(),
+            },
+        );
+        LiveGuard {
+            metrics: self.clone(),
+            id,
+            stats,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Live sessions per (route, backend), and messages and bytes per (route,
+    /// direction), ended and live sessions together.
+    pub fn live(&self) -> (ActiveSessions, Flows) {
+        let s = self.lock();
+        let mut active = BTreeMap::new();
+        let mut flows = s.ended.clone();
+        for l in s.live.values() {
+            *active
+                .entry((l.labels.route.clone(), l.labels.backend.clone()))
+                .or_insert(0) += 1;
+            add_flows(&mut flows, &l.labels.route, &l.stats);
+        }
+        (active, flows)
+    }
+
+    /// Counts a session that ended: outcome, duration, closes by side, limit hits.
+    fn session_end(&self, labels: &SessionLabels, stats: &SessionStats, end: &Ended) {
+        let route = &labels.route;
+        self.totals.sessions_ended.fetch_add(1, Ordering::Relaxed);
+        self.sessions_total
+            .get_or_create(&SessionL {
+                route: route.to_string(),
+                backend: labels.backend.to_string(),
+                outcome: outcome_label(&end.outcome).into(),
+            })
+            .inc();
+        self.session_duration
+            .get_or_create(&RouteL {
+                route: route.to_string(),
+            })
+            .observe(end.duration.as_secs_f64());
+        let c = stats.closing();
+        let sides: [(Side, &Option<CloseFrame>); 4] = [
+            (Side::Client, &c.client),
+            (Side::Backend, &c.backend),
+            (Side::Wsgate, &c.to_client),
+            (Side::Wsgate, &c.to_backend),
+        ];
+        for (side, frame) in sides {
+            if let Some(f) = frame {
+                self.closes
+                    .get_or_create(&CloseL {
+                        route: route.to_string(),
+                        side: side.as_str().into(),
+                        code: code_label(f.code).into(),
+                    })
+                    .inc();
+            }
+        }
+        let limit = |name: &str, n: u64| {
+            if n > 0 {
+                self.limit_hits
+                    .get_or_create(&LimitL {
+                        route: route.to_string(),
+                        limit: name.into(),
+                    })
+                    .inc_by(n);
+            }
+        };
+        limit("message_rate_throttle", stats.throttled());
+        let hit = match end.outcome {
+            Outcome::ClientRateExceeded => Some("message_rate_close"),
+            Outcome::ClientTooBig => Some("max_message_bytes"),
+            Outcome::BackendTooBig => Some("backend_max_message_bytes"),
+            Outcome::ClientIdle => Some("idle_timeout"),
+            Outcome::DurationLimit => Some("max_session_duration"),
+            _ => None,
+        };
+        if let Some(h) = hit {
+            limit(h, 1);
+        }
+    }
+}
+
+fn intern(names: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
+    if let Some(n) = names.get(s) {
+        return n.clone();
+    }
+    let n: Arc<str> = s.into();
+    names.insert(n.clone());
+    n
+}
+
+fn add_flows(flows: &mut Flows, route: &Arc<str>, s: &SessionStats) {
+    for (dir, f) in [
+        ("client_to_backend", &s.client),
+        ("backend_to_client", &s.backend),
+    ] {
+        let e = flows.entry((route.clone(), dir)).or_default();
+        e.messages += f.messages();
+        e.bytes += f.bytes();
+    }
+}
+
+/// Live sessions per (route, backend).
+pub type ActiveSessions = BTreeMap<(Arc<str>, Arc<str>), usize>;
+/// Messages and bytes per (route, direction).
+pub type Flows = BTreeMap<(Arc<str>, &'static str), Flow>;
+
+/// How a session ended, for `LiveGuard::end`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ended {
+    pub outcome: Outcome,
+    pub duration: Duration,
+}
+
+/// A live session's place in the registry. `end` (or dropping it) folds its counts
+/// into the totals, in the same step that removes it, so a scrape counts every
+/// message exactly once.
+#[derive(Debug)]
+pub struct LiveGuard {
+    metrics: Arc<Metrics>,
+    id: u64,
+    stats: Arc<SessionStats>,
+}
+
+impl LiveGuard {
+    pub fn stats(&self) -> &Arc<SessionStats> {
+        &self.stats
+    }
+
+    /// The session ended: counts its outcome, closes and limits.
+    pub fn end(self, end: &Ended) {
+        let labels = self.fold();
+        if let Some(l) = labels {
+            self.metrics.session_end(&l, &self.stats, end);
+        }
+    }
+
+    fn fold(&self) -> Option<SessionLabels> {
+        let mut s = self.metrics.lock();
+        let live = s.live.remove(&self.id)?;
+        add_flows(&mut s.ended, &live.labels.route, &live.stats);
+        Some(live.labels)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.fold();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_fold_into_the_fixed_set() {
+        assert_eq!(code_label(Some(1000)), "1000");
+        assert_eq!(code_label(Some(1014)), "1014");
+        assert_eq!(code_label(Some(4000)), "other");
+        assert_eq!(code_label(Some(1005)), "other");
+        assert_eq!(code_label(None), "none");
+    }
+
+    #[test]
+    fn live_counts_are_seen_and_folded_once() {
+        let m = Arc::new(Metrics::new());
+        let g = m.session_start("r", "b");
+        g.stats().data_frame(Side::Client, true, 3);
+        let (active, flows) = m.live();
+        assert_eq!(active[&("r".into(), "b".into())], 1);
+        assert_eq!(flows[&("r".into(), "client_to_backend")].messages, 1);
+        g.end(&Ended {
+            outcome: Outcome::ClientIdle,
+            duration: Duration::from_secs(2),
+        });
+        let (active, flows) = m.live();
+        assert!(active.is_empty());
+        assert_eq!(flows[&("r".into(), "client_to_backend")].bytes, 3);
+        let text = m.encode(&Samples::default());
+        assert!(
+            text.contains("wsgate_messages_total{route=\"r\",direction=\"client_to_backend\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wsgate_limit_hits_total{route=\"r\",limit=\"idle_timeout\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wsgate_session_duration_seconds_count{route=\"r\"} 1"),
+            "{text}"
+        );
+    }
+}

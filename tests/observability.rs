@@ -1,0 +1,343 @@
+//! The admin interface and the access log on the real binary and a real proxy:
+//! `/readyz` turns 503 at SIGTERM before any session is closed, `/backends` follows
+//! a backend killed and restarted, JSON access log lines parse and carry their
+//! fields, and secrets planted in a session (cookie, Authorization, a query token,
+//! Sec-WebSocket-Key, the payload) appear in no log line and no admin answer.
+mod common;
+use common::admin;
+use common::bin::{Bin, bin_config};
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+const ADMIN: &str = "[admin]\naddress = \"127.0.0.1:0\"\n";
+
+fn chat_route(backend: SocketAddr) -> String {
+    format!(
+        "[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"{backend}\"\n\n\
+         [[route]]\nname = \"chat\"\npath_prefix = \"/chat\"\npool = \"p\"\n"
+    )
+}
+
+async fn poll<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    within(what, async {
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn readyz_turns_503_at_sigterm_before_any_session_is_closed() {
+    let backend = echo("e").await;
+    let config = bin_config(
+        0,
+        &format!(
+            "[server]\ndrain_spread = \"0s\"\nshutdown_grace = \"1s\"\n{ADMIN}\n{}",
+            chat_route(backend.addr)
+        ),
+    );
+    let mut b = Bin::start("readyz", &config).await;
+    let adm = b.admin_addr().expect("admin address in the log");
+    assert_eq!(admin::get(adm, "/readyz").await.status, 200);
+    assert_eq!(admin::get(adm, "/healthz").await.status, 200);
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(ws_connect(b.addr(), "/chat").await.0);
+    }
+    b.signal(libc::SIGTERM);
+    let t0 = Instant::now();
+    let flipped = poll("/readyz to answer 503", async || {
+        (admin::get(adm, "/readyz").await.status == 503).then(Instant::now)
+    })
+    .await;
+    for (i, ws) in sessions.iter_mut().enumerate() {
+        let early = tokio::time::timeout(Duration::from_millis(1), ws.next()).await;
+        assert!(
+            early.is_err(),
+            "session {i} got {early:?} before /readyz turned 503"
+        );
+    }
+    // Still not ready, still serving the admin interface, sessions still open.
+    assert_eq!(admin::get(adm, "/readyz").await.status, 503);
+    assert_eq!(admin::get(adm, "/healthz").await.status, 200);
+    for ws in &mut sessions {
+        let m = within("the drain's Close", ws.next()).await;
+        match m {
+            Some(Ok(Message::Close(Some(f)))) => assert_eq!(f.code, CloseCode::Away),
+            other => panic!("expected Close 1001, got {other:?}"),
+        }
+    }
+    assert!(
+        t0.elapsed() >= Duration::from_secs(1),
+        "sessions were closed during shutdown_grace"
+    );
+    assert!(flipped.duration_since(t0) < Duration::from_secs(1));
+    b.exit_within(DEADLINE).await;
+}
+
+async fn backend_state(adm: SocketAddr, addr: &str) -> (String, Value) {
+    let r = admin::get(adm, "/backends").await;
+    assert_eq!(r.status, 200);
+    let v: Value = serde_json::from_str(&r.body).expect("JSON");
+    let b = v["pools"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["address"] == addr)
+        .cloned()
+        .unwrap_or_else(|| panic!("{addr} not in {v}"));
+    (b["state"].as_str().unwrap().to_string(), b)
+}
+
+#[tokio::test]
+async fn backends_follows_a_backend_killed_and_restarted() {
+    let e = echo("e").await;
+    let addr = e.addr;
+    let other = echo("o").await;
+    let p = start_proxy(&format!(
+        "{ADMIN}[[pool]]\nname = \"p\"\n\
+         [pool.health]\nkind = \"websocket\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nrise = 1\nfall = 1\n\
+         [[pool.backend]]\naddress = \"{addr}\"\n[[pool.backend]]\naddress = \"{}\"\n\n\
+         [[route]]\npool = \"p\"\n",
+        other.addr
+    ))
+    .await;
+    let adm = p.running.admin_addr().unwrap();
+    let key = addr.to_string();
+    let (_, up) = poll("a first check", async || {
+        let (s, b) = backend_state(adm, &key).await;
+        (s == "up" && b["last_check"]["result"] == "ok").then_some((s, b))
+    })
+    .await;
+    assert!(up["last_check"]["time"].as_str().unwrap().ends_with('Z'));
+    let (ws, _) = ws_connect(p.addr, "/").await;
+    let with_session = backend_state(adm, &key).await.1["sessions"]
+        .as_u64()
+        .unwrap()
+        + backend_state(adm, &other.addr.to_string()).await.1["sessions"]
+            .as_u64()
+            .unwrap();
+    assert_eq!(with_session, 1);
+    drop(ws);
+
+    drop(e);
+    let down = poll("the killed backend to show down", async || {
+        let (s, b) = backend_state(adm, &key).await;
+        (s == "down").then_some(b)
+    })
+    .await;
+    assert_eq!(down["last_check"]["result"], "failed");
+    assert!(down["last_check"]["error"].as_str().unwrap().len() > 3);
+    assert!(down["last_change"].is_string());
+    let s = admin::scrape(adm).await;
+    assert_eq!(
+        s.value("wsgate_backend_up", &[("pool", "p"), ("backend", &key)]),
+        Some(0.0)
+    );
+    assert!(
+        s.count(
+            "wsgate_backend_checks_total",
+            &[("pool", "p"), ("backend", &key), ("result", "failed")]
+        ) >= 1.0
+    );
+
+    let _again = poll("the port to be free again", async || {
+        EchoServer::spawn(addr, "e2").await.ok()
+    })
+    .await;
+    let back = poll("the restarted backend to show up", async || {
+        let (s, b) = backend_state(adm, &key).await;
+        (s == "up").then_some(b)
+    })
+    .await;
+    assert_eq!(back["last_check"]["result"], "ok");
+    assert_ne!(back["last_change"], down["last_change"]);
+    let s = admin::scrape(adm).await;
+    assert_eq!(
+        s.value("wsgate_backend_up", &[("pool", "p"), ("backend", &key)]),
+        Some(1.0)
+    );
+}
+
+/// Waits until the binary's log has `n` lines containing `needle`.
+async fn log_lines(b: &Bin, needle: &str, n: usize) -> Vec<String> {
+    poll(&format!("{n} log lines with {needle:?}"), async || {
+        let lines: Vec<String> = b
+            .log()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect();
+        (lines.len() >= n).then_some(lines)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn json_access_log_lines_parse_and_carry_the_fields() {
+    let backend = echo("e").await;
+    let config = bin_config(
+        0,
+        &format!(
+            "[server]\ndrain_spread = \"0s\"\nlog_format = \"json\"\n{ADMIN}\n{}",
+            chat_route(backend.addr)
+        ),
+    );
+    let b = Bin::start("jsonlog", &config).await;
+    let mut req = ws_request("/chat/room?token=abc");
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "chat".parse().unwrap());
+    let (mut ws, _) = ws_connect_req(b.addr(), req, None).await.unwrap();
+    for m in ["one", "three"] {
+        within("send", ws.send(Message::text(m))).await.unwrap();
+        within("echo", ws.next()).await.unwrap().unwrap();
+    }
+    let frame = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    };
+    within("close", ws.close(Some(frame))).await.unwrap();
+    while let Some(Ok(_)) = within("end", ws.next()).await {}
+    let r = raw_http(b.addr(), upgrade_head("/nowhere?token=abc", "").as_bytes()).await;
+    assert_eq!(r.status, 404);
+
+    log_lines(&b, "handshake refused", 1).await;
+    log_lines(&b, "session ended", 1).await;
+    let log = b.log();
+    let mut access = Vec::new();
+    for line in log.lines() {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
+        if v["target"] == "access" {
+            access.push(v);
+        }
+    }
+    let session = access
+        .iter()
+        .find(|v| v["message"] == "session ended")
+        .unwrap();
+    let local = session["client"].as_str().unwrap();
+    assert!(local.starts_with("127.0.0.1:"), "{session}");
+    for (k, want) in [
+        ("listener", "127.0.0.1:0"),
+        ("route", "chat"),
+        ("pool", "p"),
+        ("path", "/chat/room"),
+        ("subprotocol", "chat"),
+        ("closed_by", "client"),
+        ("client_close_reason", "bye"),
+        ("outcome", "closed"),
+    ] {
+        assert_eq!(session[k], want, "{k} in {session}");
+    }
+    assert_eq!(session["backend"], backend.addr.to_string());
+    for (k, n) in [
+        ("client_messages", 2),
+        ("backend_messages", 2),
+        ("client_bytes", 8),
+        ("backend_bytes", 8),
+        ("client_close_code", 1000),
+        ("backend_close_code", 1000),
+    ] {
+        assert_eq!(session[k], n, "{k} in {session}");
+    }
+    assert!(session["duration_s"].as_f64().unwrap() > 0.0);
+    assert!(session.get("wsgate_close_to_client").is_none(), "{session}");
+    let refused = access
+        .iter()
+        .find(|v| v["message"] == "handshake refused")
+        .unwrap();
+    assert_eq!(refused["status"], 404);
+    assert_eq!(refused["path"], "/nowhere");
+    assert_eq!(refused["refused_by"], "wsgate");
+    assert_eq!(refused["reason"], "no route for this host and path");
+    assert!(refused.get("route").is_none());
+    assert!(!log.contains("token=abc"));
+}
+
+/// base64 of the 16 bytes "wsgate-secret-k4".
+const SECRET_KEY: &str = "d3NnYXRlLXNlY3JldC1rNA==";
+const SECRETS: [&str; 7] = [
+    "SECRETCOOKIE1",
+    "SECRETAUTH2",
+    "SECRETTOKEN3",
+    SECRET_KEY,
+    "SECRETPAYLOAD5",
+    "SECRETTOKEN6",
+    "SECRETCOOKIE7",
+];
+
+#[tokio::test]
+async fn planted_secrets_appear_in_no_log_line_and_no_admin_answer() {
+    for format in ["text", "json"] {
+        let backend = echo("e").await;
+        let config = bin_config(
+            0,
+            &format!(
+                "[server]\ndrain_spread = \"0s\"\nlog_level = \"debug\"\nlog_format = \"{format}\"\n{ADMIN}\n{}",
+                chat_route(backend.addr)
+            ),
+        );
+        let b = Bin::start("secrets", &config).await;
+        let mut s = tls_connect(b.addr()).await;
+        let head = format!(
+            "GET /chat/x?token=SECRETTOKEN3&a=1 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: {SECRET_KEY}\r\nSec-WebSocket-Version: 13\r\n\
+             Cookie: session=SECRETCOOKIE1\r\nAuthorization: Bearer SECRETAUTH2\r\n\r\n"
+        );
+        write_all(&mut s, head.as_bytes()).await;
+        assert_eq!(read_response(&mut s).await.status, 101);
+        let mask = Some([1, 2, 3, 4]);
+        write_all(&mut s, &encode_frame(true, 0, 1, b"SECRETPAYLOAD5", mask)).await;
+        let echoed = within("echo", read_frame(&mut s)).await.unwrap();
+        assert_eq!(echoed.payload, b"SECRETPAYLOAD5");
+        write_all(
+            &mut s,
+            &encode_frame(true, 0, 8, &1000u16.to_be_bytes(), mask),
+        )
+        .await;
+        let _ = read_frames_to_eof(&mut s).await;
+        let _ = s.shutdown().await;
+        let refused = raw_http(
+            b.addr(),
+            upgrade_head(
+                "/nowhere?token=SECRETTOKEN6",
+                "Cookie: a=SECRETCOOKIE7\r\nAuthorization: Basic SECRETAUTH2\r\n",
+            )
+            .as_bytes(),
+        )
+        .await;
+        assert_eq!(refused.status, 404);
+        log_lines(&b, "session ended", 1).await;
+        log_lines(&b, "handshake refused", 1).await;
+        let adm = b.admin_addr().unwrap();
+        let mut seen = vec![("log".to_string(), b.log())];
+        for path in ["/metrics", "/backends", "/status.json", "/"] {
+            seen.push((path.to_string(), admin::get(adm, path).await.body));
+        }
+        for (what, text) in &seen {
+            for secret in SECRETS {
+                assert!(
+                    !text.contains(secret),
+                    "{format}: {secret} found in {what}:\n{text}"
+                );
+            }
+        }
+        assert!(seen[0].1.contains("/chat/x"), "the path itself is logged");
+    }
+}
