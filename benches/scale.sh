@@ -128,10 +128,10 @@ $POOL
 path_prefix = "/"
 pool = "echo"
 EOF
-"$BIN/wsgate" check "$WORK/wsgate.toml" >/dev/null || die "the generated config does not pass wsgate check"
+"$BIN/wsgate" check -c "$WORK/wsgate.toml" >/dev/null || die "the generated config does not pass wsgate check"
 WSGATE_PIDS=()
 for i in $(seq 0 $(( WSGATE - 1 ))); do
-  "$BIN/wsgate" run "$WORK/wsgate.toml" >"$WORK/wsgate-$i.log" 2>&1 &
+  "$BIN/wsgate" run -c "$WORK/wsgate.toml" >"$WORK/wsgate-$i.log" 2>&1 &
   WSGATE_PIDS+=($!); PIDS+=($!)
   wait_line "$WORK/wsgate-$i.log" "listening on" 20 || die "wsgate $i did not start: $(tail -3 "$WORK/wsgate-$i.log")"
 done

@@ -265,7 +265,7 @@ async fn run(a: Arc<Args>) -> Result<bool, Error> {
         let (a, connector, gate, opened) = (a.clone(), connector.clone(), gate.clone(), opened.clone());
         let (lat_tx, mut go) = (lat_tx.clone(), go_rx.clone());
         tasks.spawn(async move {
-            let permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
+            let permit = gate.acquire().await.map_err(|e| e.to_string())?;
             let start = Instant::now();
             let r = tokio::time::timeout(a.timeout, open(&a, &connector, source(&a, n))).await;
             drop(permit);
@@ -283,7 +283,7 @@ async fn run(a: Arc<Args>) -> Result<bool, Error> {
             let _ = lat_tx.send(Ok(start.elapsed()));
             opened.fetch_add(1, Ordering::Relaxed);
             go.wait_for(|g| *g).await.map_err(|e| e.to_string())?;
-            let permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
+            let permit = gate.acquire().await.map_err(|e| e.to_string())?;
             let r = tokio::time::timeout(a.timeout, echo_and_close(s, a.id, n)).await;
             drop(permit);
             match r {
