@@ -116,6 +116,30 @@ fn source(a: &Args, n: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(a.source_base + off))
 }
 
+/// IP_BIND_ADDRESS_NO_PORT: the port is picked at connect(2), unique per 4-tuple.
+/// Without it every bind(ip, 0) takes a port number for itself, and once the
+/// clients' 100,000 binds cover the ephemeral range the proxy's own connects to
+/// its backends fail with EADDRNOTAVAIL.
+fn no_port_at_bind(sock: &TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a c_int option value of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// TCP from `src`, TLS, the upgrade; the stream once the 101 is read.
 async fn open(
     a: &Args,
@@ -123,6 +147,7 @@ async fn open(
     src: IpAddr,
 ) -> Result<TlsStream<tokio::net::TcpStream>, Error> {
     let sock = TcpSocket::new_v4()?;
+    no_port_at_bind(&sock)?;
     sock.bind(SocketAddr::new(src, 0))?;
     let tcp = sock.connect(a.target).await?;
     tcp.set_nodelay(true)?;
@@ -151,6 +176,10 @@ async fn open(
         }
         n += r;
         if let Some(end) = head[..n].windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&head[..n]);
+            if !text.starts_with("HTTP/1.1 101") {
+                return Err(format!("answer: {}", text.lines().next().unwrap_or("")).into());
+            }
             if end + 4 != n {
                 return Err("bytes after the 101".into());
             }
@@ -158,9 +187,6 @@ async fn open(
         }
     }
     let text = std::str::from_utf8(&head[..n])?;
-    if !text.starts_with("HTTP/1.1 101") {
-        return Err(format!("answer: {}", text.lines().next().unwrap_or("")).into());
-    }
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let ok = text.lines().any(|l| {
         l.split_once(':').is_some_and(|(k, v)| {
