@@ -44,7 +44,8 @@ async fn upgrade(s: &mut TcpStream, buf: &mut [u8; BUF]) -> Result<(), Error> {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("sec-websocket-key").then(|| v.trim())
+            k.eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| v.trim())
         })
         .ok_or("no Sec-WebSocket-Key")?;
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
@@ -142,7 +143,11 @@ async fn run(addr: SocketAddr) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
-    let addr: SocketAddr = match std::env::args().nth(1).unwrap_or("127.0.0.1:19810".into()).parse() {
+    let addr: SocketAddr = match std::env::args()
+        .nth(1)
+        .unwrap_or("127.0.0.1:19810".into())
+        .parse()
+    {
         Ok(a) => a,
         Err(e) => {
             eprintln!("scale_backend: {e}");
@@ -153,7 +158,10 @@ fn main() -> ExitCode {
         eprintln!("scale_backend: loopback addresses only");
         return ExitCode::from(64);
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("scale_backend: {e}");

@@ -288,7 +288,8 @@ async fn run(a: Arc<Args>) -> Result<bool, Error> {
     let mut tasks = tokio::task::JoinSet::new();
     let t0 = Instant::now();
     for n in 0..a.sessions {
-        let (a, connector, gate, opened) = (a.clone(), connector.clone(), gate.clone(), opened.clone());
+        let (a, connector, gate, opened) =
+            (a.clone(), connector.clone(), gate.clone(), opened.clone());
         let (lat_tx, mut go) = (lat_tx.clone(), go_rx.clone());
         tasks.spawn(async move {
             let permit = gate.acquire().await.map_err(|e| e.to_string())?;

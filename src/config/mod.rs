@@ -24,8 +24,8 @@ pub use limits::{Limits, OnExceed, RouteLimits, SessionLimits};
 pub use load::{ConfigError, KeyPath, Problem, Seg};
 pub use schema::{LogFormat, OnRemoved, Server};
 pub use types::{
-    Cidr, HostMatch, MatchOn, MatchValue, MemoryLimit, OriginPattern, RouteMatch, Secret, SuiteName,
-    TlsVersion,
+    Cidr, HostMatch, MatchOn, MatchValue, MemoryLimit, OriginPattern, RouteMatch, Secret,
+    SuiteName, TlsVersion,
 };
 
 use serde::Deserialize;
