@@ -10,6 +10,8 @@
 # (so start-up, TLS handshakes and shutdown cancel out):
 #   per message:   C connections x M1 vs x M2 binary echo round trips of SIZE bytes;
 #   per handshake: H1 vs H2 new TLS 1.3 connections with an upgrade and an echo.
+# KIND=text echoes text messages (mixed ASCII and multi-byte UTF-8) instead of
+# binary; HANDSHAKES=0 skips the handshake pair.
 # A message is one round trip through the proxy (client -> backend -> client).
 # Needs valgrind (installed with apt-get when missing). Loopback only; bounded.
 set -euo pipefail
@@ -77,13 +79,18 @@ instructions() {
   grep -E '^(summary|totals):' "$out" | head -1 | awk '{print $2}'
 }
 
-e1=$(instructions echo1 echo --conns "$C" --messages "$M1" --size "$SIZE" --window "$WINDOW")
-e2=$(instructions echo2 echo --conns "$C" --messages "$M2" --size "$SIZE" --window "$WINDOW")
-h1=$(instructions hs1 handshake --count "$H1" --concurrency 4)
-h2=$(instructions hs2 handshake --count "$H2" --concurrency 4)
+KIND="${KIND:-binary}"
+e1=$(instructions echo1 echo --conns "$C" --messages "$M1" --size "$SIZE" --window "$WINDOW" --kind "$KIND")
+e2=$(instructions echo2 echo --conns "$C" --messages "$M2" --size "$SIZE" --window "$WINDOW" --kind "$KIND")
+if [ "${HANDSHAKES:-1}" = 1 ]; then
+  h1=$(instructions hs1 handshake --count "$H1" --concurrency 4)
+  h2=$(instructions hs2 handshake --count "$H2" --concurrency 4)
+else
+  h1=0 h2=0
+fi
 per_msg=$(( (e2 - e1) / (C * (M2 - M1)) ))
 per_hs=$(( (h2 - h1) / (H2 - H1) ))
 echo "binary: $BIN"
-echo "echo ${SIZE} B x $C conns, $M1 vs $M2 messages each: $e1 vs $e2 instructions"
+echo "echo ${SIZE} B $KIND x $C conns, $M1 vs $M2 messages each: $e1 vs $e2 instructions"
 echo "handshakes, $H1 vs $H2: $h1 vs $h2 instructions"
 echo "RESULT instructions_per_message=$per_msg instructions_per_handshake=$per_hs"

@@ -4,6 +4,7 @@
 #   benches/compare.sh                 # full run: 5 repetitions, writes benches/RESULTS.md
 #   benches/compare.sh --quick         # short smoke run: 1 repetition, small counts
 #   benches/compare.sh --reps 3 --proxies "wsgate nginx" --out /tmp/r.md --no-install --keep
+#   benches/compare.sh --scenarios "a g c i" --reps 5   # only these scenarios
 #   (--keep leaves the work directory in /tmp: configs, logs, raw results.tsv)
 #
 # What it does (benches/README.md explains the numbers):
@@ -15,7 +16,8 @@
 #      workers/threads, WebSocket upgrades to the same backend), warms it up, then runs
 #      (d) idle sessions / memory, (a) pipelined small messages, (b) ping-pong 4 KiB,
 #      (c) 1 MiB messages, (e) handshake rate, (f) handshake rate with the client also
-#      offering post-quantum hybrid key exchange; then stops it,
+#      offering post-quantum hybrid key exchange, (g)-(i) as (a)-(c) with text
+#      messages (mixed ASCII and multi-byte UTF-8); then stops it,
 #   5. prints and writes a table of medians with wsgate/nginx and wsgate/haproxy ratios.
 # Only loopback addresses are used; every loop is bounded in count and time.
 set -euo pipefail
@@ -29,8 +31,9 @@ PROXIES="wsgate nginx haproxy"
 OUT=""
 INSTALL=1
 KEEP=0
+SCENARIOS="d a b c e f g h i"
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -38,6 +41,7 @@ while [ $# -gt 0 ]; do
     --proxies) PROXIES="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --no-install) INSTALL=0 ;;
+    --scenarios) SCENARIOS="$2"; shift ;;
     --keep) KEEP=1 ;;  # keep the work directory (configs, logs, raw results)
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 64 ;;
@@ -298,6 +302,7 @@ wait_quiet() { # wait (at most QUIET_MAX s) until other work on the machine uses
 
 bench() { # proxy scenario rep -- wsbench args...: run one measurement, record its RESULT
   local proxy="$1" scen="$2" rep="$3"; shift 4
+  [[ " $SCENARIOS " == *" $scen "* ]] || return 0
   local out="$WORK/log/$proxy-$scen-$rep.out" rc=0
   wait_quiet
   timeout $((TIMEOUT + 60)) "$WSBENCH" "$@" --addr "$HOST:${PORT[$proxy]}" --ca "$CA" \
@@ -335,6 +340,9 @@ run_rep() { # proxy rep
   bench "$p" c "$r" -- echo --conns "$C_CONNS" --messages "$C_MSGS" --size "$C_SIZE" --window "$C_WIN"
   bench "$p" e "$r" -- handshake --count "$E_COUNT" --concurrency "$HS_CONC"
   bench "$p" f "$r" -- handshake --count "$E_COUNT" --concurrency "$HS_CONC" --kx default
+  bench "$p" g "$r" -- echo --conns "$A_CONNS" --messages "$A_MSGS" --size "$A_SIZE" --window "$A_WIN" --kind text
+  bench "$p" h "$r" -- echo --conns "$B_CONNS" --messages "$B_MSGS" --size "$B_SIZE" --window "$B_WIN" --kind text
+  bench "$p" i "$r" -- echo --conns "$C_CONNS" --messages "$C_MSGS" --size "$C_SIZE" --window "$C_WIN" --kind text
   stop_proxy
 }
 
@@ -372,6 +380,7 @@ d|kib_per_session|KiB/session|1|lower
 d|rss_before_kib|RSS before, MiB|0.0009765625|lower
 d|rss_held_kib|RSS holding, MiB|0.0009765625|lower
 d|rss_after_close_kib|RSS 1 s after close, MiB|0.0009765625|lower
+d|rss_after_5s_kib|RSS 5 s after close, MiB|0.0009765625|lower
 e|conns_per_s|conns/s|1|higher
 e|cpu_us_per_conn|proxy CPU us/conn|1|lower
 e|p50_us|p50 setup ms|0.001|lower
@@ -379,6 +388,15 @@ e|p99_us|p99 setup ms|0.001|lower
 f|conns_per_s|conns/s|1|higher
 f|cpu_us_per_conn|proxy CPU us/conn|1|lower
 f|p50_us|p50 setup ms|0.001|lower
+g|msgs_per_s|msgs/s|1|higher
+g|cpu_us_per_msg|proxy CPU us/msg|1|lower
+g|p50_us|p50 RTT ms|0.001|lower
+h|msgs_per_s|msgs/s|1|higher
+h|cpu_us_per_msg|proxy CPU us/msg|1|lower
+h|p50_us|p50 RTT ms|0.001|lower
+i|mb_per_s|MB/s each way|1|higher
+i|cpu_us_per_msg|proxy CPU us/msg|1|lower
+i|p50_us|p50 RTT ms|0.001|lower
 "
 
 scenario_name() {
@@ -389,6 +407,9 @@ scenario_name() {
     d) echo "(d) $D_CONNS idle sessions held ${D_HOLD} s" ;;
     e) echo "(e) $E_COUNT new TLS+upgrade conns, $HS_CONC at a time" ;;
     f) echo "(f) as (e), client offering post-quantum hybrid key exchange" ;;
+    g) echo "(g) as (a), text messages" ;;
+    h) echo "(h) as (b), text messages" ;;
+    i) echo "(i) as (c), text messages" ;;
   esac
 }
 
@@ -436,6 +457,7 @@ report() {
   local prev="" line s k label scale better
   while IFS='|' read -r s k label scale better; do
     [ -n "$s" ] || continue
+    [[ " $SCENARIOS " == *" $s "* ]] || continue
     local sname=""
     [ "$s" != "$prev" ] && sname="$(scenario_name "$s")"
     prev="$s"
@@ -454,8 +476,9 @@ report() {
   echo "| scenario | metric | proxy | values by repetition | spread (max-min)/median |"
   echo "|---|---|---|---|---:|"
   local pair
-  for pair in "a|msgs_per_s" "a|cpu_us_per_msg" "b|msgs_per_s" "b|cpu_us_per_msg" "c|mb_per_s" "c|cpu_us_per_msg" "d|kib_per_session" "e|conns_per_s" "e|cpu_us_per_conn" "f|conns_per_s"; do
+  for pair in "a|msgs_per_s" "a|cpu_us_per_msg" "b|msgs_per_s" "b|cpu_us_per_msg" "c|mb_per_s" "c|cpu_us_per_msg" "d|kib_per_session" "e|conns_per_s" "e|cpu_us_per_conn" "f|conns_per_s" "g|msgs_per_s" "g|cpu_us_per_msg" "h|cpu_us_per_msg" "i|mb_per_s" "i|cpu_us_per_msg"; do
     s="${pair%%|*}"; k="${pair#*|}"
+    [[ " $SCENARIOS " == *" $s "* ]] || continue
     for p in $PROXIES; do
       local vals m
       vals="$(awk -F'\t' -v p="$p" -v s="$s" -v k="$k" '$1==p && $2==s && $4==k {printf "%s%s", sep, $5; sep=", "}' "$RAW")"
@@ -479,7 +502,8 @@ report() {
   echo
   printf '| scenario |'; for p in $PROXIES; do printf ' %s client s | %s other load |' "$p" "$p"; done; echo
   printf '|---|'; for p in $PROXIES; do printf -- '---:|---:|'; done; echo
-  for s in a b c e f; do
+  for s in a b c e f g h i; do
+    [[ " $SCENARIOS " == *" $s "* ]] || continue
     printf '| %s |' "$s"
     for p in $PROXIES; do printf ' %s | %s |' "$(fmt "$(median "$p" "$s" client_cpu_s)")" "$(fmt "$(median "$p" "$s" foreign_cores)")"; done
     echo

@@ -10,20 +10,24 @@ mod demo;
 /// the unprefixed `malloc`), because glibc's arenas keep the peak of a reconnect
 /// storm resident for good (benches/RESULTS.md: 4.4x the RSS before 2,000 sessions,
 /// 5 s after they closed; about 1.3x with jemalloc).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options (the `MALLOC_CONF` environment variable can add to them): a
 /// background thread returns freed pages to the kernel about a second after they
 /// were last used, instead of on the next allocation.
+#[cfg(feature = "jemalloc")]
 #[unsafe(export_name = "malloc_conf")]
 pub static MALLOC_CONF: MallocConf =
     MallocConf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
 
 /// A `const char *` as jemalloc reads it.
+#[cfg(feature = "jemalloc")]
 #[repr(transparent)]
 pub struct MallocConf(*const std::ffi::c_char);
 // SAFETY: it points to a static, immutable, NUL-terminated string.
+#[cfg(feature = "jemalloc")]
 unsafe impl Sync for MallocConf {}
 
 use clap::{Parser, Subcommand};

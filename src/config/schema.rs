@@ -8,7 +8,7 @@
 //! `File` into a `Config`; nothing outside `config` sees a `File`.
 
 use super::types::{Cidr, HostMatch, OriginPattern, SuiteName, TlsVersion};
-use super::{Balance, Dur, HealthConf, Limits, RouteLimits};
+use super::{Balance, Dur, HealthConf, HttpMode, Limits, RouteLimits};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +53,12 @@ pub struct Server {
     pub pid_file: Option<PathBuf>,
     /// tokio worker threads (read at start only). Absent: one per core.
     pub workers: Option<usize>,
+    /// Between two requests on a kept-alive client connection, how long it may idle.
+    pub keepalive_timeout: Dur,
+    /// Longest gap between two reads of a proxied request's body (then 408).
+    pub request_body_timeout: Dur,
+    /// The key of the sticky-cookie hash (`balance = "cookie"`); absent: a fixed key.
+    pub cookie_secret_file: Option<PathBuf>,
     /// "text" or "json" (one object per line); read at start.
     pub log_format: LogFormat,
     /// At shutdown: how long to stay not-ready (`/readyz` 503) while still
@@ -111,6 +117,9 @@ impl Default for Server {
             shutdown_timeout: Dur::secs(30),
             pid_file: None,
             workers: None,
+            keepalive_timeout: Dur::secs(60),
+            request_body_timeout: Dur::secs(60),
+            cookie_secret_file: None,
             log_format: LogFormat::Text,
             shutdown_grace: Dur::secs(0),
         }
@@ -184,6 +193,18 @@ pub struct Pool {
     pub health: Option<HealthConf>,
     /// Write a PROXY protocol header on every backend connection.
     pub send_proxy_protocol: Option<ProxyVersion>,
+    /// The cookie that names a client's backend, with `balance = "cookie"`.
+    pub sticky_cookie: Option<String>,
+    /// Plain HTTP: the backend's response head must start within this once the
+    /// request is sent, and its body may pause no longer.
+    #[serde(default = "default_response_timeout")]
+    pub response_timeout: Dur,
+    /// Plain HTTP: idle connections kept open per backend for reuse (0 = none).
+    #[serde(default = "default_keepalive")]
+    pub keepalive: usize,
+    /// Plain HTTP: how long an idle backend connection is kept.
+    #[serde(default = "default_backend_keepalive_timeout")]
+    pub keepalive_timeout: Dur,
     #[serde(rename = "backend", default)]
     pub backends: Vec<Backend>,
 }
@@ -194,6 +215,16 @@ pub struct Pool {
 pub enum ProxyVersion {
     V1,
     V2,
+}
+
+fn default_response_timeout() -> Dur {
+    Dur::secs(60)
+}
+fn default_keepalive() -> usize {
+    32
+}
+fn default_backend_keepalive_timeout() -> Dur {
+    Dur::secs(4)
 }
 
 fn two() -> u32 {
@@ -244,11 +275,47 @@ pub struct Route {
     pub host: Option<HostMatch>,
     #[serde(default = "slash")]
     pub path_prefix: String,
-    pub pool: String,
+    /// Also match on a request header, a cookie or a query parameter.
+    pub match_header: Option<MatchSpec>,
+    pub match_cookie: Option<MatchSpec>,
+    pub match_query: Option<MatchSpec>,
+    /// One pool, or several with weights (`pools`); exactly one of the two.
+    pub pool: Option<String>,
+    pub pools: Option<Vec<WeightedPool>>,
+    /// With `pools`: the cookie whose value keeps a client on one pool (else its IP).
+    pub split_cookie: Option<String>,
     pub allowed_origins: Option<Vec<OriginPattern>>,
     #[serde(default)]
     pub allow_missing_origin: bool,
+    /// What non-upgrade requests get: 426 (`refuse`) or proxied (`proxy`).
+    #[serde(default)]
+    pub http: HttpMode,
+    /// Largest proxied request body (0 = no limit).
+    #[serde(default = "default_max_body")]
+    pub max_request_body_bytes: u64,
     pub limits: Option<RouteLimits>,
+}
+
+fn default_max_body() -> u64 {
+    1 << 20
+}
+
+/// `match_header`, `match_cookie`, `match_query`: a name and `value` (exact) or
+/// `prefix` (starts with).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSpec {
+    pub name: String,
+    pub value: Option<String>,
+    pub prefix: Option<String>,
+}
+
+/// One entry of a route's `pools`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedPool {
+    pub pool: String,
+    pub weight: u32,
 }
 
 fn slash() -> String {
