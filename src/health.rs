@@ -10,7 +10,7 @@
 
 use crate::backend::Backend;
 use crate::balance::Pool;
-use crate::config::{Check, CheckKind};
+use crate::config::{Check, CheckKind, ProxyVersion};
 use crate::metrics::{CheckL, Metrics};
 use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
@@ -52,6 +52,7 @@ impl Checkers {
                 tasks.push(tokio::spawn(run(
                     backend.clone(),
                     check.clone(),
+                    pool.conf.send_proxy_protocol,
                     first,
                     rx.clone(),
                     counts,
@@ -92,6 +93,7 @@ impl Drop for InFlight<'_> {
 async fn run(
     backend: Arc<Backend>,
     check: Check,
+    proxy: Option<ProxyVersion>,
     first: Instant,
     mut retire: watch::Receiver<bool>,
     [ok, failed]: [Counter; 2],
@@ -107,7 +109,7 @@ async fn run(
             continue; // another generation's checker has it, or we are retired
         }
         let _claimed = InFlight(&backend);
-        let result = match timeout(check.timeout.get(), probe(backend.addr, &check)).await {
+        let result = match timeout(check.timeout.get(), probe(backend.addr, &check, proxy)).await {
             Ok(r) => r,
             Err(_) => Err(format!("no answer within {:?}", check.timeout.get())),
         };
@@ -125,11 +127,23 @@ async fn run(
     }
 }
 
-/// One probe; `Err` says why it failed.
-pub async fn probe(addr: SocketAddr, check: &Check) -> Result<(), String> {
+/// One probe; `Err` says why it failed. With `proxy` (the pool's
+/// `send_proxy_protocol`) the probe starts with a LOCAL header, as HAProxy's
+/// checks do when they go to the server's own port: a backend that requires
+/// the header would refuse a probe without it.
+pub async fn probe(
+    addr: SocketAddr,
+    check: &Check,
+    proxy: Option<ProxyVersion>,
+) -> Result<(), String> {
     let mut tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    if let Some(v) = proxy {
+        crate::proxy_proto::write_header(&mut tcp, v, None)
+            .await
+            .map_err(|e| format!("write PROXY header: {e}"))?;
+    }
     let host = check.host.clone().unwrap_or_else(|| addr.to_string());
     match check.kind {
         CheckKind::Tcp => Ok(()),

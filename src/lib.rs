@@ -30,6 +30,7 @@ pub mod notify;
 pub mod origin;
 pub mod overload;
 pub mod proxy;
+pub mod proxy_proto;
 pub mod relay;
 pub mod resources;
 pub mod route;

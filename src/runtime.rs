@@ -42,6 +42,8 @@ pub struct ListenerGen {
     pub name: Arc<str>,
     pub address: SocketAddr,
     pub reuse_port: bool,
+    /// `Some(trusted_proxies)`: a PROXY protocol header comes first.
+    pub proxy_protocol: Option<Arc<[crate::config::Cidr]>>,
     /// `None` for plain TCP.
     pub tls: Option<TlsAcceptor>,
     /// When the served leaf certificate expires.
@@ -412,6 +414,7 @@ fn build(
             name: l.name.as_str().into(),
             address: l.address,
             reuse_port: l.reuse_port,
+            proxy_protocol: l.proxy_protocol.as_deref().map(Arc::from),
             tls,
             cert_expiry,
         });

@@ -26,6 +26,9 @@ use tokio::time::timeout;
 pub struct ClientInfo {
     pub ip: IpAddr,
     pub tls: bool,
+    /// The client and the address it connected to: what a PROXY header to the
+    /// backend carries (`send_proxy_protocol`).
+    pub addrs: (SocketAddr, SocketAddr),
 }
 
 /// The backend's answer to a forwarded upgrade.
@@ -207,6 +210,7 @@ pub fn forwarded_request(
 pub async fn open(
     addr: SocketAddr,
     pool: &Pool,
+    client: ClientInfo,
     forwarded: Request<Empty<Bytes>>,
     req: &UpgradeRequest,
     connect_time: &Histogram,
@@ -220,6 +224,12 @@ pub async fn open(
     connect_time.observe(t0.elapsed().as_secs_f64());
     let _ = stream.set_nodelay(true);
     let exchange = async {
+        let mut stream = stream;
+        if let Some(v) = pool.conf.send_proxy_protocol {
+            crate::proxy_proto::write_header(&mut stream, v, Some(client.addrs))
+                .await
+                .map_err(|e| UpstreamError::Connect(addr, e))?;
+        }
         let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
             .await
@@ -325,7 +335,16 @@ mod tests {
             extensions: vec![],
         };
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let out = forwarded_request(&req, &h, ClientInfo { ip, tls: true }, None);
+        let out = forwarded_request(
+            &req,
+            &h,
+            ClientInfo {
+                ip,
+                tls: true,
+                addrs: (SocketAddr::new(ip, 1), SocketAddr::new(ip, 2)),
+            },
+            None,
+        );
         let o = out.headers();
         assert_eq!(out.uri(), "/ws?room=1");
         for gone in ["x-secret", "keep-alive", "proxy-authorization", "te"] {
@@ -343,7 +362,11 @@ mod tests {
         let out = forwarded_request(
             &req,
             &h,
-            ClientInfo { ip, tls: false },
+            ClientInfo {
+                ip,
+                tls: false,
+                addrs: (SocketAddr::new(ip, 1), SocketAddr::new(ip, 2)),
+            },
             Some("internal:9000"),
         );
         assert_eq!(out.headers()["host"], "internal:9000");

@@ -31,6 +31,14 @@ pub fn derived(rt: &Runtime) -> Samples {
             vec![("reason", "connect_rate".to_string())],
             c.connect_rate.load(Ordering::Relaxed) as f64,
         ),
+        (
+            vec![("reason", "untrusted_proxy".to_string())],
+            c.untrusted_proxy.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            vec![("reason", "proxy_header".to_string())],
+            c.proxy_header.load(Ordering::Relaxed) as f64,
+        ),
     ]);
     s.single(
         "wsgate_accept_errors",

@@ -142,6 +142,11 @@ pub struct Listener {
     /// SO_REUSEPORT, so another wsgate can bind the same address (upgrades, scale-out).
     #[serde(default)]
     pub reuse_port: bool,
+    /// Expect a PROXY protocol header (v1 or v2) before TLS on every connection.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Who may send one (required, non-empty, with `proxy_protocol`).
+    pub trusted_proxies: Option<Vec<Cidr>>,
 }
 
 fn yes() -> bool {
@@ -186,6 +191,8 @@ pub struct Pool {
     #[serde(default = "default_removed_spread")]
     pub removed_close_spread: Dur,
     pub health: Option<HealthConf>,
+    /// Write a PROXY protocol header on every backend connection.
+    pub send_proxy_protocol: Option<ProxyVersion>,
     /// The cookie that names a client's backend, with `balance = "cookie"`.
     pub sticky_cookie: Option<String>,
     /// Plain HTTP: the backend's response head must start within this once the
@@ -200,6 +207,14 @@ pub struct Pool {
     pub keepalive_timeout: Dur,
     #[serde(rename = "backend", default)]
     pub backends: Vec<Backend>,
+}
+
+/// `send_proxy_protocol`: "v1" (text) or "v2" (binary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyVersion {
+    V1,
+    V2,
 }
 
 fn default_response_timeout() -> Dur {

@@ -285,10 +285,36 @@ fn listeners(ls: &[schema::Listener], source: &Path, out: &mut Vec<Finding>) -> 
             }
             None
         };
+        let proxy_protocol = match (l.proxy_protocol, &l.trusted_proxies) {
+            (true, Some(t)) if !t.is_empty() => Some(t.clone()),
+            (true, Some(_)) => {
+                out.push((
+                    at("trusted_proxies"),
+                    "must not be empty: list the load balancers' addresses".into(),
+                ));
+                None
+            }
+            (true, None) => {
+                out.push((
+                    at("proxy_protocol"),
+                    "needs `trusted_proxies` (the CIDRs of the load balancers allowed to send the header)".into(),
+                ));
+                None
+            }
+            (false, Some(_)) => {
+                out.push((
+                    at("trusted_proxies"),
+                    "only allowed when proxy_protocol = true".into(),
+                ));
+                None
+            }
+            (false, None) => None,
+        };
         checked.push(Listener {
             name,
             address: l.address,
             reuse_port: l.reuse_port,
+            proxy_protocol,
             tls,
         });
     }
@@ -404,6 +430,7 @@ fn pools(ps: &[schema::Pool], secret: &Secret, out: &mut Vec<Finding>) -> Vec<Po
                     spread: p.removed_close_spread.get(),
                 },
             },
+            send_proxy_protocol: p.send_proxy_protocol,
             active_checks: p.health.is_some(),
             sticky,
             response_timeout: p.response_timeout.get(),
