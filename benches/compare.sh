@@ -380,6 +380,7 @@ d|kib_per_session|KiB/session|1|lower
 d|rss_before_kib|RSS before, MiB|0.0009765625|lower
 d|rss_held_kib|RSS holding, MiB|0.0009765625|lower
 d|rss_after_close_kib|RSS 1 s after close, MiB|0.0009765625|lower
+d|rss_after_5s_kib|RSS 5 s after close, MiB|0.0009765625|lower
 e|conns_per_s|conns/s|1|higher
 e|cpu_us_per_conn|proxy CPU us/conn|1|lower
 e|p50_us|p50 setup ms|0.001|lower

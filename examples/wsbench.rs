@@ -619,14 +619,18 @@ async fn run_idle(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
     while set.join_next().await.is_some() {}
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss2 = pids_rss_kib(a);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let rss5 = pids_rss_kib(a);
     println!(
         "idle: {n}/{} sessions open in {open_s:.2} s; proxy RSS {rss0:.0} KiB before, \
-         {rss1:.0} KiB holding them ({per:.2} KiB/session), {rss2:.0} KiB 1 s after closing",
+         {rss1:.0} KiB holding them ({per:.2} KiB/session), {rss2:.0} KiB 1 s and {rss5:.0} KiB \
+         5 s after closing",
         a.conns
     );
     println!(
         "RESULT mode=idle conns={n} errors={} open_s={open_s:.3} rss_before_kib={rss0:.0} \
-         rss_held_kib={rss1:.0} rss_after_close_kib={rss2:.0} kib_per_session={per:.3}",
+         rss_held_kib={rss1:.0} rss_after_close_kib={rss2:.0} rss_after_5s_kib={rss5:.0} \
+         kib_per_session={per:.3}",
         errs.len()
     );
     Ok(errs.is_empty())

@@ -28,7 +28,10 @@ pub struct ConnSettings {
 /// Who is connected, and where.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
+    /// The client: the TCP peer, or the source a trusted PROXY header carried.
     pub peer: SocketAddr,
+    /// The address the client connected to (the PROXY header's destination).
+    pub local: SocketAddr,
     /// The listener's name (its address unless the config names it).
     pub listener: Arc<str>,
     pub tls: bool,

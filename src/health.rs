@@ -12,7 +12,7 @@
 
 use crate::backend::Backend;
 use crate::balance::Pool;
-use crate::config::{Check, CheckKind};
+use crate::config::{Check, CheckKind, ProxyVersion};
 use crate::metrics::{CheckL, Metrics};
 use crate::tls::upstream::UpstreamTls;
 use futures_util::StreamExt;
@@ -56,6 +56,7 @@ impl Checkers {
                     backend.clone(),
                     check.clone(),
                     pool.tls.clone(),
+                    pool.conf.send_proxy_protocol,
                     first,
                     rx.clone(),
                     counts,
@@ -97,6 +98,7 @@ async fn run(
     backend: Arc<Backend>,
     check: Check,
     tls: Option<Arc<UpstreamTls>>,
+    proxy: Option<ProxyVersion>,
     first: Instant,
     mut retire: watch::Receiver<bool>,
     [ok, failed]: [Counter; 2],
@@ -112,11 +114,15 @@ async fn run(
             continue; // another generation's checker has it, or we are retired
         }
         let _claimed = InFlight(&backend);
-        let result =
-            match timeout(check.timeout.get(), probe(&backend, &check, tls.as_deref())).await {
-                Ok(r) => r,
-                Err(_) => Err(format!("no answer within {:?}", check.timeout.get())),
-            };
+        let result = match timeout(
+            check.timeout.get(),
+            probe(&backend, &check, tls.as_deref(), proxy),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {:?}", check.timeout.get())),
+        };
         match result {
             Ok(()) => {
                 ok.inc();
@@ -131,16 +137,25 @@ async fn run(
     }
 }
 
-/// One probe (over TLS when `tls` is set); `Err` says why it failed.
+/// One probe (over TLS when `tls` is set); `Err` says why it failed. With
+/// `proxy` (the pool's `send_proxy_protocol`) the probe starts with a LOCAL
+/// header, as HAProxy's checks do when they go to the server's own port: a
+/// backend that requires the header would refuse a probe without it.
 pub async fn probe(
     backend: &Backend,
     check: &Check,
     tls: Option<&UpstreamTls>,
+    proxy: Option<ProxyVersion>,
 ) -> Result<(), String> {
     let addr = backend.addr;
-    let tcp = TcpStream::connect(addr)
+    let mut tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    if let Some(v) = proxy {
+        crate::proxy_proto::write_header(&mut tcp, v, None)
+            .await
+            .map_err(|e| format!("write PROXY header: {e}"))?;
+    }
     match tls {
         None => speak(tcp, addr, check).await,
         // Even a tcp check completes the (verified) handshake: that is what a session needs.

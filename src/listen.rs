@@ -7,11 +7,12 @@
 //! `http::serve` reads its requests.
 //! Does not own: HTTP (http/) or what a request means (proxy.rs, http/forward.rs).
 
-use crate::admission::{Admitted, Slot};
+use crate::admission::{Admitted, Refused, Slot};
 use crate::conn::ConnInfo;
 use crate::http::serve::serve;
 use crate::metrics::TlsL;
 use crate::proxy::Client;
+use crate::proxy_proto;
 use crate::runtime::Runtime;
 use futures_util::FutureExt;
 use std::net::SocketAddr;
@@ -40,8 +41,9 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> 
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts on listener `name` until `stop` turns true. At `max_connections` it
-/// waits for a slot before accepting again (the kernel backlog holds newcomers);
+/// Accepts on listener `name` until `stop` turns true. At `max_connections`, above
+/// `max_connect_rate` or above `max_memory` it waits before accepting again (the
+/// kernel backlog holds newcomers);
 /// each accepted connection passes admission control before any TLS work. When
 /// stopped, the connections the kernel has already queued are still taken and
 /// served, so closing the socket resets none of them.
@@ -57,6 +59,11 @@ pub async fn accept_loop(
             s = rt.slots.acquire() => s,
             _ = stop.wait_for(|s| *s) => break,
         };
+        // Overload protection: a connect-rate token, and memory under the watermark.
+        tokio::select! {
+            _ = rt.overload.wait_turn() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = stop.wait_for(|s| *s) => break,
@@ -64,6 +71,13 @@ pub async fn accept_loop(
         match accepted {
             Ok((tcp, peer)) => {
                 backoff = Duration::from_millis(5);
+                // Memory may have crossed the watermark while we waited in accept:
+                // this one waits too (its TLS clock has not started).
+                // At stop it is served like the rest of the queue.
+                tokio::select! {
+                    _ = rt.overload.wait_memory() => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
                 admit(&rt, &name, tcp, peer, slot);
             }
             Err(e) => {
@@ -84,28 +98,88 @@ pub async fn accept_loop(
 }
 
 /// Admission control, then the connection's own task under the current generation.
+/// On a `proxy_protocol` listener the task first reads the PROXY header, and
+/// admission runs on the address it carries.
 fn admit(rt: &Arc<Runtime>, name: &Arc<str>, tcp: TcpStream, peer: SocketAddr, slot: Slot) {
-    let Ok(ticket) = rt.admission.admit(peer.ip()) else {
-        return; // closed at once; admission counted and logged it
-    };
     let generation = rt.current();
-    let Some(tls) = generation.listener(name).map(|l| l.tls.clone()) else {
+    let Some(listener) = generation.listener(name) else {
         return; // a reload removed this listener; its accept loop is stopping
     };
+    let tls = listener.tls.clone();
+    let local = tcp.local_addr().unwrap_or(peer);
+    let accepted = Instant::now();
+    let Some(trusted) = listener.proxy_protocol.clone() else {
+        if let Some(client) = client(rt, name, &generation, peer, local, accepted, slot, &tls) {
+            tokio::spawn(connection(tcp, tls, client));
+        }
+        return;
+    };
+    if !trusted.iter().any(|c| c.contains(peer.ip())) {
+        rt.admission.refuse(peer.ip(), Refused::UntrustedProxy);
+        return;
+    }
+    let rt = rt.clone();
+    let name = name.clone();
+    tokio::spawn(async move {
+        let mut tcp = tcp;
+        let limit = generation
+            .conn
+            .tls_handshake_timeout
+            .min(PROXY_HEADER_TIMEOUT);
+        let (peer, local) = match timeout(limit, proxy_proto::read_header(&mut tcp)).await {
+            Ok(Ok(proxy_proto::Header::Proxied {
+                source,
+                destination,
+            })) => (source, destination),
+            Ok(Ok(proxy_proto::Header::Local)) => (peer, local),
+            Ok(Err(e)) => {
+                tracing::debug!(proxy = %peer, "refused: {}", e.reason());
+                rt.admission.refuse(peer.ip(), Refused::ProxyHeader);
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(proxy = %peer, "refused: no PROXY header within {limit:?}");
+                rt.admission.refuse(peer.ip(), Refused::ProxyHeader);
+                return;
+            }
+        };
+        if let Some(client) = client(&rt, &name, &generation, peer, local, accepted, slot, &tls) {
+            connection(tcp, tls, client).await;
+        }
+    });
+}
+
+/// The PROXY header must arrive within this (or `tls_handshake_timeout`, if shorter).
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Per-IP admission for `peer`; the admitted client, or `None` (refused: counted
+/// and logged by admission).
+#[allow(clippy::too_many_arguments)]
+fn client(
+    rt: &Arc<Runtime>,
+    name: &Arc<str>,
+    generation: &Arc<crate::runtime::Generation>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    accepted: Instant,
+    slot: Slot,
+    tls: &Option<tokio_rustls::TlsAcceptor>,
+) -> Option<Client> {
+    let ticket = rt.admission.admit(peer.ip()).ok()?;
     rt.metrics.count_accepted(name);
-    let client = Client {
+    Some(Client {
         info: ConnInfo {
             peer,
+            local,
             listener: name.clone(),
             tls: tls.is_some(),
             client_subject: None,
-            accepted: Instant::now(),
+            accepted,
         },
         admitted: Arc::new(Admitted::new(slot, ticket, rt.sessions.open())),
-        generation,
+        generation: generation.clone(),
         rt: rt.clone(),
-    };
-    tokio::spawn(connection(tcp, tls, client));
+    })
 }
 
 async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, mut client: Client) {

@@ -4,6 +4,7 @@
 //! Signals of `run`: SIGHUP reloads (config, certificates, keys); SIGTERM or SIGINT
 //! drain and exit (a second one exits at once). systemd hears of each step.
 
+mod alloc;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -13,7 +14,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::reload::Handle;
 use tracing_subscriber::{EnvFilter, Registry};
-use wsgate::config::{Config, LogFormat};
+use wsgate::config::{Config, LogFormat, Server};
 use wsgate::notify;
 use wsgate::server::Running;
 
@@ -50,21 +51,43 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Run);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("wsgate: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    // Before anything is opened or derived from it: the soft open-file limit up to
+    // the hard one (max_connections is derived from it).
+    if let Err(e) = wsgate::resources::raise_nofile() {
+        eprintln!("wsgate: cannot read the open-file limit: {e}");
+    }
     match command {
-        Command::Run => rt.block_on(run(&cli.config)),
+        Command::Run => {
+            let Some(cfg) = load(&cli.config) else {
+                return ExitCode::FAILURE;
+            };
+            match runtime(cfg.server.workers) {
+                Some(rt) => rt.block_on(run(&cli.config, cfg)),
+                None => ExitCode::FAILURE,
+            }
+        }
         Command::Check => check(&cli.config),
         Command::Reload { pid } => reload_command(&cli.config, pid),
-        Command::Demo => rt.block_on(demo::run()),
+        Command::Demo => match runtime(None) {
+            Some(rt) => rt.block_on(demo::run()),
+            None => ExitCode::FAILURE,
+        },
+    }
+}
+
+/// The tokio runtime: `workers` threads, or one per core.
+fn runtime(workers: Option<usize>) -> Option<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        b.worker_threads(n);
+    }
+    b.on_thread_park(alloc::on_thread_park);
+    match b.enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("wsgate: cannot start the runtime: {e}");
+            None
+        }
     }
 }
 
@@ -196,10 +219,7 @@ fn write_pid_file(cfg: &Config) {
     }
 }
 
-async fn run(path: &Path) -> ExitCode {
-    let Some(cfg) = load(path) else {
-        return ExitCode::FAILURE;
-    };
+async fn run(path: &Path, cfg: Config) -> ExitCode {
     let log = init_logging(&cfg.server.log_level, cfg.server.log_format);
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::hangup()),
@@ -225,7 +245,7 @@ async fn run(path: &Path) -> ExitCode {
     let mut last_status = String::new();
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&mut running, path, log.as_ref(), cfg.server.log_format).await,
+            _ = hup.recv() => reload(&mut running, path, log.as_ref(), &cfg.server).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = status_tick.tick() => {
@@ -267,7 +287,7 @@ async fn run(path: &Path) -> ExitCode {
 
 /// SIGHUP: reload the file. Either way the process goes on serving, and systemd
 /// gets `RELOADING=1` then `READY=1` with the outcome in `STATUS=`.
-async fn reload(running: &mut Running, path: &Path, log: Option<&LogHandle>, format: LogFormat) {
+async fn reload(running: &mut Running, path: &Path, log: Option<&LogHandle>, at_start: &Server) {
     notify::reloading();
     tracing::info!("reloading {}", path.display());
     match running.reload_file(path).await {
@@ -275,14 +295,18 @@ async fn reload(running: &mut Running, path: &Path, log: Option<&LogHandle>, for
             for w in &r.warnings {
                 tracing::warn!("{w}");
             }
+            if cfg.server.workers != at_start.workers {
+                tracing::warn!("workers changed in the file: that takes a restart");
+            }
             if let Some(h) = log
                 && let Err(e) = h.reload(EnvFilter::new(&cfg.server.log_level))
             {
                 tracing::warn!("log_level not changed: {e}");
             }
-            if cfg.server.log_format != format {
+            if cfg.server.log_format != at_start.log_format {
                 tracing::warn!(
-                    "log_format changed in the file: it takes effect at the next start ({format:?} until then)"
+                    "log_format changed in the file: it takes effect at the next start ({:?} until then)",
+                    at_start.log_format
                 );
             }
             write_pid_file(&cfg);

@@ -159,6 +159,7 @@ pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
     let info = ClientInfo {
         ip: peer.ip(),
         tls: client.info.tls,
+        addrs: (peer, client.info.local),
     };
     let metrics = &client.rt.metrics;
     let (lease, answer) = match open_any(pool, &upgrade, &headers, info, sticky, metrics).await {
@@ -297,7 +298,7 @@ async fn open_any(
             let connect_time = metrics
                 .backend_connect
                 .get_or_create_owned(&labels(lease.backend()));
-            match upstream::open(lease.backend(), pool, fwd, upgrade, &connect_time).await {
+            match upstream::open(lease.backend(), pool, client, fwd, upgrade, &connect_time).await {
                 Ok(answer) => {
                     lease.backend().record_success();
                     return Some((lease, answer));

@@ -22,7 +22,9 @@ use crate::config::{BackendRemoved, Config, KeyPath, Limits, Problem};
 use crate::conn::ConnSettings;
 use crate::health::Checkers;
 use crate::metrics::Metrics;
+use crate::overload::{self, Overload};
 use crate::relay::RelayConfig;
+use crate::resources::{self, ConnectionLimit};
 use crate::route::{Route, Router};
 use crate::session::{Ending, Sessions, Stop};
 use crate::tls::{self, upstream::UpstreamTls};
@@ -43,6 +45,8 @@ pub struct ListenerGen {
     pub name: Arc<str>,
     pub address: SocketAddr,
     pub reuse_port: bool,
+    /// `Some(trusted_proxies)`: a PROXY protocol header comes first.
+    pub proxy_protocol: Option<Arc<[crate::config::Cidr]>>,
     /// `None` for plain TCP.
     pub tls: Option<TlsAcceptor>,
     /// Every certificate served (names, expiry), in config order; empty for plain TCP.
@@ -83,7 +87,30 @@ pub struct Generation {
     pub identity_headers: Vec<HeaderName>,
     /// Non-fatal findings while building (e.g. a likely missing intermediate).
     pub warnings: Vec<String>,
+    /// The limits this config comes to on this machine (open files, cores, cgroup).
+    pub effective: Effective,
     checkers: Mutex<Option<Checkers>>,
+}
+
+/// Limits the config leaves to the machine, resolved when the generation is built.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Effective {
+    pub max_connections: ConnectionLimit,
+    pub overload: overload::Settings,
+}
+
+impl Effective {
+    fn resolve(cfg: &Config) -> Effective {
+        let workers = tokio::runtime::Handle::try_current()
+            .map(|h| h.metrics().num_workers())
+            .unwrap_or(1);
+        // One descriptor kept back per listener and per backend (its health probe).
+        let extra = cfg.listeners.len() + cfg.pools.iter().map(|p| p.backends.len()).sum::<usize>();
+        Effective {
+            max_connections: resources::connection_limit(cfg.limits.max_connections, extra as u64),
+            overload: overload::Settings::resolve(&cfg.limits, workers),
+        }
+    }
 }
 
 impl Generation {
@@ -212,6 +239,7 @@ fn load_auth(
 /// What lives as long as the process.
 pub struct Runtime {
     pub admission: Arc<Admission>,
+    pub overload: Arc<Overload>,
     pub slots: Arc<Slots>,
     pub sessions: Sessions,
     pub metrics: Arc<Metrics>,
@@ -262,12 +290,14 @@ impl fmt::Debug for Runtime {
 impl Runtime {
     /// The process state and generation 1, its health checks started.
     pub fn new(cfg: &Config) -> Result<Runtime, BuildError> {
+        let first = build(cfg, 1, |_| None)?;
         let rt = Runtime {
             admission: Arc::new(Admission::new(&cfg.limits)),
-            slots: Slots::new(cfg.limits.max_connections),
+            overload: Arc::new(Overload::new(first.effective.overload)),
+            slots: Slots::new(first.effective.max_connections.value),
             sessions: Sessions::default(),
             metrics: Arc::new(Metrics::new()),
-            current: ArcSwap::from_pointee(build(cfg, 1, |_| None)?),
+            current: ArcSwap::from_pointee(first),
             registry: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(2),
             ready: AtomicBool::new(false),
@@ -307,8 +337,16 @@ impl Runtime {
             }
         }
         self.admission.configure(next.limits());
-        self.slots.resize(next.limits().max_connections);
+        self.overload.configure(next.effective.overload);
+        self.slots.resize(next.effective.max_connections.value);
         let old = self.current.swap(next.clone());
+        if old.effective != next.effective {
+            tracing::info!(
+                "{}; {}",
+                next.effective.max_connections,
+                next.effective.overload
+            );
+        }
         old.stop_checks(false);
         self.start(&next);
         self.remove_dropped(&old, &next);
@@ -431,6 +469,7 @@ fn build(
             name: l.name.as_str().into(),
             address: l.address,
             reuse_port: l.reuse_port,
+            proxy_protocol: l.proxy_protocol.as_deref().map(Arc::from),
             tls,
             certs,
             client_subject_header: subject,
@@ -489,6 +528,7 @@ fn build(
         },
         identity_headers,
         warnings,
+        effective: Effective::resolve(cfg),
         checkers: Mutex::new(None),
     })
 }

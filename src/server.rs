@@ -433,8 +433,11 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
             s.name
         );
     }
+    let g = rt.current();
+    tracing::info!("{}; {}", g.effective.max_connections, g.effective.overload);
     let admin = bind_admin(cfg)?;
     let (stop, rx) = watch::channel(false);
+    tokio::spawn(rt.overload.clone().watch_memory(rx.clone()));
     let prune = tokio::spawn(prune_admission(rt.clone(), rx));
     let mut running = Running {
         rt,

@@ -38,6 +38,9 @@ pub enum BackendStream {
 pub struct ClientInfo {
     pub ip: IpAddr,
     pub tls: bool,
+    /// The client and the address it connected to: what a PROXY header to the
+    /// backend carries (`send_proxy_protocol`).
+    pub addrs: (SocketAddr, SocketAddr),
 }
 
 /// The backend's answer to a forwarded upgrade.
@@ -223,6 +226,7 @@ pub fn forwarded_request(
 pub async fn open(
     backend: &Backend,
     pool: &Pool,
+    client: ClientInfo,
     forwarded: Request<Empty<Bytes>>,
     req: &UpgradeRequest,
     connect_time: &Histogram,
@@ -230,11 +234,17 @@ pub async fn open(
     let addr = backend.addr;
     let connect = async {
         let t0 = std::time::Instant::now();
-        let tcp = TcpStream::connect(addr)
+        let mut tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| UpstreamError::Connect(addr, e))?;
         connect_time.observe(t0.elapsed().as_secs_f64());
         let _ = tcp.set_nodelay(true);
+        // The PROXY header goes first, in the clear, before any TLS.
+        if let Some(v) = pool.conf.send_proxy_protocol {
+            crate::proxy_proto::write_header(&mut tcp, v, Some(client.addrs))
+                .await
+                .map_err(|e| UpstreamError::Connect(addr, e))?;
+        }
         Ok(match &pool.tls {
             None => BackendStream::Plain(tcp),
             Some(tls) => BackendStream::Tls(Box::new(
@@ -371,7 +381,16 @@ mod tests {
             extensions: vec![],
         };
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let out = forwarded_request(&req, &h, ClientInfo { ip, tls: true }, None);
+        let out = forwarded_request(
+            &req,
+            &h,
+            ClientInfo {
+                ip,
+                tls: true,
+                addrs: (SocketAddr::new(ip, 1), SocketAddr::new(ip, 2)),
+            },
+            None,
+        );
         let o = out.headers();
         assert_eq!(out.uri(), "/ws?room=1");
         for gone in ["x-secret", "keep-alive", "proxy-authorization", "te"] {
@@ -389,7 +408,11 @@ mod tests {
         let out = forwarded_request(
             &req,
             &h,
-            ClientInfo { ip, tls: false },
+            ClientInfo {
+                ip,
+                tls: false,
+                addrs: (SocketAddr::new(ip, 1), SocketAddr::new(ip, 2)),
+            },
             Some("internal:9000"),
         );
         assert_eq!(out.headers()["host"], "internal:9000");

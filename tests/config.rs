@@ -479,3 +479,54 @@ fn sticky_and_http_pool_keys_are_checked() {
         "cannot read /nonexistent/key",
     );
 }
+
+#[test]
+fn proxy_protocol_needs_trusted_proxies() {
+    assert_error(
+        &format!("{LISTENER}proxy_protocol = true\n{POOL}{ROUTE}"),
+        "t.toml:4:1: listener[0].proxy_protocol: ",
+        "needs `trusted_proxies`",
+    );
+    assert_error(
+        &format!("{LISTENER}proxy_protocol = true\ntrusted_proxies = []\n{POOL}{ROUTE}"),
+        "t.toml:5:1: listener[0].trusted_proxies: ",
+        "must not be empty",
+    );
+    assert_error(
+        &format!("{LISTENER}trusted_proxies = [\"10.0.0.0/8\"]\n{POOL}{ROUTE}"),
+        "t.toml:4:1: listener[0].trusted_proxies: ",
+        "only allowed when proxy_protocol = true",
+    );
+    assert_error(
+        &format!(
+            "{LISTENER}proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/99\"]\n{POOL}{ROUTE}"
+        ),
+        "t.toml:5:",
+        "is not a CIDR",
+    );
+    Config::parse(
+        &format!(
+            "{LISTENER}proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n{POOL}{ROUTE}"
+        ),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn send_proxy_protocol_is_v1_or_v2() {
+    assert_error(
+        &format!(
+            "{LISTENER}[[pool]]\nname = \"p\"\nsend_proxy_protocol = \"v3\"\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n{ROUTE}"
+        ),
+        "t.toml:6:23: pool[0].send_proxy_protocol: ",
+        "unknown variant `v3`",
+    );
+    for v in ["v1", "v2"] {
+        Config::parse(
+            &format!("{LISTENER}[[pool]]\nname = \"p\"\nsend_proxy_protocol = \"{v}\"\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n{ROUTE}"),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+    }
+}

@@ -196,6 +196,8 @@ pub fn status(rt: &Runtime) -> Value {
         "refusals": {
             "max_connections_per_ip": c.too_many_from_ip.load(Ordering::Relaxed),
             "connect_rate": c.connect_rate.load(Ordering::Relaxed),
+            "untrusted_proxy": c.untrusted_proxy.load(Ordering::Relaxed),
+            "proxy_header": c.proxy_header.load(Ordering::Relaxed),
             "handshakes_by_status": upgrades
                 .iter()
                 .filter(|(s, _)| **s != 101)

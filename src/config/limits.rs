@@ -3,7 +3,7 @@
 //! yet, so only session-level keys may be overridden per route.
 
 use super::Dur;
-use super::types::Cidr;
+use super::types::{Cidr, MemoryLimit};
 use serde::Deserialize;
 
 /// `[limits]`. A value of 0 (or "0s") turns a session limit off.
@@ -11,7 +11,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Concurrent client connections, all IPs together; at the limit accept pauses.
-    pub max_connections: usize,
+    /// Absent: derived from the open-file limit (two descriptors per session).
+    pub max_connections: Option<usize>,
     /// Concurrent connections from one client IP (IPv6: one prefix).
     pub max_connections_per_ip: usize,
     /// New connections per second per client IP (token bucket refill rate).
@@ -22,6 +23,14 @@ pub struct Limits {
     pub ipv6_prefix: u8,
     /// CIDRs exempt from the per-IP limits (not from max_connections).
     pub exempt: Vec<Cidr>,
+    /// New connections per second, all clients together (a token bucket the accept
+    /// loop waits on). Absent: 1000 per worker thread. 0 turns it off.
+    pub max_connect_rate: Option<f64>,
+    /// That bucket's size. Absent: one second's worth.
+    pub max_connect_burst: Option<u32>,
+    /// Resident memory above which accepting pauses. Absent: 90 % of the cgroup's
+    /// memory limit if there is one, else none.
+    pub max_memory: Option<MemoryLimit>,
     pub message_rate: f64,
     pub message_burst: u32,
     pub on_exceed: OnExceed,
@@ -41,12 +50,15 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: 10_000,
+            max_connections: None,
             max_connections_per_ip: 256,
             connect_rate: 20.0,
             connect_burst: 100,
             ipv6_prefix: 64,
             exempt: Vec::new(),
+            max_connect_rate: None,
+            max_connect_burst: None,
+            max_memory: None,
             message_rate: 100.0,
             message_burst: 200,
             on_exceed: OnExceed::Throttle,

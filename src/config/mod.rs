@@ -25,11 +25,11 @@ pub use duration::Dur;
 pub use health::{Check, CheckKind, HealthConf};
 pub use limits::{Limits, OnExceed, RouteLimits, SessionLimits};
 pub use load::{ConfigError, KeyPath, Problem, Seg};
-pub use schema::{LogFormat, OnRemoved, Server};
+pub use schema::{LogFormat, OnRemoved, ProxyVersion, Server};
 pub use tls::{CertPair, ClientCerts, ListenerTls, PoolTls};
 pub use types::{
-    Cidr, HeaderKey, HostMatch, MatchOn, MatchValue, OriginPattern, RouteMatch, Secret, SuiteName,
-    TlsVersion,
+    Cidr, HeaderKey, HostMatch, MatchOn, MatchValue, MemoryLimit, OriginPattern, RouteMatch, Secret,
+    SuiteName, TlsVersion,
 };
 
 use serde::Deserialize;
@@ -98,6 +98,9 @@ pub struct Listener {
     pub name: String,
     pub address: SocketAddr,
     pub reuse_port: bool,
+    /// `Some(trusted_proxies)` when the listener expects a PROXY protocol header
+    /// (checked non-empty).
+    pub proxy_protocol: Option<Vec<Cidr>>,
     /// `None` for a plain-TCP listener.
     pub tls: Option<ListenerTls>,
 }
@@ -163,6 +166,8 @@ pub struct Pool {
     pub passive: Option<Passive>,
     pub slow_start: Duration,
     pub on_backend_removed: BackendRemoved,
+    /// The PROXY protocol header written on every backend connection.
+    pub send_proxy_protocol: Option<ProxyVersion>,
     /// Whether `[pool.health]` is set (then every backend has a `check`).
     pub active_checks: bool,
     /// TLS to the backends (and their health checks); `None`: plain TCP.

@@ -53,6 +53,8 @@ pub struct Server {
     pub shutdown_timeout: Dur,
     /// Where `run` writes its process id (and `wsgate reload` finds it).
     pub pid_file: Option<PathBuf>,
+    /// tokio worker threads (read at start only). Absent: one per core.
+    pub workers: Option<usize>,
     /// Between two requests on a kept-alive client connection, how long it may idle.
     pub keepalive_timeout: Dur,
     /// Longest gap between two reads of a proxied request's body (then 408).
@@ -116,6 +118,7 @@ impl Default for Server {
             drain_spread: Dur::secs(10),
             shutdown_timeout: Dur::secs(30),
             pid_file: None,
+            workers: None,
             keepalive_timeout: Dur::secs(60),
             request_body_timeout: Dur::secs(60),
             cookie_secret_file: None,
@@ -153,6 +156,11 @@ pub struct Listener {
     /// SO_REUSEPORT, so another wsgate can bind the same address (upgrades, scale-out).
     #[serde(default)]
     pub reuse_port: bool,
+    /// Expect a PROXY protocol header (v1 or v2) before TLS on every connection.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Who may send one (required, non-empty, with `proxy_protocol`).
+    pub trusted_proxies: Option<Vec<Cidr>>,
 }
 
 fn yes() -> bool {
@@ -204,6 +212,8 @@ pub struct Pool {
     pub tls_ca: Option<PathBuf>,
     /// SNI and verified name (default: each backend's host as written).
     pub tls_server_name: Option<String>,
+    /// Write a PROXY protocol header on every backend connection.
+    pub send_proxy_protocol: Option<ProxyVersion>,
     /// The cookie that names a client's backend, with `balance = "cookie"`.
     pub sticky_cookie: Option<String>,
     /// Plain HTTP: the backend's response head must start within this once the
@@ -218,6 +228,14 @@ pub struct Pool {
     pub keepalive_timeout: Dur,
     #[serde(rename = "backend", default)]
     pub backends: Vec<Backend>,
+}
+
+/// `send_proxy_protocol`: "v1" (text) or "v2" (binary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyVersion {
+    V1,
+    V2,
 }
 
 fn default_response_timeout() -> Dur {

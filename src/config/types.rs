@@ -306,6 +306,58 @@ impl FromStr for HeaderKey {
     }
 }
 from_string!(HeaderKey, "a header name such as \"X-User-Id\"");
+
+/// `max_memory`: a size ("512MiB", "2GiB", "1500000000") or a share of the
+/// cgroup's memory limit ("80%"); "0" turns it off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemoryLimit {
+    Off,
+    Bytes(u64),
+    /// Percent of the cgroup's `memory.max` (1-100).
+    OfCgroup(f64),
+}
+
+impl FromStr for MemoryLimit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<MemoryLimit, String> {
+        let bad = || {
+            format!(
+                "{s:?} is not a memory size (\"512MiB\", \"2GiB\", bytes) or a share (\"80%\"), or \"0\""
+            )
+        };
+        let t = s.trim();
+        if t == "0" {
+            return Ok(MemoryLimit::Off);
+        }
+        if let Some(p) = t.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(p > 0.0 && p <= 100.0) {
+                return Err(format!("{s:?}: a share must be above 0% and at most 100%"));
+            }
+            return Ok(MemoryLimit::OfCgroup(p));
+        }
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(mult)
+            .filter(|b| *b > 0)
+            .map(MemoryLimit::Bytes)
+            .ok_or_else(bad)
+    }
+}
+from_string!(
+    MemoryLimit,
+    "a memory size such as \"2GiB\" or a share such as \"80%\""
+);
+
 /// What a route condition looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MatchOn {
@@ -466,6 +518,18 @@ mod tests {
             "https://x.com/path",
         ] {
             assert!(bad.parse::<OriginPattern>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn memory_limits() {
+        assert_eq!("2GiB".parse(), Ok(MemoryLimit::Bytes(2 << 30)));
+        assert_eq!("512MiB".parse(), Ok(MemoryLimit::Bytes(512 << 20)));
+        assert_eq!("1000".parse(), Ok(MemoryLimit::Bytes(1000)));
+        assert_eq!("80%".parse(), Ok(MemoryLimit::OfCgroup(80.0)));
+        assert_eq!("0".parse(), Ok(MemoryLimit::Off));
+        for bad in ["", "2GB", "-1", "0%", "101%", "x", "1.5GiB"] {
+            assert!(bad.parse::<MemoryLimit>().is_err(), "{bad:?}");
         }
     }
 

@@ -80,6 +80,9 @@ fn server(s: &schema::Server, source: &Path, out: &mut Vec<Finding>) -> Secret {
             "must be between 1024 and 1048576".into(),
         ));
     }
+    if s.workers.is_some_and(|w| !(1..=1024).contains(&w)) {
+        out.push((at("workers"), "must be between 1 and 1024".into()));
+    }
     if s.pid_file.as_ref().is_some_and(|p| !p.is_absolute()) {
         out.push((at("pid_file"), "must be an absolute path".into()));
     }
@@ -139,8 +142,22 @@ fn admin(a: Option<&schema::Admin>, out: &mut Vec<Finding>) -> Admin {
 fn limits(file: &File, out: &mut Vec<Finding>) {
     let l = &file.limits;
     let at = |k: &str| KeyPath::root("limits").key(k);
-    if l.max_connections == 0 {
-        out.push((at("max_connections"), "must be at least 1".into()));
+    if l.max_connections == Some(0) {
+        out.push((
+            at("max_connections"),
+            "must be at least 1 (leave it out to derive it from the open-file limit)".into(),
+        ));
+    }
+    if let Some(r) = l.max_connect_rate
+        && (!r.is_finite() || !(0.0..=1e7).contains(&r))
+    {
+        out.push((
+            at("max_connect_rate"),
+            "must be a number of connections per second >= 0 (0 = off)".into(),
+        ));
+    }
+    if l.max_connect_burst == Some(0) {
+        out.push((at("max_connect_burst"), "must be at least 1".into()));
     }
     if l.max_connections_per_ip == 0 {
         out.push((at("max_connections_per_ip"), "must be at least 1".into()));
@@ -224,10 +241,36 @@ fn listeners(ls: &[schema::Listener], source: &Path, out: &mut Vec<Finding>) -> 
             super::tls::plain_listener(i, l, out);
             None
         };
+        let proxy_protocol = match (l.proxy_protocol, &l.trusted_proxies) {
+            (true, Some(t)) if !t.is_empty() => Some(t.clone()),
+            (true, Some(_)) => {
+                out.push((
+                    at("trusted_proxies"),
+                    "must not be empty: list the load balancers' addresses".into(),
+                ));
+                None
+            }
+            (true, None) => {
+                out.push((
+                    at("proxy_protocol"),
+                    "needs `trusted_proxies` (the CIDRs of the load balancers allowed to send the header)".into(),
+                ));
+                None
+            }
+            (false, Some(_)) => {
+                out.push((
+                    at("trusted_proxies"),
+                    "only allowed when proxy_protocol = true".into(),
+                ));
+                None
+            }
+            (false, None) => None,
+        };
         checked.push(Listener {
             name,
             address: l.address,
             reuse_port: l.reuse_port,
+            proxy_protocol,
             tls,
         });
     }
@@ -344,6 +387,7 @@ fn pools(ps: &[schema::Pool], source: &Path, secret: &Secret, out: &mut Vec<Find
                     spread: p.removed_close_spread.get(),
                 },
             },
+            send_proxy_protocol: p.send_proxy_protocol,
             active_checks: p.health.is_some(),
             tls,
             sticky,

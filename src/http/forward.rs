@@ -112,7 +112,11 @@ where
     let mut headers = upstream::forwarded_headers(
         &identity,
         &host,
-        ClientInfo { ip, tls: info.tls },
+        ClientInfo {
+            ip,
+            tls: info.tls,
+            addrs: (info.peer, info.local),
+        },
         pool.conf.host_header.as_deref(),
     );
     headers.remove(header::EXPECT);

@@ -28,7 +28,7 @@
 //! `close_timeout`; the offender's Close then goes out at once, and writing it gets
 //! one more `close_timeout`.
 
-mod bucket;
+pub(crate) mod bucket;
 pub mod frame;
 mod pool;
 mod pump;
