@@ -4,7 +4,7 @@
 #   benches/compare.sh                 # full run: 5 repetitions, writes benches/RESULTS.md
 #   benches/compare.sh --quick         # short smoke run: 1 repetition, small counts
 #   benches/compare.sh --reps 3 --proxies "wsgate nginx" --out /tmp/r.md --no-install --keep
-#   benches/compare.sh --workers 1 --scenarios "g e r"   # a subset: 1 worker, 3 scenarios
+#   benches/compare.sh --workers 1 --scenarios "l e r"   # a subset: 1 worker, 3 scenarios
 #   (--keep leaves the work directory in /tmp: configs, logs, raw results.tsv)
 #   On a shared machine: flock /tmp/bench.lock benches/compare.sh ... (one benchmark at a time)
 #
@@ -17,10 +17,11 @@
 #      for each proxy (order rotated every repetition): starts the proxy fresh on its own
 #      loopback port (TLS 1.3, certs-example/, WebSocket upgrades to the same backend),
 #      warms it up, then runs the scenarios (--scenarios, default all): (d) idle sessions /
-#      memory, (a) pipelined 64 B, (b) ping-pong 4 KiB, (c) 1 MiB messages, (h) saturated
-#      16 KiB, (g) open-loop 64 B at a fixed 5,000 msgs/s (latency from the scheduled send
+#      memory, (a) pipelined 64 B, (b) ping-pong 4 KiB, (c) 1 MiB messages, (k) saturated
+#      16 KiB, (l) open-loop 64 B at a fixed 5,000 msgs/s (latency from the scheduled send
 #      time), (e) full handshakes, (f) handshakes with the client also offering
-#      post-quantum hybrid key exchange, (r) resumed handshakes (session tickets); then
+#      post-quantum hybrid key exchange, (r) resumed handshakes (session tickets),
+#      (g)-(i) as (a)-(c) with text messages (mixed ASCII and multi-byte UTF-8); then
 #      stops it,
 #   5. prints and writes a table of medians per worker count with wsgate/nginx and
 #      wsgate/haproxy ratios.
@@ -38,7 +39,7 @@ INSTALL=1
 KEEP=0
 
 WORKERS="1 2"
-SCENARIOS="d a b c h g e f r"
+SCENARIOS="d a b c k l e f r g h i"
 usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -65,18 +66,18 @@ TIMEOUT=240         # wsbench's own bound on one measurement, seconds
 QUIET_MAX=8         # longest wait for other work on the machine to calm down, per measurement
 if [ "$QUICK" = 1 ]; then
   [ "$REPS" = 5 ] && REPS=1
-  A_MSGS=2000; B_MSGS=50;  C_MSGS=5;  D_CONNS=500;  D_HOLD=1; E_COUNT=300;  G_SECS=2; H_MSGS=200
+  A_MSGS=2000; B_MSGS=50;  C_MSGS=5;  D_CONNS=500;  D_HOLD=1; E_COUNT=300;  L_SECS=2; K_MSGS=200
 else
-  A_MSGS=10000; B_MSGS=250; C_MSGS=25; D_CONNS=2000; D_HOLD=3; E_COUNT=2000; G_SECS=10; H_MSGS=1000
+  A_MSGS=10000; B_MSGS=250; C_MSGS=25; D_CONNS=2000; D_HOLD=3; E_COUNT=2000; L_SECS=10; K_MSGS=1000
 fi
 for w in $WORKERS; do [[ "$w" =~ ^[1-9][0-9]?$ ]] || { echo "--workers: '$w' is not a worker count" >&2; exit 64; }; done
-for s in $SCENARIOS; do [[ "$s" =~ ^[abcdefghr]$ ]] || { echo "--scenarios: unknown scenario '$s' (a-h, r)" >&2; exit 64; }; done
+for s in $SCENARIOS; do [[ "$s" =~ ^[a-ilkr]$ ]] || { echo "--scenarios: unknown scenario '$s' (a-i, k, l, r)" >&2; exit 64; }; done
 has_scen() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 A_CONNS=50;  A_SIZE=64;      A_WIN=32
 B_CONNS=200; B_SIZE=4096;    B_WIN=1
 C_CONNS=20;  C_SIZE=1048576; C_WIN=1
-G_CONNS=50;  G_SIZE=64;      G_RATE=5000
-H_CONNS=20;  H_SIZE=16384;   H_WIN=8
+L_CONNS=50;  L_SIZE=64;      L_RATE=5000
+K_CONNS=20;  K_SIZE=16384;   K_WIN=8
 if [ -z "$OUT" ]; then
   if [ "$QUICK" = 1 ]; then OUT=""; else OUT="$ROOT/benches/RESULTS.md"; fi
 fi
@@ -356,8 +357,11 @@ run_rep() { # proxy rep
       a) bench "$p" a "$r" -- echo --conns "$A_CONNS" --messages "$A_MSGS" --size "$A_SIZE" --window "$A_WIN" ;;
       b) bench "$p" b "$r" -- echo --conns "$B_CONNS" --messages "$B_MSGS" --size "$B_SIZE" --window "$B_WIN" ;;
       c) bench "$p" c "$r" -- echo --conns "$C_CONNS" --messages "$C_MSGS" --size "$C_SIZE" --window "$C_WIN" ;;
-      h) bench "$p" h "$r" -- echo --conns "$H_CONNS" --messages "$H_MSGS" --size "$H_SIZE" --window "$H_WIN" ;;
-      g) bench "$p" g "$r" -- rate --conns "$G_CONNS" --rate "$G_RATE" --duration "$G_SECS" --size "$G_SIZE" ;;
+      k) bench "$p" k "$r" -- echo --conns "$K_CONNS" --messages "$K_MSGS" --size "$K_SIZE" --window "$K_WIN" ;;
+      l) bench "$p" l "$r" -- rate --conns "$L_CONNS" --rate "$L_RATE" --duration "$L_SECS" --size "$L_SIZE" ;;
+      g) bench "$p" g "$r" -- echo --conns "$A_CONNS" --messages "$A_MSGS" --size "$A_SIZE" --window "$A_WIN" --kind text ;;
+      h) bench "$p" h "$r" -- echo --conns "$B_CONNS" --messages "$B_MSGS" --size "$B_SIZE" --window "$B_WIN" --kind text ;;
+      i) bench "$p" i "$r" -- echo --conns "$C_CONNS" --messages "$C_MSGS" --size "$C_SIZE" --window "$C_WIN" --kind text ;;
       e) bench "$p" e "$r" -- handshake --count "$E_COUNT" --concurrency "$HS_CONC" ;;
       f) bench "$p" f "$r" -- handshake --count "$E_COUNT" --concurrency "$HS_CONC" --kx default ;;
       r) bench "$p" r "$r" -- handshake --count "$E_COUNT" --concurrency "$HS_CONC" --resume ;;
@@ -398,17 +402,17 @@ c|cpu_us_per_msg|proxy CPU us/msg|1|lower
 c|cpu_ms_per_mb|proxy CPU ms/MB|1|lower
 c|p50_us|p50 RTT ms|0.001|lower
 c|p99_us|p99 RTT ms|0.001|lower
-h|mb_per_s|MB/s each way|1|higher
-h|cpu_ms_per_mb|proxy CPU ms/MB|1|lower
-h|cpu_us_per_msg|proxy CPU us/msg|1|lower
-h|p50_us|p50 RTT ms|0.001|lower
-h|p99_us|p99 RTT ms|0.001|lower
-g|msgs_per_s|msgs/s achieved|1|higher
-g|cpu_us_per_msg|proxy CPU us/msg|1|lower
-g|p50_us|p50 RTT us (from scheduled send)|1|lower
-g|p99_us|p99 RTT us|1|lower
-g|p999_us|p99.9 RTT us|1|lower
-g|lag_p99_us|client pacer lag p99 us|1|lower
+k|mb_per_s|MB/s each way|1|higher
+k|cpu_ms_per_mb|proxy CPU ms/MB|1|lower
+k|cpu_us_per_msg|proxy CPU us/msg|1|lower
+k|p50_us|p50 RTT ms|0.001|lower
+k|p99_us|p99 RTT ms|0.001|lower
+l|msgs_per_s|msgs/s achieved|1|higher
+l|cpu_us_per_msg|proxy CPU us/msg|1|lower
+l|p50_us|p50 RTT us (from scheduled send)|1|lower
+l|p99_us|p99 RTT us|1|lower
+l|p999_us|p99.9 RTT us|1|lower
+l|lag_p99_us|client pacer lag p99 us|1|lower
 d|kib_per_session|KiB/session|1|lower
 d|rss_before_kib|RSS before, MiB|0.0009765625|lower
 d|rss_held_kib|RSS holding, MiB|0.0009765625|lower
@@ -424,6 +428,15 @@ r|conns_per_s|conns/s|1|higher
 r|cpu_us_per_conn|proxy CPU us/conn|1|lower
 r|p50_us|p50 setup ms|0.001|lower
 r|resumed|handshakes resumed|1|higher
+g|msgs_per_s|msgs/s|1|higher
+g|cpu_us_per_msg|proxy CPU us/msg|1|lower
+g|p50_us|p50 RTT ms|0.001|lower
+h|msgs_per_s|msgs/s|1|higher
+h|cpu_us_per_msg|proxy CPU us/msg|1|lower
+h|p50_us|p50 RTT ms|0.001|lower
+i|mb_per_s|MB/s each way|1|higher
+i|cpu_us_per_msg|proxy CPU us/msg|1|lower
+i|p50_us|p50 RTT ms|0.001|lower
 "
 
 scenario_name() {
@@ -434,8 +447,11 @@ scenario_name() {
     d) echo "(d) $D_CONNS idle sessions held ${D_HOLD} s" ;;
     e) echo "(e) $E_COUNT new TLS+upgrade conns, $HS_CONC at a time" ;;
     f) echo "(f) as (e), client offering post-quantum hybrid key exchange" ;;
-    g) echo "(g) open loop: $G_CONNS conns, $G_RATE msgs/s x ${G_SIZE} B for ${G_SECS} s" ;;
-    h) echo "(h) $H_CONNS conns x $H_MSGS msgs x 16 KiB, $H_WIN in flight" ;;
+    l) echo "(l) open loop: $L_CONNS conns, $L_RATE msgs/s x ${L_SIZE} B for ${L_SECS} s" ;;
+    k) echo "(k) $K_CONNS conns x $K_MSGS msgs x 16 KiB, $K_WIN in flight" ;;
+    g) echo "(g) as (a), text messages" ;;
+    h) echo "(h) as (b), text messages" ;;
+    i) echo "(i) as (c), text messages" ;;
     r) echo "(r) as (e), resuming with session tickets" ;;
   esac
 }
@@ -509,7 +525,7 @@ report() {
   echo "|---|---|---|---|---:|"
   local pair
   for w in $WORKERS; do
-  for pair in "a|msgs_per_s" "a|cpu_us_per_msg" "b|msgs_per_s" "b|cpu_us_per_msg" "c|mb_per_s" "c|cpu_us_per_msg" "h|cpu_ms_per_mb" "g|cpu_us_per_msg" "g|p50_us" "g|p99_us" "d|kib_per_session" "e|conns_per_s" "e|cpu_us_per_conn" "f|conns_per_s" "r|cpu_us_per_conn"; do
+  for pair in "a|msgs_per_s" "a|cpu_us_per_msg" "b|msgs_per_s" "b|cpu_us_per_msg" "c|mb_per_s" "c|cpu_us_per_msg" "k|cpu_ms_per_mb" "l|cpu_us_per_msg" "l|p50_us" "l|p99_us" "d|kib_per_session" "e|conns_per_s" "e|cpu_us_per_conn" "f|conns_per_s" "r|cpu_us_per_conn" "g|msgs_per_s" "g|cpu_us_per_msg" "h|cpu_us_per_msg" "i|mb_per_s" "i|cpu_us_per_msg"; do
     s="${pair%%|*}"; k="${pair#*|}"
     has_scen "$s" || continue
     s="$s@$w"
@@ -538,7 +554,7 @@ report() {
   printf '| scenario@workers |'; for p in $PROXIES; do printf ' %s client s | %s other load |' "$p" "$p"; done; echo
   printf '|---|'; for p in $PROXIES; do printf -- '---:|---:|'; done; echo
   for w in $WORKERS; do
-  for s in a b c h g e f r; do
+  for s in a b c k l e f r g h i; do
     has_scen "$s" || continue
     printf '| %s |' "$s@$w"
     for p in $PROXIES; do printf ' %s | %s |' "$(fmt "$(median "$p" "$s@$w" client_cpu_s)")" "$(fmt "$(median "$p" "$s@$w" foreign_cores)")"; done

@@ -13,7 +13,7 @@
 //!
 //! - `echo`: opens `--conns` connections (at most `--concurrency` handshakes at a
 //!   time), waits until all are open, then each sends `--messages` binary messages of
-//!   `--size` bytes, keeping at most `--window` unanswered (1 = ping-pong), and
+//!   `--size` bytes (`--kind text`: text messages, mixed ASCII and multi-byte UTF-8), keeping at most `--window` unanswered (1 = ping-pong), and
 //!   waits for every echo. Round-trip latency is measured per message. Connections
 //!   then close with a close handshake.
 //! - `idle`: opens `--conns` sessions, each doing one echo round trip (so the
@@ -66,10 +66,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 type Ws = WebSocketStream<TlsStream<TcpStream>>;
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-const USAGE: &str = "usage: wsbench (echo|idle|handshake) --addr IP:PORT [--conns N] [--messages M] \
+const USAGE: &str = "usage: wsbench (echo|idle|handshake|rate) --addr IP:PORT [--conns N] [--messages M] \
 [--size BYTES] [--window W] [--count K] [--concurrency C] [--hold SECS] [--pids P1,P2] [--also-pids P] \
-[--ca PEM] [--sni NAME] [--path /] [--kx x25519|default] [--resume] [--rate MSGS_PER_S] \
-[--duration SECS] [--timeout SECS] [--clk-tck 100]";
+[--ca PEM] [--sni NAME] [--path /] [--kx x25519|default] [--kind binary|text] [--resume] \
+[--rate MSGS_PER_S] [--duration SECS] [--timeout SECS] [--clk-tck 100]";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -96,6 +96,8 @@ struct Args {
     sni: String,
     path: String,
     kx: String,
+    /// Echo messages are text (true) or binary.
+    text: bool,
     timeout: f64,
     clk_tck: f64,
     resume: bool,
@@ -128,6 +130,7 @@ fn parse_args() -> Result<Args, String> {
         sni: "localhost".into(),
         path: "/".into(),
         kx: "x25519".into(),
+        text: false,
         timeout: 300.0,
         clk_tck: 100.0,
         resume: false,
@@ -158,6 +161,13 @@ fn parse_args() -> Result<Args, String> {
             "--sni" => a.sni = val,
             "--path" => a.path = val,
             "--kx" => a.kx = val,
+            "--kind" => {
+                a.text = match val.as_str() {
+                    "text" => true,
+                    "binary" => false,
+                    _ => return Err(format!("--kind {val}: must be binary or text")),
+                }
+            }
             "--timeout" => a.timeout = val.parse().map_err(|e| bad(&e))?,
             "--clk-tck" => a.clk_tck = val.parse().map_err(|e| bad(&e))?,
             "--rate" => a.rate = val.parse().map_err(|e| bad(&e))?,
@@ -401,6 +411,20 @@ async fn round_trip(ws: &mut Ws, size: usize) -> Result<(), Error> {
     }
 }
 
+/// `size` bytes of UTF-8 text: mostly ASCII with two-, three- and four-byte characters
+/// mixed in (what chat and JSON traffic looks like), padded with ASCII to the byte.
+fn text_payload(size: usize) -> String {
+    const PIECE: &str = "{\"user\":\"zoë\",\"msg\":\"naïve café ✓ 日本 🦀\"} ";
+    let mut s = String::with_capacity(size);
+    while s.len() + PIECE.len() <= size {
+        s.push_str(PIECE);
+    }
+    while s.len() < size {
+        s.push('.');
+    }
+    s
+}
+
 /// Opens `n` connections, at most `concurrency` handshakes at a time, keeping order.
 async fn open_many(
     client: &Arc<Client>,
@@ -474,11 +498,16 @@ async fn echo_conn(
     messages: u64,
     size: usize,
     window: usize,
+    text: bool,
 ) -> Result<(Ws, Vec<u64>), Error> {
     let (mut tx, mut rx) = ws.split();
     let sent_at: Arc<Mutex<VecDeque<Instant>>> = Arc::new(Mutex::new(VecDeque::new()));
     let credits = Arc::new(Semaphore::new(window));
-    let payload: tokio_tungstenite::tungstenite::Bytes = vec![0xa5u8; size].into();
+    let message = if text {
+        Message::Text(text_payload(size).into())
+    } else {
+        Message::Binary(vec![0xa5u8; size].into())
+    };
     let sender = {
         let (sent_at, credits) = (sent_at.clone(), credits.clone());
         async move {
@@ -498,7 +527,7 @@ async fn echo_conn(
                 }
                 for _ in 0..batch {
                     sent_at.lock().unwrap().push_back(Instant::now());
-                    tx.feed(Message::Binary(payload.clone())).await?;
+                    tx.feed(message.clone()).await?;
                 }
                 tx.flush().await?;
                 sent += batch;
@@ -510,10 +539,10 @@ async fn echo_conn(
         let mut lat = Vec::with_capacity(messages as usize);
         while (lat.len() as u64) < messages {
             match rx.next().await {
-                Some(Ok(Message::Binary(b))) => {
-                    if b.len() != size {
+                Some(Ok(m @ (Message::Binary(_) | Message::Text(_)))) => {
+                    if m.is_text() != text || m.len() != size {
                         return Err::<_, Error>(
-                            format!("echo of {} bytes, sent {size}", b.len()).into(),
+                            format!("echo of {} bytes, sent {size}", m.len()).into(),
                         );
                     }
                     let t0 = sent_at
@@ -548,10 +577,10 @@ async fn run_echo(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
     for ws in conns {
         let (mut start_rx, mut close_rx, done_tx) =
             (start_rx.clone(), close_rx.clone(), done_tx.clone());
-        let (m, s, w) = (a.messages, a.size, a.window);
+        let (m, s, w, t) = (a.messages, a.size, a.window, a.text);
         set.spawn(async move {
             let _ = start_rx.wait_for(|v| *v).await;
-            let r = echo_conn(ws, m, s, w).await;
+            let r = echo_conn(ws, m, s, w, t).await;
             let _ = done_tx.send(());
             match r {
                 Ok((ws, lat)) => {

@@ -1,5 +1,6 @@
 //! The HTTP answers wsgate gives when it refuses a request itself: a status and a
-//! one-line plain-text reason, always with `Connection: close`.
+//! one-line plain-text reason, always with `Connection: close` (after a refusal the
+//! connection is not reused, kept alive or not).
 //!
 //! Owns: `Refusal` (every reason a request is answered here, with its status, its
 //! text and the headers the status calls for) and the response body type shared
@@ -35,6 +36,28 @@ pub enum Refusal {
     NoBackend,
     /// No backend answered within `upstream_deadline`.
     GatewayTimeout,
+    // --- The request head (any request, before routing): RFC 9112's framing rules.
+    LengthWithTransferEncoding,
+    RepeatedContentLength,
+    BadContentLength,
+    ObsFold,
+    /// Transfer-Encoding that does not end in exactly one `chunked`.
+    BadTransferEncoding,
+    /// A transfer coding besides `chunked` (gzip, ...): 501.
+    UnsupportedTransferEncoding,
+    TransferEncodingHttp10,
+    /// A head httparse cannot read, with what was wrong.
+    MalformedHead(&'static str),
+    /// `*` or authority-form (OPTIONS *, CONNECT).
+    BadTarget,
+    /// Not HTTP/1.0 or HTTP/1.1.
+    UnsupportedHttpVersion,
+    // --- Proxied plain HTTP.
+    BodyTooLarge,
+    BodyTimeout,
+    BadChunkedBody,
+    /// The backend's response head did not come within `response_timeout`.
+    ResponseTimeout,
 }
 
 impl Refusal {
@@ -51,7 +74,20 @@ impl Refusal {
             HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             BadGateway(_) => StatusCode::BAD_GATEWAY,
             NoBackend => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayTimeout | ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            LengthWithTransferEncoding
+            | RepeatedContentLength
+            | BadContentLength
+            | ObsFold
+            | BadTransferEncoding
+            | TransferEncodingHttp10
+            | MalformedHead(_)
+            | BadTarget
+            | BadChunkedBody => StatusCode::BAD_REQUEST,
+            UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
+            UnsupportedHttpVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -74,6 +110,22 @@ impl Refusal {
             BadGateway(r) => r,
             NoBackend => "no healthy backend",
             GatewayTimeout => "no backend answered in time",
+            LengthWithTransferEncoding => {
+                "Content-Length together with Transfer-Encoding is not accepted"
+            }
+            RepeatedContentLength => "repeated Content-Length is not accepted",
+            BadContentLength => "Content-Length must be a decimal number",
+            ObsFold => "header line folding (obs-fold) is not accepted",
+            BadTransferEncoding => "Transfer-Encoding must end with a single chunked",
+            UnsupportedTransferEncoding => "only Transfer-Encoding: chunked is supported",
+            TransferEncodingHttp10 => "Transfer-Encoding is not allowed in HTTP/1.0",
+            MalformedHead(why) => why,
+            BadTarget => "the request target must be a path or an http(s) URL",
+            UnsupportedHttpVersion => "only HTTP/1.0 and HTTP/1.1 are supported",
+            BodyTooLarge => "request body too large",
+            BodyTimeout => "request body not received in time",
+            BadChunkedBody => "malformed chunked request body",
+            ResponseTimeout => "the backend did not answer in time",
         }
     }
 

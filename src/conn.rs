@@ -1,7 +1,8 @@
 //! One client connection: the facts about it and the settings it runs under.
 //!
-//! Owns: `ConnSettings` (handshake and header timeouts, head size limit: taken from
-//! the generation the connection was accepted under) and `ConnInfo` (peer, the
+//! Owns: `ConnSettings` (handshake, request head, keep-alive and request body
+//! timeouts, head size limit: taken from the generation the connection was accepted
+//! under, then from the current one for each later request) and `ConnInfo` (peer, the
 //! listener it came in on, TLS or not). Does not own: accepting (listen.rs) or what
 //! a request means (proxy.rs).
 
@@ -13,7 +14,13 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct ConnSettings {
     pub tls_handshake_timeout: Duration,
+    /// The whole request head (from its first byte; the first request's from the
+    /// connection's start).
     pub header_read_timeout: Duration,
+    /// Idle time allowed between two requests on one connection.
+    pub keepalive_timeout: Duration,
+    /// Longest pause while reading a proxied request's body.
+    pub request_body_timeout: Duration,
     pub max_header_bytes: usize,
 }
 

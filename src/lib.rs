@@ -1,9 +1,10 @@
 //! wsgate: a TLS-terminating WebSocket reverse proxy and load balancer.
 //!
 //! The path of one connection, module by module (see ARCHITECTURE.md):
-//! `listen` (accept, admission, TLS via `tls`) -> `handshake` (RFC 6455 checks) ->
-//! `route` and `origin` -> `balance` -> `upstream` -> `relay`, under the
-//! generation (`runtime`) the connection was accepted in. `server` binds, reloads
+//! `listen` (accept, admission, TLS via `tls`) -> `http` (the HTTP/1.1 connection:
+//! heads, keep-alive, plain requests proxied by `http::forward`) -> `proxy` for an
+//! upgrade: `handshake` (RFC 6455 checks) -> `route` and `origin` -> `balance` ->
+//! `upstream` -> `relay`, under the generation (`runtime`) the request arrived in. `server` binds, reloads
 //! and stops; `config` turns the file into a checked `Config`; `session` counts
 //! live connections and carries the drain signal; `notify` talks to systemd; `echo`
 //! is a small WebSocket echo backend used by the demo and the tests.
@@ -17,10 +18,12 @@ pub mod backend;
 pub mod balance;
 pub mod config;
 pub mod conn;
+pub mod cookie;
 pub mod echo;
 pub mod handshake;
 pub mod hash;
 pub mod health;
+pub mod http;
 pub mod listen;
 pub mod metrics;
 pub mod notify;

@@ -1,28 +1,22 @@
 //! Accepting connections: the first steps of every connection's path.
 //!
 //! Owns: binding sockets (SO_REUSEPORT when asked), the accept loop (with back-off
-//! on errors such as EMFILE, so a full file table never spins), TCP_NODELAY, the
-//! TLS handshake and its timeout, and serving the HTTP head with hyper under
-//! wsgate's own header deadline (hyper's closes silently; ours answers 408).
-//! Each accepted connection takes the current generation once and runs under it.
-//! Does not own: what a request means (proxy.rs).
+//! on errors such as EMFILE, so a full file table never spins), TCP_NODELAY, and the
+//! TLS handshake and its timeout. Each accepted connection takes the current
+//! generation, then `http::serve` reads its requests.
+//! Does not own: HTTP (http/) or what a request means (proxy.rs, http/forward.rs).
 
 use crate::admission::{Admitted, Slot};
-use crate::answer::Refusal;
 use crate::conn::ConnInfo;
+use crate::http::serve::serve;
 use crate::metrics::TlsL;
-use crate::proxy::{self, Client};
+use crate::proxy::Client;
 use crate::runtime::Runtime;
 use futures_util::FutureExt;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{sleep, timeout};
@@ -116,7 +110,7 @@ async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, clie
     let _ = tcp.set_nodelay(true);
     let peer = client.info.peer;
     match tls {
-        None => serve_http(tcp, client).await,
+        None => serve(tcp, client).await,
         Some(acceptor) => {
             let limit = client.generation.conn.tls_handshake_timeout;
             let counted = |version: &str, result: &str| {
@@ -139,7 +133,7 @@ async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, clie
                         _ => "other",
                     };
                     counted(version, "ok");
-                    serve_http(stream, client).await
+                    serve(stream, client).await
                 }
                 Ok(Err(e)) => {
                     counted("none", "failed");
@@ -151,73 +145,5 @@ async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, clie
                 }
             }
         }
-    }
-}
-
-/// Serves exactly one request on the connection: an upgrade turns it into a
-/// session, anything else gets its answer with `Connection: close` (set by proxy.rs
-/// on every non-101 answer; hyper's own keep-alive switch would also rewrite the
-/// 101's `Connection: Upgrade`).
-async fn serve_http<IO>(io: IO, client: Arc<Client>)
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let s = client.generation.conn.clone();
-    let peer = client.info.peer;
-    let metrics = client.rt.metrics.clone();
-    let info = client.info.clone();
-    let head_seen = Arc::new(AtomicBool::new(false));
-    let seen = head_seen.clone();
-    let svc = service_fn(move |req| {
-        seen.store(true, Ordering::Relaxed);
-        let client = client.clone();
-        async move { Ok::<_, Infallible>(proxy::handle::<IO>(req, client).await) }
-    });
-    let mut conn = http1::Builder::new()
-        // hyper's own limit is the hard backstop (bare 431); heads between the two
-        // limits get proxy.rs's 431 with a text reason.
-        .max_header_size(s.max_header_bytes.saturating_mul(2).max(8192))
-        .header_read_timeout(None)
-        .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades();
-    tokio::select! {
-        r = &mut conn => {
-            if let Err(e) = r {
-                tracing::debug!(client = %peer, "HTTP connection error: {e}");
-            }
-            return;
-        }
-        _ = sleep(s.header_read_timeout) => {}
-    }
-    if head_seen.load(Ordering::Relaxed) {
-        // The head arrived in time; the rest is bounded by the upstream timeouts.
-        if let Err(e) = conn.await {
-            tracing::debug!(client = %peer, "HTTP connection error: {e}");
-        }
-        return;
-    }
-    tracing::debug!(client = %peer, "request header not received within {:?}", s.header_read_timeout);
-    metrics.count_upgrade(None, 408);
-    crate::access::refused(&crate::access::Refused {
-        conn: &info,
-        route: None,
-        path: "",
-        status: 408,
-        reason: Some(Refusal::HeaderTimeout.reason()),
-        backend: None,
-    });
-    if let Some(parts) = conn.into_parts() {
-        let mut io = parts.io.into_inner();
-        let r = Refusal::HeaderTimeout;
-        let body = format!("{}\n", r.reason());
-        let head = format!(
-            "HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = timeout(Duration::from_secs(1), async {
-            let _ = io.write_all(head.as_bytes()).await;
-            let _ = io.shutdown().await;
-        })
-        .await;
     }
 }

@@ -306,13 +306,24 @@ impl Runtime {
 
     /// Shutdown: every live and future session closes with 1001, each at a random
     /// moment within `spread` (sessions of a backend a reload already removed keep
-    /// the moment they drew).
+    /// the moment they drew); idle keep-alive connections close at once, busy ones
+    /// after their response.
     pub fn drain(&self, spread: Duration) {
         self.set_ready(false);
+        self.sessions.close_idle();
         let ending = Ending::now(Stop::Shutdown, spread);
         let reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         for b in reg.iter().filter_map(Weak::upgrade) {
             b.end_sessions(ending);
+        }
+    }
+
+    /// Closes every backend's idle keep-alive connections that are past their pool's
+    /// `keepalive_timeout` (removed backends have none left).
+    pub fn sweep_idle(&self) {
+        let reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        for b in reg.iter().filter_map(Weak::upgrade) {
+            b.idle.sweep();
         }
     }
 
@@ -385,7 +396,7 @@ fn build(
                 extensions: Default::default(), // per session, from the backend's 101
                 limits: r.limits.clone(),
             };
-            Route::new(r, pools[r.pool].clone(), relay)
+            Route::new(r, &pools, relay)
         })
         .collect();
     Ok(Generation {
@@ -398,6 +409,8 @@ fn build(
         conn: ConnSettings {
             tls_handshake_timeout: cfg.server.tls_handshake_timeout.get(),
             header_read_timeout: cfg.server.header_read_timeout.get(),
+            keepalive_timeout: cfg.server.keepalive_timeout.get(),
+            request_body_timeout: cfg.server.request_body_timeout.get(),
             max_header_bytes: cfg.server.max_header_bytes,
         },
         warnings,

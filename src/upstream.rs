@@ -1,7 +1,8 @@
 //! Talking to a backend: connect, forward the upgrade, check its answer.
 //!
-//! Owns: the forwarded request (hop-by-hop headers dropped, X-Forwarded-* added,
-//! Host kept unless the pool sets `host_header`), the checks on the backend's 101
+//! Owns: the forwarded request and the headers of any forwarded request, upgrade or
+//! plain HTTP (hop-by-hop headers dropped, X-Forwarded-* added, Host kept unless the
+//! pool sets `host_header`), the checks on the backend's 101
 //! (Accept, subprotocol, extensions), and `UpstreamError`, which says what went wrong
 //! with which backend. Does not own: picking the backend or retrying (proxy.rs).
 
@@ -133,13 +134,16 @@ pub fn end_to_end_headers(src: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// The request sent to the backend.
-pub fn forwarded_request(
-    req: &UpgradeRequest,
+/// The headers a request is forwarded with: the client's end-to-end headers, with
+/// X-Forwarded-For (appended to), -Proto, -Host and X-Real-IP set by wsgate (a
+/// client's own values of the last three are replaced), and Host replaced when the
+/// pool sets `host_header`. `host` is the Host the client sent.
+pub fn forwarded_headers(
     client_headers: &HeaderMap,
+    host: &str,
     client: ClientInfo,
     host_header: Option<&str>,
-) -> Request<Empty<Bytes>> {
+) -> HeaderMap {
     let mut h = end_to_end_headers(client_headers);
     let xff_prev: Vec<String> = tokens(client_headers, &HeaderName::from_static("x-forwarded-for"))
         .map(str::to_string)
@@ -169,11 +173,24 @@ pub fn forwarded_request(
         "x-forwarded-proto",
         if client.tls { "https" } else { "http" },
     );
-    set(&mut h, "x-forwarded-host", &req.host);
+    if !host.is_empty() {
+        set(&mut h, "x-forwarded-host", host);
+    }
     set(&mut h, "x-real-ip", &ip);
     if let Some(host) = host_header {
         set(&mut h, "host", host);
     }
+    h
+}
+
+/// The upgrade request sent to the backend.
+pub fn forwarded_request(
+    req: &UpgradeRequest,
+    client_headers: &HeaderMap,
+    client: ClientInfo,
+    host_header: Option<&str>,
+) -> Request<Empty<Bytes>> {
+    let mut h = forwarded_headers(client_headers, &req.host, client, host_header);
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     let mut out = Request::new(Empty::new());

@@ -69,6 +69,8 @@ fn every_key_is_documented_in_the_example() {
         fields::<schema::Backend>(),
         fields::<config::HealthConf>(),
         fields::<schema::Route>(),
+        fields::<schema::MatchSpec>(),
+        fields::<schema::WeightedPool>(),
         fields::<config::RouteLimits>(),
     ]
     .concat();

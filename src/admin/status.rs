@@ -87,6 +87,7 @@ fn pools(rt: &Runtime) -> Value {
                         crate::config::Balance::RoundRobin => "round_robin",
                         crate::config::Balance::IpHash => "ip_hash",
                         crate::config::Balance::LeastConn => "least_conn",
+                        crate::config::Balance::Cookie => "cookie",
                     },
                     "active_checks": p.conf.active_checks,
                     "backends": p.backends.iter().map(|b| backend(b)).collect::<Vec<_>>(),
@@ -133,7 +134,16 @@ pub fn status(rt: &Runtime) -> Value {
                     crate::config::HostMatch::Suffix(s) => format!("*{s}"),
                 }),
                 "path_prefix": r.path_prefix,
-                "pool": g.config.pools[r.pool].name,
+                // The first (for a single-pool route, the only) pool; `pools` has them all.
+                "pool": r.targets.first().map(|t| g.config.pools[t.pool].name.as_str()),
+                "pools": r.targets.iter().map(|t| json!({
+                    "pool": g.config.pools[t.pool].name,
+                    "weight": t.weight,
+                })).collect::<Vec<_>>(),
+                "http": match r.http {
+                    crate::config::HttpMode::Refuse => "refuse",
+                    crate::config::HttpMode::Proxy => "proxy",
+                },
             })
         })
         .collect();

@@ -13,6 +13,7 @@ mod duration;
 mod health;
 mod limits;
 mod load;
+mod routes;
 pub mod schema;
 pub mod types;
 mod validate;
@@ -22,7 +23,9 @@ pub use health::{Check, CheckKind, HealthConf};
 pub use limits::{Limits, OnExceed, RouteLimits, SessionLimits};
 pub use load::{ConfigError, KeyPath, Problem, Seg};
 pub use schema::{LogFormat, OnRemoved, Server};
-pub use types::{Cidr, HostMatch, OriginPattern, SuiteName, TlsVersion};
+pub use types::{
+    Cidr, HostMatch, MatchOn, MatchValue, OriginPattern, RouteMatch, Secret, SuiteName, TlsVersion,
+};
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -111,6 +114,26 @@ pub enum Balance {
     RoundRobin,
     IpHash,
     LeastConn,
+    /// A cookie names the client's backend; clients without one get round robin.
+    Cookie,
+}
+
+/// What a route does with requests that are not WebSocket upgrades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpMode {
+    /// 426 Upgrade Required (405, 505 ...), one request per connection.
+    #[default]
+    Refuse,
+    /// Reverse-proxied to the route's pool, with keep-alive.
+    Proxy,
+}
+
+/// `balance = "cookie"`: the cookie's name and the key its values are hashed with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sticky {
+    pub cookie: String,
+    pub key: Secret,
 }
 
 /// nginx-style passive checking: `max_fails` failures within `fail_timeout` take a
@@ -147,6 +170,14 @@ pub struct Pool {
     pub on_backend_removed: BackendRemoved,
     /// Whether `[pool.health]` is set (then every backend has a `check`).
     pub active_checks: bool,
+    /// With `balance = "cookie"`.
+    pub sticky: Option<Sticky>,
+    /// Plain HTTP: the wait for a response head once the request is sent, and the
+    /// longest pause within its body.
+    pub response_timeout: Duration,
+    /// Plain HTTP: idle connections kept per backend, and for how long.
+    pub keepalive: usize,
+    pub keepalive_timeout: Duration,
     pub backends: Vec<Backend>,
 }
 
@@ -163,6 +194,15 @@ pub struct Backend {
     pub check: Option<Check>,
 }
 
+/// One pool of a route, with its share of the clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// Index into `Config::pools` (checked to exist).
+    pub pool: usize,
+    /// 0..=10000; a single-pool route has one target of weight 1.
+    pub weight: u32,
+}
+
 /// One `[[route]]`, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
@@ -170,8 +210,15 @@ pub struct Route {
     pub name: String,
     pub host: Option<HostMatch>,
     pub path_prefix: String,
-    /// Index into `Config::pools` (checked to exist).
-    pub pool: usize,
+    /// Header, cookie and query conditions; all must hold.
+    pub matches: Vec<RouteMatch>,
+    /// At least one, and at least one with a weight above 0.
+    pub targets: Vec<Target>,
+    /// The cookie that keys a client's pool choice (else its IP).
+    pub split_cookie: Option<String>,
+    pub http: HttpMode,
+    /// 0: no limit.
+    pub max_request_body_bytes: u64,
     /// `None`: Origin is not checked.
     pub allowed_origins: Option<Vec<OriginPattern>>,
     pub allow_missing_origin: bool,

@@ -8,7 +8,7 @@
 //! `File` into a `Config`; nothing outside `config` sees a `File`.
 
 use super::types::{Cidr, HostMatch, OriginPattern, SuiteName, TlsVersion};
-use super::{Balance, Dur, HealthConf, Limits, RouteLimits};
+use super::{Balance, Dur, HealthConf, HttpMode, Limits, RouteLimits};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +51,12 @@ pub struct Server {
     pub shutdown_timeout: Dur,
     /// Where `run` writes its process id (and `wsgate reload` finds it).
     pub pid_file: Option<PathBuf>,
+    /// Between two requests on a kept-alive client connection, how long it may idle.
+    pub keepalive_timeout: Dur,
+    /// Longest gap between two reads of a proxied request's body (then 408).
+    pub request_body_timeout: Dur,
+    /// The key of the sticky-cookie hash (`balance = "cookie"`); absent: a fixed key.
+    pub cookie_secret_file: Option<PathBuf>,
     /// "text" or "json" (one object per line); read at start.
     pub log_format: LogFormat,
     /// At shutdown: how long to stay not-ready (`/readyz` 503) while still
@@ -108,6 +114,9 @@ impl Default for Server {
             drain_spread: Dur::secs(10),
             shutdown_timeout: Dur::secs(30),
             pid_file: None,
+            keepalive_timeout: Dur::secs(60),
+            request_body_timeout: Dur::secs(60),
+            cookie_secret_file: None,
             log_format: LogFormat::Text,
             shutdown_grace: Dur::secs(0),
         }
@@ -174,8 +183,30 @@ pub struct Pool {
     #[serde(default = "default_removed_spread")]
     pub removed_close_spread: Dur,
     pub health: Option<HealthConf>,
+    /// The cookie that names a client's backend, with `balance = "cookie"`.
+    pub sticky_cookie: Option<String>,
+    /// Plain HTTP: the backend's response head must start within this once the
+    /// request is sent, and its body may pause no longer.
+    #[serde(default = "default_response_timeout")]
+    pub response_timeout: Dur,
+    /// Plain HTTP: idle connections kept open per backend for reuse (0 = none).
+    #[serde(default = "default_keepalive")]
+    pub keepalive: usize,
+    /// Plain HTTP: how long an idle backend connection is kept.
+    #[serde(default = "default_backend_keepalive_timeout")]
+    pub keepalive_timeout: Dur,
     #[serde(rename = "backend", default)]
     pub backends: Vec<Backend>,
+}
+
+fn default_response_timeout() -> Dur {
+    Dur::secs(60)
+}
+fn default_keepalive() -> usize {
+    32
+}
+fn default_backend_keepalive_timeout() -> Dur {
+    Dur::secs(4)
 }
 
 fn two() -> u32 {
@@ -226,11 +257,47 @@ pub struct Route {
     pub host: Option<HostMatch>,
     #[serde(default = "slash")]
     pub path_prefix: String,
-    pub pool: String,
+    /// Also match on a request header, a cookie or a query parameter.
+    pub match_header: Option<MatchSpec>,
+    pub match_cookie: Option<MatchSpec>,
+    pub match_query: Option<MatchSpec>,
+    /// One pool, or several with weights (`pools`); exactly one of the two.
+    pub pool: Option<String>,
+    pub pools: Option<Vec<WeightedPool>>,
+    /// With `pools`: the cookie whose value keeps a client on one pool (else its IP).
+    pub split_cookie: Option<String>,
     pub allowed_origins: Option<Vec<OriginPattern>>,
     #[serde(default)]
     pub allow_missing_origin: bool,
+    /// What non-upgrade requests get: 426 (`refuse`) or proxied (`proxy`).
+    #[serde(default)]
+    pub http: HttpMode,
+    /// Largest proxied request body (0 = no limit).
+    #[serde(default = "default_max_body")]
+    pub max_request_body_bytes: u64,
     pub limits: Option<RouteLimits>,
+}
+
+fn default_max_body() -> u64 {
+    1 << 20
+}
+
+/// `match_header`, `match_cookie`, `match_query`: a name and `value` (exact) or
+/// `prefix` (starts with).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSpec {
+    pub name: String,
+    pub value: Option<String>,
+    pub prefix: Option<String>,
+}
+
+/// One entry of a route's `pools`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedPool {
+    pub pool: String,
+    pub weight: u32,
 }
 
 fn slash() -> String {

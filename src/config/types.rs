@@ -260,6 +260,58 @@ impl OriginPattern {
     }
 }
 
+/// What a route condition looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchOn {
+    /// A request header, by its lower-cased name; any occurrence may match.
+    Header(String),
+    /// A cookie of the `Cookie` header(s), by name (case-sensitive).
+    Cookie(String),
+    /// A query parameter, by name; compared after percent-decoding.
+    Query(String),
+}
+
+/// How a route condition compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchValue {
+    Exact(String),
+    /// Starts with; an empty prefix means "is present".
+    Prefix(String),
+}
+
+impl MatchValue {
+    pub fn matches(&self, v: &str) -> bool {
+        match self {
+            MatchValue::Exact(e) => v == e,
+            MatchValue::Prefix(p) => v.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// One `match_header` / `match_cookie` / `match_query` condition of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub on: MatchOn,
+    pub value: MatchValue,
+}
+
+/// A cookie name as RFC 6265 allows: a non-empty HTTP token.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Key material read from a file; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub std::sync::Arc<[u8]>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
 /// `min_version`: TLS 1.0 and 1.1 are not representable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub enum TlsVersion {
