@@ -2,7 +2,7 @@
 //! whole rig of benches/compare.sh:
 //!
 //! - `frames/scan`: frame header parsing and the RFC 6455 checks (`frame::parse_header`
-//!   + `Checker`) over a 16 KiB buffer of mixed client frames (small and medium
+//!   and `Checker`) over a 16 KiB buffer of mixed client frames (small and medium
 //!   binary, text, fragmented messages, pings), as the relay walks its read buffer;
 //! - `relay/round_trip`: one message through a real `relay::run` session over
 //!   in-memory duplex pipes (tokio::io::duplex): client -> relay -> backend, then the
