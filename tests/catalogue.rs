@@ -269,7 +269,7 @@ async fn catalogue(addr: SocketAddr) {
         (
             "HTTP/2 preface on the HTTP/1.1 listener",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
-            None,
+            Some(505),
         ),
     ];
     let mut wrong = Vec::new();

@@ -30,6 +30,7 @@
 
 pub(crate) mod bucket;
 pub mod frame;
+mod gate;
 mod pool;
 mod pump;
 pub mod stats;
@@ -353,7 +354,8 @@ where
     let duration = l.max_session_duration.get();
     let mut lifetime = (!duration.is_zero()).then(|| Box::pin(sleep(duration)));
     let mut deadline: Option<Pin<Box<Sleep>>> = None;
-    let mut stop = Some(stop);
+    // Polled only when it fires, not at every read and write of the session.
+    let mut stop = Some(gate::Gated::new(stop));
     // Armed (allocated) only once wsgate has asked the session to end.
     let mut stop_at: Option<(Stop, Pin<Box<Sleep>>)> = None;
 
@@ -375,7 +377,7 @@ where
                 progressed |= k.poll(cx, &mut s);
             }
             if let Some(g) = stop.as_mut()
-                && let Poll::Ready((why, at)) = g.as_mut().poll(cx)
+                && let Poll::Ready((why, at)) = g.poll(cx)
             {
                 stop = None;
                 progressed = true;
