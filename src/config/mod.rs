@@ -28,8 +28,8 @@ pub use load::{ConfigError, KeyPath, Problem, Seg};
 pub use schema::{LogFormat, OnRemoved, ProxyVersion, Server};
 pub use tls::{CertPair, ClientCerts, ListenerTls, PoolTls};
 pub use types::{
-    Cidr, HeaderKey, HostMatch, MatchOn, MatchValue, MemoryLimit, OriginPattern, RouteMatch, Secret,
-    SuiteName, TlsVersion,
+    Cidr, HeaderKey, HostMatch, MatchOn, MatchValue, MemoryLimit, OriginPattern, RouteMatch,
+    Secret, SuiteName, TlsVersion,
 };
 
 use serde::Deserialize;
