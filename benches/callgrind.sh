@@ -10,6 +10,7 @@
 # (so start-up, TLS handshakes and shutdown cancel out):
 #   per message:   C connections x M1 vs x M2 binary echo round trips of SIZE bytes;
 #   per handshake: H1 vs H2 new TLS 1.3 connections with an upgrade and an echo.
+# LIMITS_EXTRA adds lines to [limits] (e.g. "validate_utf8 = false").
 # KIND=text echoes text messages (mixed ASCII and multi-byte UTF-8) instead of
 # binary; HANDSHAKES=0 skips the handshake pair; HS_ARGS="--resume" counts resumed
 # handshakes (session tickets) instead of full ones; ECHO=0 skips the echo pair. NO_BUILD=1 uses the binaries already in
@@ -47,6 +48,7 @@ log_level = "warn"
 exempt = ["127.0.0.0/8"]
 message_rate = 0
 idle_timeout = "1h"
+${LIMITS_EXTRA:-}
 [[listener]]
 address = "$HOST:$PORT"
 cert = "$ROOT/certs-example/fullchain.pem"
