@@ -41,26 +41,8 @@ WORK="$(mktemp -d /tmp/wsgate-callgrind.XXXXXX)"
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP_DIR:-}" ] && mkdir -p "$KEEP_DIR" && cp "$WORK"/*.callgrind "$KEEP_DIR"/ 2>/dev/null; rm -rf "$WORK"' EXIT
 
 "$ROOT/target/release/examples/bench_echo" "$HOST:$BACKEND_PORT" >/dev/null 2>&1 &
-cat > "$WORK/wsgate.toml" <<EOF
-[server]
-log_level = "warn"
-[limits]
-exempt = ["127.0.0.0/8"]
-message_rate = 0
-idle_timeout = "1h"
-${LIMITS_EXTRA:-}
-[[listener]]
-address = "$HOST:$PORT"
-cert = "$ROOT/certs-example/fullchain.pem"
-key = "$ROOT/certs-example/key.pem"
-min_version = "1.3"
-[[pool]]
-name = "echo"
-[[pool.backend]]
-address = "$HOST:$BACKEND_PORT"
-[[route]]
-pool = "echo"
-EOF
+. "$ROOT/benches/bench-config.sh"
+bench_wsgate_config "$PORT" "$BACKEND_PORT" "${LIMITS_EXTRA:-}" > "$WORK/wsgate.toml"
 
 wait_port() {
   local i

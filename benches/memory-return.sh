@@ -18,26 +18,8 @@ EX="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples"
 [ -n "${WSGATE_BIN:-}" ] || (cd "$ROOT" && cargo build --release --locked --quiet --bin wsgate)
 WORK="$(mktemp -d /tmp/wsgate-mem.XXXXXX)"
 trap 'kill $E $W 2>/dev/null || true; rm -rf "$WORK"' EXIT
-cat >"$WORK/w.toml" <<CONF
-[server]
-log_level = "warn"
-[admin]
-address = ""
-[limits]
-exempt = ["127.0.0.0/8"]
-message_rate = 0
-idle_timeout = "1h"
-[[listener]]
-address = "127.0.0.1:19743"
-cert = "$ROOT/certs-example/fullchain.pem"
-key = "$ROOT/certs-example/key.pem"
-[[pool]]
-name = "echo"
-[[pool.backend]]
-address = "127.0.0.1:19701"
-[[route]]
-pool = "echo"
-CONF
+. "$ROOT/benches/bench-config.sh"
+bench_wsgate_config 19743 19701 > "$WORK/w.toml"
 "$EX/bench_echo" 127.0.0.1:19701 >/dev/null 2>&1 & E=$!
 W=""
 echo "binary: $BIN${MALLOC_CONF:+ MALLOC_CONF=$MALLOC_CONF}; load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -8,25 +8,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"; R=$ROOT/target/release; W=$R/examples/wsbench
 BIN="${WSGATE_BIN:-$R/wsgate}"
 D="$(mktemp -d /tmp/wsgate-syscalls.XXXXXX)"
-cat > $D/w.toml <<T
-[server]
-log_level = "warn"
-[limits]
-exempt = ["127.0.0.0/8"]
-message_rate = 0
-idle_timeout = "1h"
-[[listener]]
-address = "127.0.0.1:19743"
-cert = "$ROOT/certs-example/fullchain.pem"
-key = "$ROOT/certs-example/key.pem"
-min_version = "1.3"
-[[pool]]
-name = "echo"
-[[pool.backend]]
-address = "127.0.0.1:19701"
-[[route]]
-pool = "echo"
-T
+. "$ROOT/benches/bench-config.sh"
+bench_wsgate_config 19743 19701 > "$D/w.toml"
 $R/examples/bench_echo 127.0.0.1:19701 >/dev/null 2>&1 & EP=$!
 TOKIO_WORKER_THREADS=1 $BIN run -c $D/w.toml > $D/wsgate.log 2>&1 & WP=$!
 trap 'kill $EP $WP 2>/dev/null; rm -rf "$D"' EXIT
