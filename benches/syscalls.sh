@@ -11,6 +11,7 @@ D="$(mktemp -d /tmp/wsgate-syscalls.XXXXXX)"
 . "$ROOT/benches/bench-config.sh"
 bench_wsgate_config 19743 19701 > "$D/w.toml"
 $R/examples/bench_echo 127.0.0.1:19701 >/dev/null 2>&1 & EP=$!
+for i in $(seq 100); do ss -Hltn "sport = :19701" | grep -q . && break; sleep 0.1; done
 TOKIO_WORKER_THREADS=1 $BIN run -c $D/w.toml > $D/wsgate.log 2>&1 & WP=$!
 trap 'kill $EP $WP 2>/dev/null; rm -rf "$D"' EXIT
 for i in $(seq 100); do ss -Hltn "sport = :19743" | grep -q . && break; sleep 0.1; done
