@@ -18,6 +18,7 @@ use crate::backend::{Backend, BackendId};
 use crate::balance::Pool;
 use crate::config::{BackendRemoved, Config, KeyPath, Limits, Problem};
 use crate::conn::ConnSettings;
+use crate::discovery::Discovery;
 use crate::health::Checkers;
 use crate::metrics::Metrics;
 use crate::overload::{self, Overload};
@@ -38,6 +39,7 @@ use tokio_rustls::TlsAcceptor;
 const RELAY_BUFFER: usize = 16 * 1024;
 
 /// One listener as a generation serves it.
+#[derive(Clone)]
 pub struct ListenerGen {
     pub name: Arc<str>,
     pub address: SocketAddr,
@@ -190,6 +192,8 @@ pub struct Runtime {
     pub slots: Arc<Slots>,
     pub sessions: Sessions,
     pub metrics: Arc<Metrics>,
+    /// The `resolve` backends' address sets, and the lock every publish holds.
+    pub discovery: Discovery,
     current: ArcSwap<Generation>,
     /// Every backend still alive (in the current generation, or kept by a session),
     /// removed ones included: shutdown reaches their sessions through it.
@@ -237,13 +241,14 @@ impl fmt::Debug for Runtime {
 impl Runtime {
     /// The process state and generation 1, its health checks started.
     pub fn new(cfg: &Config) -> Result<Runtime, BuildError> {
-        let first = build(cfg, 1, |_| None)?;
+        let first = build(cfg, 1, None, |_| None)?;
         let rt = Runtime {
             admission: Arc::new(Admission::new(&cfg.limits)),
             overload: Arc::new(Overload::new(first.effective.overload)),
             slots: Slots::new(first.effective.max_connections.value),
             sessions: Sessions::default(),
             metrics: Arc::new(Metrics::new()),
+            discovery: Discovery::new(cfg.clone()),
             current: ArcSwap::from_pointee(first),
             registry: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(2),
@@ -264,8 +269,22 @@ impl Runtime {
     /// (which numbers it). Backends whose identity is alive are reused (settings
     /// applied at publish).
     pub fn prepare(&self, cfg: &Config) -> Result<Generation, BuildError> {
+        self.prepare_with(cfg, None)
+    }
+
+    /// `prepare` for a DNS update: `cfg` differs from the current generation's only
+    /// in its backends, so the listeners and their TLS settings are kept (no file is read).
+    pub fn prepare_keeping_tls(&self, cfg: &Config) -> Result<Generation, BuildError> {
+        self.prepare_with(cfg, Some(&self.current()))
+    }
+
+    fn prepare_with(
+        &self,
+        cfg: &Config,
+        tls_of: Option<&Generation>,
+    ) -> Result<Generation, BuildError> {
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        build(cfg, 0, |bid| {
+        build(cfg, 0, tls_of, |bid| {
             registry
                 .iter()
                 .filter_map(Weak::upgrade)
@@ -331,7 +350,7 @@ impl Runtime {
                 if next.backends().any(|n| Arc::ptr_eq(n, b)) {
                     continue;
                 }
-                tracing::info!(pool = %pool.name, backend = %b.addr, sessions = b.active(), "backend removed by the reload");
+                tracing::info!(pool = %pool.name, backend = %b.addr, sessions = b.active(), "backend removed");
                 b.mark_removed();
                 if let BackendRemoved::Close { spread } = policy {
                     b.end_sessions(Ending::now(Stop::BackendRemoved, spread));
@@ -378,33 +397,18 @@ impl Runtime {
     }
 }
 
+/// The generation `cfg` describes; with `tls_of`, its listeners are taken from that
+/// generation instead of being built (certificates are not read again).
 fn build(
     cfg: &Config,
     id: u64,
+    tls_of: Option<&Generation>,
     mut reuse: impl FnMut(&BackendId) -> Option<Arc<Backend>>,
 ) -> Result<Generation, BuildError> {
-    let mut warnings = Vec::new();
-    let mut listeners = Vec::new();
-    for (i, l) in cfg.listeners.iter().enumerate() {
-        let (tls, cert_expiry) = match &l.tls {
-            None => (None, None),
-            Some(t) => {
-                let loaded = load_tls(cfg, i, t)?;
-                warnings.extend(loaded.warnings);
-                (
-                    Some(TlsAcceptor::from(loaded.config)),
-                    Some(loaded.not_after),
-                )
-            }
-        };
-        listeners.push(ListenerGen {
-            name: l.name.as_str().into(),
-            address: l.address,
-            reuse_port: l.reuse_port,
-            tls,
-            cert_expiry,
-        });
-    }
+    let (listeners, warnings) = match tls_of {
+        Some(g) => (g.listeners.clone(), g.warnings.clone()),
+        None => build_listeners(cfg)?,
+    };
     let pools: Vec<Arc<Pool>> = cfg
         .pools
         .iter()
@@ -440,6 +444,33 @@ fn build(
         effective: Effective::resolve(cfg),
         checkers: Mutex::new(None),
     })
+}
+
+/// Every listener of `cfg`, its certificate and key loaded; and the warnings.
+fn build_listeners(cfg: &Config) -> Result<(Vec<ListenerGen>, Vec<String>), BuildError> {
+    let mut warnings = Vec::new();
+    let mut listeners = Vec::new();
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let (tls, cert_expiry) = match &l.tls {
+            None => (None, None),
+            Some(t) => {
+                let loaded = load_tls(cfg, i, t)?;
+                warnings.extend(loaded.warnings);
+                (
+                    Some(TlsAcceptor::from(loaded.config)),
+                    Some(loaded.not_after),
+                )
+            }
+        };
+        listeners.push(ListenerGen {
+            name: l.name.as_str().into(),
+            address: l.address,
+            reuse_port: l.reuse_port,
+            tls,
+            cert_expiry,
+        });
+    }
+    Ok((listeners, warnings))
 }
 
 impl Generation {

@@ -4,12 +4,13 @@
 
 use super::schema::{self, File, OnRemoved};
 use super::{
-    Admin, Backend, BackendRemoved, Check, Config, KeyPath, Listener, ListenerTls, Passive, Pool,
-    Route, SessionLimits,
+    Admin, Backend, BackendRemoved, Check, Config, Discover, KeyPath, Listener, ListenerTls,
+    Passive, Pool, Route, SessionLimits,
 };
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 type Finding = (KeyPath, String);
 
@@ -74,6 +75,14 @@ fn server(s: &schema::Server, out: &mut Vec<Finding>) {
     }
     if s.workers.is_some_and(|w| !(1..=1024).contains(&w)) {
         out.push((at("workers"), "must be between 1 and 1024".into()));
+    }
+    if let Some(r) = s.resolver
+        && (r.port() == 0 || r.ip().is_unspecified())
+    {
+        out.push((
+            at("resolver"),
+            format!("{r} is not a DNS server address (IP:PORT, e.g. \"10.0.0.2:53\")"),
+        ));
     }
     if s.pid_file.as_ref().is_some_and(|p| !p.is_absolute()) {
         out.push((at("pid_file"), "must be an absolute path".into()));
@@ -316,7 +325,7 @@ fn pools(ps: &[schema::Pool], out: &mut Vec<Finding>) -> Vec<Pool> {
                 format!("pool {:?} has no backends", p.name),
             ));
         }
-        let backends = backends(i, p, out);
+        let (backends, discover) = backends(i, p, out);
         checked.push(Pool {
             name: p.name.clone(),
             balance: p.balance,
@@ -338,12 +347,16 @@ fn pools(ps: &[schema::Pool], out: &mut Vec<Finding>) -> Vec<Pool> {
             },
             active_checks: p.health.is_some(),
             backends,
+            discover,
         });
     }
     checked
 }
 
-fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> Vec<Backend> {
+/// The shortest `resolve` interval accepted.
+const MIN_RESOLVE: Duration = Duration::from_millis(100);
+
+fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> (Vec<Backend>, Vec<Discover>) {
     let at = |j: usize, k: &str| {
         KeyPath::root("pool")
             .index(i)
@@ -352,7 +365,9 @@ fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> Vec<Backend> 
             .key(k)
     };
     let mut addrs = HashSet::new();
+    let mut names = HashSet::new();
     let mut checked = Vec::new();
+    let mut discover = Vec::new();
     for (j, b) in p.backends.iter().enumerate() {
         if b.health.is_some() && p.health.is_none() {
             out.push((
@@ -378,6 +393,29 @@ fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> Vec<Backend> 
         }
         if !(1..=10_000).contains(&b.weight) {
             out.push((at(j, "weight"), "must be between 1 and 10000".into()));
+        }
+        if let Some(every) = b.resolve {
+            match host_port(&b.address) {
+                Err(m) => out.push((at(j, "address"), m)),
+                Ok(_) if every.get() < MIN_RESOLVE => out.push((
+                    at(j, "resolve"),
+                    format!("must be at least {MIN_RESOLVE:?}"),
+                )),
+                Ok(_) if !names.insert(b.address.to_ascii_lowercase()) => out.push((
+                    at(j, "address"),
+                    format!("{:?} is already resolved in this pool", b.address),
+                )),
+                Ok((host, port)) => discover.push(Discover {
+                    address: b.address.clone(),
+                    host,
+                    port,
+                    every: every.get(),
+                    weight: b.weight,
+                    drain: b.drain,
+                    check,
+                }),
+            }
+            continue;
         }
         match b.address.to_socket_addrs().map(|mut a| a.next()) {
             Ok(Some(addr)) => {
@@ -405,7 +443,44 @@ fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> Vec<Backend> 
             )),
         }
     }
-    checked
+    (checked, discover)
+}
+
+/// A `resolve` backend's address: a DNS name and a port (not an IP address: there
+/// is nothing to look up).
+fn host_port(address: &str) -> Result<(String, u16), String> {
+    let bad = |why: &str| format!("{address:?} {why}");
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| bad("needs a port (host:port)"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| bad("has no valid port (1-65535)"))?;
+    let host = host.trim_end_matches('.');
+    if host.parse::<std::net::IpAddr>().is_ok()
+        || host.starts_with('[')
+        || address.parse::<std::net::SocketAddr>().is_ok()
+    {
+        return Err(bad(
+            "is an IP address: resolve is for host names (drop resolve, or give a name)",
+        ));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err(bad(
+            "is not a host name such as \"chat.default.svc.cluster.local:9000\"",
+        ));
+    }
+    Ok((host.to_ascii_lowercase(), port))
 }
 
 fn routes(file: &File, out: &mut Vec<Finding>) -> Vec<Route> {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod bin;
 pub mod certs;
+pub mod dns;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
