@@ -10,6 +10,12 @@
 # (so start-up, TLS handshakes and shutdown cancel out):
 #   per message:   C connections x M1 vs x M2 binary echo round trips of SIZE bytes;
 #   per handshake: H1 vs H2 new TLS 1.3 connections with an upgrade and an echo.
+# LIMITS_EXTRA adds lines to [limits] (e.g. "validate_utf8 = false").
+# KIND=text echoes text messages (mixed ASCII and multi-byte UTF-8) instead of
+# binary; HANDSHAKES=0 skips the handshake pair; HS_ARGS="--resume" counts resumed
+# handshakes (session tickets) instead of full ones; ECHO=0 skips the echo pair. NO_BUILD=1 uses the binaries already in
+# target/release (no cargo, so no waiting on the cargo lock); KEEP_DIR=/some/dir keeps
+# the callgrind outputs there, for `callgrind_annotate --inclusive=yes DIR/echo2.callgrind`.
 # A message is one round trip through the proxy (client -> backend -> client).
 # Needs valgrind (installed with apt-get when missing). Loopback only; bounded.
 set -euo pipefail
@@ -23,35 +29,20 @@ HOST=127.0.0.1 BACKEND_PORT=19601 PORT=19643
 if ! command -v valgrind >/dev/null; then
   apt-get install -y -qq valgrind >/dev/null || { echo "valgrind is not installed and cannot be" >&2; exit 1; }
 fi
-if [ -z "${WSGATE_BIN:-}" ]; then
+if [ "${NO_BUILD:-0}" = 1 ]; then
+  :
+elif [ -z "${WSGATE_BIN:-}" ]; then
   cargo build --release --locked --quiet --bin wsgate --example wsbench --example bench_echo
 else
   cargo build --release --locked --quiet --example wsbench --example bench_echo
 fi
 WSBENCH="$ROOT/target/release/examples/wsbench"
 WORK="$(mktemp -d /tmp/wsgate-callgrind.XXXXXX)"
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP_DIR:-}" ] && mkdir -p "$KEEP_DIR" && cp "$WORK"/*.callgrind "$KEEP_DIR"/ 2>/dev/null; rm -rf "$WORK"' EXIT
 
 "$ROOT/target/release/examples/bench_echo" "$HOST:$BACKEND_PORT" >/dev/null 2>&1 &
-cat > "$WORK/wsgate.toml" <<EOF
-[server]
-log_level = "warn"
-[limits]
-exempt = ["127.0.0.0/8"]
-message_rate = 0
-idle_timeout = "1h"
-[[listener]]
-address = "$HOST:$PORT"
-cert = "$ROOT/certs-example/fullchain.pem"
-key = "$ROOT/certs-example/key.pem"
-min_version = "1.3"
-[[pool]]
-name = "echo"
-[[pool.backend]]
-address = "$HOST:$BACKEND_PORT"
-[[route]]
-pool = "echo"
-EOF
+. "$ROOT/benches/bench-config.sh"
+bench_wsgate_config "$PORT" "$BACKEND_PORT" "${LIMITS_EXTRA:-}" > "$WORK/wsgate.toml"
 
 wait_port() {
   local i
@@ -77,13 +68,24 @@ instructions() {
   grep -E '^(summary|totals):' "$out" | head -1 | awk '{print $2}'
 }
 
-e1=$(instructions echo1 echo --conns "$C" --messages "$M1" --size "$SIZE" --window "$WINDOW")
-e2=$(instructions echo2 echo --conns "$C" --messages "$M2" --size "$SIZE" --window "$WINDOW")
-h1=$(instructions hs1 handshake --count "$H1" --concurrency 4)
-h2=$(instructions hs2 handshake --count "$H2" --concurrency 4)
+KIND="${KIND:-binary}"
+if [ "${ECHO:-1}" = 1 ]; then
+  e1=$(instructions echo1 echo --conns "$C" --messages "$M1" --size "$SIZE" --window "$WINDOW" --kind "$KIND")
+  e2=$(instructions echo2 echo --conns "$C" --messages "$M2" --size "$SIZE" --window "$WINDOW" --kind "$KIND")
+else
+  e1=0 e2=0
+fi
+if [ "${HANDSHAKES:-1}" = 1 ]; then
+  # shellcheck disable=SC2086 # HS_ARGS is a list of flags
+  h1=$(instructions hs1 handshake --count "$H1" --concurrency 4 ${HS_ARGS:-})
+  # shellcheck disable=SC2086
+  h2=$(instructions hs2 handshake --count "$H2" --concurrency 4 ${HS_ARGS:-})
+else
+  h1=0 h2=0
+fi
 per_msg=$(( (e2 - e1) / (C * (M2 - M1)) ))
 per_hs=$(( (h2 - h1) / (H2 - H1) ))
 echo "binary: $BIN"
-echo "echo ${SIZE} B x $C conns, $M1 vs $M2 messages each: $e1 vs $e2 instructions"
+echo "echo ${SIZE} B $KIND x $C conns, $M1 vs $M2 messages each: $e1 vs $e2 instructions"
 echo "handshakes, $H1 vs $H2: $h1 vs $h2 instructions"
 echo "RESULT instructions_per_message=$per_msg instructions_per_handshake=$per_hs"

@@ -4,19 +4,27 @@
 #   benches/compare.sh                 # full run: 5 repetitions, writes benches/RESULTS.md
 #   benches/compare.sh --quick         # short smoke run: 1 repetition, small counts
 #   benches/compare.sh --reps 3 --proxies "wsgate nginx" --out /tmp/r.md --no-install --keep
+#   benches/compare.sh --workers 1 --scenarios "l e r"   # a subset: 1 worker, 3 scenarios
 #   (--keep leaves the work directory in /tmp: configs, logs, raw results.tsv)
+#   On a shared machine: flock /tmp/bench.lock benches/compare.sh ... (one benchmark at a time)
 #
 # What it does (benches/README.md explains the numbers):
 #   1. installs nginx and haproxy with apt-get if missing (needs root or sudo),
 #   2. builds wsgate, examples/wsbench and examples/bench_echo in release,
 #   3. starts one echo backend (bench_echo) on 127.0.0.1,
-#   4. for each repetition, for each proxy (order rotated every repetition): starts the
-#      proxy fresh on its own loopback port (TLS 1.3, certs-example/, 2 cores' worth of
-#      workers/threads, WebSocket upgrades to the same backend), warms it up, then runs
-#      (d) idle sessions / memory, (a) pipelined small messages, (b) ping-pong 4 KiB,
-#      (c) 1 MiB messages, (e) handshake rate, (f) handshake rate with the client also
-#      offering post-quantum hybrid key exchange; then stops it,
-#   5. prints and writes a table of medians with wsgate/nginx and wsgate/haproxy ratios.
+#   4. for each worker count (--workers, default "1 2": nginx worker_processes, HAProxy
+#      nbthread, wsgate [server] workers / TOKIO_WORKER_THREADS), for each repetition,
+#      for each proxy (order rotated every repetition): starts the proxy fresh on its own
+#      loopback port (TLS 1.3, certs-example/, WebSocket upgrades to the same backend),
+#      warms it up, then runs the scenarios (--scenarios, default all): (d) idle sessions /
+#      memory, (a) pipelined 64 B, (b) ping-pong 4 KiB, (c) 1 MiB messages, (k) saturated
+#      16 KiB, (l) open-loop 64 B at a fixed 5,000 msgs/s (latency from the scheduled send
+#      time), (e) full handshakes, (f) handshakes with the client also offering
+#      post-quantum hybrid key exchange, (r) resumed handshakes (session tickets),
+#      (g)-(i) as (a)-(c) with text messages (mixed ASCII and multi-byte UTF-8); then
+#      stops it,
+#   5. prints and writes a table of medians per worker count with wsgate/nginx and
+#      wsgate/haproxy ratios.
 # Only loopback addresses are used; every loop is bounded in count and time.
 set -euo pipefail
 
@@ -30,7 +38,9 @@ OUT=""
 INSTALL=1
 KEEP=0
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+WORKERS="1 2"
+SCENARIOS="d a b c k l e f r g h i"
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -39,6 +49,8 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift ;;
     --no-install) INSTALL=0 ;;
     --keep) KEEP=1 ;;  # keep the work directory (configs, logs, raw results)
+    --workers) WORKERS="$2"; shift ;;
+    --scenarios) SCENARIOS="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 64 ;;
   esac
@@ -54,13 +66,18 @@ TIMEOUT=240         # wsbench's own bound on one measurement, seconds
 QUIET_MAX=8         # longest wait for other work on the machine to calm down, per measurement
 if [ "$QUICK" = 1 ]; then
   [ "$REPS" = 5 ] && REPS=1
-  A_MSGS=2000; B_MSGS=50;  C_MSGS=5;  D_CONNS=500;  D_HOLD=1; E_COUNT=300
+  A_MSGS=2000; B_MSGS=50;  C_MSGS=5;  D_CONNS=500;  D_HOLD=1; E_COUNT=300;  L_SECS=2; K_MSGS=200
 else
-  A_MSGS=10000; B_MSGS=250; C_MSGS=25; D_CONNS=2000; D_HOLD=3; E_COUNT=2000
+  A_MSGS=10000; B_MSGS=250; C_MSGS=25; D_CONNS=2000; D_HOLD=3; E_COUNT=2000; L_SECS=10; K_MSGS=1000
 fi
+for w in $WORKERS; do [[ "$w" =~ ^[1-9][0-9]?$ ]] || { echo "--workers: '$w' is not a worker count" >&2; exit 64; }; done
+for s in $SCENARIOS; do [[ "$s" =~ ^[a-ilkr]$ ]] || { echo "--scenarios: unknown scenario '$s' (a-i, k, l, r)" >&2; exit 64; }; done
+has_scen() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 A_CONNS=50;  A_SIZE=64;      A_WIN=32
 B_CONNS=200; B_SIZE=4096;    B_WIN=1
 C_CONNS=20;  C_SIZE=1048576; C_WIN=1
+L_CONNS=50;  L_SIZE=64;      L_RATE=5000
+K_CONNS=20;  K_SIZE=16384;   K_WIN=8
 if [ -z "$OUT" ]; then
   if [ "$QUICK" = 1 ]; then OUT=""; else OUT="$ROOT/benches/RESULTS.md"; fi
 fi
@@ -159,11 +176,14 @@ wait_port() { # port: until something listens there (at most 10 s)
   return 1
 }
 
-write_configs() {
+write_configs() { # workers
+  local w="$1"
   cat > "$WORK/wsgate.toml" <<EOF
-# wsgate, as benchmarked: TLS 1.3 terminated here, one backend, limits out of the way.
+# wsgate, as benchmarked: TLS 1.3 terminated here, one backend, limits out of the way,
+# $w tokio worker thread(s).
 [server]
 log_level = "warn"
+$([ "$WSGATE_WORKERS_KEY" = 1 ] && echo "workers = $w")
 [limits]
 max_connections = $MAXCONN
 exempt = ["127.0.0.0/8"]
@@ -184,8 +204,8 @@ pool = "echo"
 EOF
 
   cat > "$WORK/nginx/nginx.conf" <<EOF
-# nginx, as benchmarked: 2 workers (wsgate's runtime uses both cores), TLS 1.3.
-worker_processes 2;
+# nginx, as benchmarked: $w worker(s), TLS 1.3, session tickets on (its default).
+worker_processes $w;
 worker_rlimit_nofile $NGINX_NOFILE;
 daemon off;
 master_process on;
@@ -206,6 +226,7 @@ http {
     ssl_certificate $CERT;
     ssl_certificate_key $KEY;
     ssl_protocols TLSv1.3;
+    ssl_session_tickets on;
     location / {
       proxy_pass http://echo;
       proxy_http_version 1.1;
@@ -221,9 +242,9 @@ EOF
 
   cat "$CERT" "$KEY" > "$WORK/haproxy/cert.pem"
   cat > "$WORK/haproxy/haproxy.cfg" <<EOF
-# HAProxy, as benchmarked: 2 threads (wsgate's runtime uses both cores), TLS 1.3.
+# HAProxy, as benchmarked: $w thread(s), TLS 1.3, session tickets on (its default).
 global
-  nbthread 2
+  nbthread $w
   maxconn $MAXCONN
   ssl-default-bind-options ssl-min-ver TLSv1.3
 defaults
@@ -247,7 +268,7 @@ start_proxy() { # name: start it fresh, set PROXY_PID and PROXY_PIDS (all its pr
   PROXY_NAME="$name"
   case "$name" in
     wsgate)
-      "$BIN/wsgate" run -c "$WORK/wsgate.toml" >>"$WORK/log/wsgate.log" 2>&1 &
+      TOKIO_WORKER_THREADS="$CUR_WORKERS" "$BIN/wsgate" run -c "$WORK/wsgate.toml" >>"$WORK/log/wsgate.log" 2>&1 &
       PROXY_PID=$! ;;
     nginx)
       nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/log/nginx-error.log" \
@@ -263,7 +284,7 @@ start_proxy() { # name: start it fresh, set PROXY_PID and PROXY_PIDS (all its pr
     local workers=""
     for i in $(seq 1 50); do
       workers="$(ps -o pid= --ppid "$PROXY_PID" | tr -d ' ' | paste -sd, -)"
-      [ "$(echo "$workers" | tr ',' '\n' | grep -c .)" -ge 2 ] && break
+      [ "$(echo "$workers" | tr ',' '\n' | grep -c .)" -ge "$CUR_WORKERS" ] && break
       sleep 0.1
     done
     PROXY_PIDS="$PROXY_PID,$workers"
@@ -297,7 +318,7 @@ wait_quiet() { # wait (at most QUIET_MAX s) until other work on the machine uses
 }
 
 bench() { # proxy scenario rep -- wsbench args...: run one measurement, record its RESULT
-  local proxy="$1" scen="$2" rep="$3"; shift 4
+  local proxy="$1" scen="$2@$CUR_WORKERS" rep="$3"; shift 4
   local out="$WORK/log/$proxy-$scen-$rep.out" rc=0
   wait_quiet
   timeout $((TIMEOUT + 60)) "$WSBENCH" "$@" --addr "$HOST:${PORT[$proxy]}" --ca "$CA" \
@@ -314,9 +335,9 @@ bench() { # proxy scenario rep -- wsbench args...: run one measurement, record i
     for kv in ${line#RESULT }; do
       printf '%s\t%s\t%s\t%s\t%s\n' "$proxy" "$scen" "$rep" "${kv%%=*}" "${kv#*=}" >>"$RAW"
     done
-    log "  $proxy $scen rep $rep: $(grep -E '^(echo|idle|handshake):' "$out" | sed 's/^[a-z]*: //' | cut -c1-170)"
+    log "  $proxy $scen rep $rep: $(grep -E '^(echo|idle|handshake|rate):' "$out" | sed 's/^[a-z]*: //' | cut -c1-200)"
   fi
-  grep '^tls: ' "$out" | head -1 | sed "s/^tls: /$scen\t$proxy\t/" >>"$WORK/tls.txt" || true
+  grep '^tls: ' "$out" | head -1 | sed "s/^tls: /${scen%@*}\t$proxy\t/" >>"$WORK/tls.txt" || true
 }
 
 warm_up() { # proxy: a few connections and messages, not recorded
@@ -327,14 +348,25 @@ warm_up() { # proxy: a few connections and messages, not recorded
 run_rep() { # proxy rep
   local p="$1" r="$2"
   start_proxy "$p"
-  log "rep $r/$REPS: $p (pids $PROXY_PIDS)"
+  log "workers $CUR_WORKERS, rep $r/$REPS: $p (pids $PROXY_PIDS)"
   warm_up "$p"
-  bench "$p" d "$r" -- idle --conns "$D_CONNS" --hold "$D_HOLD" --concurrency 64
-  bench "$p" a "$r" -- echo --conns "$A_CONNS" --messages "$A_MSGS" --size "$A_SIZE" --window "$A_WIN"
-  bench "$p" b "$r" -- echo --conns "$B_CONNS" --messages "$B_MSGS" --size "$B_SIZE" --window "$B_WIN"
-  bench "$p" c "$r" -- echo --conns "$C_CONNS" --messages "$C_MSGS" --size "$C_SIZE" --window "$C_WIN"
-  bench "$p" e "$r" -- handshake --count "$E_COUNT" --concurrency "$HS_CONC"
-  bench "$p" f "$r" -- handshake --count "$E_COUNT" --concurrency "$HS_CONC" --kx default
+  local s
+  for s in $SCENARIOS; do
+    case "$s" in
+      d) bench "$p" d "$r" -- idle --conns "$D_CONNS" --hold "$D_HOLD" --concurrency 64 ;;
+      a) bench "$p" a "$r" -- echo --conns "$A_CONNS" --messages "$A_MSGS" --size "$A_SIZE" --window "$A_WIN" ;;
+      b) bench "$p" b "$r" -- echo --conns "$B_CONNS" --messages "$B_MSGS" --size "$B_SIZE" --window "$B_WIN" ;;
+      c) bench "$p" c "$r" -- echo --conns "$C_CONNS" --messages "$C_MSGS" --size "$C_SIZE" --window "$C_WIN" ;;
+      k) bench "$p" k "$r" -- echo --conns "$K_CONNS" --messages "$K_MSGS" --size "$K_SIZE" --window "$K_WIN" ;;
+      l) bench "$p" l "$r" -- rate --conns "$L_CONNS" --rate "$L_RATE" --duration "$L_SECS" --size "$L_SIZE" ;;
+      g) bench "$p" g "$r" -- echo --conns "$A_CONNS" --messages "$A_MSGS" --size "$A_SIZE" --window "$A_WIN" --kind text ;;
+      h) bench "$p" h "$r" -- echo --conns "$B_CONNS" --messages "$B_MSGS" --size "$B_SIZE" --window "$B_WIN" --kind text ;;
+      i) bench "$p" i "$r" -- echo --conns "$C_CONNS" --messages "$C_MSGS" --size "$C_SIZE" --window "$C_WIN" --kind text ;;
+      e) bench "$p" e "$r" -- handshake --count "$E_COUNT" --concurrency "$HS_CONC" ;;
+      f) bench "$p" f "$r" -- handshake --count "$E_COUNT" --concurrency "$HS_CONC" --kx default ;;
+      r) bench "$p" r "$r" -- handshake --count "$E_COUNT" --concurrency "$HS_CONC" --resume ;;
+    esac
+  done
   stop_proxy
 }
 
@@ -347,7 +379,7 @@ machine_info() {
   echo "- wsgate $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') ($(rustc -V 2>/dev/null | cut -d' ' -f1-2)), $(nginx -v 2>&1 | sed 's/.*version: //'), $(haproxy -v 2>/dev/null | head -1 | cut -d' ' -f1-3)"
   echo "- OpenSSL (nginx, haproxy): $(haproxy -vv 2>/dev/null | sed -n 's/^Running on OpenSSL version : //p')"
   if [ -s "$WORK/tls.txt" ]; then
-    echo "- negotiated TLS, (a)-(e) (client offers X25519 only; no resumption): $(awk -F'\t' '$1!="f" {print $2 "\t" $3}' "$WORK/tls.txt" | sort -u | awk -F'\t' '{printf "%s%s %s", sep, $1, $2; sep="; "}')"
+    echo "- negotiated TLS, all but (f) (client offers X25519 only): $(awk -F'\t' '$1!="f" {print $2 "\t" $3}' "$WORK/tls.txt" | sort -u | awk -F'\t' '{printf "%s%s %s", sep, $1, $2; sep="; "}')"
     echo "- negotiated TLS, (f) (client offers rustls' default X25519MLKEM768 + X25519 key shares): $(awk -F'\t' '$1=="f" {print $2 "\t" $3}' "$WORK/tls.txt" | sort -u | awk -F'\t' '{printf "%s%s %s", sep, $1, $2; sep="; "}')"
   fi
 }
@@ -357,6 +389,7 @@ machine_info() {
 METRICS="
 a|msgs_per_s|msgs/s|1|higher
 a|cpu_us_per_msg|proxy CPU us/msg|1|lower
+a|cpu_ms_per_mb|proxy CPU ms/MB|1|lower
 a|p50_us|p50 RTT ms|0.001|lower
 a|p99_us|p99 RTT ms|0.001|lower
 b|msgs_per_s|msgs/s|1|higher
@@ -366,12 +399,25 @@ b|p99_us|p99 RTT ms|0.001|lower
 c|mb_per_s|MB/s each way|1|higher
 c|msgs_per_s|msgs/s|1|higher
 c|cpu_us_per_msg|proxy CPU us/msg|1|lower
+c|cpu_ms_per_mb|proxy CPU ms/MB|1|lower
 c|p50_us|p50 RTT ms|0.001|lower
 c|p99_us|p99 RTT ms|0.001|lower
+k|mb_per_s|MB/s each way|1|higher
+k|cpu_ms_per_mb|proxy CPU ms/MB|1|lower
+k|cpu_us_per_msg|proxy CPU us/msg|1|lower
+k|p50_us|p50 RTT ms|0.001|lower
+k|p99_us|p99 RTT ms|0.001|lower
+l|msgs_per_s|msgs/s achieved|1|higher
+l|cpu_us_per_msg|proxy CPU us/msg|1|lower
+l|p50_us|p50 RTT us (from scheduled send)|1|lower
+l|p99_us|p99 RTT us|1|lower
+l|p999_us|p99.9 RTT us|1|lower
+l|lag_p99_us|client pacer lag p99 us|1|lower
 d|kib_per_session|KiB/session|1|lower
 d|rss_before_kib|RSS before, MiB|0.0009765625|lower
 d|rss_held_kib|RSS holding, MiB|0.0009765625|lower
 d|rss_after_close_kib|RSS 1 s after close, MiB|0.0009765625|lower
+d|rss_after_5s_kib|RSS 5 s after close, MiB|0.0009765625|lower
 e|conns_per_s|conns/s|1|higher
 e|cpu_us_per_conn|proxy CPU us/conn|1|lower
 e|p50_us|p50 setup ms|0.001|lower
@@ -379,6 +425,19 @@ e|p99_us|p99 setup ms|0.001|lower
 f|conns_per_s|conns/s|1|higher
 f|cpu_us_per_conn|proxy CPU us/conn|1|lower
 f|p50_us|p50 setup ms|0.001|lower
+r|conns_per_s|conns/s|1|higher
+r|cpu_us_per_conn|proxy CPU us/conn|1|lower
+r|p50_us|p50 setup ms|0.001|lower
+r|resumed|handshakes resumed|1|higher
+g|msgs_per_s|msgs/s|1|higher
+g|cpu_us_per_msg|proxy CPU us/msg|1|lower
+g|p50_us|p50 RTT ms|0.001|lower
+h|msgs_per_s|msgs/s|1|higher
+h|cpu_us_per_msg|proxy CPU us/msg|1|lower
+h|p50_us|p50 RTT ms|0.001|lower
+i|mb_per_s|MB/s each way|1|higher
+i|cpu_us_per_msg|proxy CPU us/msg|1|lower
+i|p50_us|p50 RTT ms|0.001|lower
 "
 
 scenario_name() {
@@ -389,6 +448,12 @@ scenario_name() {
     d) echo "(d) $D_CONNS idle sessions held ${D_HOLD} s" ;;
     e) echo "(e) $E_COUNT new TLS+upgrade conns, $HS_CONC at a time" ;;
     f) echo "(f) as (e), client offering post-quantum hybrid key exchange" ;;
+    l) echo "(l) open loop: $L_CONNS conns, $L_RATE msgs/s x ${L_SIZE} B for ${L_SECS} s" ;;
+    k) echo "(k) $K_CONNS conns x $K_MSGS msgs x 16 KiB, $K_WIN in flight" ;;
+    g) echo "(g) as (a), text messages" ;;
+    h) echo "(h) as (b), text messages" ;;
+    i) echo "(i) as (c), text messages" ;;
+    r) echo "(r) as (e), resuming with session tickets" ;;
   esac
 }
 
@@ -411,7 +476,7 @@ fmt() { awk -v v="$1" -v s="${2:-1}" 'BEGIN {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a=="NA"||b=="NA"||b+0==0) print "n/a"; else printf "%.2f", a/b }'; }
 
 report() {
-  local has_n=0 has_h=0 p
+  local has_n=0 has_h=0 p w
   for p in $PROXIES; do [ "$p" = nginx ] && has_n=1; [ "$p" = haproxy ] && has_h=1; done
   echo "# wsgate vs nginx vs HAProxy: WebSocket proxy benchmark"
   echo
@@ -420,8 +485,12 @@ report() {
   echo
   echo "Medians of $REPS repetition(s). A message is one round trip (client -> proxy -> backend -> proxy -> client)."
   echo "Ratios are wsgate / other: for rows marked 'higher' above 1 means wsgate is better, for rows marked 'lower' below 1 means wsgate is better."
-  echo "Proxy CPU is utime+stime of all the proxy's processes (nginx: master + 2 workers) over the measured phase, divided by messages (or connections)."
+  echo "Proxy CPU is utime+stime of all the proxy's processes (nginx: master + workers) over the measured phase, divided by messages (or connections);"
+  echo "CPU per MB is per 10^6 bytes of payload carried each way."
   echo "What each number means, the caveats and the findings: benches/README.md."
+  for w in $WORKERS; do
+  echo
+  echo "## $w worker(s) each (nginx worker_processes $w, HAProxy nbthread $w, wsgate $w tokio worker thread(s))"
   echo
   printf '| scenario | metric | better |'
   for p in $PROXIES; do printf ' %s |' "$p"; done
@@ -436,26 +505,31 @@ report() {
   local prev="" line s k label scale better
   while IFS='|' read -r s k label scale better; do
     [ -n "$s" ] || continue
+    has_scen "$s" || continue
     local sname=""
     [ "$s" != "$prev" ] && sname="$(scenario_name "$s")"
     prev="$s"
     printf '| %s | %s | %s |' "$sname" "$label" "$better"
     declare -A med=()
-    for p in $PROXIES; do med[$p]="$(median "$p" "$s" "$k")"; printf ' %s |' "$(fmt "${med[$p]}" "$scale")"; done
-    local w="${med[wsgate]:-NA}"
-    [ $has_n = 1 ] && printf ' %s |' "$(ratio "$w" "${med[nginx]}")"
-    [ $has_h = 1 ] && printf ' %s |' "$(ratio "$w" "${med[haproxy]}")"
+    for p in $PROXIES; do med[$p]="$(median "$p" "$s@$w" "$k")"; printf ' %s |' "$(fmt "${med[$p]}" "$scale")"; done
+    local wm="${med[wsgate]:-NA}"
+    [ $has_n = 1 ] && printf ' %s |' "$(ratio "$wm" "${med[nginx]}")"
+    [ $has_h = 1 ] && printf ' %s |' "$(ratio "$wm" "${med[haproxy]}")"
     echo
     unset med
   done <<<"$METRICS"
+  done
   echo
   echo "## Every repetition (headline metric), to judge the noise"
   echo
-  echo "| scenario | metric | proxy | values by repetition | spread (max-min)/median |"
+  echo "| scenario@workers | metric | proxy | values by repetition | spread (max-min)/median |"
   echo "|---|---|---|---|---:|"
   local pair
-  for pair in "a|msgs_per_s" "a|cpu_us_per_msg" "b|msgs_per_s" "b|cpu_us_per_msg" "c|mb_per_s" "c|cpu_us_per_msg" "d|kib_per_session" "e|conns_per_s" "e|cpu_us_per_conn" "f|conns_per_s"; do
+  for w in $WORKERS; do
+  for pair in "a|msgs_per_s" "a|cpu_us_per_msg" "b|msgs_per_s" "b|cpu_us_per_msg" "c|mb_per_s" "c|cpu_us_per_msg" "k|cpu_ms_per_mb" "l|cpu_us_per_msg" "l|p50_us" "l|p99_us" "d|kib_per_session" "e|conns_per_s" "e|cpu_us_per_conn" "f|conns_per_s" "r|cpu_us_per_conn" "g|msgs_per_s" "g|cpu_us_per_msg" "h|cpu_us_per_msg" "i|mb_per_s" "i|cpu_us_per_msg"; do
     s="${pair%%|*}"; k="${pair#*|}"
+    has_scen "$s" || continue
+    s="$s@$w"
     for p in $PROXIES; do
       local vals m
       vals="$(awk -F'\t' -v p="$p" -v s="$s" -v k="$k" '$1==p && $2==s && $4==k {printf "%s%s", sep, $5; sep=", "}' "$RAW")"
@@ -464,6 +538,7 @@ report() {
       spread="$(values "$p" "$s" "$k" | awk -v m="$m" 'NR==1 {lo=$1; hi=$1} {if ($1<lo) lo=$1; if ($1>hi) hi=$1} END {if (NR==0 || m=="NA" || m+0==0) print "n/a"; else printf "%.0f%%", 100*(hi-lo)/m}')"
       echo "| $s | $k | $p | ${vals:-none} | $spread |"
     done
+  done
   done
   echo
   local fails
@@ -477,19 +552,30 @@ report() {
   echo "Client: wsbench's own CPU seconds (it shares the 2 cores with the proxy). Other load: CPU used on the machine by"
   echo "anything but the proxy, wsbench and the backend during the measurement, in cores (other work on this shared machine: noise)."
   echo
-  printf '| scenario |'; for p in $PROXIES; do printf ' %s client s | %s other load |' "$p" "$p"; done; echo
+  printf '| scenario@workers |'; for p in $PROXIES; do printf ' %s client s | %s other load |' "$p" "$p"; done; echo
   printf '|---|'; for p in $PROXIES; do printf -- '---:|---:|'; done; echo
-  for s in a b c e f; do
-    printf '| %s |' "$s"
-    for p in $PROXIES; do printf ' %s | %s |' "$(fmt "$(median "$p" "$s" client_cpu_s)")" "$(fmt "$(median "$p" "$s" foreign_cores)")"; done
+  for w in $WORKERS; do
+  for s in a b c k l e f r g h i; do
+    has_scen "$s" || continue
+    printf '| %s |' "$s@$w"
+    for p in $PROXIES; do printf ' %s | %s |' "$(fmt "$(median "$p" "$s@$w" client_cpu_s)")" "$(fmt "$(median "$p" "$s@$w" foreign_cores)")"; done
     echo
+  done
   done
 }
 
 # ------------------------------------------------------------------ main
 T_START=$(date +%s)
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
-write_configs
+# wsgate's worker count: the [server] workers key where this build has it, and always
+# TOKIO_WORKER_THREADS (tokio's runtime honours it when the key is not set).
+WSGATE_WORKERS_KEY=0
+CUR_WORKERS=1
+write_configs 1
+sed -i 's/^log_level = "warn"$/log_level = "warn"\nworkers = 1/' "$WORK/wsgate.toml"
+"$BIN/wsgate" check -c "$WORK/wsgate.toml" >/dev/null 2>&1 && WSGATE_WORKERS_KEY=1
+log "wsgate [server] workers key: $([ $WSGATE_WORKERS_KEY = 1 ] && echo supported || echo 'not in this build; TOKIO_WORKER_THREADS only')"
+write_configs 1
 nginx -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/log/nginx-error.log" >/dev/null 2>&1 \
   || [[ " $PROXIES " != *" nginx "* ]] || die "nginx rejects its config: $(nginx -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e /dev/stderr 2>&1 | tail -2)"
 haproxy -c -q -f "$WORK/haproxy/haproxy.cfg" >/dev/null 2>&1 \
@@ -502,10 +588,13 @@ wait_port "$BACKEND_PORT" || die "the echo backend did not start"
 log "echo backend on $HOST:$BACKEND_PORT (pid $BACKEND_PID); $REPS repetition(s) of: $PROXIES"
 
 read -r -a PLIST <<<"$PROXIES"
-for r in $(seq 1 "$REPS"); do
-  n=${#PLIST[@]}
-  for i in $(seq 0 $((n - 1))); do
-    run_rep "${PLIST[$(( (i + r - 1) % n ))]}" "$r"
+for CUR_WORKERS in $WORKERS; do
+  write_configs "$CUR_WORKERS"
+  for r in $(seq 1 "$REPS"); do
+    n=${#PLIST[@]}
+    for i in $(seq 0 $((n - 1))); do
+      run_rep "${PLIST[$(( (i + r - 1) % n ))]}" "$r"
+    done
   done
 done
 

@@ -8,17 +8,29 @@
 //! wsbench echo      --addr 127.0.0.1:19443 --conns 50 --messages 4000 --size 64 --window 32
 //! wsbench idle      --addr 127.0.0.1:19443 --conns 2000 --hold 3
 //! wsbench handshake --addr 127.0.0.1:19443 --count 1000 --concurrency 16
+//! wsbench rate      --addr 127.0.0.1:19443 --conns 50 --rate 5000 --duration 10 --size 64
 //! ```
 //!
 //! - `echo`: opens `--conns` connections (at most `--concurrency` handshakes at a
 //!   time), waits until all are open, then each sends `--messages` binary messages of
-//!   `--size` bytes, keeping at most `--window` unanswered (1 = ping-pong), and
+//!   `--size` bytes (`--kind text`: text messages, mixed ASCII and multi-byte UTF-8), keeping at most `--window` unanswered (1 = ping-pong), and
 //!   waits for every echo. Round-trip latency is measured per message. Connections
 //!   then close with a close handshake.
 //! - `idle`: opens `--conns` sessions, each doing one echo round trip (so the
 //!   session is live end to end), holds them all for `--hold` seconds, then closes.
-//! - `handshake`: `--count` new connections, `--concurrency` at a time: TCP + TLS
-//!   + upgrade (timed), then a close handshake.
+//! - `handshake`: `--count` new connections, `--concurrency` at a time: TCP, TLS and
+//!   upgrade (timed), then a close handshake. With `--resume` the client keeps the
+//!   session tickets the server sends and resumes with them (after one full
+//!   handshake per concurrent slot, done before the measured phase); `resumed=` in the
+//!   result says how many of the measured handshakes were resumed.
+//! - `rate`: open loop. `--conns` connections, `--rate` messages per second in total
+//!   for `--duration` seconds, message k scheduled at start + k/rate on connection
+//!   k mod conns, whether or not earlier echoes are back. A pacer thread (timer slack
+//!   1 ns) hands each message to its connection at its scheduled time; latency is
+//!   measured from the *scheduled* time to the echo, so a stall anywhere (proxy,
+//!   client or pacer) is counted, not hidden (no coordinated omission). `lag_p99_us`
+//!   is how late the pacer itself was: if it is large the client, not the proxy, was
+//!   the bottleneck.
 //!
 //! `--pids 1,2,3` names the proxy's processes: wsbench then reads their CPU time
 //! (utime+stime from /proc/PID/stat) around the measured phase and their RSS
@@ -42,6 +54,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -53,15 +66,17 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 type Ws = WebSocketStream<TlsStream<TcpStream>>;
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-const USAGE: &str = "usage: wsbench (echo|idle|handshake) --addr IP:PORT [--conns N] [--messages M] \
+const USAGE: &str = "usage: wsbench (echo|idle|handshake|rate) --addr IP:PORT [--conns N] [--messages M] \
 [--size BYTES] [--window W] [--count K] [--concurrency C] [--hold SECS] [--pids P1,P2] [--also-pids P] \
-[--ca PEM] [--sni NAME] [--path /] [--kx x25519|default] [--timeout SECS] [--clk-tck 100]";
+[--ca PEM] [--sni NAME] [--path /] [--kx x25519|default] [--kind binary|text] [--resume] \
+[--rate MSGS_PER_S] [--duration SECS] [--timeout SECS] [--clk-tck 100]";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Echo,
     Idle,
     Handshake,
+    Rate,
 }
 
 #[derive(Clone)]
@@ -81,8 +96,13 @@ struct Args {
     sni: String,
     path: String,
     kx: String,
+    /// Echo messages are text (true) or binary.
+    text: bool,
     timeout: f64,
     clk_tck: f64,
+    resume: bool,
+    rate: f64,
+    duration: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -91,6 +111,7 @@ fn parse_args() -> Result<Args, String> {
         Some("echo") => Mode::Echo,
         Some("idle") => Mode::Idle,
         Some("handshake") => Mode::Handshake,
+        Some("rate") => Mode::Rate,
         _ => return Err(USAGE.into()),
     };
     let mut a = Args {
@@ -109,10 +130,18 @@ fn parse_args() -> Result<Args, String> {
         sni: "localhost".into(),
         path: "/".into(),
         kx: "x25519".into(),
+        text: false,
         timeout: 300.0,
         clk_tck: 100.0,
+        resume: false,
+        rate: 5000.0,
+        duration: 10.0,
     };
     while let Some(flag) = it.next() {
+        if flag == "--resume" {
+            a.resume = true;
+            continue;
+        }
         let val = it
             .next()
             .ok_or_else(|| format!("{flag}: missing value\n{USAGE}"))?;
@@ -132,8 +161,17 @@ fn parse_args() -> Result<Args, String> {
             "--sni" => a.sni = val,
             "--path" => a.path = val,
             "--kx" => a.kx = val,
+            "--kind" => {
+                a.text = match val.as_str() {
+                    "text" => true,
+                    "binary" => false,
+                    _ => return Err(format!("--kind {val}: must be binary or text")),
+                }
+            }
             "--timeout" => a.timeout = val.parse().map_err(|e| bad(&e))?,
             "--clk-tck" => a.clk_tck = val.parse().map_err(|e| bad(&e))?,
+            "--rate" => a.rate = val.parse().map_err(|e| bad(&e))?,
+            "--duration" => a.duration = val.parse().map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }
@@ -142,6 +180,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if !matches!(a.kx.as_str(), "x25519" | "default") {
         return Err("--kx must be x25519 or default".into());
+    }
+    if !(a.rate > 0.0 && a.rate <= 1e6 && a.duration > 0.0 && a.duration <= 3600.0) {
+        return Err("--rate must be in (0, 1e6] and --duration in (0, 3600]".into());
     }
     Ok(a)
 }
@@ -281,8 +322,10 @@ fn tls_config(a: &Args) -> Result<ClientConfig, Error> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // Every connection is a full handshake.
-    cfg.resumption = rustls::client::Resumption::disabled();
+    if !a.resume {
+        // Every connection is a full handshake.
+        cfg.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(cfg)
 }
 
@@ -298,15 +341,21 @@ impl Client {
 
     /// TCP + TLS + WebSocket upgrade.
     async fn connect(&self) -> Result<Ws, Error> {
+        Ok(self.connect_kind().await?.0)
+    }
+
+    /// As `connect`, also saying whether the TLS handshake was a resumption.
+    async fn connect_kind(&self) -> Result<(Ws, bool), Error> {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
         let tls = self.connector.connect(self.sni.clone(), tcp).await?;
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         let req = self.url.as_str().into_client_request()?;
         let cfg = WebSocketConfig::default()
             .max_message_size(Some(64 << 20))
             .max_frame_size(Some(64 << 20));
         let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, tls, Some(cfg)).await?;
-        Ok(ws)
+        Ok((ws, resumed))
     }
 
     /// The negotiated TLS parameters, from one connection.
@@ -362,6 +411,20 @@ async fn round_trip(ws: &mut Ws, size: usize) -> Result<(), Error> {
     }
 }
 
+/// `size` bytes of UTF-8 text: mostly ASCII with two-, three- and four-byte characters
+/// mixed in (what chat and JSON traffic looks like), padded with ASCII to the byte.
+fn text_payload(size: usize) -> String {
+    const PIECE: &str = "{\"user\":\"zoë\",\"msg\":\"naïve café ✓ 日本 🦀\"} ";
+    let mut s = String::with_capacity(size);
+    while s.len() + PIECE.len() <= size {
+        s.push_str(PIECE);
+    }
+    while s.len() < size {
+        s.push('.');
+    }
+    s
+}
+
 /// Opens `n` connections, at most `concurrency` handshakes at a time, keeping order.
 async fn open_many(
     client: &Arc<Client>,
@@ -401,6 +464,16 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// Proxy CPU milliseconds per MB (1e6 bytes) of payload carried each way.
+fn cpu_ms_per_mb(proxy_cpu_s: f64, msgs: u64, size: usize) -> f64 {
+    let mb = msgs as f64 * size as f64 / 1e6;
+    if mb > 0.0 {
+        proxy_cpu_s * 1e3 / mb
+    } else {
+        f64::NAN
+    }
+}
+
 fn report_errors(errs: &[String]) {
     if !errs.is_empty() {
         let mut uniq: Vec<&String> = errs.iter().collect();
@@ -425,11 +498,16 @@ async fn echo_conn(
     messages: u64,
     size: usize,
     window: usize,
+    text: bool,
 ) -> Result<(Ws, Vec<u64>), Error> {
     let (mut tx, mut rx) = ws.split();
     let sent_at: Arc<Mutex<VecDeque<Instant>>> = Arc::new(Mutex::new(VecDeque::new()));
     let credits = Arc::new(Semaphore::new(window));
-    let payload: tokio_tungstenite::tungstenite::Bytes = vec![0xa5u8; size].into();
+    let message = if text {
+        Message::Text(text_payload(size).into())
+    } else {
+        Message::Binary(vec![0xa5u8; size].into())
+    };
     let sender = {
         let (sent_at, credits) = (sent_at.clone(), credits.clone());
         async move {
@@ -449,7 +527,7 @@ async fn echo_conn(
                 }
                 for _ in 0..batch {
                     sent_at.lock().unwrap().push_back(Instant::now());
-                    tx.feed(Message::Binary(payload.clone())).await?;
+                    tx.feed(message.clone()).await?;
                 }
                 tx.flush().await?;
                 sent += batch;
@@ -461,10 +539,10 @@ async fn echo_conn(
         let mut lat = Vec::with_capacity(messages as usize);
         while (lat.len() as u64) < messages {
             match rx.next().await {
-                Some(Ok(Message::Binary(b))) => {
-                    if b.len() != size {
+                Some(Ok(m @ (Message::Binary(_) | Message::Text(_)))) => {
+                    if m.is_text() != text || m.len() != size {
                         return Err::<_, Error>(
-                            format!("echo of {} bytes, sent {size}", b.len()).into(),
+                            format!("echo of {} bytes, sent {size}", m.len()).into(),
                         );
                     }
                     let t0 = sent_at
@@ -499,10 +577,10 @@ async fn run_echo(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
     for ws in conns {
         let (mut start_rx, mut close_rx, done_tx) =
             (start_rx.clone(), close_rx.clone(), done_tx.clone());
-        let (m, s, w) = (a.messages, a.size, a.window);
+        let (m, s, w, t) = (a.messages, a.size, a.window, a.text);
         set.spawn(async move {
             let _ = start_rx.wait_for(|v| *v).await;
-            let r = echo_conn(ws, m, s, w).await;
+            let r = echo_conn(ws, m, s, w, t).await;
             let _ = done_tx.send(());
             match r {
                 Ok((ws, lat)) => {
@@ -558,7 +636,8 @@ async fn run_echo(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
     println!(
         "RESULT mode=echo conns={opened} errors={errors} msgs={msgs} size={} window={} wall_s={wall:.4} \
          msgs_per_s={:.1} mb_per_s={:.2} p50_us={} p99_us={} max_us={} proxy_cpu_s={proxy_cpu:.3} \
-         cpu_us_per_msg={:.3} client_cpu_s={client_cpu:.3} foreign_cores={:.3}",
+         cpu_us_per_msg={:.3} cpu_ms_per_mb={:.4} p999_us={} client_cpu_s={client_cpu:.3} \
+         foreign_cores={:.3}",
         a.size,
         a.window,
         msgs as f64 / wall,
@@ -567,6 +646,8 @@ async fn run_echo(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
         percentile(&lat, 99.0),
         lat.last().copied().unwrap_or(0),
         proxy_cpu * 1e6 / msgs.max(1) as f64,
+        cpu_ms_per_mb(proxy_cpu, msgs, a.size),
+        percentile(&lat, 99.9),
         foreign / wall,
     );
     Ok(errors == 0)
@@ -609,19 +690,26 @@ async fn run_idle(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
 
 async fn run_handshake(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
     let sem = Arc::new(Semaphore::new(a.concurrency));
-    let ok = Arc::new(AtomicU64::new(0));
+    let resumed = Arc::new(AtomicU64::new(0));
+    if a.resume {
+        // Prime the ticket store: one full handshake per concurrent slot, not measured.
+        let (_conns, errs) = open_many(&client, a.concurrency, a.concurrency, None).await;
+        report_errors(&errs);
+    }
     let s0 = snap(a);
     let t0 = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..a.count {
-        let (client, sem, ok) = (client.clone(), sem.clone(), ok.clone());
+        let (client, sem, resumed) = (client.clone(), sem.clone(), resumed.clone());
         set.spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore");
             let t = Instant::now();
-            let ws = client.connect().await?;
+            let (ws, was_resumed) = client.connect_kind().await?;
             let us = t.elapsed().as_micros() as u64;
             close(ws).await;
-            ok.fetch_add(1, Ordering::Relaxed);
+            if was_resumed {
+                resumed.fetch_add(1, Ordering::Relaxed);
+            }
             Ok::<_, Error>(us)
         });
     }
@@ -641,7 +729,7 @@ async fn run_handshake(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
     println!(
         "handshake: {n}/{} connections (TCP+TLS+upgrade, then close), {} at a time, in {wall:.3} s: \
          {:.0} conns/s; setup p50 {} us, p99 {} us; proxy CPU {cpu:.2} s ({:.1} us/conn); \
-         client CPU {client_cpu:.2} s; other load {:.2} cores",
+         client CPU {client_cpu:.2} s; other load {:.2} cores; {} resumed",
         a.count,
         a.concurrency,
         n as f64 / wall,
@@ -649,19 +737,196 @@ async fn run_handshake(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
         percentile(&lat, 99.0),
         cpu * 1e6 / n.max(1) as f64,
         foreign / wall,
+        resumed.load(Ordering::Relaxed),
     );
     println!(
         "RESULT mode=handshake conns={n} errors={} wall_s={wall:.4} conns_per_s={:.1} p50_us={} \
          p99_us={} proxy_cpu_s={cpu:.3} cpu_us_per_conn={:.2} client_cpu_s={client_cpu:.3} \
-         foreign_cores={:.3}",
+         foreign_cores={:.3} resumed={}",
         errs.len(),
         n as f64 / wall,
         percentile(&lat, 50.0),
         percentile(&lat, 99.0),
         cpu * 1e6 / n.max(1) as f64,
         foreign / wall,
+        resumed.load(Ordering::Relaxed),
     );
     Ok(errs.is_empty())
+}
+
+// ---------------------------------------------------------------- open loop
+
+/// Lowers this thread's timer slack to 1 ns so that its sleeps end within a few
+/// microseconds of their deadline (the default slack is 50 us).
+fn fine_timer_slack() {
+    // SAFETY: prctl(PR_SET_TIMERSLACK) only changes the calling thread's timer slack.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// The pacer (its own thread): message k is due at `t0 + k / rate` and is handed, with
+/// its due time, to connection `k mod conns`. Returns how late each hand-over was, us.
+fn pace(t0: Instant, rate: f64, total: u64, conns: Vec<UnboundedSender<Instant>>) -> Vec<u64> {
+    fine_timer_slack();
+    let due = |k: u64| t0 + Duration::from_secs_f64(k as f64 / rate);
+    let mut lag = Vec::with_capacity(total as usize);
+    let mut k = 0u64;
+    while k < total {
+        let now = Instant::now();
+        let next = due(k);
+        if next > now {
+            std::thread::sleep(next - now);
+            continue;
+        }
+        while k < total && due(k) <= now {
+            lag.push(now.saturating_duration_since(due(k)).as_micros() as u64);
+            // A connection that failed has dropped its receiver: its messages are lost
+            // and its task reports the error.
+            let _ = conns[(k % conns.len() as u64) as usize].send(due(k));
+            k += 1;
+        }
+    }
+    lag
+}
+
+/// One connection of the open-loop run: sends a message whenever the pacer says (all
+/// that are due, then one flush), and times each echo from its *scheduled* send time.
+async fn rate_conn(
+    ws: Ws,
+    mut due_rx: UnboundedReceiver<Instant>,
+    expected: u64,
+    size: usize,
+) -> Result<(Ws, Vec<u64>), Error> {
+    let (mut tx, mut rx) = ws.split();
+    let sent_at: Arc<Mutex<VecDeque<Instant>>> = Arc::new(Mutex::new(VecDeque::new()));
+    let payload: tokio_tungstenite::tungstenite::Bytes = vec![0xa5u8; size].into();
+    let sender = {
+        let sent_at = sent_at.clone();
+        async move {
+            while let Some(due) = due_rx.recv().await {
+                sent_at.lock().unwrap().push_back(due);
+                tx.feed(Message::Binary(payload.clone())).await?;
+                while let Ok(due) = due_rx.try_recv() {
+                    sent_at.lock().unwrap().push_back(due);
+                    tx.feed(Message::Binary(payload.clone())).await?;
+                }
+                tx.flush().await?;
+            }
+            Ok::<_, Error>(tx)
+        }
+    };
+    let receiver = async {
+        let mut lat = Vec::with_capacity(expected as usize);
+        while (lat.len() as u64) < expected {
+            match rx.next().await {
+                Some(Ok(Message::Binary(b))) if b.len() == size => {
+                    let due = sent_at
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .ok_or("echo of a message never sent")?;
+                    lat.push(due.elapsed().as_micros() as u64);
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(m)) => return Err::<_, Error>(format!("unexpected message: {m:?}").into()),
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err("connection ended early".into()),
+            }
+        }
+        Ok(lat)
+    };
+    let (tx, lat) = tokio::try_join!(sender, receiver)?;
+    let ws = tx.reunite(rx).map_err(|_| "reunite")?;
+    Ok((ws, lat))
+}
+
+async fn run_rate(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
+    let (conns, errs) = open_many(&client, a.conns, a.concurrency, None).await;
+    report_errors(&errs);
+    let opened = conns.len();
+    if opened == 0 {
+        return Err("no connection opened".into());
+    }
+    let total = (a.rate * a.duration).round() as u64;
+    let mut set = tokio::task::JoinSet::new();
+    let mut senders = Vec::with_capacity(opened);
+    for (i, ws) in conns.into_iter().enumerate() {
+        let (due_tx, due_rx) = unbounded_channel();
+        senders.push(due_tx);
+        let n = opened as u64;
+        let expected = total / n + u64::from((i as u64) < total % n);
+        let size = a.size;
+        set.spawn(async move {
+            let (ws, lat) = rate_conn(ws, due_rx, expected, size).await?;
+            close(ws).await;
+            Ok::<_, Error>(lat)
+        });
+    }
+    let s0 = snap(a);
+    // Start a little ahead so that every connection task is waiting on its channel.
+    let t0 = Instant::now() + Duration::from_millis(20);
+    let rate = a.rate;
+    let pacer = tokio::task::spawn_blocking(move || pace(t0, rate, total, senders));
+    let mut lat = Vec::with_capacity(total as usize);
+    let mut fails = Vec::new();
+    let mut last_echo = t0;
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(l)) => {
+                last_echo = last_echo.max(Instant::now());
+                lat.extend(l)
+            }
+            Ok(Err(e)) => fails.push(e.to_string()),
+            Err(e) => fails.push(e.to_string()),
+        }
+    }
+    let wall = last_echo
+        .saturating_duration_since(t0)
+        .as_secs_f64()
+        .max(1e-9);
+    let (proxy_cpu, client_cpu, foreign) = s0.delta(snap(a));
+    let mut lag = pacer.await.map_err(|e| format!("pacer: {e}"))?;
+    report_errors(&fails);
+    lat.sort_unstable();
+    lag.sort_unstable();
+    let msgs = lat.len() as u64;
+    let (p50, p99, p999) = (
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0),
+        percentile(&lat, 99.9),
+    );
+    println!(
+        "rate: {opened}/{} connections, {msgs}/{total} round trips of {} B at {:.0} msgs/s scheduled \
+         ({:.0} achieved) over {:.1} s; latency from scheduled send p50 {p50} us, p99 {p99} us, \
+         p99.9 {p999} us, max {} us; pacer lag p99 {} us; proxy CPU {proxy_cpu:.2} s \
+         ({:.2} us/msg); client CPU {client_cpu:.2} s; other load {:.2} cores",
+        a.conns,
+        a.size,
+        a.rate,
+        msgs as f64 / wall,
+        a.duration,
+        lat.last().copied().unwrap_or(0),
+        percentile(&lag, 99.0),
+        proxy_cpu * 1e6 / msgs.max(1) as f64,
+        foreign / wall,
+    );
+    let errors = errs.len() + fails.len() + usize::from(msgs != total);
+    println!(
+        "RESULT mode=rate conns={opened} errors={errors} msgs={msgs} scheduled={total} size={} \
+         rate={} wall_s={wall:.4} msgs_per_s={:.1} p50_us={p50} p99_us={p99} p999_us={p999} \
+         max_us={} lag_p99_us={} proxy_cpu_s={proxy_cpu:.3} cpu_us_per_msg={:.3} \
+         cpu_ms_per_mb={:.4} client_cpu_s={client_cpu:.3} foreign_cores={:.3}",
+        a.size,
+        a.rate,
+        msgs as f64 / wall,
+        lat.last().copied().unwrap_or(0),
+        percentile(&lag, 99.0),
+        proxy_cpu * 1e6 / msgs.max(1) as f64,
+        cpu_ms_per_mb(proxy_cpu, msgs, a.size),
+        foreign / wall,
+    );
+    Ok(errors == 0)
 }
 
 fn main() -> ExitCode {
@@ -690,6 +955,7 @@ fn main() -> ExitCode {
                 Mode::Echo => run_echo(&a, client.clone()).await,
                 Mode::Idle => run_idle(&a, client.clone()).await,
                 Mode::Handshake => run_handshake(&a, client.clone()).await,
+                Mode::Rate => run_rate(&a, client.clone()).await,
             }
         };
         match tokio::time::timeout(Duration::from_secs_f64(a.timeout), run).await {

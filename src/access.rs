@@ -1,4 +1,5 @@
-//! The access log: one line per session when it ends, one per refused handshake
+//! The access log: one line per session when it ends, one per proxied plain HTTP
+//! request, one per refused handshake
 //! (at most `REFUSALS_PER_SECOND` a second; the lines left out are counted into the
 //! next one's `suppressed`). Lines go through `tracing` with the target `access`, so
 //! `log_format` decides text or JSON and `log_level = "info,access=off"` turns them
@@ -96,6 +97,43 @@ pub fn refused(r: &Refused<'_>) {
         duration_s = r.conn.accepted.elapsed().as_secs_f64(),
         suppressed,
         "handshake refused"
+    );
+}
+
+/// A plain HTTP request proxied on an `http = "proxy"` route, answered.
+#[derive(Debug)]
+pub struct HttpRequest<'a> {
+    pub conn: &'a ConnInfo,
+    pub route: &'a str,
+    pub method: &'a str,
+    /// The path, without the query string.
+    pub path: &'a str,
+    pub status: u16,
+    /// wsgate's one-line reason when wsgate answered, `None` when the backend did.
+    pub reason: Option<&'a str>,
+    pub backend: Option<&'a str>,
+    /// Request body bytes passed on (decoded, for chunked bodies).
+    pub request_body_bytes: Option<u64>,
+    /// From the request head to the end of the answer.
+    pub duration: Duration,
+}
+
+/// One line per plain HTTP request (not rate-limited: one per request, as nginx).
+pub fn http_request(r: &HttpRequest<'_>) {
+    tracing::info!(
+        target: "access",
+        client = %r.conn.peer,
+        listener = %r.conn.listener,
+        route = r.route,
+        method = r.method,
+        path = r.path,
+        status = r.status,
+        answered_by = if r.reason.is_some() { "wsgate" } else { "backend" },
+        reason = r.reason,
+        backend = r.backend,
+        request_body_bytes = r.request_body_bytes,
+        duration_s = r.duration.as_secs_f64(),
+        "http request"
     );
 }
 

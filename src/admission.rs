@@ -140,6 +140,10 @@ pub struct ClientKey(u128, bool);
 pub enum Refused {
     TooManyFromIp,
     ConnectRate,
+    /// On a `proxy_protocol` listener: the peer is not in `trusted_proxies`.
+    UntrustedProxy,
+    /// On a `proxy_protocol` listener: no valid header within the deadline.
+    ProxyHeader,
 }
 
 impl Refused {
@@ -147,6 +151,8 @@ impl Refused {
         match self {
             Refused::TooManyFromIp => "max_connections_per_ip reached",
             Refused::ConnectRate => "connect_rate exceeded",
+            Refused::UntrustedProxy => "PROXY protocol listener: peer not in trusted_proxies",
+            Refused::ProxyHeader => "PROXY protocol listener: no valid header in time",
         }
     }
 }
@@ -156,6 +162,8 @@ impl Refused {
 pub struct Counters {
     pub too_many_from_ip: AtomicU64,
     pub connect_rate: AtomicU64,
+    pub untrusted_proxy: AtomicU64,
+    pub proxy_header: AtomicU64,
     pub accept_errors: AtomicU64,
 }
 
@@ -279,15 +287,22 @@ impl Admission {
         match refused {
             None => Ok(self.ticket(Some(key))),
             Some(r) => {
-                let c = match r {
-                    Refused::TooManyFromIp => &self.counters.too_many_from_ip,
-                    Refused::ConnectRate => &self.counters.connect_rate,
-                };
-                c.fetch_add(1, Ordering::Relaxed);
-                self.log_refusal(ip, r);
+                self.refuse(ip, r);
                 Err(r)
             }
         }
+    }
+
+    /// Counts a refusal and logs it (at most one line a second).
+    pub fn refuse(&self, ip: IpAddr, r: Refused) {
+        let c = match r {
+            Refused::TooManyFromIp => &self.counters.too_many_from_ip,
+            Refused::ConnectRate => &self.counters.connect_rate,
+            Refused::UntrustedProxy => &self.counters.untrusted_proxy,
+            Refused::ProxyHeader => &self.counters.proxy_header,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        self.log_refusal(ip, r);
     }
 
     /// At most one line a second; the lines in between are counted into the next.

@@ -1,5 +1,6 @@
 //! The HTTP answers wsgate gives when it refuses a request itself: a status and a
-//! one-line plain-text reason, always with `Connection: close`.
+//! one-line plain-text reason, always with `Connection: close` (after a refusal the
+//! connection is not reused, kept alive or not).
 //!
 //! Owns: `Refusal` (every reason a request is answered here, with its status, its
 //! text and the headers the status calls for) and the response body type shared
@@ -27,6 +28,12 @@ pub enum Refusal {
     NoRoute,
     OriginMissing,
     OriginNotAllowed,
+    /// The route's token check failed (`[route.auth]`): a one-line reason, and the
+    /// RFC 6750 error code for `WWW-Authenticate` (none when no token was sent).
+    Unauthorized {
+        reason: &'static str,
+        error: Option<&'static str>,
+    },
     HeaderTimeout,
     HeaderTooLarge,
     /// The backend could not be reached or did not upgrade properly.
@@ -35,6 +42,28 @@ pub enum Refusal {
     NoBackend,
     /// No backend answered within `upstream_deadline`.
     GatewayTimeout,
+    // --- The request head (any request, before routing): RFC 9112's framing rules.
+    LengthWithTransferEncoding,
+    RepeatedContentLength,
+    BadContentLength,
+    ObsFold,
+    /// Transfer-Encoding that does not end in exactly one `chunked`.
+    BadTransferEncoding,
+    /// A transfer coding besides `chunked` (gzip, ...): 501.
+    UnsupportedTransferEncoding,
+    TransferEncodingHttp10,
+    /// A head httparse cannot read, with what was wrong.
+    MalformedHead(&'static str),
+    /// `*` or authority-form (OPTIONS *, CONNECT).
+    BadTarget,
+    /// Not HTTP/1.0 or HTTP/1.1.
+    UnsupportedHttpVersion,
+    // --- Proxied plain HTTP.
+    BodyTooLarge,
+    BodyTimeout,
+    BadChunkedBody,
+    /// The backend's response head did not come within `response_timeout`.
+    ResponseTimeout,
 }
 
 impl Refusal {
@@ -47,11 +76,25 @@ impl Refusal {
             MissingHost | ConnectionNotUpgrade | BadKey | HasBody => StatusCode::BAD_REQUEST,
             NoRoute => StatusCode::NOT_FOUND,
             OriginMissing | OriginNotAllowed => StatusCode::FORBIDDEN,
+            Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
             HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             BadGateway(_) => StatusCode::BAD_GATEWAY,
             NoBackend => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayTimeout | ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            LengthWithTransferEncoding
+            | RepeatedContentLength
+            | BadContentLength
+            | ObsFold
+            | BadTransferEncoding
+            | TransferEncodingHttp10
+            | MalformedHead(_)
+            | BadTarget
+            | BadChunkedBody => StatusCode::BAD_REQUEST,
+            UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
+            UnsupportedHttpVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -69,11 +112,28 @@ impl Refusal {
             NoRoute => "no route for this host and path",
             OriginMissing => "Origin header required",
             OriginNotAllowed => "Origin not allowed",
+            Unauthorized { reason, .. } => reason,
             HeaderTimeout => "request header not received in time",
             HeaderTooLarge => "request header too large",
             BadGateway(r) => r,
             NoBackend => "no healthy backend",
             GatewayTimeout => "no backend answered in time",
+            LengthWithTransferEncoding => {
+                "Content-Length together with Transfer-Encoding is not accepted"
+            }
+            RepeatedContentLength => "repeated Content-Length is not accepted",
+            BadContentLength => "Content-Length must be a decimal number",
+            ObsFold => "header line folding (obs-fold) is not accepted",
+            BadTransferEncoding => "Transfer-Encoding must end with a single chunked",
+            UnsupportedTransferEncoding => "only Transfer-Encoding: chunked is supported",
+            TransferEncodingHttp10 => "Transfer-Encoding is not allowed in HTTP/1.0",
+            MalformedHead(why) => why,
+            BadTarget => "the request target must be a path or an http(s) URL",
+            UnsupportedHttpVersion => "only HTTP/1.0 and HTTP/1.1 are supported",
+            BodyTooLarge => "request body too large",
+            BodyTimeout => "request body not received in time",
+            BadChunkedBody => "malformed chunked request body",
+            ResponseTimeout => "the backend did not answer in time",
         }
     }
 
@@ -97,6 +157,18 @@ impl Refusal {
                     header::SEC_WEBSOCKET_VERSION,
                     HeaderValue::from_static("13"),
                 );
+            }
+            Refusal::Unauthorized { reason, error } => {
+                let v = match error {
+                    Some(e) => {
+                        let quoted = reason.replace('\\', "\\\\").replace('"', "\\\"");
+                        format!("Bearer error=\"{e}\", error_description=\"{quoted}\"")
+                    }
+                    None => "Bearer".to_string(),
+                };
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    h.insert(header::WWW_AUTHENTICATE, v);
+                }
             }
             Refusal::NoBackend => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

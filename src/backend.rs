@@ -4,7 +4,8 @@
 //! its live-session count (for least_conn), the health state fed by active checks
 //! (rise/fall, HAProxy's semantics) and passive checks (`max_fails` within
 //! `fail_timeout` -> down for `fail_timeout`, nginx's semantics), the drain flag,
-//! slow start, the schedule of its active probes, and the signal that asks its
+//! slow start, the schedule of its active probes, its idle keep-alive connections for
+//! proxied HTTP (`http::idle`), and the signal that asks its
 //! sessions to end (shutdown, or a reload that removed it). `Backend::pickable` is what balancing asks; a backend that is down,
 //! failed passively or draining is never picked. State changes are logged once.
 //!
@@ -50,6 +51,8 @@ pub struct Backend {
     ending: watch::Sender<Option<Ending>>,
     /// A reload removed it (so it is never reused by a later one).
     removed: AtomicBool,
+    /// Keep-alive connections for proxied HTTP, ready for the next request.
+    pub idle: crate::http::idle::Idle,
 }
 
 #[derive(Debug)]
@@ -121,6 +124,7 @@ impl Backend {
             schedule: Mutex::new(Schedule::default()),
             ending: watch::channel(None).0,
             removed: AtomicBool::new(false),
+            idle: Default::default(),
         };
         b.apply(pool, conf);
         b
@@ -131,6 +135,7 @@ impl Backend {
     /// except that a backend no longer under active checks loses their verdict.
     pub fn apply(&self, pool: &config::Pool, conf: &config::Backend) {
         self.weight.store(conf.weight, Ordering::Relaxed);
+        self.idle.configure(pool.keepalive, pool.keepalive_timeout);
         self.slow_start_ms
             .store(pool.slow_start.as_millis() as u64, Ordering::Relaxed);
         self.set_drain(conf.drain);
@@ -328,6 +333,7 @@ impl Backend {
     /// A reload removed this backend from its pool.
     pub fn mark_removed(&self) {
         self.removed.store(true, Ordering::Relaxed);
+        self.idle.clear();
     }
 
     pub fn is_removed(&self) -> bool {

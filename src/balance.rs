@@ -1,9 +1,12 @@
-//! Pools of backends and the three ways of picking one.
+//! Pools of backends and the four ways of picking one.
 //!
 //! Owns: `Pool` (its checked settings and its backends, in config order) and
 //! selection: smooth weighted round robin (nginx's algorithm), weighted rendezvous
-//! hashing on the client IP (IPv6 keyed by /64), and least connections relative to
-//! weight. A pick returns a `Lease`, which counts as a live session on the backend
+//! hashing on the client IP (IPv6 keyed by /64), least connections relative to
+//! weight, and sticky cookies (`balance = "cookie"`: the cookie's value is a keyed
+//! hash naming one backend, `hash::keyed_token`; it is honoured while that backend is
+//! pickable, and clients without a usable one get round robin and a new cookie).
+//! A pick returns a `Lease`, which counts as a live session on the backend
 //! until it is dropped, so least_conn sees sessions that are still connecting too.
 //! Only backends that are `pickable` (healthy, not draining: backend.rs) are picked.
 //! A pool is built per generation; its backends are carried over from the previous
@@ -12,7 +15,8 @@
 
 use crate::backend::{Backend, BackendId};
 use crate::config::{self, Balance};
-use crate::hash::fmix64;
+use crate::hash::{fmix64, keyed_token};
+use crate::tls::upstream::UpstreamTls;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,7 +54,18 @@ pub struct Pool {
     /// The pool's checked settings; `conf.backends[i]` describes `backends[i]`.
     pub conf: config::Pool,
     pub backends: Vec<Arc<Backend>>,
+    /// TLS to the backends (`tls = true`), loaded with the generation.
+    pub tls: Option<Arc<UpstreamTls>>,
     picker: Picker,
+    /// With `balance = "cookie"`: the cookie's name and each backend's value.
+    sticky: Option<StickyTokens>,
+}
+
+#[derive(Debug)]
+struct StickyTokens {
+    cookie: String,
+    /// `tokens[i]` names `backends[i]`.
+    tokens: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -60,6 +75,8 @@ enum Picker {
     IpHash,
     /// Rotating start so that ties are spread instead of always hitting the first.
     LeastConn(AtomicUsize),
+    /// The cookie's backend; round robin (these weights) for clients without one.
+    Cookie(Mutex<Vec<i64>>),
 }
 
 impl Pool {
@@ -87,20 +104,65 @@ impl Pool {
             Balance::RoundRobin => Picker::RoundRobin(Mutex::new(vec![0; backends.len()])),
             Balance::IpHash => Picker::IpHash,
             Balance::LeastConn => Picker::LeastConn(AtomicUsize::new(0)),
+            Balance::Cookie => Picker::Cookie(Mutex::new(vec![0; backends.len()])),
         };
+        // The value names the backend by its identity (pool, address as written),
+        // never by anything a reload changes (weight, position).
+        let sticky = conf.sticky.as_ref().map(|s| StickyTokens {
+            cookie: s.cookie.clone(),
+            tokens: conf
+                .backends
+                .iter()
+                .map(|b| keyed_token(&s.key.0, &[&conf.name, &b.address]))
+                .collect(),
+        });
         Pool {
             name: conf.name.clone(),
             conf: conf.clone(),
             backends,
+            tls: None,
             picker,
+            sticky,
         }
+    }
+
+    /// This pool talking TLS to its backends.
+    pub fn with_tls(mut self, tls: Option<Arc<UpstreamTls>>) -> Pool {
+        self.tls = tls;
+        self
     }
 
     /// Picks a backend for `client`, never one of `exclude` (backends already tried
     /// for this request). `None` when no backend is eligible.
     pub fn pick(&self, client: IpAddr, exclude: &[usize]) -> Option<Lease> {
+        self.pick_for(client, None, exclude)
+    }
+
+    /// The sticky cookie's name, with `balance = "cookie"`.
+    pub fn sticky_cookie(&self) -> Option<&str> {
+        self.sticky.as_ref().map(|s| s.cookie.as_str())
+    }
+
+    /// Like `pick`; with `balance = "cookie"`, `cookie` is the value of the sticky
+    /// cookie the client sent: its backend is taken while it is pickable.
+    pub fn pick_for(
+        &self,
+        client: IpAddr,
+        cookie: Option<&str>,
+        exclude: &[usize],
+    ) -> Option<Lease> {
         let eligible = |i: usize| !exclude.contains(&i) && self.backends[i].pickable();
         let i = match &self.picker {
+            Picker::Cookie(current) => {
+                let named = cookie.and_then(|c| self.sticky_index(c));
+                match named.filter(|&i| eligible(i)) {
+                    Some(i) => Some(i),
+                    None => {
+                        let mut current = current.lock().unwrap_or_else(|e| e.into_inner());
+                        smooth_weighted(&self.backends, &mut current, eligible)
+                    }
+                }
+            }
             Picker::RoundRobin(current) => {
                 let mut current = current.lock().unwrap_or_else(|e| e.into_inner());
                 smooth_weighted(&self.backends, &mut current, eligible)
@@ -113,6 +175,29 @@ impl Pool {
             ),
         }?;
         Some(Lease::new(self.backends[i].clone(), i))
+    }
+
+    /// The backend a sticky-cookie value names.
+    fn sticky_index(&self, value: &str) -> Option<usize> {
+        let s = self.sticky.as_ref()?;
+        s.tokens.iter().position(|t| t == value)
+    }
+
+    /// The `Set-Cookie` a client needs after landing on backend `index`, having sent
+    /// `sent` as the sticky cookie: `None` when it already names that backend (or
+    /// the pool is not sticky).
+    pub fn sticky_set_cookie(
+        &self,
+        index: usize,
+        sent: Option<&str>,
+        tls: bool,
+    ) -> Option<hyper::header::HeaderValue> {
+        let s = self.sticky.as_ref()?;
+        let token = s.tokens.get(index)?;
+        if sent == Some(token.as_str()) {
+            return None;
+        }
+        crate::cookie::set_cookie(&s.cookie, token, tls)
     }
 }
 
@@ -151,15 +236,22 @@ fn rendezvous(
         if !eligible(i) {
             continue;
         }
-        let h = fmix64(key ^ b.seed);
-        // u in (0, 1): 53 random bits, never 0.
-        let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let score = -f64::from(b.weight()) / u.ln();
+        let score = rendezvous_score(key, b.seed, b.weight());
         if best.is_none_or(|(_, s)| score > s) {
             best = Some((i, score));
         }
     }
     best.map(|(i, _)| i)
+}
+
+/// The weighted rendezvous score of `key` for a member with `seed` and `weight`: the
+/// member with the highest score takes the key. Raising one member's weight only
+/// moves keys to it; removing a member only moves the keys it had.
+pub(crate) fn rendezvous_score(key: u64, seed: u64, weight: u32) -> f64 {
+    let h = fmix64(key ^ seed);
+    // u in (0, 1): 53 random bits, never 0.
+    let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    -f64::from(weight) / u.ln()
 }
 
 fn least_conn(
@@ -187,7 +279,7 @@ fn least_conn(
 }
 
 /// The hashing key of a client: the whole IPv4 address, or the /64 of an IPv6 one.
-fn hash_key(ip: IpAddr) -> u64 {
+pub(crate) fn hash_key(ip: IpAddr) -> u64 {
     match ip.to_canonical() {
         IpAddr::V4(v4) => fmix64(u64::from(u32::from(v4)) | (4 << 56)),
         IpAddr::V6(v6) => fmix64((u128::from(v6) >> 64) as u64 ^ (6 << 56)),
@@ -208,6 +300,9 @@ mod tests {
                 "[[pool.backend]]\naddress = \"127.0.0.1:{}\"\nweight = {w}\n",
                 9000 + i
             );
+        }
+        if balance == Balance::Cookie {
+            text = text.replace("name = \"t\"\n", "name = \"t\"\nbalance = \"cookie\"\n");
         }
         let mut conf = config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
         conf.pools[0].balance = balance;
@@ -287,7 +382,12 @@ mod tests {
 
     #[test]
     fn down_and_draining_backends_are_never_picked() {
-        for balance in [Balance::RoundRobin, Balance::IpHash, Balance::LeastConn] {
+        for balance in [
+            Balance::RoundRobin,
+            Balance::IpHash,
+            Balance::LeastConn,
+            Balance::Cookie,
+        ] {
             let p = pool(&[5, 1, 1], balance);
             p.backends[0].record_check(false, 1, 1, "test"); // down
             p.backends[2].set_drain(true);
@@ -305,6 +405,54 @@ mod tests {
                 "{balance:?}: back up"
             );
         }
+    }
+
+    #[test]
+    fn cookie_names_its_backend_while_pickable() {
+        let p = pool(&[1, 1, 1], Balance::Cookie);
+        let token = |i: usize| {
+            let v = p.sticky_set_cookie(i, None, false).unwrap();
+            let v = v.to_str().unwrap().to_string();
+            v["wsgate_srv=".len()..v.find(';').unwrap()].to_string()
+        };
+        assert_ne!(token(0), token(1));
+        assert!(!token(0).contains("9000"), "the value is not the address");
+        for _ in 0..10 {
+            let l = p.pick_for(LOCAL, Some(&token(2)), &[]).unwrap();
+            assert_eq!(l.index(), 2);
+            assert!(p.sticky_set_cookie(2, Some(&token(2)), false).is_none());
+        }
+        // Without a cookie (or with a bad one): round robin over all of them.
+        let seq: Vec<usize> = (0..6)
+            .map(|_| p.pick_for(LOCAL, Some("bogus"), &[]).unwrap().index())
+            .collect();
+        assert_eq!(seq, [0, 1, 2, 0, 1, 2]);
+        // Its backend down: rebalanced, and the client needs a new cookie.
+        p.backends[2].set_drain(true);
+        let l = p.pick_for(LOCAL, Some(&token(2)), &[]).unwrap();
+        assert_ne!(l.index(), 2);
+        assert!(
+            p.sticky_set_cookie(l.index(), Some(&token(2)), false)
+                .is_some()
+        );
+        // Excluded (already tried for this request): the same.
+        p.backends[2].set_drain(false);
+        assert_ne!(p.pick_for(LOCAL, Some(&token(2)), &[2]).unwrap().index(), 2);
+    }
+
+    #[test]
+    fn cookie_values_survive_a_rebuild_and_reorder() {
+        let a = pool(&[1, 1], Balance::Cookie);
+        let mut conf = a.conf.clone();
+        conf.backends.reverse();
+        conf.backends[0].weight = 7;
+        let b = Pool::build(&conf, |_| None);
+        let va = a.sticky_set_cookie(0, None, true).unwrap();
+        let vb = b.sticky_set_cookie(1, None, true).unwrap();
+        assert_eq!(
+            va, vb,
+            "the same backend has the same value in any position"
+        );
     }
 
     #[test]

@@ -389,7 +389,7 @@ async fn update(rt: &Runtime) {
     if changed.is_empty() {
         return;
     }
-    match rt.prepare_keeping_tls(&st.found.expand(&st.base)) {
+    match rt.prepare_keeping_files(&st.found.expand(&st.base)) {
         Ok(next) => {
             rt.publish(next);
         }

@@ -118,13 +118,17 @@ pub fn has_token(h: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     tokens(h, name).any(|t| t.eq_ignore_ascii_case(token))
 }
 
-/// Base64 of exactly 16 bytes: 22 alphabet characters then "==".
+/// Base64 of exactly 16 bytes, in its one canonical form: 22 alphabet characters
+/// then "==", the last character carrying no bits past the 128th (so one of A, Q,
+/// g, w; found by the upgrade fuzzer: `...AB==` decodes loosely but is no encoding
+/// of 16 bytes).
 fn valid_key(k: &[u8]) -> bool {
     k.len() == 24
         && k.ends_with(b"==")
         && k[..22]
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+        && matches!(k[21], b'A' | b'Q' | b'g' | b'w')
 }
 
 #[cfg(test)]
@@ -185,6 +189,17 @@ mod tests {
         r.headers_mut()
             .insert("sec-websocket-key", HeaderValue::from_static("c2hvcnQ="));
         assert_eq!(UpgradeRequest::parse(&r).unwrap_err(), Refusal::BadKey);
+        for (key, ok) in [
+            ("AAAAAAAAAAAAAAAAAAAAAB==", false),
+            ("AAAAAAAAAAAAAAAAAAAAAQ==", true),
+            ("/////////////////////w==", true),
+            ("/////////////////////x==", false),
+        ] {
+            let mut r = req(|b| b);
+            r.headers_mut()
+                .insert("sec-websocket-key", HeaderValue::from_static(key));
+            assert_eq!(UpgradeRequest::parse(&r).is_ok(), ok, "{key}");
+        }
         let mut r = req(|b| b);
         r.headers_mut()
             .insert("sec-websocket-version", HeaderValue::from_static("8"));

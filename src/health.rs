@@ -7,16 +7,19 @@
 //! reload replaces the checkers of a backend that stays, the new task takes the
 //! next due probe and the old one stops after the probe it may be running: no gap,
 //! no probe twice. Results go to `Backend::record_check` (rise/fall, logging).
+//! A `tls = true` pool's probes talk TLS too, verified like its sessions: a tcp check
+//! is then a connect and a TLS handshake, an http or websocket check runs inside it.
 
 use crate::backend::Backend;
 use crate::balance::Pool;
-use crate::config::{Check, CheckKind};
+use crate::config::{Check, CheckKind, ProxyVersion};
 use crate::metrics::{CheckL, Metrics};
+use crate::tls::upstream::UpstreamTls;
 use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -52,6 +55,8 @@ impl Checkers {
                 tasks.push(tokio::spawn(run(
                     backend.clone(),
                     check.clone(),
+                    pool.tls.clone(),
+                    pool.conf.send_proxy_protocol,
                     first,
                     rx.clone(),
                     counts,
@@ -92,6 +97,8 @@ impl Drop for InFlight<'_> {
 async fn run(
     backend: Arc<Backend>,
     check: Check,
+    tls: Option<Arc<UpstreamTls>>,
+    proxy: Option<ProxyVersion>,
     first: Instant,
     mut retire: watch::Receiver<bool>,
     [ok, failed]: [Counter; 2],
@@ -107,7 +114,12 @@ async fn run(
             continue; // another generation's checker has it, or we are retired
         }
         let _claimed = InFlight(&backend);
-        let result = match timeout(check.timeout.get(), probe(backend.addr, &check)).await {
+        let result = match timeout(
+            check.timeout.get(),
+            probe(&backend, &check, tls.as_deref(), proxy),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => Err(format!("no answer within {:?}", check.timeout.get())),
         };
@@ -125,11 +137,43 @@ async fn run(
     }
 }
 
-/// One probe; `Err` says why it failed.
-pub async fn probe(addr: SocketAddr, check: &Check) -> Result<(), String> {
+/// One probe (over TLS when `tls` is set); `Err` says why it failed. With
+/// `proxy` (the pool's `send_proxy_protocol`) the probe starts with a LOCAL
+/// header, as HAProxy's checks do when they go to the server's own port: a
+/// backend that requires the header would refuse a probe without it.
+pub async fn probe(
+    backend: &Backend,
+    check: &Check,
+    tls: Option<&UpstreamTls>,
+    proxy: Option<ProxyVersion>,
+) -> Result<(), String> {
+    let addr = backend.addr;
     let mut tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    if let Some(v) = proxy {
+        crate::proxy_proto::write_header(&mut tcp, v, None)
+            .await
+            .map_err(|e| format!("write PROXY header: {e}"))?;
+    }
+    match tls {
+        None => speak(tcp, addr, check).await,
+        // Even a tcp check completes the (verified) handshake: that is what a session needs.
+        Some(t) => {
+            let s = t
+                .connect(&backend.id.address, tcp)
+                .await
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+            speak(s, addr, check).await
+        }
+    }
+}
+
+/// The http or websocket part of a probe, over an open stream.
+async fn speak<S>(mut stream: S, addr: SocketAddr, check: &Check) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let host = check.host.clone().unwrap_or_else(|| addr.to_string());
     match check.kind {
         CheckKind::Tcp => Ok(()),
@@ -138,10 +182,11 @@ pub async fn probe(addr: SocketAddr, check: &Check) -> Result<(), String> {
                 "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: wsgate-health\r\nConnection: close\r\n\r\n",
                 check.path
             );
-            tcp.write_all(req.as_bytes())
+            stream
+                .write_all(req.as_bytes())
                 .await
                 .map_err(|e| format!("write: {e}"))?;
-            let status = read_status(&mut tcp).await?;
+            let status = read_status(&mut stream).await?;
             if status == check.expect_status {
                 Ok(())
             } else {
@@ -153,7 +198,7 @@ pub async fn probe(addr: SocketAddr, check: &Check) -> Result<(), String> {
         }
         CheckKind::Websocket => {
             let url = format!("ws://{host}{}", check.path);
-            let (mut ws, _) = tokio_tungstenite::client_async(url, tcp)
+            let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
                 .await
                 .map_err(|e| format!("upgrade to {}: {e}", check.path))?;
             ws.close(None).await.map_err(|e| format!("close: {e}"))?;
@@ -168,7 +213,7 @@ pub async fn probe(addr: SocketAddr, check: &Check) -> Result<(), String> {
 }
 
 /// Reads the status code from an HTTP/1.x status line.
-async fn read_status(tcp: &mut TcpStream) -> Result<u16, String> {
+async fn read_status<S: AsyncRead + Unpin>(tcp: &mut S) -> Result<u16, String> {
     let mut line = Vec::with_capacity(64);
     let mut b = [0u8; 1];
     while !line.ends_with(b"\r\n") {

@@ -1,28 +1,24 @@
 //! Accepting connections: the first steps of every connection's path.
 //!
 //! Owns: binding sockets (SO_REUSEPORT when asked), the accept loop (with back-off
-//! on errors such as EMFILE, so a full file table never spins), TCP_NODELAY, the
-//! TLS handshake and its timeout, and serving the HTTP head with hyper under
-//! wsgate's own header deadline (hyper's closes silently; ours answers 408).
-//! Each accepted connection takes the current generation once and runs under it.
-//! Does not own: what a request means (proxy.rs).
+//! on errors such as EMFILE, so a full file table never spins), TCP_NODELAY, and the
+//! TLS handshake and its timeout (and taking the verified client certificate's
+//! subject). Each accepted connection takes the current generation, then
+//! `http::serve` reads its requests.
+//! Does not own: HTTP (http/) or what a request means (proxy.rs, http/forward.rs).
 
-use crate::admission::{Admitted, Slot};
-use crate::answer::Refusal;
+use crate::admission::{Admitted, Refused, Slot};
 use crate::conn::ConnInfo;
+use crate::http::serve::serve;
 use crate::metrics::TlsL;
-use crate::proxy::{self, Client};
+use crate::proxy::Client;
+use crate::proxy_proto;
 use crate::runtime::Runtime;
 use futures_util::FutureExt;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{sleep, timeout};
@@ -102,34 +98,95 @@ pub async fn accept_loop(
 }
 
 /// Admission control, then the connection's own task under the current generation.
+/// On a `proxy_protocol` listener the task first reads the PROXY header, and
+/// admission runs on the address it carries.
 fn admit(rt: &Arc<Runtime>, name: &Arc<str>, tcp: TcpStream, peer: SocketAddr, slot: Slot) {
-    let Ok(ticket) = rt.admission.admit(peer.ip()) else {
-        return; // closed at once; admission counted and logged it
-    };
     let generation = rt.current();
-    let Some(tls) = generation.listener(name).map(|l| l.tls.clone()) else {
+    let Some(listener) = generation.listener(name) else {
         return; // a reload removed this listener; its accept loop is stopping
     };
-    rt.metrics.count_accepted(name);
-    let client = Client {
-        info: ConnInfo {
-            peer,
-            listener: name.clone(),
-            tls: tls.is_some(),
-            accepted: Instant::now(),
-        },
-        admitted: Arc::new(Admitted::new(slot, ticket, rt.sessions.open())),
-        generation,
-        rt: rt.clone(),
+    let tls = listener.tls.clone();
+    let local = tcp.local_addr().unwrap_or(peer);
+    let accepted = Instant::now();
+    let Some(trusted) = listener.proxy_protocol.clone() else {
+        if let Some(client) = client(rt, name, &generation, peer, local, accepted, slot, &tls) {
+            tokio::spawn(connection(tcp, tls, client));
+        }
+        return;
     };
-    tokio::spawn(connection(tcp, tls, Arc::new(client)));
+    if !trusted.iter().any(|c| c.contains(peer.ip())) {
+        rt.admission.refuse(peer.ip(), Refused::UntrustedProxy);
+        return;
+    }
+    let rt = rt.clone();
+    let name = name.clone();
+    tokio::spawn(async move {
+        let mut tcp = tcp;
+        let limit = generation
+            .conn
+            .tls_handshake_timeout
+            .min(PROXY_HEADER_TIMEOUT);
+        let (peer, local) = match timeout(limit, proxy_proto::read_header(&mut tcp)).await {
+            Ok(Ok(proxy_proto::Header::Proxied {
+                source,
+                destination,
+            })) => (source, destination),
+            Ok(Ok(proxy_proto::Header::Local)) => (peer, local),
+            Ok(Err(e)) => {
+                tracing::debug!(proxy = %peer, "refused: {}", e.reason());
+                rt.admission.refuse(peer.ip(), Refused::ProxyHeader);
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(proxy = %peer, "refused: no PROXY header within {limit:?}");
+                rt.admission.refuse(peer.ip(), Refused::ProxyHeader);
+                return;
+            }
+        };
+        if let Some(client) = client(&rt, &name, &generation, peer, local, accepted, slot, &tls) {
+            connection(tcp, tls, client).await;
+        }
+    });
 }
 
-async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, client: Arc<Client>) {
+/// The PROXY header must arrive within this (or `tls_handshake_timeout`, if shorter).
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Per-IP admission for `peer`; the admitted client, or `None` (refused: counted
+/// and logged by admission).
+#[allow(clippy::too_many_arguments)]
+fn client(
+    rt: &Arc<Runtime>,
+    name: &Arc<str>,
+    generation: &Arc<crate::runtime::Generation>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    accepted: Instant,
+    slot: Slot,
+    tls: &Option<tokio_rustls::TlsAcceptor>,
+) -> Option<Client> {
+    let ticket = rt.admission.admit(peer.ip()).ok()?;
+    rt.metrics.count_accepted(name);
+    Some(Client {
+        info: ConnInfo {
+            peer,
+            local,
+            listener: name.clone(),
+            tls: tls.is_some(),
+            client_subject: None,
+            accepted,
+        },
+        admitted: Arc::new(Admitted::new(slot, ticket, rt.sessions.open())),
+        generation: generation.clone(),
+        rt: rt.clone(),
+    })
+}
+
+async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, mut client: Client) {
     let _ = tcp.set_nodelay(true);
     let peer = client.info.peer;
     match tls {
-        None => serve_http(tcp, client).await,
+        None => serve(tcp, Arc::new(client)).await,
         Some(acceptor) => {
             let limit = client.generation.conn.tls_handshake_timeout;
             let counted = |version: &str, result: &str| {
@@ -152,7 +209,9 @@ async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, clie
                         _ => "other",
                     };
                     counted(version, "ok");
-                    serve_http(stream, client).await
+                    client.info.client_subject =
+                        crate::tls::peer_subject(stream.get_ref().1).map(Arc::from);
+                    serve(stream, Arc::new(client)).await
                 }
                 Ok(Err(e)) => {
                     counted("none", "failed");
@@ -164,73 +223,5 @@ async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, clie
                 }
             }
         }
-    }
-}
-
-/// Serves exactly one request on the connection: an upgrade turns it into a
-/// session, anything else gets its answer with `Connection: close` (set by proxy.rs
-/// on every non-101 answer; hyper's own keep-alive switch would also rewrite the
-/// 101's `Connection: Upgrade`).
-async fn serve_http<IO>(io: IO, client: Arc<Client>)
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let s = client.generation.conn.clone();
-    let peer = client.info.peer;
-    let metrics = client.rt.metrics.clone();
-    let info = client.info.clone();
-    let head_seen = Arc::new(AtomicBool::new(false));
-    let seen = head_seen.clone();
-    let svc = service_fn(move |req| {
-        seen.store(true, Ordering::Relaxed);
-        let client = client.clone();
-        async move { Ok::<_, Infallible>(proxy::handle::<IO>(req, client).await) }
-    });
-    let mut conn = http1::Builder::new()
-        // hyper's own limit is the hard backstop (bare 431); heads between the two
-        // limits get proxy.rs's 431 with a text reason.
-        .max_header_size(s.max_header_bytes.saturating_mul(2).max(8192))
-        .header_read_timeout(None)
-        .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades();
-    tokio::select! {
-        r = &mut conn => {
-            if let Err(e) = r {
-                tracing::debug!(client = %peer, "HTTP connection error: {e}");
-            }
-            return;
-        }
-        _ = sleep(s.header_read_timeout) => {}
-    }
-    if head_seen.load(Ordering::Relaxed) {
-        // The head arrived in time; the rest is bounded by the upstream timeouts.
-        if let Err(e) = conn.await {
-            tracing::debug!(client = %peer, "HTTP connection error: {e}");
-        }
-        return;
-    }
-    tracing::debug!(client = %peer, "request header not received within {:?}", s.header_read_timeout);
-    metrics.count_upgrade(None, 408);
-    crate::access::refused(&crate::access::Refused {
-        conn: &info,
-        route: None,
-        path: "",
-        status: 408,
-        reason: Some(Refusal::HeaderTimeout.reason()),
-        backend: None,
-    });
-    if let Some(parts) = conn.into_parts() {
-        let mut io = parts.io.into_inner();
-        let r = Refusal::HeaderTimeout;
-        let body = format!("{}\n", r.reason());
-        let head = format!(
-            "HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = timeout(Duration::from_secs(1), async {
-            let _ = io.write_all(head.as_bytes()).await;
-            let _ = io.shutdown().await;
-        })
-        .await;
     }
 }

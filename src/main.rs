@@ -4,27 +4,8 @@
 //! Signals of `run`: SIGHUP reloads (config, certificates, keys); SIGTERM or SIGINT
 //! drain and exit (a second one exits at once). systemd hears of each step.
 
+mod alloc;
 mod demo;
-
-/// jemalloc, for every allocation of the process (aws-lc's C code included: it is
-/// the unprefixed `malloc`), because glibc's arenas keep the peak of a reconnect
-/// storm resident for good (benches/RESULTS.md: 4.4x the RSS before 2,000 sessions,
-/// 5 s after they closed; about 1.3x with jemalloc).
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// jemalloc's options (the `MALLOC_CONF` environment variable can add to them): a
-/// background thread returns freed pages to the kernel about a second after they
-/// were last used, instead of on the next allocation.
-#[unsafe(export_name = "malloc_conf")]
-pub static MALLOC_CONF: MallocConf =
-    MallocConf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
-
-/// A `const char *` as jemalloc reads it.
-#[repr(transparent)]
-pub struct MallocConf(*const std::ffi::c_char);
-// SAFETY: it points to a static, immutable, NUL-terminated string.
-unsafe impl Sync for MallocConf {}
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -100,6 +81,7 @@ fn runtime(workers: Option<usize>) -> Option<tokio::runtime::Runtime> {
     if let Some(n) = workers {
         b.worker_threads(n);
     }
+    b.on_thread_park(alloc::on_thread_park);
     match b.enable_all().build() {
         Ok(rt) => Some(rt),
         Err(e) => {
@@ -122,7 +104,7 @@ fn load(path: &Path) -> Option<Config> {
 /// Parses and loads everything `run` would; prints the problems.
 fn checked(path: &Path) -> Option<Config> {
     let cfg = load(path)?;
-    match wsgate::server::check_tls(&cfg) {
+    match wsgate::server::check_files(&cfg) {
         Ok(warnings) => {
             for w in warnings {
                 eprintln!("warning: {w}");

@@ -1,8 +1,10 @@
-//! One request, from a parsed HTTP head to a running relay (or a refusal).
+//! One upgrade request, from a parsed HTTP head to a running relay (or a refusal).
 //!
-//! Owns: the order of the steps (check the upgrade, route, check Origin, pick a
-//! backend, open it, answer the client, start the relay) and the per-request log
-//! line. Does not own any single step: each has its own module.
+//! Owns: the order of the steps (check the upgrade, route, check Origin, check the
+//! token, choose the route's pool, pick a backend (its sticky cookie honoured), open
+//! it, answer the client, run the relay) and the per-request log line. Does not own
+//! any single step: each has its own module. The connection, and writing what
+//! `handle` decides, are `http::serve`'s; plain HTTP requests are `http::forward`'s.
 
 use crate::access;
 use crate::admission::Admitted;
@@ -12,19 +14,21 @@ use crate::conn::ConnInfo;
 use crate::handshake::UpgradeRequest;
 use crate::metrics::{BackendL, Ended, FailureL, Metrics, RouteL};
 use crate::origin::OriginRefusal;
-use crate::relay::{self, RelayConfig};
+use crate::relay::{self, RelayConfig, StopSignal};
+use crate::route::{Lookup, Route};
 use crate::runtime::{Generation, Runtime};
-use crate::upstream::{self, Answer, ClientInfo};
+use crate::session::Live;
+use crate::upstream::{self, Answer, BackendStream, ClientInfo};
+use bytes::Bytes;
 use http_body_util::Either;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::header::{HeaderMap, SET_COOKIE};
+use hyper::{Request, Response};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// One admitted client connection: who it is, the generation it was accepted
-/// under, and the process state.
+/// One admitted client connection: who it is, the generation its current request
+/// runs under, and the process state.
 #[derive(Debug)]
 pub struct Client {
     pub info: ConnInfo,
@@ -33,26 +37,98 @@ pub struct Client {
     pub admitted: Arc<Admitted>,
 }
 
-/// Handles one request on a connection whose stream type is `IO`.
-pub async fn handle<IO>(mut req: Request<Incoming>, client: Arc<Client>) -> Response<Body>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let peer = client.info.peer;
-    if crate::handshake::head_size(&req) > client.generation.conn.max_header_bytes {
-        return refuse(Refusal::HeaderTooLarge, &client, &req, None);
+/// What became of an upgrade request.
+pub enum Handled {
+    /// An answer for the client; the connection closes after it.
+    Answer(Response<Body>),
+    /// The backend switched protocols: write the 101 with these headers, then `run`.
+    Switch(Box<Switch>),
+}
+
+/// An upgraded session, ready to run once the client has its 101.
+pub struct Switch {
+    /// The 101's headers: the backend's (end to end), and a sticky cookie if needed.
+    pub headers: HeaderMap,
+    client: Arc<Client>,
+    lease: Lease,
+    stream: BackendStream,
+    pre: Bytes,
+    cfg: RelayConfig,
+    route: Arc<Route>,
+    /// The pool the route chose for this client (weighted routes have several).
+    pool: String,
+    path: String,
+    subprotocol: Option<String>,
+    stop: StopSignal,
+    live: Live,
+}
+
+impl Switch {
+    /// Relays the session over the client's connection; `pre` holds the bytes the
+    /// client sent after its request head. The connection's slot, per-IP place and
+    /// open count (in `client`) last as long as the session.
+    pub async fn run<C>(self, io: C, pre: Bytes)
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Switch {
+            client,
+            lease,
+            stream,
+            pre: backend_pre,
+            cfg,
+            route,
+            pool,
+            path,
+            subprotocol,
+            stop,
+            live,
+            ..
+        } = self;
+        let _live = live;
+        let peer = client.info.peer;
+        let started = Instant::now();
+        let backend = lease.backend();
+        tracing::debug!(client = %peer, backend = %backend.addr, %path, "session open");
+        let counted = client
+            .rt
+            .metrics
+            .session_start(&route.name, &backend.id.address);
+        let stats = counted.stats().clone();
+        let outcome = match stream {
+            BackendStream::Plain(s) => relay::run(io, pre, s, backend_pre, &cfg, stop, stats).await,
+            BackendStream::Tls(s) => relay::run(io, pre, s, backend_pre, &cfg, stop, stats).await,
+        };
+        let duration = started.elapsed();
+        access::session(&access::Session {
+            conn: &client.info,
+            route: &route.name,
+            pool: &pool,
+            backend: &backend.id.address,
+            path: &path,
+            subprotocol: subprotocol.as_deref(),
+            duration,
+            stats: counted.stats(),
+            outcome,
+        });
+        counted.end(&Ended { outcome, duration });
+        drop(lease);
     }
-    let upgrade = match UpgradeRequest::parse(&req) {
+}
+
+/// Handles one upgrade request (a request with `Upgrade: websocket`).
+pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
+    let peer = client.info.peer;
+    if crate::handshake::head_size(req) > client.generation.conn.max_header_bytes {
+        return refuse(Refusal::HeaderTooLarge, client, req, None);
+    }
+    let mut upgrade = match UpgradeRequest::parse(req) {
         Ok(u) => u,
-        Err(r) => return refuse(r, &client, &req, None),
+        Err(r) => return refuse(r, client, req, None),
     };
-    let Some(route) = client
-        .generation
-        .router
-        .route(&upgrade.host, upgrade.path())
-        .cloned()
-    else {
-        return refuse(Refusal::NoRoute, &client, &req, None);
+    let lookup = Lookup::new(&upgrade.host, &upgrade.path_and_query, req.headers());
+    let Some(route) = client.generation.router.route(&lookup).cloned() else {
+        return refuse(Refusal::NoRoute, client, req, None);
     };
     if let Err(e) = route.origin.check(
         req.headers()
@@ -63,19 +139,35 @@ where
             OriginRefusal::Missing => Refusal::OriginMissing,
             OriginRefusal::NotAllowed(_) => Refusal::OriginNotAllowed,
         };
-        return refuse(r, &client, &req, Some(&route.name));
+        return refuse(r, client, req, Some(&route.name));
     }
-    let pool = &route.pool;
+    let grant = match &route.auth {
+        None => None,
+        Some(jwt) => match jwt.check(req.headers(), &upgrade.path_and_query) {
+            Ok(g) => Some(g),
+            Err(f) => return refuse(f.refusal(), client, req, Some(&route.name)),
+        },
+    };
+    if let Some(entry) = grant.as_ref().and_then(|g| g.protocol_entry.as_ref()) {
+        upgrade.protocols.retain(|p| p != entry); // the backend never sees it
+    }
+    let headers = identity_headers(req.headers(), client, grant.as_ref());
+    let pool = route.pool_for(peer.ip(), req.headers());
+    let sticky = pool
+        .sticky_cookie()
+        .and_then(|c| crate::cookie::get(req.headers(), c));
     let info = ClientInfo {
         ip: peer.ip(),
         tls: client.info.tls,
+        addrs: (peer, client.info.local),
     };
     let metrics = &client.rt.metrics;
-    let (lease, answer) = match open_any(pool, &upgrade, &req, info, metrics).await {
+    let (lease, answer) = match open_any(pool, &upgrade, &headers, info, sticky, metrics).await {
         Ok(v) => v,
-        Err(r) => return refuse(r, &client, &req, Some(&route.name)),
+        Err(r) => return refuse(r, client, req, Some(&route.name)),
     };
-    let (stream, pre, headers, extensions) = match answer {
+    let set_cookie = pool.sticky_set_cookie(lease.index(), sticky, client.info.tls);
+    let (stream, pre, mut headers, extensions) = match answer {
         Answer::Refused(resp) => {
             let status = resp.status().as_u16();
             count_upgrade(metrics, Some(&route.name), status);
@@ -93,7 +185,10 @@ where
                 hyper::header::CONNECTION,
                 hyper::header::HeaderValue::from_static("close"),
             );
-            return Response::from_parts(parts, Either::Right(body));
+            if let Some(v) = set_cookie {
+                parts.headers.append(SET_COOKIE, v);
+            }
+            return Handled::Answer(Response::from_parts(parts, Either::Right(body)));
         }
         Answer::Switched {
             stream,
@@ -102,20 +197,23 @@ where
             extensions,
         } => (stream, pre, headers, extensions),
     };
-
-    let on_upgrade = hyper::upgrade::on(&mut req);
+    if let Some(v) = set_cookie {
+        headers.append(SET_COOKIE, v);
+    }
     let cfg = RelayConfig {
         extensions,
         ..route.relay.clone()
     };
-    let path = upgrade.path().to_string();
     let subprotocol = headers
         .get(hyper::header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    // Boxed once here: the session task stays small while it waits for the upgrade.
-    let stop = Box::pin(lease.backend().session_end());
-    let live = client.rt.sessions.enter();
+    // Boxed once here: the session task stays small while it runs.
+    let end = lease.backend().session_end();
+    let stop: relay::StopSignal = match grant.and_then(|g| g.expires) {
+        Some(at) => Box::pin(crate::auth::until_expiry(end, at)),
+        None => Box::pin(end),
+    };
     count_upgrade(metrics, Some(&route.name), 101);
     metrics
         .handshake_duration
@@ -123,57 +221,36 @@ where
             route: route.name.to_string(),
         })
         .observe(client.info.accepted.elapsed().as_secs_f64());
-    tokio::spawn(async move {
-        let _live = live;
-        let client = client; // its slot, per-IP place and open count last as long as the session
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!(client = %peer, "client upgrade did not complete: {e}");
-                return;
-            }
-        };
-        let Ok(parts) = upgraded.downcast::<TokioIo<IO>>() else {
-            tracing::error!("upgraded stream has an unexpected type");
-            return;
-        };
-        let started = Instant::now();
-        let backend = lease.backend();
-        tracing::debug!(client = %peer, backend = %backend.addr, %path, "session open");
-        let counted = client
-            .rt
-            .metrics
-            .session_start(&route.name, &backend.id.address);
-        let outcome = relay::run(
-            parts.io.into_inner(),
-            parts.read_buf,
-            stream,
-            pre,
-            &cfg,
-            stop,
-            counted.stats().clone(),
-        )
-        .await;
-        let duration = started.elapsed();
-        access::session(&access::Session {
-            conn: &client.info,
-            route: &route.name,
-            pool: &route.pool.name,
-            backend: &backend.id.address,
-            path: &path,
-            subprotocol: subprotocol.as_deref(),
-            duration,
-            stats: counted.stats(),
-            outcome,
-        });
-        counted.end(&Ended { outcome, duration });
-        drop(lease);
-    });
+    Handled::Switch(Box::new(Switch {
+        headers,
+        client: client.clone(),
+        lease,
+        stream,
+        pre,
+        cfg,
+        pool: pool.name.clone(),
+        path: upgrade.path().to_string(),
+        subprotocol,
+        route,
+        stop,
+        live: client.rt.sessions.enter(),
+    }))
+}
 
-    let mut resp = Response::new(Either::Left(http_body_util::Full::default()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    *resp.headers_mut() = headers;
-    resp
+/// The request's headers as the backend gets them: every identity header
+/// (claim headers of any route, client-subject headers of any listener) removed,
+/// then the ones this request earned (`grant`'s claims, this listener's verified
+/// client-certificate subject) set. Used by upgrades and plain requests alike.
+pub fn identity_headers<'a>(
+    headers: &'a HeaderMap,
+    client: &Client,
+    grant: Option<&crate::auth::Grant>,
+) -> std::borrow::Cow<'a, HeaderMap> {
+    let listener = client.generation.listener(&client.info.listener);
+    let subject = listener
+        .and_then(|l| l.client_subject_header.as_ref())
+        .zip(client.info.client_subject.as_deref());
+    crate::auth::backend_headers(headers, &client.generation.identity_headers, grant, subject)
 }
 
 /// Picks backends and opens one. A failed connect or upgrade counts against that
@@ -183,8 +260,9 @@ where
 async fn open_any(
     pool: &Pool,
     upgrade: &UpgradeRequest,
-    req: &Request<Incoming>,
+    headers: &HeaderMap,
     client: ClientInfo,
+    sticky: Option<&str>,
     metrics: &Metrics,
 ) -> Result<(Lease, Answer), Refusal> {
     let labels = |b: &crate::backend::Backend| BackendL {
@@ -208,16 +286,19 @@ async fn open_any(
     let mut last = None;
     let attempts = async {
         for _ in 0..=pool.conf.retries {
-            let Some(lease) = pool.pick(client.ip, &tried) else {
+            let Some(lease) = pool.pick_for(client.ip, sticky, &tried) else {
                 break;
             };
             tried.push(lease.index());
             let host = pool.conf.host_header.as_deref();
-            let fwd = upstream::forwarded_request(upgrade, req.headers(), client, host);
+            let mut fwd = upstream::forwarded_request(upgrade, headers, client, host);
+            if let Some(c) = pool.sticky_cookie() {
+                crate::cookie::remove(fwd.headers_mut(), c);
+            }
             let connect_time = metrics
                 .backend_connect
                 .get_or_create_owned(&labels(lease.backend()));
-            match upstream::open(lease.backend().addr, pool, fwd, upgrade, &connect_time).await {
+            match upstream::open(lease.backend(), pool, client, fwd, upgrade, &connect_time).await {
                 Ok(answer) => {
                     lease.backend().record_success();
                     return Some((lease, answer));
@@ -257,6 +338,7 @@ fn short(e: &upstream::UpstreamError) -> &'static str {
     use upstream::UpstreamError::*;
     match e {
         Connect(..) | ConnectTimeout(_) => "backend unreachable",
+        Tls(..) => "backend TLS handshake failed",
         Http(..) | UpgradeTimeout(_) | NotWebSocket(_) => "backend did not upgrade",
         BadAccept(_) => "backend sent a wrong Sec-WebSocket-Accept",
         BadProtocol(..) => "backend chose a subprotocol that was not offered",
@@ -264,21 +346,20 @@ fn short(e: &upstream::UpstreamError) -> &'static str {
     }
 }
 
-/// Counts and logs the refusal (the path only: query strings carry tokens) and
-/// answers it.
-fn refuse(
-    r: Refusal,
-    client: &Client,
-    req: &Request<Incoming>,
-    route: Option<&str>,
-) -> Response<Body> {
+/// Counts, logs (the path only: query strings carry tokens) and answers a refusal.
+fn refuse(r: Refusal, client: &Client, req: &Request<()>, route: Option<&str>) -> Handled {
+    Handled::Answer(refusal(r, client, req.uri().path(), route))
+}
+
+/// Counts a refusal of the request for `path` in the handshake metrics, writes its
+/// access-log line (the path only: query strings carry tokens) and makes its answer.
+pub fn refusal(r: Refusal, client: &Client, path: &str, route: Option<&str>) -> Response<Body> {
     let status = r.status().as_u16();
-    let metrics = &client.rt.metrics;
-    count_upgrade(metrics, route, status);
+    count_upgrade(&client.rt.metrics, route, status);
     access::refused(&access::Refused {
         conn: &client.info,
         route,
-        path: req.uri().path(),
+        path,
         status,
         reason: Some(r.reason()),
         backend: None,

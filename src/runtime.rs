@@ -4,7 +4,8 @@
 //! (admission, slots, session counts, the backend registry, the current generation).
 //!
 //! Owns: building a generation from a `Config` without touching anything live
-//! (`Runtime::prepare`; certificates and keys are read here), publishing it
+//! (`Runtime::prepare`; certificates, keys, CA bundles and JWT keys are read here, so
+//! a reload re-reads them and a bad one fails it), publishing it
 //! (`Runtime::publish`: backends take their new settings, the new generation's
 //! health checks start and the old one's stop, backends the config dropped are
 //! signalled), and the registry that reconciles backends by identity across
@@ -14,6 +15,7 @@
 //! Does not own: sockets and accept loops (server.rs, listen.rs) or signals (main).
 
 use crate::admission::{Admission, Slots};
+use crate::auth::Jwt;
 use crate::backend::{Backend, BackendId};
 use crate::balance::Pool;
 use crate::config::{BackendRemoved, Config, KeyPath, Limits, Problem};
@@ -26,8 +28,9 @@ use crate::relay::RelayConfig;
 use crate::resources::{self, ConnectionLimit};
 use crate::route::{Route, Router};
 use crate::session::{Ending, Sessions, Stop};
-use crate::tls::{self, TlsError};
+use crate::tls::{self, upstream::UpstreamTls};
 use arc_swap::ArcSwap;
+use hyper::header::HeaderName;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,10 +47,21 @@ pub struct ListenerGen {
     pub name: Arc<str>,
     pub address: SocketAddr,
     pub reuse_port: bool,
+    /// `Some(trusted_proxies)`: a PROXY protocol header comes first.
+    pub proxy_protocol: Option<Arc<[crate::config::Cidr]>>,
     /// `None` for plain TCP.
     pub tls: Option<TlsAcceptor>,
-    /// When the served leaf certificate expires.
-    pub cert_expiry: Option<SystemTime>,
+    /// Every certificate served (names, expiry), in config order; empty for plain TCP.
+    pub certs: Vec<tls::Served>,
+    /// The header a verified client certificate's subject is forwarded in.
+    pub client_subject_header: Option<HeaderName>,
+}
+
+impl ListenerGen {
+    /// When each served certificate's leaf expires, in config order (for metrics).
+    pub fn cert_expiry(&self) -> impl Iterator<Item = SystemTime> + '_ {
+        self.certs.iter().map(|c| c.not_after)
+    }
 }
 
 impl fmt::Debug for ListenerGen {
@@ -70,6 +84,9 @@ pub struct Generation {
     pub pools: Vec<Arc<Pool>>,
     pub listeners: Vec<ListenerGen>,
     pub conn: ConnSettings,
+    /// Every header wsgate sets from a JWT claim or a client certificate, on any
+    /// route or listener: removed from every client request, so none is spoofed.
+    pub identity_headers: Vec<HeaderName>,
     /// Non-fatal findings while building (e.g. a likely missing intermediate).
     pub warnings: Vec<String>,
     /// The limits this config comes to on this machine (open files, cores, cgroup).
@@ -132,11 +149,12 @@ impl Generation {
     }
 }
 
-/// A config that cannot be served: a certificate or key problem, located in the file.
+/// A config that cannot be served: a certificate, key, CA bundle or JWT key problem,
+/// located in the file.
 #[derive(Debug)]
 pub struct BuildError {
     pub problem: Box<Problem>,
-    pub source: Box<TlsError>,
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl fmt::Display for BuildError {
@@ -147,20 +165,47 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+        Some(&*self.source)
     }
 }
 
-/// Loads every TLS listener's files; returns warnings. What `wsgate check` runs
+impl BuildError {
+    fn at(
+        cfg: &Config,
+        key: &KeyPath,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> BuildError {
+        BuildError {
+            problem: Box::new(cfg.problem(key, &source.to_string())),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Loads every file the config names (certificates and keys, CA bundles, JWT keys)
+/// as a start or reload would; returns the warnings. What `wsgate check` runs
 /// besides parsing.
-pub fn check_tls(cfg: &Config) -> Result<Vec<String>, BuildError> {
+pub fn check_files(cfg: &Config) -> Result<Vec<String>, BuildError> {
     let mut warnings = Vec::new();
     for (i, l) in cfg.listeners.iter().enumerate() {
         if let Some(t) = &l.tls {
             warnings.extend(load_tls(cfg, i, t)?.warnings);
         }
     }
+    for (i, p) in cfg.pools.iter().enumerate() {
+        load_pool_tls(cfg, i, p)?;
+    }
+    for r in &cfg.routes {
+        if let Some(a) = &r.auth {
+            warnings.extend(load_auth(cfg, a)?.1);
+        }
+    }
     Ok(warnings)
+}
+
+/// The certificate checks alone (kept for callers of the older name).
+pub fn check_tls(cfg: &Config) -> Result<Vec<String>, BuildError> {
+    check_files(cfg)
 }
 
 fn load_tls(
@@ -168,21 +213,29 @@ fn load_tls(
     index: usize,
     t: &crate::config::ListenerTls,
 ) -> Result<tls::Loaded, BuildError> {
-    tls::load_listener(t).map_err(|source| {
-        let key = if source.file() == t.key {
-            "key"
-        } else {
-            "cert"
-        };
-        let problem = cfg.problem(
-            &KeyPath::root("listener").index(index).key(key),
-            &source.to_string(),
-        );
-        BuildError {
-            problem: Box::new(problem),
-            source: Box::new(source),
-        }
-    })
+    tls::load_listener(t, &KeyPath::root("listener").index(index))
+        .map_err(|e| BuildError::at(cfg, &e.at, *e.error))
+}
+
+fn load_pool_tls(
+    cfg: &Config,
+    index: usize,
+    p: &crate::config::Pool,
+) -> Result<Option<Arc<UpstreamTls>>, BuildError> {
+    let Some(t) = &p.tls else { return Ok(None) };
+    let key = if t.ca.is_some() { "tls_ca" } else { "tls" };
+    UpstreamTls::load(t)
+        .map(|u| Some(Arc::new(u)))
+        .map_err(|e| BuildError::at(cfg, &KeyPath::root("pool").index(index).key(key), e))
+}
+
+fn load_auth(
+    cfg: &Config,
+    a: &crate::config::JwtConf,
+) -> Result<(Arc<Jwt>, Vec<String>), BuildError> {
+    Jwt::load(a)
+        .map(|(j, w)| (Arc::new(j), w))
+        .map_err(|e| BuildError::at(cfg, &a.at.clone().key(a.keys.key()), e))
 }
 
 /// What lives as long as the process.
@@ -273,18 +326,19 @@ impl Runtime {
     }
 
     /// `prepare` for a DNS update: `cfg` differs from the current generation's only
-    /// in its backends, so the listeners and their TLS settings are kept (no file is read).
-    pub fn prepare_keeping_tls(&self, cfg: &Config) -> Result<Generation, BuildError> {
+    /// in its backends, so the listeners, pool TLS settings and JWT keys are kept
+    /// (no file is read).
+    pub fn prepare_keeping_files(&self, cfg: &Config) -> Result<Generation, BuildError> {
         self.prepare_with(cfg, Some(&self.current()))
     }
 
     fn prepare_with(
         &self,
         cfg: &Config,
-        tls_of: Option<&Generation>,
+        keep: Option<&Generation>,
     ) -> Result<Generation, BuildError> {
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        build(cfg, 0, tls_of, |bid| {
+        build(cfg, 0, keep, |bid| {
             registry
                 .iter()
                 .filter_map(Weak::upgrade)
@@ -361,13 +415,24 @@ impl Runtime {
 
     /// Shutdown: every live and future session closes with 1001, each at a random
     /// moment within `spread` (sessions of a backend a reload already removed keep
-    /// the moment they drew).
+    /// the moment they drew); idle keep-alive connections close at once, busy ones
+    /// after their response.
     pub fn drain(&self, spread: Duration) {
         self.set_ready(false);
+        self.sessions.close_idle();
         let ending = Ending::now(Stop::Shutdown, spread);
         let reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         for b in reg.iter().filter_map(Weak::upgrade) {
             b.end_sessions(ending);
+        }
+    }
+
+    /// Closes every backend's idle keep-alive connections that are past their pool's
+    /// `keepalive_timeout` (removed backends have none left).
+    pub fn sweep_idle(&self) {
+        let reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        for b in reg.iter().filter_map(Weak::upgrade) {
+            b.idle.sweep();
         }
     }
 
@@ -397,35 +462,71 @@ impl Runtime {
     }
 }
 
-/// The generation `cfg` describes; with `tls_of`, its listeners are taken from that
-/// generation instead of being built (certificates are not read again).
+/// The generation `cfg` describes. With `keep` (a DNS update: only the backends
+/// differ), the listeners, pool TLS settings and JWT keys are taken from that
+/// generation instead of being loaded again.
 fn build(
     cfg: &Config,
     id: u64,
-    tls_of: Option<&Generation>,
+    keep: Option<&Generation>,
     mut reuse: impl FnMut(&BackendId) -> Option<Arc<Backend>>,
 ) -> Result<Generation, BuildError> {
-    let (listeners, warnings) = match tls_of {
-        Some(g) => (g.listeners.clone(), g.warnings.clone()),
+    let (listeners, mut warnings, mut identity_headers) = match keep {
+        Some(g) => (
+            g.listeners.clone(),
+            g.warnings.clone(),
+            g.identity_headers.clone(),
+        ),
         None => build_listeners(cfg)?,
     };
-    let pools: Vec<Arc<Pool>> = cfg
-        .pools
-        .iter()
-        .map(|p| Arc::new(Pool::build(p, &mut reuse)))
-        .collect();
+    let mut pools: Vec<Arc<Pool>> = Vec::with_capacity(cfg.pools.len());
+    for (i, p) in cfg.pools.iter().enumerate() {
+        let tls = match keep {
+            Some(g) => g
+                .pools
+                .iter()
+                .find(|k| k.name == p.name)
+                .and_then(|k| k.tls.clone()),
+            None => load_pool_tls(cfg, i, p)?,
+        };
+        pools.push(Arc::new(Pool::build(p, &mut reuse).with_tls(tls)));
+    }
+    let mut auths = Vec::with_capacity(cfg.routes.len());
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let auth = match (&r.auth, keep) {
+            (Some(_), Some(g)) => g
+                .router
+                .routes()
+                .iter()
+                .find(|k| k.index == i)
+                .and_then(|k| k.auth.clone()),
+            (Some(a), None) => {
+                let (jwt, w) = load_auth(cfg, a)?;
+                warnings.extend(w);
+                identity_headers.extend(a.forward_claims.iter().map(|(_, h)| h.clone()));
+                Some(jwt)
+            }
+            (None, _) => None,
+        };
+        auths.push(auth);
+    }
+    identity_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    identity_headers.dedup();
     let close_timeout = cfg.server.close_timeout.get();
     let routes = cfg
         .routes
         .iter()
-        .map(|r| {
+        .zip(auths)
+        .map(|(r, auth)| {
             let relay = RelayConfig {
                 buffer: RELAY_BUFFER,
                 close_timeout,
                 extensions: Default::default(), // per session, from the backend's 101
                 limits: r.limits.clone(),
             };
-            Route::new(r, pools[r.pool].clone(), relay)
+            let mut route = Route::new(r, &pools, relay);
+            route.auth = auth;
+            route
         })
         .collect();
     Ok(Generation {
@@ -438,39 +539,51 @@ fn build(
         conn: ConnSettings {
             tls_handshake_timeout: cfg.server.tls_handshake_timeout.get(),
             header_read_timeout: cfg.server.header_read_timeout.get(),
+            keepalive_timeout: cfg.server.keepalive_timeout.get(),
+            request_body_timeout: cfg.server.request_body_timeout.get(),
             max_header_bytes: cfg.server.max_header_bytes,
         },
+        identity_headers,
         warnings,
         effective: Effective::resolve(cfg),
         checkers: Mutex::new(None),
     })
 }
 
-/// Every listener of `cfg`, its certificate and key loaded; and the warnings.
-fn build_listeners(cfg: &Config) -> Result<(Vec<ListenerGen>, Vec<String>), BuildError> {
+/// Every listener of `cfg`, its certificates and keys loaded; the warnings, and the
+/// client-certificate subject headers.
+type Listeners = (Vec<ListenerGen>, Vec<String>, Vec<HeaderName>);
+
+fn build_listeners(cfg: &Config) -> Result<Listeners, BuildError> {
     let mut warnings = Vec::new();
     let mut listeners = Vec::new();
+    let mut identity_headers: Vec<HeaderName> = Vec::new();
     for (i, l) in cfg.listeners.iter().enumerate() {
-        let (tls, cert_expiry) = match &l.tls {
-            None => (None, None),
+        let (tls, certs, subject) = match &l.tls {
+            None => (None, Vec::new(), None),
             Some(t) => {
                 let loaded = load_tls(cfg, i, t)?;
                 warnings.extend(loaded.warnings);
+                let subject = t.client_certs.as_ref().map(|c| c.subject_header.clone());
                 (
                     Some(TlsAcceptor::from(loaded.config)),
-                    Some(loaded.not_after),
+                    loaded.certs,
+                    subject,
                 )
             }
         };
+        identity_headers.extend(subject.clone());
         listeners.push(ListenerGen {
             name: l.name.as_str().into(),
             address: l.address,
             reuse_port: l.reuse_port,
+            proxy_protocol: l.proxy_protocol.as_deref().map(Arc::from),
             tls,
-            cert_expiry,
+            certs,
+            client_subject_header: subject,
         });
     }
-    Ok((listeners, warnings))
+    Ok((listeners, warnings, identity_headers))
 }
 
 impl Generation {

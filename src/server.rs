@@ -2,8 +2,8 @@
 //!
 //! Owns: the listening sockets and their accept loops (bound before a generation
 //! that needs them is published, so a bad address fails the start or the reload
-//! and nothing changes), socket activation's inherited sockets, the admission prune
-//! task, the reload sequence (build, bind, publish, stop removed listeners), the
+//! and nothing changes), socket activation's inherited sockets, the once-a-second
+//! housekeeping task (admission state, idle backend connections), the reload sequence (build, bind, publish, stop removed listeners), the
 //! shutdown sequence (not ready, stop accepting, drain spread over `drain_spread`,
 //! exit by `shutdown_timeout`), and the handle (`Running`) a caller uses for all of
 //! it. Does not own: what a generation is (runtime.rs) or signals (main.rs).
@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use crate::runtime::check_tls;
+pub use crate::runtime::{check_files, check_tls};
 
 /// Why a config could not be started or reloaded. Each names file, line and key.
 #[derive(Debug)]
@@ -402,14 +402,18 @@ impl Drop for Running {
     }
 }
 
-/// Drops rate-limit state of IPs whose buckets have refilled, once a second, so a
-/// flood of distinct addresses cannot grow memory without bound.
+/// Once a second: drops rate-limit state of IPs whose buckets have refilled, so a
+/// flood of distinct addresses cannot grow memory without bound, and closes idle
+/// backend connections past their pool's `keepalive_timeout`.
 async fn prune_admission(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => rt.admission.prune(),
+            _ = tick.tick() => {
+                rt.admission.prune();
+                rt.sweep_idle();
+            }
             _ = stop.wait_for(|s| *s) => return,
         }
     }
@@ -421,7 +425,7 @@ async fn discover_first(rt: &Runtime, cfg: &Config) -> Result<(), ServeError> {
     let mut lock = rt.discovery.lock().await;
     let found = lock.lookup_all(cfg, &rt.metrics).await;
     if cfg.pools.iter().any(|p| !p.discover.is_empty()) {
-        let next = rt.prepare_keeping_tls(&found.expand(cfg))?;
+        let next = rt.prepare_keeping_files(&found.expand(cfg))?;
         rt.publish(next);
     }
     lock.commit(cfg, found);

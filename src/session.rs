@@ -1,8 +1,8 @@
-//! Live connections and sessions. hyper forgets a connection once it is upgraded, so
-//! wsgate counts them itself: each admitted connection holds an `Open` guard, each
-//! running relay a `Live` guard.
+//! Live connections and sessions: each admitted connection holds an `Open` guard,
+//! each running relay a `Live` guard.
 //!
-//! Owns: the process-wide counts, waiting until they reach zero, and the shape of
+//! Owns: the process-wide counts, waiting until they reach zero, the signal that
+//! tells kept-alive HTTP connections to close (shutdown), and the shape of
 //! wsgate's own request to end sessions (`Ending`: why, from when, spread over how
 //! long; each session draws its own moment in the spread). The request reaches a
 //! session through its backend (backend.rs), so a session waits on one signal
@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 /// Why wsgate itself ends sessions that are going well.
@@ -22,6 +22,8 @@ pub enum Stop {
     Shutdown,
     /// A reload removed the session's backend (Close 1012 to the client).
     BackendRemoved,
+    /// The client's token expired (`enforce_expiry`): Close 1008 to the client.
+    TokenExpired,
 }
 
 /// wsgate asks sessions to end: from `start`, each at a random moment within `spread`.
@@ -52,12 +54,25 @@ pub struct Sessions {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     live: AtomicUsize,
     open: AtomicUsize,
     /// Notified when either count reaches zero.
     zero: Notify,
+    /// true once shutdown began: keep-alive connections close when idle.
+    closing: watch::Sender<bool>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            live: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
+            zero: Notify::new(),
+            closing: watch::channel(false).0,
+        }
+    }
 }
 
 /// Counts as one live session until dropped.
@@ -104,6 +119,16 @@ impl Sessions {
             }
             notified.await;
         }
+    }
+
+    /// Shutdown: kept-alive connections close now if idle, else after their response.
+    pub fn close_idle(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// Turns true when kept-alive connections are to close.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.inner.closing.subscribe()
     }
 
     /// Resolves once no session is live.

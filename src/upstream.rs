@@ -1,10 +1,14 @@
 //! Talking to a backend: connect, forward the upgrade, check its answer.
 //!
-//! Owns: the forwarded request (hop-by-hop headers dropped, X-Forwarded-* added,
-//! Host kept unless the pool sets `host_header`), the checks on the backend's 101
+//! Owns: the forwarded request and the headers of any forwarded request, upgrade or
+//! plain HTTP (hop-by-hop headers dropped, X-Forwarded-* added, Host kept unless the
+//! pool sets `host_header`), the connection (TCP, then TLS for a `tls = true` pool,
+//! both within `connect_timeout`), the checks on the backend's 101
 //! (Accept, subprotocol, extensions), and `UpstreamError`, which says what went wrong
-//! with which backend. Does not own: picking the backend or retrying (proxy.rs).
+//! with which backend. Does not own: picking the backend or retrying (proxy.rs), or
+//! the pool's TLS settings (tls/upstream.rs).
 
+use crate::backend::Backend;
 use crate::balance::Pool;
 use crate::handshake::{UpgradeRequest, has_token, tokens};
 use crate::relay::frame::Extensions;
@@ -17,14 +21,26 @@ use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::histogram::Histogram;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
+
+/// A connection to a backend: plain TCP, or TLS for a `tls = true` pool (boxed, so a
+/// session's task is no bigger for plain backends).
+pub enum BackendStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
 
 /// What the client side contributes to the forwarded request.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientInfo {
     pub ip: IpAddr,
     pub tls: bool,
+    /// The client and the address it connected to: what a PROXY header to the
+    /// backend carries (`send_proxy_protocol`).
+    pub addrs: (SocketAddr, SocketAddr),
 }
 
 /// The backend's answer to a forwarded upgrade.
@@ -32,7 +48,7 @@ pub enum Answer {
     /// 101, checked: the stream, bytes it sent right after the head, and the
     /// headers to hand on to the client.
     Switched {
-        stream: TcpStream,
+        stream: BackendStream,
         pre: Bytes,
         headers: HeaderMap,
         extensions: Extensions,
@@ -46,6 +62,8 @@ pub enum Answer {
 pub enum UpstreamError {
     Connect(SocketAddr, std::io::Error),
     ConnectTimeout(SocketAddr),
+    /// The TLS handshake failed (certificate not verified, no common version...).
+    Tls(SocketAddr, std::io::Error),
     Http(SocketAddr, hyper::Error),
     UpgradeTimeout(SocketAddr),
     NotWebSocket(SocketAddr),
@@ -60,6 +78,7 @@ impl fmt::Display for UpstreamError {
         match self {
             Connect(a, e) => write!(f, "backend {a}: connect failed: {e}"),
             ConnectTimeout(a) => write!(f, "backend {a}: connect timed out"),
+            Tls(a, e) => write!(f, "backend {a}: TLS handshake failed: {e}"),
             Http(a, e) => write!(f, "backend {a}: bad HTTP answer to the upgrade: {e}"),
             UpgradeTimeout(a) => write!(f, "backend {a}: no answer to the upgrade in time"),
             NotWebSocket(a) => write!(
@@ -102,6 +121,7 @@ impl UpstreamError {
             BadAccept(_) => "bad_accept",
             BadProtocol(..) => "bad_subprotocol",
             BadExtension(..) => "bad_extension",
+            Tls(..) => "tls_failed",
         }
     }
 }
@@ -133,13 +153,16 @@ pub fn end_to_end_headers(src: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// The request sent to the backend.
-pub fn forwarded_request(
-    req: &UpgradeRequest,
+/// The headers a request is forwarded with: the client's end-to-end headers, with
+/// X-Forwarded-For (appended to), -Proto, -Host and X-Real-IP set by wsgate (a
+/// client's own values of the last three are replaced), and Host replaced when the
+/// pool sets `host_header`. `host` is the Host the client sent.
+pub fn forwarded_headers(
     client_headers: &HeaderMap,
+    host: &str,
     client: ClientInfo,
     host_header: Option<&str>,
-) -> Request<Empty<Bytes>> {
+) -> HeaderMap {
     let mut h = end_to_end_headers(client_headers);
     let xff_prev: Vec<String> = tokens(client_headers, &HeaderName::from_static("x-forwarded-for"))
         .map(str::to_string)
@@ -169,11 +192,24 @@ pub fn forwarded_request(
         "x-forwarded-proto",
         if client.tls { "https" } else { "http" },
     );
-    set(&mut h, "x-forwarded-host", &req.host);
+    if !host.is_empty() {
+        set(&mut h, "x-forwarded-host", host);
+    }
     set(&mut h, "x-real-ip", &ip);
     if let Some(host) = host_header {
         set(&mut h, "host", host);
     }
+    h
+}
+
+/// The upgrade request sent to the backend.
+pub fn forwarded_request(
+    req: &UpgradeRequest,
+    client_headers: &HeaderMap,
+    client: ClientInfo,
+    host_header: Option<&str>,
+) -> Request<Empty<Bytes>> {
+    let mut h = forwarded_headers(client_headers, &req.host, client, host_header);
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     let mut out = Request::new(Empty::new());
@@ -185,57 +221,94 @@ pub fn forwarded_request(
     out
 }
 
-/// Connects to `addr` (the connect time goes to `connect_time`), forwards the
-/// upgrade and checks the answer.
+/// Connects to `backend` (TLS if the pool says so; the TCP connect time goes to
+/// `connect_time`), forwards the upgrade and checks the answer.
 pub async fn open(
-    addr: SocketAddr,
+    backend: &Backend,
     pool: &Pool,
+    client: ClientInfo,
     forwarded: Request<Empty<Bytes>>,
     req: &UpgradeRequest,
     connect_time: &Histogram,
 ) -> Result<Answer, UpstreamError> {
-    let t0 = std::time::Instant::now();
-    let stream = match timeout(pool.conf.connect_timeout, TcpStream::connect(addr)).await {
-        Err(_) => return Err(UpstreamError::ConnectTimeout(addr)),
-        Ok(Err(e)) => return Err(UpstreamError::Connect(addr, e)),
-        Ok(Ok(s)) => s,
-    };
-    connect_time.observe(t0.elapsed().as_secs_f64());
-    let _ = stream.set_nodelay(true);
-    let exchange = async {
-        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+    let addr = backend.addr;
+    let connect = async {
+        let t0 = std::time::Instant::now();
+        let mut tcp = TcpStream::connect(addr)
             .await
-            .map_err(|e| UpstreamError::Http(addr, e))?;
-        tokio::spawn(conn.with_upgrades());
-        let resp = sender
-            .send_request(forwarded)
-            .await
-            .map_err(|e| UpstreamError::Http(addr, e))?;
-        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(Answer::Refused(resp));
+            .map_err(|e| UpstreamError::Connect(addr, e))?;
+        connect_time.observe(t0.elapsed().as_secs_f64());
+        let _ = tcp.set_nodelay(true);
+        // The PROXY header goes first, in the clear, before any TLS.
+        if let Some(v) = pool.conf.send_proxy_protocol {
+            crate::proxy_proto::write_header(&mut tcp, v, Some(client.addrs))
+                .await
+                .map_err(|e| UpstreamError::Connect(addr, e))?;
         }
-        let extensions = check_switch(addr, req, resp.headers())?;
-        let mut headers = end_to_end_headers(resp.headers());
-        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        let upgraded = hyper::upgrade::on(resp)
-            .await
-            .map_err(|e| UpstreamError::Http(addr, e))?;
-        let parts = upgraded
-            .downcast::<TokioIo<TcpStream>>()
-            .map_err(|_| UpstreamError::NotWebSocket(addr))?;
-        Ok(Answer::Switched {
-            stream: parts.io.into_inner(),
-            pre: parts.read_buf,
-            headers,
-            extensions,
+        Ok(match &pool.tls {
+            None => BackendStream::Plain(tcp),
+            Some(tls) => BackendStream::Tls(Box::new(
+                tls.connect(&backend.id.address, tcp)
+                    .await
+                    .map_err(|e| UpstreamError::Tls(addr, e))?,
+            )),
         })
+    };
+    let stream = match timeout(pool.conf.connect_timeout, connect).await {
+        Err(_) => return Err(UpstreamError::ConnectTimeout(addr)),
+        Ok(r) => r?,
+    };
+    let exchange = async {
+        match stream {
+            BackendStream::Plain(s) => upgrade(addr, s, forwarded, req, BackendStream::Plain).await,
+            BackendStream::Tls(s) => upgrade(addr, s, forwarded, req, BackendStream::Tls).await,
+        }
     };
     match timeout(pool.conf.upgrade_timeout, exchange).await {
         Err(_) => Err(UpstreamError::UpgradeTimeout(addr)),
         Ok(r) => r,
     }
+}
+
+/// The HTTP upgrade over an open stream; `wrap` names the stream type for the relay.
+async fn upgrade<S>(
+    addr: SocketAddr,
+    stream: S,
+    forwarded: Request<Empty<Bytes>>,
+    req: &UpgradeRequest,
+    wrap: fn(S) -> BackendStream,
+) -> Result<Answer, UpstreamError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .map_err(|e| UpstreamError::Http(addr, e))?;
+    tokio::spawn(conn.with_upgrades());
+    let resp = sender
+        .send_request(forwarded)
+        .await
+        .map_err(|e| UpstreamError::Http(addr, e))?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(Answer::Refused(resp));
+    }
+    let extensions = check_switch(addr, req, resp.headers())?;
+    let mut headers = end_to_end_headers(resp.headers());
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let upgraded = hyper::upgrade::on(resp)
+        .await
+        .map_err(|e| UpstreamError::Http(addr, e))?;
+    let parts = upgraded
+        .downcast::<TokioIo<S>>()
+        .map_err(|_| UpstreamError::NotWebSocket(addr))?;
+    Ok(Answer::Switched {
+        stream: wrap(parts.io.into_inner()),
+        pre: parts.read_buf,
+        headers,
+        extensions,
+    })
 }
 
 /// Checks a backend's 101 against what the client asked for.
@@ -308,7 +381,16 @@ mod tests {
             extensions: vec![],
         };
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let out = forwarded_request(&req, &h, ClientInfo { ip, tls: true }, None);
+        let out = forwarded_request(
+            &req,
+            &h,
+            ClientInfo {
+                ip,
+                tls: true,
+                addrs: (SocketAddr::new(ip, 1), SocketAddr::new(ip, 2)),
+            },
+            None,
+        );
         let o = out.headers();
         assert_eq!(out.uri(), "/ws?room=1");
         for gone in ["x-secret", "keep-alive", "proxy-authorization", "te"] {
@@ -326,7 +408,11 @@ mod tests {
         let out = forwarded_request(
             &req,
             &h,
-            ClientInfo { ip, tls: false },
+            ClientInfo {
+                ip,
+                tls: false,
+                addrs: (SocketAddr::new(ip, 1), SocketAddr::new(ip, 2)),
+            },
             Some("internal:9000"),
         );
         assert_eq!(out.headers()["host"], "internal:9000");

@@ -69,6 +69,10 @@ fn every_key_is_documented_in_the_example() {
         fields::<schema::Backend>(),
         fields::<config::HealthConf>(),
         fields::<schema::Route>(),
+        fields::<config::tls::CertificateFile>(),
+        fields::<config::auth::AuthFile>(),
+        fields::<schema::MatchSpec>(),
+        fields::<schema::WeightedPool>(),
         fields::<config::RouteLimits>(),
     ]
     .concat();

@@ -334,3 +334,199 @@ fn version_prints_the_version() {
         format!("wsgate {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+// ---------------------------------------------------------------------------
+// Plain HTTP, sticky cookies, match conditions, weighted pools.
+
+/// Asserts the single error is about `key` and says `says`.
+fn assert_key(text: &str, key: &str, says: &str) {
+    let e = error(text);
+    assert!(!e.contains('\n'), "more than one problem: {e}");
+    assert!(e.starts_with("t.toml:"), "{e}");
+    assert!(e.contains(&format!(": {key}: ")), "not about {key}: {e}");
+    assert!(e.contains(says), "message lacks {says:?}: {e}");
+}
+
+const TWO_POOLS: &str = "[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n\
+                         [[pool]]\nname = \"q\"\n[[pool.backend]]\naddress = \"127.0.0.1:10\"\n";
+
+#[test]
+fn route_pools_are_checked() {
+    let r = |route: &str| format!("{LISTENER}{TWO_POOLS}[[route]]\n{route}");
+    assert_key(
+        &r("pool = \"p\"\npools = [{ pool = \"q\", weight = 1 }]\n"),
+        "route[0].pools",
+        "either pool or pools",
+    );
+    assert_key(&r("path_prefix = \"/\"\n"), "route[0].pool", "needs pool");
+    assert_key(
+        &r("pools = [{ pool = \"p\", weight = 0 }, { pool = \"q\", weight = 0 }]\n"),
+        "route[0].pools",
+        "weight above 0",
+    );
+    assert_key(
+        &r("pools = [{ pool = \"p\", weight = 1 }, { pool = \"x\", weight = 1 }]\n"),
+        "route[0].pools[1].pool",
+        "no [[pool]] is named \"x\"",
+    );
+    assert_key(
+        &r("pools = [{ pool = \"p\", weight = 1 }, { pool = \"p\", weight = 2 }]\n"),
+        "route[0].pools[1].pool",
+        "listed twice",
+    );
+    assert_key(
+        &r("pools = [{ pool = \"p\", weight = 10001 }]\n"),
+        "route[0].pools[0].weight",
+        "between 0 and 10000",
+    );
+    assert_key(
+        &r("pool = \"p\"\nsplit_cookie = \"uid\"\n"),
+        "route[0].split_cookie",
+        "only meaningful together with pools",
+    );
+    assert_key(
+        &r("pool = \"p\"\nhttp = \"maybe\"\n"),
+        "route[0].http",
+        "unknown variant `maybe`",
+    );
+    Config::parse(
+        &r("pools = [{ pool = \"p\", weight = 95 }, { pool = \"q\", weight = 5 }]\nsplit_cookie = \"uid\"\nhttp = \"proxy\"\n"),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn match_conditions_are_checked() {
+    let r = |route: &str| format!("{LISTENER}{POOL}[[route]]\npool = \"p\"\n{route}");
+    assert_key(
+        &r("match_header = { name = \"X-A\", value = \"1\", prefix = \"1\" }\n"),
+        "route[0].match_header.value",
+        "exactly one of value",
+    );
+    assert_key(
+        &r("match_cookie = { name = \"a\" }\n"),
+        "route[0].match_cookie.value",
+        "exactly one of value",
+    );
+    assert_key(
+        &r("match_header = { name = \"Host\", value = \"x\" }\n"),
+        "route[0].match_header.name",
+        "cannot be matched",
+    );
+    assert_key(
+        &r("match_header = { name = \"X A\", value = \"x\" }\n"),
+        "route[0].match_header.name",
+        "not a header name",
+    );
+    assert_key(
+        &r("match_query = { name = \"\", value = \"x\" }\n"),
+        "route[0].match_query.name",
+        "must not be empty",
+    );
+    // The same host and prefix twice is fine when the conditions differ, not otherwise.
+    let base = format!("{LISTENER}{POOL}[[route]]\npool = \"p\"\n");
+    let canary = "[[route]]\npool = \"p\"\nmatch_header = { name = \"x-canary\", value = \"1\" }\n";
+    Config::parse(&format!("{base}{canary}"), Path::new("t.toml")).unwrap();
+    assert_key(
+        &format!("{base}{canary}{canary}"),
+        "route[2].path_prefix",
+        "already has this host, path_prefix and match conditions",
+    );
+}
+
+#[test]
+fn sticky_and_http_pool_keys_are_checked() {
+    let pool = |extra: &str| {
+        format!(
+            "{LISTENER}[[pool]]\nname = \"p\"\n{extra}\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n{ROUTE}"
+        )
+    };
+    assert_key(
+        &pool("sticky_cookie = \"srv\""),
+        "pool[0].sticky_cookie",
+        "only meaningful with balance = \"cookie\"",
+    );
+    assert_key(
+        &pool("balance = \"cookie\"\nsticky_cookie = \"a b\""),
+        "pool[0].sticky_cookie",
+        "not a cookie name",
+    );
+    assert_key(
+        &pool("response_timeout = \"0s\""),
+        "pool[0].response_timeout",
+        "greater than zero",
+    );
+    assert_key(
+        &pool("keepalive_timeout = \"0s\""),
+        "pool[0].keepalive_timeout",
+        "greater than zero when keepalive > 0",
+    );
+    Config::parse(
+        &pool("keepalive = 0\nkeepalive_timeout = \"0s\""),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    Config::parse(&pool("balance = \"cookie\""), Path::new("t.toml")).unwrap();
+    assert_key(
+        &format!("[server]\nkeepalive_timeout = \"0s\"\n{LISTENER}{POOL}{ROUTE}"),
+        "server.keepalive_timeout",
+        "greater than zero",
+    );
+    assert_key(
+        &format!("[server]\ncookie_secret_file = \"/nonexistent/key\"\n{LISTENER}{POOL}{ROUTE}"),
+        "server.cookie_secret_file",
+        "cannot read /nonexistent/key",
+    );
+}
+
+#[test]
+fn proxy_protocol_needs_trusted_proxies() {
+    assert_error(
+        &format!("{LISTENER}proxy_protocol = true\n{POOL}{ROUTE}"),
+        "t.toml:4:1: listener[0].proxy_protocol: ",
+        "needs `trusted_proxies`",
+    );
+    assert_error(
+        &format!("{LISTENER}proxy_protocol = true\ntrusted_proxies = []\n{POOL}{ROUTE}"),
+        "t.toml:5:1: listener[0].trusted_proxies: ",
+        "must not be empty",
+    );
+    assert_error(
+        &format!("{LISTENER}trusted_proxies = [\"10.0.0.0/8\"]\n{POOL}{ROUTE}"),
+        "t.toml:4:1: listener[0].trusted_proxies: ",
+        "only allowed when proxy_protocol = true",
+    );
+    assert_error(
+        &format!(
+            "{LISTENER}proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/99\"]\n{POOL}{ROUTE}"
+        ),
+        "t.toml:5:",
+        "is not a CIDR",
+    );
+    Config::parse(
+        &format!(
+            "{LISTENER}proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n{POOL}{ROUTE}"
+        ),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn send_proxy_protocol_is_v1_or_v2() {
+    assert_error(
+        &format!(
+            "{LISTENER}[[pool]]\nname = \"p\"\nsend_proxy_protocol = \"v3\"\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n{ROUTE}"
+        ),
+        "t.toml:6:23: pool[0].send_proxy_protocol: ",
+        "unknown variant `v3`",
+    );
+    for v in ["v1", "v2"] {
+        Config::parse(
+            &format!("{LISTENER}[[pool]]\nname = \"p\"\nsend_proxy_protocol = \"{v}\"\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n{ROUTE}"),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+    }
+}

@@ -41,7 +41,7 @@ fn ip(last: u8) -> IpAddr {
 fn config(dns: SocketAddr, port: u16, pool_keys: &str) -> String {
     format!(
         "[server]\nresolver = \"{dns}\"\n\n[[pool]]\nname = \"p\"\n{pool_keys}\n\
-         [pool.health]\nkind = \"tcp\"\ninterval = \"200ms\"\n\
+         [pool.health]\nkind = \"tcp\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\
          [[pool.backend]]\naddress = \"echo.test:{port}\"\nresolve = \"200ms\"\n\n[[route]]\npool = \"p\"\n"
     )
 }
@@ -202,7 +202,7 @@ async fn silent_server_keeps_the_last_set_and_logs_once() {
             config(dns.addr, port, "")
         ),
     );
-    let mut w = Bin::start("dns-silent", &text).await;
+    let w = Bin::start("dns-silent", &text).await;
     dns.silent(true);
     // Two whole failed lookups (each takes the client's timeouts).
     within_for(Duration::from_secs(40), "two failed lookups", async {
@@ -290,7 +290,7 @@ fn bad_resolve_and_resolver_values_are_located() {
             "\"127.0.0.1:0\"",
             "server.resolver: 127.0.0.1:0 is not a DNS server",
         ),
-        ("\"dns.local\"", "t.toml:1:"),
+        ("\"dns.local\"", "t.toml:2:12: server.resolver"),
     ] {
         let text = format!(
             "[server]\nresolver = {resolver}\n[[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n[[route]]\npool = \"p\"\n[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"127.0.0.1:1\"\n"

@@ -103,15 +103,17 @@ async fn an_oversized_frame_is_refused_from_its_header_alone() {
     let whole = encode_frame(true, 0, BINARY, &vec![7u8; 100_000], Some(KEY));
     let header = &whole[..2 + 8 + 4]; // 127-form length and the mask key; no payload
     write_all(&mut t.client, header).await;
+    let at_backend = frames_of(&bytes_to_eof("backend EOF", &mut t.backend).await).await;
+    assert_eq!(at_backend.len(), 1, "backend got {at_backend:?}");
+    assert_close(&at_backend[0], 1001, true, "at the backend");
+    // The client's 1009 goes out once the backend has answered the 1001.
+    drop(t.backend);
     let f = within_for(Duration::from_secs(2), "1009", read_frame(&mut t.client))
         .await
         .unwrap();
     assert_close(&f, 1009, false, "at the client");
     let rest = bytes_to_eof("client EOF", &mut t.client).await;
     assert!(rest.is_empty(), "nothing after the Close: {rest:?}");
-    let at_backend = frames_of(&bytes_to_eof("backend EOF", &mut t.backend).await).await;
-    assert_eq!(at_backend.len(), 1, "backend got {at_backend:?}");
-    assert_close(&at_backend[0], 1001, true, "at the backend");
 }
 
 #[tokio::test]
@@ -124,10 +126,6 @@ async fn a_message_over_max_message_bytes_is_refused_at_the_fragment_that_crosse
     out.extend_from_slice(&f3[..2 + 2 + 4]); // the third header only: 1200 > 1000
     write_all(&mut t.client, &out).await;
 
-    let f = within_for(Duration::from_secs(2), "1009", read_frame(&mut t.client))
-        .await
-        .unwrap();
-    assert_close(&f, 1009, false, "at the client");
     let at_backend = bytes_to_eof("backend EOF", &mut t.backend).await;
     let first_two = [f1, f2].concat();
     assert!(
@@ -137,6 +135,18 @@ async fn a_message_over_max_message_bytes_is_refused_at_the_fragment_that_crosse
     let rest = frames_of(&at_backend[first_two.len()..]).await;
     assert_eq!(rest.len(), 1, "backend got {rest:?} after the fragments");
     assert_close(&rest[0], 1001, true, "at the backend");
+    // The backend answers the 1001 with its Close: the client gets its 1009 instead.
+    write_all(
+        &mut t.backend,
+        &encode_frame(true, 0, 8, &[0x03, 0xe9], None),
+    )
+    .await;
+    let f = within_for(Duration::from_secs(2), "1009", read_frame(&mut t.client))
+        .await
+        .unwrap();
+    assert_close(&f, 1009, false, "at the client");
+    let rest = bytes_to_eof("client EOF", &mut t.client).await;
+    assert!(rest.is_empty(), "nothing after the Close: {rest:?}");
 }
 
 #[tokio::test]

@@ -341,3 +341,38 @@ async fn planted_secrets_appear_in_no_log_line_and_no_admin_answer() {
         assert!(seen[0].1.contains("/chat/x"), "the path itself is logged");
     }
 }
+
+#[tokio::test]
+async fn a_proxied_plain_request_gets_an_access_line_without_its_secrets() {
+    let backend = common::http::HttpBackend::spawn("b").await;
+    let pool = common::http::http_pool("p", "round_robin", &[backend.addr], "", "");
+    let config = bin_config(
+        0,
+        &format!("[server]\ndrain_spread = \"0s\"\nlog_format = \"json\"\n{pool}"),
+    );
+    let b = Bin::start("httplog", &config).await;
+    let req = "POST /plain/x?token=abc HTTP/1.1\r\nHost: localhost\r\n\
+               Cookie: s=cookiesecret\r\nAuthorization: Bearer authsecret\r\n\
+               Content-Length: 5\r\nConnection: close\r\n\r\nhello";
+    let r = raw_http(b.addr(), req.as_bytes()).await;
+    assert_eq!(r.status, 200);
+    let line = log_lines(&b, "\"http request\"", 1).await.remove(0);
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["target"], "access", "{v}");
+    for (k, want) in [
+        ("route", "p"),
+        ("method", "POST"),
+        ("path", "/plain/x"),
+        ("answered_by", "backend"),
+    ] {
+        assert_eq!(v[k], want, "{k} in {v}");
+    }
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["request_body_bytes"], 5, "{v}");
+    assert_eq!(v["backend"], backend.addr.to_string(), "{v}");
+    assert!(v.get("reason").is_none(), "{v}");
+    let log = b.log();
+    for secret in ["token=abc", "cookiesecret", "authsecret"] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+}

@@ -4,6 +4,7 @@
 //! each episode is logged once; `max_connections` defaults from the open-file limit.
 
 mod common;
+use common::admin::scrape;
 use common::bin::{Bin, bin_config};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
@@ -86,7 +87,7 @@ async fn a_connect_storm_is_paced_and_live_sessions_stay_prompt() {
     let text = bin_config(
         0,
         &format!(
-            "[server]\ndrain_spread = \"0s\"\n[limits]\nexempt = [\"127.0.0.0/8\"]\nmax_connect_rate = 40\nmax_connect_burst = 10\n{}",
+            "[server]\ndrain_spread = \"0s\"\n[admin]\naddress = \"127.0.0.1:0\"\n[limits]\nexempt = [\"127.0.0.0/8\"]\nmax_connect_rate = 40\nmax_connect_burst = 10\n{}",
             pool_and_route("p", "round_robin", &[(e.addr, 1)])
         ),
     );
@@ -123,6 +124,18 @@ async fn a_connect_storm_is_paced_and_live_sessions_stay_prompt() {
     );
     let log = w.log();
     assert_eq!(log.matches("pacing accepts").count(), 1, "{log}");
+    let m = scrape(w.admin_addr().expect("admin listener")).await;
+    assert_eq!(
+        m.value(
+            "wsgate_overload_episodes_total",
+            &[("kind", "connect_rate")]
+        ),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    let paced = m.count("wsgate_accepts_paced_total", &[]);
+    assert!(paced >= 70.0, "{paced} accepts paced of 90 (burst 10)");
 }
 
 /// The RSS of process `pid`, in bytes.
@@ -147,7 +160,7 @@ async fn above_max_memory_accepting_pauses_and_live_sessions_go_on() {
         bin_config(
             0,
             &format!(
-                "[server]\ndrain_spread = \"0s\"\n[limits]\nexempt = [\"127.0.0.0/8\"]\nmax_memory = \"{max_memory}\"\n{}",
+                "[server]\ndrain_spread = \"0s\"\n[admin]\naddress = \"127.0.0.1:0\"\n[limits]\nexempt = [\"127.0.0.0/8\"]\nmax_memory = \"{max_memory}\"\n{}",
                 pool_and_route("p", "round_robin", &[(e.addr, 1)])
             ),
         )
@@ -168,6 +181,14 @@ async fn above_max_memory_accepting_pauses_and_live_sessions_go_on() {
         assert!(t0.elapsed() < DEADLINE, "never paused:\n{}", w.log());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let admin = w.admin_addr().expect("admin listener");
+    let m = scrape(admin).await;
+    assert_eq!(
+        m.value("wsgate_accepting_paused", &[]),
+        Some(1.0),
+        "{}",
+        m.text
+    );
     let waiting = tokio::spawn(storm(addr, 20));
     // The storm waits in the kernel's queue; the live sessions echo meanwhile.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -190,6 +211,17 @@ async fn above_max_memory_accepting_pauses_and_live_sessions_go_on() {
     let log = w.log();
     assert_eq!(log.matches("accepting paused").count(), 1, "{log}");
     assert_eq!(log.matches("accepting again").count(), 1, "{log}");
+    let m = scrape(admin).await;
+    assert_eq!(
+        m.value("wsgate_accepting_paused", &[]),
+        Some(0.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.value("wsgate_overload_episodes_total", &[("kind", "memory")]),
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

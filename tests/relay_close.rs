@@ -143,17 +143,14 @@ async fn client_leaving_without_close_gets_the_backend_a_masked_1001() {
     within("session ends", p.running.wait_sessions_done()).await;
 }
 
-/// The client sends `ok` (valid frames) then `bad`: the client must get a 1002, the
-/// backend exactly `ok` followed by a masked 1001, and both then EOF.
-async fn client_violation(what: &str, ok: Vec<u8>, bad: Vec<u8>) {
+/// The client sends `ok` (valid frames) then `bad`: the backend must get exactly
+/// `ok` followed by a masked 1001 and EOF; once it answers with its Close, the
+/// client gets `code` (in place of that answer), then EOF.
+async fn client_violation_code(what: &str, ok: Vec<u8>, bad: Vec<u8>, code: u16) {
     let mut t = raw_session().await;
     let mut out = ok.clone();
     out.extend_from_slice(&bad);
     write_all(&mut t.client, &out).await;
-
-    let at_client = frames_of(&bytes_to_eof("client EOF", &mut t.client).await).await;
-    assert_eq!(at_client.len(), 1, "{what}: client got {at_client:?}");
-    assert_close(&at_client[0], 1002, false, what);
 
     let at_backend = bytes_to_eof("backend EOF", &mut t.backend).await;
     assert!(
@@ -167,6 +164,16 @@ async fn client_violation(what: &str, ok: Vec<u8>, bad: Vec<u8>) {
         "{what}: backend got {rest:?} after the valid frames"
     );
     assert_close(&rest[0], 1001, true, what);
+    let answer = encode_frame(true, 0, CLOSE, &close_payload(1001, ""), None);
+    write_all(&mut t.backend, &answer).await;
+
+    let at_client = frames_of(&bytes_to_eof("client EOF", &mut t.client).await).await;
+    assert_eq!(at_client.len(), 1, "{what}: client got {at_client:?}");
+    assert_close(&at_client[0], code, false, what);
+}
+
+async fn client_violation(what: &str, ok: Vec<u8>, bad: Vec<u8>) {
+    client_violation_code(what, ok, bad, 1002).await
 }
 
 #[tokio::test]
@@ -235,6 +242,9 @@ async fn masked_backend_frame_gets_the_client_1014_and_the_backend_1002() {
     let at_client = frames_of(&bytes_to_eof("client EOF", &mut t.client).await).await;
     assert_eq!(at_client.len(), 1, "client got {at_client:?}");
     assert_close(&at_client[0], 1014, false, "at the client");
+    // The client answers the 1014; its Close is replaced by the backend's 1002.
+    let answer = encode_frame(true, 0, CLOSE, &close_payload(1014, ""), Some(KEY));
+    write_all(&mut t.client, &answer).await;
     let at_backend = frames_of(&bytes_to_eof("backend EOF", &mut t.backend).await).await;
     assert_eq!(at_backend.len(), 1, "backend got {at_backend:?}");
     assert_close(&at_backend[0], 1002, true, "at the backend");

@@ -31,6 +31,14 @@ pub fn derived(rt: &Runtime) -> Samples {
             vec![("reason", "connect_rate".to_string())],
             c.connect_rate.load(Ordering::Relaxed) as f64,
         ),
+        (
+            vec![("reason", "untrusted_proxy".to_string())],
+            c.untrusted_proxy.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            vec![("reason", "proxy_header".to_string())],
+            c.proxy_header.load(Ordering::Relaxed) as f64,
+        ),
     ]);
     s.single(
         "wsgate_accept_errors",
@@ -39,6 +47,49 @@ pub fn derived(rt: &Runtime) -> Samples {
         None,
         c.accept_errors.load(Ordering::Relaxed) as f64,
     );
+    let g = rt.current();
+    let o = &rt.overload.counters;
+    s.family(
+        "wsgate_overload_episodes",
+        "Episodes of overload protection: accepting paced by max_connect_rate, or paused above max_memory",
+        Kind::Counter,
+        None,
+    )
+    .extend([
+        (
+            vec![("kind", "connect_rate".to_string())],
+            o.rate_episodes.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            vec![("kind", "memory".to_string())],
+            o.memory_episodes.load(Ordering::Relaxed) as f64,
+        ),
+    ]);
+    s.single(
+        "wsgate_accepts_paced",
+        "Accepted connections that waited for a max_connect_rate token",
+        Kind::Counter,
+        None,
+        o.paced.load(Ordering::Relaxed) as f64,
+    );
+    s.single(
+        "wsgate_accepting_paused",
+        "1 while accepting is paused above max_memory, else 0",
+        Kind::Gauge,
+        None,
+        if rt.overload.memory_paused() {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    s.single(
+        "wsgate_max_connections",
+        "The connection limit in effect (configured, or derived from RLIMIT_NOFILE)",
+        Kind::Gauge,
+        None,
+        g.effective.max_connections.value as f64,
+    );
     s.single(
         "wsgate_connections_open",
         "Admitted client connections open (sessions included)",
@@ -46,7 +97,6 @@ pub fn derived(rt: &Runtime) -> Samples {
         None,
         rt.sessions.open_connections() as f64,
     );
-    let g = rt.current();
     let mut up = Vec::new();
     let mut sessions = Vec::new();
     for pool in &g.pools {
@@ -106,13 +156,20 @@ pub fn derived(rt: &Runtime) -> Samples {
     );
     s.family(
         "wsgate_tls_certificate_expiry_timestamp_seconds",
-        "When the leaf certificate served on the listener expires, Unix time",
+        "When each leaf certificate served on the listener expires, Unix time \
+         (certificate: its place in the listener's list from 1, name: its first DNS name)",
         Kind::Gauge,
         None,
     )
-    .extend(g.listeners.iter().filter_map(|l| {
-        let t = l.cert_expiry?;
-        Some((vec![("listener", l.name.to_string())], unix(t)))
+    .extend(g.listeners.iter().flat_map(|l| {
+        l.certs.iter().enumerate().map(|(i, c)| {
+            let labels = vec![
+                ("listener", l.name.to_string()),
+                ("certificate", (i + 1).to_string()),
+                ("name", c.names.first().cloned().unwrap_or_default()),
+            ];
+            (labels, unix(c.not_after))
+        })
     }));
     s.single(
         "wsgate_draining_sessions",

@@ -31,6 +31,13 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+fn days_left(t: SystemTime, now: SystemTime) -> f64 {
+    match t.duration_since(now) {
+        Ok(d) => d.as_secs_f64() / 86_400.0,
+        Err(e) => -(e.duration().as_secs_f64() / 86_400.0),
+    }
+}
+
 fn time(t: Option<SystemTime>) -> Value {
     t.map_or(Value::Null, |t| Value::String(rfc3339(t)))
 }
@@ -87,6 +94,7 @@ fn pools(rt: &Runtime) -> Value {
                         crate::config::Balance::RoundRobin => "round_robin",
                         crate::config::Balance::IpHash => "ip_hash",
                         crate::config::Balance::LeastConn => "least_conn",
+                        crate::config::Balance::Cookie => "cookie",
                     },
                     "active_checks": p.conf.active_checks,
                     "backends": p.backends.iter().map(|b| backend(b)).collect::<Vec<_>>(),
@@ -113,11 +121,14 @@ pub fn status(rt: &Runtime) -> Value {
                 "name": l.name.as_ref(),
                 "address": l.address.to_string(),
                 "tls": l.tls.is_some(),
-                "cert_expiry": time(l.cert_expiry),
-                "cert_days_left": l.cert_expiry.map(|t| match t.duration_since(now) {
-                    Ok(d) => d.as_secs_f64() / 86_400.0,
-                    Err(e) => -(e.duration().as_secs_f64() / 86_400.0),
-                }),
+                // The soonest expiry of the listener's certificates, then each one.
+                "cert_expiry": time(l.cert_expiry().min()),
+                "cert_days_left": l.cert_expiry().min().map(|t| days_left(t, now)),
+                "certificates": l.certs.iter().map(|c| json!({
+                    "names": c.names,
+                    "expiry": time(Some(c.not_after)),
+                    "days_left": days_left(c.not_after, now),
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -133,7 +144,16 @@ pub fn status(rt: &Runtime) -> Value {
                     crate::config::HostMatch::Suffix(s) => format!("*{s}"),
                 }),
                 "path_prefix": r.path_prefix,
-                "pool": g.config.pools[r.pool].name,
+                // The first (for a single-pool route, the only) pool; `pools` has them all.
+                "pool": r.targets.first().map(|t| g.config.pools[t.pool].name.as_str()),
+                "pools": r.targets.iter().map(|t| json!({
+                    "pool": g.config.pools[t.pool].name,
+                    "weight": t.weight,
+                })).collect::<Vec<_>>(),
+                "http": match r.http {
+                    crate::config::HttpMode::Refuse => "refuse",
+                    crate::config::HttpMode::Proxy => "proxy",
+                },
             })
         })
         .collect();
@@ -176,6 +196,8 @@ pub fn status(rt: &Runtime) -> Value {
         "refusals": {
             "max_connections_per_ip": c.too_many_from_ip.load(Ordering::Relaxed),
             "connect_rate": c.connect_rate.load(Ordering::Relaxed),
+            "untrusted_proxy": c.untrusted_proxy.load(Ordering::Relaxed),
+            "proxy_header": c.proxy_header.load(Ordering::Relaxed),
             "handshakes_by_status": upgrades
                 .iter()
                 .filter(|(s, _)| **s != 101)

@@ -38,6 +38,10 @@ pub struct Limits {
     pub max_frame_bytes: u64,
     pub backend_max_message_bytes: u64,
     pub backend_max_frame_bytes: u64,
+    /// Check that the client's text messages are UTF-8 (1007 if not).
+    pub validate_utf8: bool,
+    /// Check that the backend's text messages are UTF-8.
+    pub backend_validate_utf8: bool,
     pub ping_interval: Dur,
     pub idle_timeout: Dur,
     pub max_session_duration: Dur,
@@ -62,6 +66,8 @@ impl Default for Limits {
             max_frame_bytes: 16 << 20,
             backend_max_message_bytes: 0,
             backend_max_frame_bytes: 0,
+            validate_utf8: true,
+            backend_validate_utf8: true,
             ping_interval: Dur::secs(30),
             idle_timeout: Dur::secs(90),
             max_session_duration: Dur::secs(0),
@@ -90,6 +96,8 @@ pub struct RouteLimits {
     pub max_frame_bytes: Option<u64>,
     pub backend_max_message_bytes: Option<u64>,
     pub backend_max_frame_bytes: Option<u64>,
+    pub validate_utf8: Option<bool>,
+    pub backend_validate_utf8: Option<bool>,
     pub ping_interval: Option<Dur>,
     pub idle_timeout: Option<Dur>,
     pub max_session_duration: Option<Dur>,
@@ -105,6 +113,8 @@ pub struct SessionLimits {
     pub max_frame_bytes: u64,
     pub backend_max_message_bytes: u64,
     pub backend_max_frame_bytes: u64,
+    pub validate_utf8: bool,
+    pub backend_validate_utf8: bool,
     pub ping_interval: Dur,
     pub idle_timeout: Dur,
     pub max_session_duration: Dur,
@@ -125,13 +135,16 @@ impl SessionLimits {
             backend_max_frame_bytes: r
                 .backend_max_frame_bytes
                 .unwrap_or(d.backend_max_frame_bytes),
+            validate_utf8: r.validate_utf8.unwrap_or(d.validate_utf8),
+            backend_validate_utf8: r.backend_validate_utf8.unwrap_or(d.backend_validate_utf8),
             ping_interval: r.ping_interval.unwrap_or(d.ping_interval),
             idle_timeout: r.idle_timeout.unwrap_or(d.idle_timeout),
             max_session_duration: r.max_session_duration.unwrap_or(d.max_session_duration),
         }
     }
 
-    /// No limit at all (for tools and tests that want a bare relay).
+    /// No limit at all (for tools and tests that want a bare relay); UTF-8 is still
+    /// checked, as by default.
     pub fn unlimited() -> SessionLimits {
         SessionLimits {
             message_rate: 0.0,
@@ -141,6 +154,8 @@ impl SessionLimits {
             max_frame_bytes: 0,
             backend_max_message_bytes: 0,
             backend_max_frame_bytes: 0,
+            validate_utf8: true,
+            backend_validate_utf8: true,
             ping_interval: Dur::secs(0),
             idle_timeout: Dur::secs(0),
             max_session_duration: Dur::secs(0),

@@ -9,20 +9,28 @@
 //! Does not own: building runtime objects (TLS configs, routers, pools: runtime.rs).
 //! Nothing here imports the runtime.
 
+pub mod auth;
 mod duration;
 mod health;
 mod limits;
 mod load;
+mod routes;
 pub mod schema;
+pub mod tls;
 pub mod types;
 mod validate;
 
+pub use auth::{JwtConf, KeySource, TokenSource};
 pub use duration::Dur;
 pub use health::{Check, CheckKind, HealthConf};
 pub use limits::{Limits, OnExceed, RouteLimits, SessionLimits};
 pub use load::{ConfigError, KeyPath, Problem, Seg};
-pub use schema::{LogFormat, OnRemoved, Server};
-pub use types::{Cidr, HostMatch, MemoryLimit, OriginPattern, SuiteName, TlsVersion};
+pub use schema::{LogFormat, OnRemoved, ProxyVersion, Server};
+pub use tls::{CertPair, ClientCerts, ListenerTls, PoolTls};
+pub use types::{
+    Cidr, HeaderKey, HostMatch, MatchOn, MatchValue, MemoryLimit, OriginPattern, RouteMatch,
+    Secret, SuiteName, TlsVersion,
+};
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -110,18 +118,11 @@ pub struct Listener {
     pub name: String,
     pub address: SocketAddr,
     pub reuse_port: bool,
+    /// `Some(trusted_proxies)` when the listener expects a PROXY protocol header
+    /// (checked non-empty).
+    pub proxy_protocol: Option<Vec<Cidr>>,
     /// `None` for a plain-TCP listener.
     pub tls: Option<ListenerTls>,
-}
-
-/// The TLS settings of a listener; paths are resolved against the file's folder.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListenerTls {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub min_version: TlsVersion,
-    /// `None`: every suite the provider offers (all AEAD with forward secrecy).
-    pub cipher_suites: Option<Vec<SuiteName>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -131,6 +132,26 @@ pub enum Balance {
     RoundRobin,
     IpHash,
     LeastConn,
+    /// A cookie names the client's backend; clients without one get round robin.
+    Cookie,
+}
+
+/// What a route does with requests that are not WebSocket upgrades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpMode {
+    /// 426 Upgrade Required (405, 505 ...), one request per connection.
+    #[default]
+    Refuse,
+    /// Reverse-proxied to the route's pool, with keep-alive.
+    Proxy,
+}
+
+/// `balance = "cookie"`: the cookie's name and the key its values are hashed with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sticky {
+    pub cookie: String,
+    pub key: Secret,
 }
 
 /// nginx-style passive checking: `max_fails` failures within `fail_timeout` take a
@@ -165,8 +186,20 @@ pub struct Pool {
     pub passive: Option<Passive>,
     pub slow_start: Duration,
     pub on_backend_removed: BackendRemoved,
+    /// The PROXY protocol header written on every backend connection.
+    pub send_proxy_protocol: Option<ProxyVersion>,
     /// Whether `[pool.health]` is set (then every backend has a `check`).
     pub active_checks: bool,
+    /// TLS to the backends (and their health checks); `None`: plain TCP.
+    pub tls: Option<PoolTls>,
+    /// With `balance = "cookie"`.
+    pub sticky: Option<Sticky>,
+    /// Plain HTTP: the wait for a response head once the request is sent, and the
+    /// longest pause within its body.
+    pub response_timeout: Duration,
+    /// Plain HTTP: idle connections kept per backend, and for how long.
+    pub keepalive: usize,
+    pub keepalive_timeout: Duration,
     /// The backends with a fixed address, in file order; a generation's pools also
     /// hold the addresses `discover` found (`Config::with_discovered`).
     pub backends: Vec<Backend>,
@@ -216,6 +249,15 @@ pub struct Backend {
     pub check: Option<Check>,
 }
 
+/// One pool of a route, with its share of the clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// Index into `Config::pools` (checked to exist).
+    pub pool: usize,
+    /// 0..=10000; a single-pool route has one target of weight 1.
+    pub weight: u32,
+}
+
 /// One `[[route]]`, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
@@ -223,13 +265,22 @@ pub struct Route {
     pub name: String,
     pub host: Option<HostMatch>,
     pub path_prefix: String,
-    /// Index into `Config::pools` (checked to exist).
-    pub pool: usize,
+    /// Header, cookie and query conditions; all must hold.
+    pub matches: Vec<RouteMatch>,
+    /// At least one, and at least one with a weight above 0.
+    pub targets: Vec<Target>,
+    /// The cookie that keys a client's pool choice (else its IP).
+    pub split_cookie: Option<String>,
+    pub http: HttpMode,
+    /// 0: no limit.
+    pub max_request_body_bytes: u64,
     /// `None`: Origin is not checked.
     pub allowed_origins: Option<Vec<OriginPattern>>,
     pub allow_missing_origin: bool,
     /// `[limits]` with this route's overrides applied.
     pub limits: SessionLimits,
+    /// `[route.auth]`: the token the upgrade must carry.
+    pub auth: Option<JwtConf>,
     /// Position in the file, for logs.
     pub index: usize,
 }

@@ -7,8 +7,10 @@
 //! Does not own: cross-key checks or name resolution (validate.rs), which turn a
 //! `File` into a `Config`; nothing outside `config` sees a `File`.
 
-use super::types::{Cidr, HostMatch, OriginPattern, SuiteName, TlsVersion};
-use super::{Balance, Dur, HealthConf, Limits, RouteLimits};
+use super::auth::AuthFile;
+use super::tls::{CertificateFile, ClientAuth};
+use super::types::{Cidr, HeaderKey, HostMatch, OriginPattern, SuiteName, TlsVersion};
+use super::{Balance, Dur, HealthConf, HttpMode, Limits, RouteLimits};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +55,12 @@ pub struct Server {
     pub pid_file: Option<PathBuf>,
     /// tokio worker threads (read at start only). Absent: one per core.
     pub workers: Option<usize>,
+    /// Between two requests on a kept-alive client connection, how long it may idle.
+    pub keepalive_timeout: Dur,
+    /// Longest gap between two reads of a proxied request's body (then 408).
+    pub request_body_timeout: Dur,
+    /// The key of the sticky-cookie hash (`balance = "cookie"`); absent: a fixed key.
+    pub cookie_secret_file: Option<PathBuf>,
     /// "text" or "json" (one object per line); read at start.
     pub log_format: LogFormat,
     /// At shutdown: how long to stay not-ready (`/readyz` 503) while still
@@ -114,6 +122,9 @@ impl Default for Server {
             shutdown_timeout: Dur::secs(30),
             pid_file: None,
             workers: None,
+            keepalive_timeout: Dur::secs(60),
+            request_body_timeout: Dur::secs(60),
+            cookie_secret_file: None,
             log_format: LogFormat::Text,
             shutdown_grace: Dur::secs(0),
             resolver: None,
@@ -130,13 +141,30 @@ pub struct Listener {
     pub address: SocketAddr,
     #[serde(default = "yes")]
     pub tls: bool,
+    /// The default certificate (the first one); more in `[[listener.certificate]]`.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// More certificates, chosen by SNI.
+    #[serde(rename = "certificate", default)]
+    pub certificates: Vec<CertificateFile>,
+    /// Refuse handshakes for names no certificate has.
+    #[serde(default)]
+    pub strict_sni: bool,
+    /// CA certificates that client certificates must chain to (turns client auth on).
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: Option<ClientAuth>,
+    /// Where the verified client subject goes (default `X-Client-Subject`).
+    pub client_subject_header: Option<HeaderKey>,
     pub min_version: Option<TlsVersion>,
     pub cipher_suites: Option<Vec<SuiteName>>,
     /// SO_REUSEPORT, so another wsgate can bind the same address (upgrades, scale-out).
     #[serde(default)]
     pub reuse_port: bool,
+    /// Expect a PROXY protocol header (v1 or v2) before TLS on every connection.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Who may send one (required, non-empty, with `proxy_protocol`).
+    pub trusted_proxies: Option<Vec<Cidr>>,
 }
 
 fn yes() -> bool {
@@ -181,8 +209,47 @@ pub struct Pool {
     #[serde(default = "default_removed_spread")]
     pub removed_close_spread: Dur,
     pub health: Option<HealthConf>,
+    /// TLS to the backends (and their health checks).
+    #[serde(default)]
+    pub tls: bool,
+    /// CA certificates backends are verified against (default: the system's roots).
+    pub tls_ca: Option<PathBuf>,
+    /// SNI and verified name (default: each backend's host as written).
+    pub tls_server_name: Option<String>,
+    /// Write a PROXY protocol header on every backend connection.
+    pub send_proxy_protocol: Option<ProxyVersion>,
+    /// The cookie that names a client's backend, with `balance = "cookie"`.
+    pub sticky_cookie: Option<String>,
+    /// Plain HTTP: the backend's response head must start within this once the
+    /// request is sent, and its body may pause no longer.
+    #[serde(default = "default_response_timeout")]
+    pub response_timeout: Dur,
+    /// Plain HTTP: idle connections kept open per backend for reuse (0 = none).
+    #[serde(default = "default_keepalive")]
+    pub keepalive: usize,
+    /// Plain HTTP: how long an idle backend connection is kept.
+    #[serde(default = "default_backend_keepalive_timeout")]
+    pub keepalive_timeout: Dur,
     #[serde(rename = "backend", default)]
     pub backends: Vec<Backend>,
+}
+
+/// `send_proxy_protocol`: "v1" (text) or "v2" (binary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyVersion {
+    V1,
+    V2,
+}
+
+fn default_response_timeout() -> Dur {
+    Dur::secs(60)
+}
+fn default_keepalive() -> usize {
+    32
+}
+fn default_backend_keepalive_timeout() -> Dur {
+    Dur::secs(4)
 }
 
 fn two() -> u32 {
@@ -237,11 +304,49 @@ pub struct Route {
     pub host: Option<HostMatch>,
     #[serde(default = "slash")]
     pub path_prefix: String,
-    pub pool: String,
+    /// Also match on a request header, a cookie or a query parameter.
+    pub match_header: Option<MatchSpec>,
+    pub match_cookie: Option<MatchSpec>,
+    pub match_query: Option<MatchSpec>,
+    /// One pool, or several with weights (`pools`); exactly one of the two.
+    pub pool: Option<String>,
+    pub pools: Option<Vec<WeightedPool>>,
+    /// With `pools`: the cookie whose value keeps a client on one pool (else its IP).
+    pub split_cookie: Option<String>,
     pub allowed_origins: Option<Vec<OriginPattern>>,
     #[serde(default)]
     pub allow_missing_origin: bool,
+    /// What non-upgrade requests get: 426 (`refuse`) or proxied (`proxy`).
+    #[serde(default)]
+    pub http: HttpMode,
+    /// Largest proxied request body (0 = no limit).
+    #[serde(default = "default_max_body")]
+    pub max_request_body_bytes: u64,
     pub limits: Option<RouteLimits>,
+    /// `[route.auth]`: a token the upgrade must carry.
+    pub auth: Option<AuthFile>,
+}
+
+fn default_max_body() -> u64 {
+    1 << 20
+}
+
+/// `match_header`, `match_cookie`, `match_query`: a name and `value` (exact) or
+/// `prefix` (starts with).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSpec {
+    pub name: String,
+    pub value: Option<String>,
+    pub prefix: Option<String>,
+}
+
+/// One entry of a route's `pools`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedPool {
+    pub pool: String,
+    pub weight: u32,
 }
 
 fn slash() -> String {

@@ -34,6 +34,7 @@ macro_rules! from_string {
         }
     };
 }
+pub(super) use from_string;
 
 /// A network prefix, e.g. `10.0.0.0/8` or `2001:db8::/32` (a bare address is a /32 or /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -260,6 +261,52 @@ impl OriginPattern {
     }
 }
 
+/// A header wsgate sets for the backend from what it verified (a JWT claim, a client
+/// certificate's subject). Headers that carry the protocol, the forwarding chain or
+/// the client's own credentials cannot be one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderKey(pub hyper::header::HeaderName);
+
+/// Headers wsgate or the protocol owns: never settable from a claim or a certificate.
+const RESERVED_HEADERS: [&str; 17] = [
+    "host",
+    "connection",
+    "upgrade",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "content-length",
+    "content-type",
+    "proxy-authorization",
+    "proxy-connection",
+    "authorization",
+    "cookie",
+    "origin",
+    "forwarded",
+    "x-real-ip",
+    "via",
+];
+
+impl FromStr for HeaderKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<HeaderKey, String> {
+        let name = hyper::header::HeaderName::from_bytes(s.as_bytes())
+            .map_err(|_| format!("{s:?} is not a valid header name"))?;
+        let n = name.as_str();
+        if RESERVED_HEADERS.contains(&n)
+            || n.starts_with("sec-websocket-")
+            || n.starts_with("x-forwarded-")
+        {
+            return Err(format!(
+                "{s:?} is a header wsgate or the protocol owns; pick another (e.g. \"X-User-Id\")"
+            ));
+        }
+        Ok(HeaderKey(name))
+    }
+}
+from_string!(HeaderKey, "a header name such as \"X-User-Id\"");
+
 /// `max_memory`: a size ("512MiB", "2GiB", "1500000000") or a share of the
 /// cgroup's memory limit ("80%"); "0" turns it off.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -310,6 +357,58 @@ from_string!(
     MemoryLimit,
     "a memory size such as \"2GiB\" or a share such as \"80%\""
 );
+
+/// What a route condition looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchOn {
+    /// A request header, by its lower-cased name; any occurrence may match.
+    Header(String),
+    /// A cookie of the `Cookie` header(s), by name (case-sensitive).
+    Cookie(String),
+    /// A query parameter, by name; compared after percent-decoding.
+    Query(String),
+}
+
+/// How a route condition compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchValue {
+    Exact(String),
+    /// Starts with; an empty prefix means "is present".
+    Prefix(String),
+}
+
+impl MatchValue {
+    pub fn matches(&self, v: &str) -> bool {
+        match self {
+            MatchValue::Exact(e) => v == e,
+            MatchValue::Prefix(p) => v.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// One `match_header` / `match_cookie` / `match_query` condition of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub on: MatchOn,
+    pub value: MatchValue,
+}
+
+/// A cookie name as RFC 6265 allows: a non-empty HTTP token.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Key material read from a file; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub std::sync::Arc<[u8]>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
 
 /// `min_version`: TLS 1.0 and 1.1 are not representable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

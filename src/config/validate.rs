@@ -3,25 +3,26 @@
 //! Backend host names are resolved here, once per load, so the runtime never resolves.
 
 use super::schema::{self, File, OnRemoved};
+use super::types::is_token;
 use super::{
-    Admin, Backend, BackendRemoved, Check, Config, Discover, KeyPath, Listener, ListenerTls,
-    Passive, Pool, Route, SessionLimits,
+    Admin, Backend, BackendRemoved, Balance, Check, Config, Discover, KeyPath, Listener, Passive,
+    Pool, Secret, SessionLimits, Sticky,
 };
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-type Finding = (KeyPath, String);
+pub(super) type Finding = (KeyPath, String);
 
 pub(super) fn validate(file: File, source: &Path, text: &str) -> Result<Config, Vec<Finding>> {
     let mut out = Vec::new();
-    server(&file.server, &mut out);
+    let secret = server(&file.server, source, &mut out);
     limits(&file, &mut out);
     let admin = admin(file.admin.as_ref(), &mut out);
     let listeners = listeners(&file.listeners, source, &mut out);
-    let pools = pools(&file.pools, &mut out);
-    let routes = routes(&file, &mut out);
+    let pools = pools(&file.pools, source, &secret, &mut out);
+    let routes = super::routes::routes(&file, source, &mut out);
     if !out.is_empty() {
         return Err(out);
     }
@@ -37,7 +38,12 @@ pub(super) fn validate(file: File, source: &Path, text: &str) -> Result<Config, 
     })
 }
 
-fn server(s: &schema::Server, out: &mut Vec<Finding>) {
+/// The key sticky cookies are hashed with when `cookie_secret_file` is not set: the
+/// values are then opaque (no address in them) but not secret.
+const DEFAULT_COOKIE_KEY: &[u8] = b"wsgate sticky cookie v1";
+
+/// Checks `[server]`; returns the sticky-cookie key.
+fn server(s: &schema::Server, source: &Path, out: &mut Vec<Finding>) -> Secret {
     let at = |k: &str| KeyPath::root("server").key(k);
     if tracing_subscriber::EnvFilter::try_new(&s.log_level).is_err() {
         out.push((
@@ -53,6 +59,8 @@ fn server(s: &schema::Server, out: &mut Vec<Finding>) {
         ("header_read_timeout", s.header_read_timeout),
         ("close_timeout", s.close_timeout),
         ("shutdown_timeout", s.shutdown_timeout),
+        ("keepalive_timeout", s.keepalive_timeout),
+        ("request_body_timeout", s.request_body_timeout),
     ] {
         if d.get().is_zero() {
             out.push((at(k), "must be greater than zero".into()));
@@ -86,6 +94,30 @@ fn server(s: &schema::Server, out: &mut Vec<Finding>) {
     }
     if s.pid_file.as_ref().is_some_and(|p| !p.is_absolute()) {
         out.push((at("pid_file"), "must be an absolute path".into()));
+    }
+    let Some(file) = &s.cookie_secret_file else {
+        return Secret(DEFAULT_COOKIE_KEY.into());
+    };
+    let path = resolve_path(source, file);
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.trim_ascii().len() >= 16 => Secret(bytes.trim_ascii().into()),
+        Ok(_) => {
+            out.push((
+                at("cookie_secret_file"),
+                format!(
+                    "{} must hold at least 16 bytes of secret (e.g. head -c 32 /dev/urandom | base64)",
+                    path.display()
+                ),
+            ));
+            Secret(DEFAULT_COOKIE_KEY.into())
+        }
+        Err(e) => {
+            out.push((
+                at("cookie_secret_file"),
+                format!("cannot read {}: {e}", path.display()),
+            ));
+            Secret(DEFAULT_COOKIE_KEY.into())
+        }
     }
 }
 
@@ -163,7 +195,8 @@ fn limits(file: &File, out: &mut Vec<Finding>) {
     }
 }
 
-fn resolve_path(source: &Path, p: &Path) -> PathBuf {
+/// `p`, relative to the folder of the config file unless absolute.
+pub(super) fn resolve_path(source: &Path, p: &Path) -> PathBuf {
     match source.parent() {
         Some(dir) if !p.is_absolute() => dir.join(p),
         _ => p.to_path_buf(),
@@ -212,67 +245,48 @@ fn listeners(ls: &[schema::Listener], source: &Path, out: &mut Vec<Finding>) -> 
             }
         };
         let tls = if l.tls {
-            if l.cert.is_none() {
-                out.push((
-                    at("cert"),
-                    "a TLS listener needs `cert` (a full chain PEM file)".into(),
-                ));
-            }
-            if l.key.is_none() {
-                out.push((
-                    at("key"),
-                    "a TLS listener needs `key` (a PEM private key file)".into(),
-                ));
-            }
-            let min_version = l.min_version.unwrap_or_default();
-            if let Some(suites) = &l.cipher_suites {
-                if suites.is_empty() {
-                    out.push((
-                        at("cipher_suites"),
-                        "must not be empty (leave it out for the safe default)".into(),
-                    ));
-                } else if min_version == super::TlsVersion::Tls13
-                    && !suites.iter().any(|s| s.is_tls13())
-                {
-                    out.push((
-                        at("cipher_suites"),
-                        "min_version = \"1.3\" but no TLS13_* suite is listed".into(),
-                    ));
-                }
-            }
-            match (&l.cert, &l.key) {
-                (Some(cert), Some(key)) => Some(ListenerTls {
-                    cert: resolve_path(source, cert),
-                    key: resolve_path(source, key),
-                    min_version,
-                    cipher_suites: l.cipher_suites.clone(),
-                }),
-                _ => None,
-            }
+            super::tls::listener(i, l, source, out)
         } else {
-            for (k, set) in [
-                ("cert", l.cert.is_some()),
-                ("key", l.key.is_some()),
-                ("min_version", l.min_version.is_some()),
-                ("cipher_suites", l.cipher_suites.is_some()),
-            ] {
-                if set {
-                    out.push((at(k), "only allowed when tls = true".into()));
-                }
-            }
+            super::tls::plain_listener(i, l, out);
             None
+        };
+        let proxy_protocol = match (l.proxy_protocol, &l.trusted_proxies) {
+            (true, Some(t)) if !t.is_empty() => Some(t.clone()),
+            (true, Some(_)) => {
+                out.push((
+                    at("trusted_proxies"),
+                    "must not be empty: list the load balancers' addresses".into(),
+                ));
+                None
+            }
+            (true, None) => {
+                out.push((
+                    at("proxy_protocol"),
+                    "needs `trusted_proxies` (the CIDRs of the load balancers allowed to send the header)".into(),
+                ));
+                None
+            }
+            (false, Some(_)) => {
+                out.push((
+                    at("trusted_proxies"),
+                    "only allowed when proxy_protocol = true".into(),
+                ));
+                None
+            }
+            (false, None) => None,
         };
         checked.push(Listener {
             name,
             address: l.address,
             reuse_port: l.reuse_port,
+            proxy_protocol,
             tls,
         });
     }
     checked
 }
 
-fn pools(ps: &[schema::Pool], out: &mut Vec<Finding>) -> Vec<Pool> {
+fn pools(ps: &[schema::Pool], source: &Path, secret: &Secret, out: &mut Vec<Finding>) -> Vec<Pool> {
     if ps.is_empty() {
         out.push((
             KeyPath::root("pool"),
@@ -319,6 +333,42 @@ fn pools(ps: &[schema::Pool], out: &mut Vec<Finding>) -> Vec<Pool> {
         if p.retries > 16 {
             out.push((at().key("retries"), "must be at most 16".into()));
         }
+        if p.response_timeout.get().is_zero() {
+            out.push((
+                at().key("response_timeout"),
+                "must be greater than zero".into(),
+            ));
+        }
+        if p.keepalive > 10_000 {
+            out.push((at().key("keepalive"), "must be at most 10000".into()));
+        }
+        if p.keepalive > 0 && p.keepalive_timeout.get().is_zero() {
+            out.push((
+                at().key("keepalive_timeout"),
+                "must be greater than zero when keepalive > 0".into(),
+            ));
+        }
+        let sticky = match (&p.sticky_cookie, p.balance) {
+            (Some(_), b) if b != Balance::Cookie => {
+                out.push((
+                    at().key("sticky_cookie"),
+                    "only meaningful with balance = \"cookie\"".into(),
+                ));
+                None
+            }
+            (Some(c), _) if !is_token(c) => {
+                out.push((
+                    at().key("sticky_cookie"),
+                    format!("{c:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
+                ));
+                None
+            }
+            (name, Balance::Cookie) => Some(Sticky {
+                cookie: name.clone().unwrap_or_else(|| "wsgate_srv".into()),
+                key: secret.clone(),
+            }),
+            _ => None,
+        };
         if p.backends.is_empty() {
             out.push((
                 at().key("backend"),
@@ -326,6 +376,7 @@ fn pools(ps: &[schema::Pool], out: &mut Vec<Finding>) -> Vec<Pool> {
             ));
         }
         let (backends, discover) = backends(i, p, out);
+        let tls = super::tls::pool(i, p, source, out);
         checked.push(Pool {
             name: p.name.clone(),
             balance: p.balance,
@@ -345,7 +396,13 @@ fn pools(ps: &[schema::Pool], out: &mut Vec<Finding>) -> Vec<Pool> {
                     spread: p.removed_close_spread.get(),
                 },
             },
+            send_proxy_protocol: p.send_proxy_protocol,
             active_checks: p.health.is_some(),
+            tls,
+            sticky,
+            response_timeout: p.response_timeout.get(),
+            keepalive: p.keepalive,
+            keepalive_timeout: p.keepalive_timeout.get(),
             backends,
             discover,
         });
@@ -481,82 +538,4 @@ fn host_port(address: &str) -> Result<(String, u16), String> {
         ));
     }
     Ok((host.to_ascii_lowercase(), port))
-}
-
-fn routes(file: &File, out: &mut Vec<Finding>) -> Vec<Route> {
-    if file.routes.is_empty() {
-        out.push((
-            KeyPath::root("route"),
-            "at least one [[route]] is required".into(),
-        ));
-    }
-    let mut seen = HashSet::new();
-    let mut names = HashSet::new();
-    let mut checked = Vec::new();
-    for (i, r) in file.routes.iter().enumerate() {
-        let at = |k: &str| KeyPath::root("route").index(i).key(k);
-        let name = match &r.name {
-            Some(n) => {
-                if n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic()) {
-                    out.push((at("name"), "must be a word without spaces".into()));
-                } else if !names.insert(n.clone()) {
-                    out.push((at("name"), format!("duplicate route name {n:?}")));
-                }
-                n.clone()
-            }
-            None => default_route_name(file, i, &mut names),
-        };
-        let pool = file.pools.iter().position(|p| p.name == r.pool);
-        if pool.is_none() {
-            out.push((at("pool"), format!("no [[pool]] is named {:?}", r.pool)));
-        }
-        if !r.path_prefix.starts_with('/') {
-            out.push((at("path_prefix"), "must start with '/'".into()));
-        }
-        if !seen.insert((r.host.clone(), r.path_prefix.clone())) {
-            out.push((
-                at("path_prefix"),
-                "another route already has this host and path_prefix".into(),
-            ));
-        }
-        if r.allowed_origins.is_none() && r.allow_missing_origin {
-            out.push((
-                at("allow_missing_origin"),
-                "only meaningful together with allowed_origins".into(),
-            ));
-        }
-        if let Some(pool) = pool {
-            checked.push(Route {
-                name,
-                host: r.host.clone(),
-                path_prefix: r.path_prefix.clone(),
-                pool,
-                allowed_origins: r.allowed_origins.clone(),
-                allow_missing_origin: r.allow_missing_origin,
-                limits: SessionLimits::resolve(&file.limits, r.limits.as_ref()),
-                index: i,
-            });
-        }
-    }
-    checked
-}
-
-/// A route without `name`: its pool's name, or `pool#2`, `pool#3`... for the second
-/// and later routes to the same pool (skipping names other routes took).
-fn default_route_name(file: &File, i: usize, names: &mut HashSet<String>) -> String {
-    let pool = &file.routes[i].pool;
-    let nth = file.routes[..i].iter().filter(|r| r.pool == *pool).count() + 1;
-    let taken = |n: &str| file.routes.iter().any(|r| r.name.as_deref() == Some(n));
-    let mut k = nth;
-    loop {
-        let n = if k == 1 {
-            pool.clone()
-        } else {
-            format!("{pool}#{k}")
-        };
-        if !taken(&n) && names.insert(n.clone()) {
-            return n;
-        }
-        k += 1;
-    }
 }

@@ -102,6 +102,7 @@ pub fn outcome_label(o: &Outcome) -> &'static str {
         Outcome::Shutdown => "shutdown",
         Outcome::BackendRemoved => "backend_removed",
         Outcome::CloseTimeout => "close_timeout",
+        Outcome::TokenExpired => "token_expired",
     }
 }
 

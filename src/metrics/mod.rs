@@ -97,6 +97,8 @@ pub struct Metrics {
     pub accepted: Family<ListenerL, Counter>,
     pub tls_handshakes: Family<TlsL, Counter>,
     pub upgrades: Family<UpgradeL, Counter>,
+    /// Plain requests on `http = "proxy"` routes, by answer status.
+    pub http_requests: Family<UpgradeL, Counter>,
     pub sessions_total: Family<SessionL, Counter>,
     pub session_duration: Hist<RouteL>,
     pub handshake_duration: Hist<RouteL>,
@@ -149,6 +151,7 @@ impl Metrics {
             accepted: Family::default(),
             tls_handshakes: Family::default(),
             upgrades: Family::default(),
+            http_requests: Family::default(),
             sessions_total: Family::default(),
             session_duration: Family::new_with_constructor(session_hist),
             handshake_duration: Family::new_with_constructor(handshake_hist),
@@ -177,6 +180,11 @@ impl Metrics {
             "wsgate_upgrades",
             "Upgrade requests by answer status (101, wsgate's refusals, backend answers)",
             m.upgrades.clone(),
+        );
+        r.register(
+            "wsgate_http_requests",
+            "Plain HTTP requests proxied (http = \"proxy\"), by answer status (the backend's or wsgate's)",
+            m.http_requests.clone(),
         );
         r.register(
             "wsgate_sessions",
@@ -286,6 +294,16 @@ impl Metrics {
             })
             .inc();
         self.totals.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A plain HTTP request on `route` got `status` (the backend's, or wsgate's refusal).
+    pub fn count_http(&self, route: &str, status: u16) {
+        self.http_requests
+            .get_or_create(&UpgradeL {
+                route: route.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
     }
 
     /// An upgrade request got `status` (101, or a refusal); `route` if one was chosen.

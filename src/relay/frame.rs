@@ -4,7 +4,8 @@
 //! Owns: the wire format of a frame header and the message-level rules a relay can
 //! check from headers alone (masking direction, reserved opcodes and bits, control
 //! frame size and fragmentation, continuation order). Payloads are never touched here
-//! except a Close frame's (at most 125 bytes), whose code is checked.
+//! except a Close frame's (at most 125 bytes), whose code and UTF-8 reason are
+//! checked. Text payloads are checked as they pass by utf8.rs, driven by pump.rs.
 
 /// Opcodes (RFC 6455 section 5.2).
 pub const CONTINUATION: u8 = 0x0;
@@ -83,7 +84,7 @@ pub fn parse_header(b: &[u8]) -> Result<Option<Header>, Violation> {
     }))
 }
 
-/// A broken rule, answered with Close 1002 to whoever broke it.
+/// A broken rule, answered with Close 1002 (1007 for invalid UTF-8) to whoever broke it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Violation {
     UnmaskedClientFrame,
@@ -96,6 +97,10 @@ pub enum Violation {
     UnfinishedMessage,
     BadLength,
     BadClosePayload,
+    /// A text message that is not UTF-8 (RFC 6455 section 8.1).
+    InvalidUtf8,
+    /// A Close frame whose reason is not UTF-8 (section 5.5.1).
+    InvalidCloseReason,
 }
 
 impl Violation {
@@ -112,6 +117,17 @@ impl Violation {
             Violation::UnfinishedMessage => "new message inside an unfinished one",
             Violation::BadLength => "invalid payload length",
             Violation::BadClosePayload => "invalid close frame",
+            Violation::InvalidUtf8 => "invalid UTF-8 in a text message",
+            Violation::InvalidCloseReason => "invalid UTF-8 in a close reason",
+        }
+    }
+
+    /// The Close code the side that broke the rule gets: 1007 (invalid frame payload
+    /// data) for invalid UTF-8, 1002 (protocol error) for the rest.
+    pub fn close_code(self) -> u16 {
+        match self {
+            Violation::InvalidUtf8 | Violation::InvalidCloseReason => 1007,
+            _ => 1002,
         }
     }
 }
@@ -207,15 +223,19 @@ impl Checker {
 }
 
 /// Reads a Close payload (already unmasked): `None` code for an empty payload.
-/// Codes that must never be sent (1005, 1006, 1015, unassigned ranges) are violations.
+/// Codes that must never be sent (1005, 1006, 1015, unassigned ranges) are violations,
+/// and so is a reason that is not UTF-8 (checked with the validator text messages get).
 pub fn parse_close(payload: &[u8]) -> Result<Option<u16>, Violation> {
     match payload.len() {
         0 => Ok(None),
         1 => Err(Violation::BadClosePayload),
         _ => {
             let code = u16::from_be_bytes([payload[0], payload[1]]);
-            if !close_code_sendable(code) || std::str::from_utf8(&payload[2..]).is_err() {
+            if !close_code_sendable(code) {
                 return Err(Violation::BadClosePayload);
+            }
+            if simdutf8::basic::from_utf8(&payload[2..]).is_err() {
+                return Err(Violation::InvalidCloseReason);
             }
             Ok(Some(code))
         }
@@ -228,9 +248,19 @@ pub fn close_code_sendable(code: u16) -> bool {
 }
 
 /// Unmasks (or masks) `data` in place with `key`, starting at payload offset 0.
+/// Eight bytes at a time (the UTF-8 check unmasks every client text payload).
 pub fn apply_mask(data: &mut [u8], key: [u8; 4]) {
-    for (i, b) in data.iter_mut().enumerate() {
-        *b ^= key[i & 3];
+    let [a, b, c, d] = key;
+    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
+    let mut words = data.chunks_exact_mut(8);
+    for w in &mut words {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(w);
+        w.copy_from_slice(&(u64::from_ne_bytes(x) ^ wide).to_ne_bytes());
+    }
+    // The tail starts at a multiple of 8, so the key's cycle is at its start.
+    for (i, byte) in words.into_remainder().iter_mut().enumerate() {
+        *byte ^= key[i & 3];
     }
 }
 
@@ -388,8 +418,26 @@ mod tests {
         }
         assert_eq!(
             parse_close(&[0x03, 0xE8, 0xFF]),
-            Err(Violation::BadClosePayload)
+            Err(Violation::InvalidCloseReason)
         );
+        assert_eq!(Violation::InvalidCloseReason.close_code(), 1007);
+        assert_eq!(Violation::BadClosePayload.close_code(), 1002);
+    }
+
+    #[test]
+    fn mask_matches_the_bytewise_definition() {
+        let key = [0x9f, 0x01, 0x7a, 0xc4];
+        for len in [0usize, 1, 3, 7, 8, 9, 15, 16, 17, 1000, 1027] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 256) as u8).collect();
+            let mut fast = data.clone();
+            apply_mask(&mut fast, key);
+            let slow: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ key[i % 4])
+                .collect();
+            assert_eq!(fast, slow, "{len}");
+        }
     }
 
     #[test]

@@ -3,25 +3,38 @@
 //!
 //! Owns: the session future (both directions polled by one task, no locks), the
 //! close logic (who gets which Close code when a side leaves, misbehaves or hits a
-//! limit), keepalive pings and the idle timeout, the session duration limit, and the
-//! close deadline. Does not own: frame parsing (frame.rs), buffering and per-frame
-//! limits (pump.rs), or the rate bucket (bucket.rs).
+//! limit, and in which order), keepalive pings and the idle timeout, the session
+//! duration limit, and the close deadline. Does not own: frame parsing (frame.rs),
+//! UTF-8 checking (utf8.rs), buffering and per-frame limits (pump.rs), or the rate
+//! bucket (bucket.rs).
 //!
 //! Close codes wsgate sends itself (the README has the full table):
-//! - backend left without a Close, broke the protocol or sent too big a message ->
-//!   client 1014; backend gets 1002 / 1009 for its own fault;
+//! - backend left without a Close -> client 1014;
+//! - backend broke the protocol, sent invalid UTF-8 or too big a message -> client
+//!   1014; backend gets 1002 / 1007 / 1009 for its own fault;
 //! - client left without a Close, or went idle -> backend 1001 (masked);
-//! - client broke the protocol -> 1002, sent too big a message -> 1009, too many
-//!   messages (on_exceed = "close") -> 1008; the backend gets 1001 for all three;
+//! - client broke the protocol -> 1002, sent invalid UTF-8 -> 1007, too big a message
+//!   -> 1009, too many messages (on_exceed = "close") -> 1008; the backend gets 1001;
 //! - max_session_duration reached, or wsgate shutting down -> 1001 to both;
 //! - a reload removed the backend (`on_backend_removed = "close"`) -> client 1012
-//!   (service restart), backend 1001.
+//!   (service restart), backend 1001;
+//! - the client's token expired (`enforce_expiry`) -> client 1008 "token expired",
+//!   backend 1001.
+//!
+//! Nothing is lost when one side breaks a rule: wsgate stops reading from it, sends
+//! the other side its Close, keeps relaying that other side's frames (answers to
+//! what the offender sent before) until its Close comes back, and only then sends
+//! the offender its Close, in place of that answer. Waiting is bounded by
+//! `close_timeout`; the offender's Close then goes out at once, and writing it gets
+//! one more `close_timeout`.
 
 pub(crate) mod bucket;
 pub mod frame;
+mod gate;
 mod pool;
 mod pump;
 pub mod stats;
+pub mod utf8;
 
 use crate::config::SessionLimits;
 pub use crate::session::Stop;
@@ -44,7 +57,7 @@ pub struct RelayConfig {
     /// How long closing may take once it has begun.
     pub close_timeout: Duration,
     pub extensions: Extensions,
-    /// Message, size and time limits (the route's `[limits]`).
+    /// Message, size, UTF-8 and time limits (the route's `[limits]`).
     pub limits: SessionLimits,
 }
 
@@ -71,11 +84,14 @@ pub enum Outcome {
     Shutdown,
     /// A reload removed the backend: 1012 to the client, 1001 to the backend.
     BackendRemoved,
+    /// The client's token expired: 1008 to the client, 1001 to the backend.
+    TokenExpired,
     /// The close handshake did not finish within the close timeout.
     CloseTimeout,
 }
 
-/// Resolves with why wsgate ends the session and when (shutdown, a removed backend).
+/// Resolves with why wsgate ends the session and when (shutdown, a removed backend,
+/// an expired token).
 pub type StopSignal = Pin<Box<dyn Future<Output = (Stop, Instant)> + Send>>;
 
 /// The two directions and how the session is going.
@@ -100,6 +116,44 @@ impl Session {
             .close_output(backend.map(|(c, r)| frame::close_frame(c, r, true)));
     }
 
+    /// The client broke a rule (its reads have stopped): the backend gets `backend`
+    /// now; the client gets `client` once the backend's Close answers (what the
+    /// backend sends meanwhile still reaches the client).
+    fn client_failed(&mut self, why: Outcome, client: (u16, &str), backend: (u16, &str)) {
+        if self.outcome.is_none() {
+            self.stats.wsgate_close(Some(client), Some(backend));
+        }
+        self.outcome.get_or_insert(why);
+        self.c2b
+            .close_output(Some(frame::close_frame(backend.0, backend.1, true)));
+        self.b2c
+            .owe_close(frame::close_frame(client.0, client.1, false));
+    }
+
+    /// The backend broke a rule: the mirror of `client_failed`.
+    fn backend_failed(&mut self, why: Outcome, client: (u16, &str), backend: (u16, &str)) {
+        if self.outcome.is_none() {
+            self.stats.wsgate_close(Some(client), Some(backend));
+        }
+        self.outcome.get_or_insert(why);
+        self.b2c
+            .close_output(Some(frame::close_frame(client.0, client.1, false)));
+        self.c2b
+            .owe_close(frame::close_frame(backend.0, backend.1, true));
+    }
+
+    /// Stops waiting for the answer to a Close: owed Closes go out now.
+    fn pay_owed(&mut self) -> bool {
+        let owed = self.c2b.owes_close() || self.b2c.owes_close();
+        if self.c2b.owes_close() {
+            self.c2b.close_output(None);
+        }
+        if self.b2c.owes_close() {
+            self.b2c.close_output(None);
+        }
+        owed
+    }
+
     fn on_client_event(&mut self, ev: PumpEvent) {
         match ev {
             // The client left after a Close from either side: a normal end (browsers
@@ -112,20 +166,20 @@ impl Session {
                 self.end(Outcome::ClientGone, None, Some((1001, "client went away")))
             }
             PumpEvent::DstFailed => self.backend_gone(),
-            PumpEvent::Violation(v) => self.end(
+            PumpEvent::Violation(v) => self.client_failed(
                 Outcome::ClientViolation(v),
-                Some((1002, v.reason())),
-                Some((1001, "client protocol error")),
+                (v.close_code(), v.reason()),
+                (1001, "client protocol error"),
             ),
-            PumpEvent::TooBig => self.end(
+            PumpEvent::TooBig => self.client_failed(
                 Outcome::ClientTooBig,
-                Some((1009, "message too big")),
-                Some((1001, "client message too big")),
+                (1009, "message too big"),
+                (1001, "client message too big"),
             ),
-            PumpEvent::RateExceeded => self.end(
+            PumpEvent::RateExceeded => self.client_failed(
                 Outcome::ClientRateExceeded,
-                Some((1008, "message rate exceeded")),
-                Some((1001, "client message rate exceeded")),
+                (1008, "message rate exceeded"),
+                (1001, "client message rate exceeded"),
             ),
         }
     }
@@ -141,15 +195,15 @@ impl Session {
             PumpEvent::DstFailed => {
                 self.end(Outcome::ClientGone, None, Some((1001, "client went away")))
             }
-            PumpEvent::Violation(v) => self.end(
+            PumpEvent::Violation(v) => self.backend_failed(
                 Outcome::BackendViolation(v),
-                Some((1014, "backend protocol error")),
-                Some((1002, v.reason())),
+                (1014, "backend protocol error"),
+                (v.close_code(), v.reason()),
             ),
-            PumpEvent::TooBig => self.end(
+            PumpEvent::TooBig => self.backend_failed(
                 Outcome::BackendTooBig,
-                Some((1014, "backend message too big")),
-                Some((1009, "message too big")),
+                (1014, "backend message too big"),
+                (1009, "message too big"),
             ),
             PumpEvent::RateExceeded => self.backend_gone(), // no rate limit toward clients
         }
@@ -268,10 +322,12 @@ where
         on_exceed: l.on_exceed,
         drop_keepalive_pongs: keepalive.as_ref().is_some_and(|k| k.ping.is_some()),
         track_activity: keepalive.is_some(),
+        validate_utf8: l.validate_utf8,
     };
     let backend_limits = PumpLimits {
         max_frame: l.backend_max_frame_bytes,
         max_message: l.backend_max_message_bytes,
+        validate_utf8: l.backend_validate_utf8,
         ..PumpLimits::default()
     };
     let mut s = Session {
@@ -298,7 +354,8 @@ where
     let duration = l.max_session_duration.get();
     let mut lifetime = (!duration.is_zero()).then(|| Box::pin(sleep(duration)));
     let mut deadline: Option<Pin<Box<Sleep>>> = None;
-    let mut stop = Some(stop);
+    // Polled only when it fires, not at every read and write of the session.
+    let mut stop = Some(gate::Gated::new(stop));
     // Armed (allocated) only once wsgate has asked the session to end.
     let mut stop_at: Option<(Stop, Pin<Box<Sleep>>)> = None;
 
@@ -320,7 +377,7 @@ where
                 progressed |= k.poll(cx, &mut s);
             }
             if let Some(g) = stop.as_mut()
-                && let Poll::Ready((why, at)) = g.as_mut().poll(cx)
+                && let Poll::Ready((why, at)) = g.poll(cx)
             {
                 stop = None;
                 progressed = true;
@@ -342,6 +399,11 @@ where
                         Some((1012, "service restart")),
                         Some((1001, "backend removed from the configuration")),
                     ),
+                    Stop::TokenExpired => s.end(
+                        Outcome::TokenExpired,
+                        Some((1008, "token expired")),
+                        Some((1001, "client token expired")),
+                    ),
                 }
             }
             if let Some(t) = lifetime.as_mut()
@@ -358,6 +420,11 @@ where
             if let Some(d) = deadline.as_mut()
                 && d.as_mut().poll(cx).is_ready()
             {
+                if s.pay_owed() {
+                    // The offender's Close gets its own bounded time to go out.
+                    d.as_mut().reset(Instant::now() + cfg.close_timeout);
+                    continue;
+                }
                 // A peer that lingers after a completed close handshake is not a
                 // timeout of the handshake: the outcome stays `Closed`.
                 let handshake_done = s.c2b.close_seen().is_some() && s.b2c.close_seen().is_some();

@@ -2,9 +2,11 @@
 //! the same bytes to `dst`, never holding more than one fixed buffer.
 //!
 //! Owns: the buffer and its cursors, header scanning with the per-direction limits
-//! (frame and message size, message rate), the output's life (open; a control frame
-//! of wsgate's own injected at the next frame boundary; closing, with an optional
-//! Close; shut down). Does not own: what to do when a side ends or misbehaves;
+//! (frame and message size, message rate), UTF-8 checking of text messages as their
+//! payload passes (utf8.rs; not for RSV1 (compressed) messages or unknown
+//! extensions), the output's life (open; a control frame of wsgate's own injected at
+//! the next frame boundary; a Close owed to the other side, sent in place of the
+//! Close `src` answers with; closing, with an optional Close; shut down). Does not own: what to do when a side ends or misbehaves;
 //! `Pump::poll` reports that as a `PumpEvent` and the session (relay/mod.rs) decides.
 //!
 //! Buffer layout: `[wpos..fwd)` approved and not yet written; `[fwd..end)` read and
@@ -15,6 +17,7 @@ use super::bucket::Bucket;
 use super::frame::{self, Checker, Extensions, Sender, Violation};
 use super::pool;
 use super::stats::{SessionStats, Side};
+use super::utf8::Utf8;
 use crate::config::OnExceed;
 use std::io;
 use std::pin::Pin;
@@ -52,6 +55,8 @@ pub struct PumpLimits {
     /// Note when bytes last arrived (keepalive needs it; reading the clock per read
     /// is otherwise wasted).
     pub track_activity: bool,
+    /// Check that text messages are UTF-8.
+    pub validate_utf8: bool,
 }
 
 #[derive(Debug)]
@@ -98,6 +103,17 @@ pub struct Pump {
     forwarding: bool,
     /// Bytes of the current data message so far (all its frames).
     message_bytes: u64,
+    /// The current frame's mask key, payload length and FIN bit, and whether its
+    /// payload is text being checked.
+    mask: Option<[u8; 4]>,
+    frame_len: u64,
+    frame_fin: bool,
+    frame_text: bool,
+    /// Some while inside a text message being checked.
+    text: Option<Utf8>,
+    /// A Close owed to `dst` (which broke a rule): it goes out instead of the Close
+    /// `src` answers with, or when the session gives up waiting for that.
+    owed: Option<Vec<u8>>,
     checker: Checker,
     limits: PumpLimits,
     throttle: Option<Pin<Box<Sleep>>>,
@@ -122,9 +138,11 @@ impl Pump {
         ext: Extensions,
         capacity: usize,
         prefill: &[u8],
-        limits: PumpLimits,
+        mut limits: PumpLimits,
         stats: Arc<SessionStats>,
     ) -> Pump {
+        // An extension wsgate does not know may transform payloads: leave them alone.
+        limits.validate_utf8 &= !ext.unknown;
         let capacity = capacity.max(frame::MAX_HEADER + 125);
         let buf = if prefill.is_empty() {
             Box::default()
@@ -142,6 +160,12 @@ impl Pump {
             payload_left: 0,
             forwarding: true,
             message_bytes: 0,
+            mask: None,
+            frame_len: 0,
+            frame_fin: true,
+            frame_text: false,
+            text: None,
+            owed: None,
             checker: Checker::new(sender, ext),
             limits,
             throttle: None,
@@ -192,11 +216,38 @@ impl Pump {
     }
 
     /// Ends the output: `frame` (a Close of our own) goes out at the next frame
-    /// boundary, then `dst` is shut down. A no-op if the output is already ending.
+    /// boundary, then `dst` is shut down. A Close owed to `dst` goes instead of
+    /// `frame`. A no-op if the output is already ending. No Close goes out after
+    /// `src`'s own Close has (nothing may follow a Close).
     pub fn close_output(&mut self, frame: Option<Vec<u8>>) {
         if matches!(self.out, Out::Open) {
+            let frame = self
+                .owed
+                .take()
+                .or(frame)
+                .filter(|_| self.close_seen.is_none());
             self.out = Out::Closing(frame.map(|f| (f, 0)));
         }
+    }
+
+    /// `dst` broke a rule and is owed `frame` (a Close), but what `src` already sent
+    /// still goes to it first: keep forwarding until `src`'s Close (which is then
+    /// replaced by `frame`), or until `close_output` is called.
+    pub fn owe_close(&mut self, frame: Vec<u8>) {
+        if !matches!(self.out, Out::Open) {
+            return;
+        }
+        if self.close_seen.is_some() {
+            // `src`'s Close already went to `dst`: no second Close may follow it.
+            self.close_output(None);
+        } else {
+            self.owed = Some(frame);
+        }
+    }
+
+    /// Whether a Close is still owed to `dst`.
+    pub fn owes_close(&self) -> bool {
+        self.owed.is_some()
     }
 
     /// Stops reading `src` for good (after it broke a rule).
@@ -375,6 +426,23 @@ impl Pump {
     fn scan(&mut self) -> Result<Scan, Stop> {
         if self.payload_left > 0 {
             let n = self.payload_left.min((self.end - self.fwd) as u64) as usize;
+            if self.forwarding
+                && self.frame_text
+                && let Some(text) = self.text.as_mut()
+            {
+                let offset = self.frame_len - self.payload_left;
+                let last = n as u64 == self.payload_left && self.frame_fin;
+                check_text(
+                    text,
+                    &self.buf[self.fwd..self.fwd + n],
+                    self.mask,
+                    offset,
+                    last,
+                )?;
+                if last {
+                    self.text = None;
+                }
+            }
             self.payload_left -= n as u64;
             self.fwd += n;
             if !self.forwarding {
@@ -408,16 +476,29 @@ impl Pump {
                 pong = Some(payload);
             }
         }
+        if close.is_some() && self.owed.is_some() {
+            forward = false; // replaced by the Close owed to `dst`
+        }
         if !forward && self.wpos < self.fwd {
             return Ok(Scan::FlushFirst);
         }
         if let Some((code, payload)) = close {
             self.close_seen = Some(code);
             self.stats.close_from(self.side, &payload);
+            // `src`'s Close was not forwarded: the one owed to `dst` goes instead.
+            if let Some(owed) = self.owed.take()
+                && matches!(self.out, Out::Open)
+            {
+                self.out = Out::Closing(Some((owed, 0)));
+            }
         }
         if let Some(p) = pong {
             self.stats.pong(&p[KEEPALIVE_PREFIX.len()..]);
         }
+        // The message state after this frame, and how much of its payload is checked
+        // (and so approved) together with its header.
+        let mut text = self.text;
+        let mut checked = 0;
         if !h.is_control() {
             let over = |limit: u64, n: u64| limit != 0 && n > limit;
             let message = if h.opcode == frame::CONTINUATION {
@@ -428,6 +509,24 @@ impl Pump {
             if over(self.limits.max_frame, h.payload_len) || over(self.limits.max_message, message)
             {
                 return Err(Stop::TooBig);
+            }
+            if forward {
+                text = match h.opcode {
+                    frame::TEXT if self.limits.validate_utf8 && h.rsv & 0b100 == 0 => {
+                        Some(Utf8::new())
+                    }
+                    frame::CONTINUATION => self.text,
+                    _ => None,
+                };
+                if let Some(t) = text.as_mut() {
+                    let have = ((avail.len() - h.len) as u64).min(h.payload_len);
+                    let last = have == h.payload_len && h.fin;
+                    check_text(t, &avail[h.len..h.len + have as usize], h.mask, 0, last)?;
+                    if last {
+                        text = None;
+                    }
+                    checked = have;
+                }
             }
             if h.opcode != frame::CONTINUATION
                 && forward
@@ -443,18 +542,23 @@ impl Pump {
                 };
             }
             self.message_bytes = message;
+            self.text = text;
             if forward {
                 let first = h.opcode != frame::CONTINUATION;
                 self.stats.data_frame(self.side, first, h.payload_len);
             }
         }
         self.checker.advance(&h);
-        self.fwd += h.len;
+        self.fwd += h.len + checked as usize;
         if !forward {
             self.wpos = self.fwd;
         }
         self.forwarding = forward;
-        self.payload_left = h.payload_len;
+        self.mask = h.mask;
+        self.frame_len = h.payload_len;
+        self.frame_fin = h.fin;
+        self.frame_text = forward && !h.is_control() && self.text.is_some();
+        self.payload_left = h.payload_len - checked;
         Ok(Scan::Progress)
     }
 }
@@ -463,6 +567,25 @@ impl Drop for Pump {
     fn drop(&mut self) {
         pool::give(std::mem::take(&mut self.buf));
     }
+}
+
+/// Checks the next payload bytes of a text message (`last`: they end it).
+fn check_text(
+    text: &mut Utf8,
+    bytes: &[u8],
+    mask: Option<[u8; 4]>,
+    offset: u64,
+    last: bool,
+) -> Result<(), Violation> {
+    let mut next = *text;
+    match mask {
+        Some(key) => next.feed_masked(bytes, key, offset),
+        None => next.feed(bytes),
+    }
+    .and_then(|()| if last { next.finish() } else { Ok(()) })
+    .map_err(|_| Violation::InvalidUtf8)?;
+    *text = next;
+    Ok(())
 }
 
 /// Writes the rest of a small frame of our own.

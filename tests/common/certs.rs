@@ -257,13 +257,13 @@ const OID_RSA_ENCRYPTION: &[u8] = &[
 const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 
 /// A throwaway root and intermediate CA (keys kept in memory only).
-struct Pki {
-    root: CertifiedIssuer<'static, KeyPair>,
-    intermediate: CertifiedIssuer<'static, KeyPair>,
+pub(super) struct Pki {
+    pub(super) root: CertifiedIssuer<'static, KeyPair>,
+    pub(super) intermediate: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Pki {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut root_params = base_params("wsgate test root CA");
         root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         root_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -290,7 +290,13 @@ impl Pki {
     }
 
     /// Write `cert_pems` concatenated, the key as PKCS#8, and the root as CA.
-    fn write(&self, dir: &Path, name: &str, cert_pems: &[String], key: &KeyPair) -> CertFiles {
+    pub(super) fn write(
+        &self,
+        dir: &Path,
+        name: &str,
+        cert_pems: &[String],
+        key: &KeyPair,
+    ) -> CertFiles {
         let files = scenario_paths(dir, name);
         write_file(&files.cert, cert_pems.concat());
         write_file(&files.key, key.serialize_pem());
@@ -299,11 +305,11 @@ impl Pki {
     }
 }
 
-fn new_key() -> KeyPair {
+pub(super) fn new_key() -> KeyPair {
     KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("generate ECDSA P-256 key")
 }
 
-fn base_params(common_name: &str) -> CertificateParams {
+pub(super) fn base_params(common_name: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "wsgate tests");
@@ -314,7 +320,7 @@ fn base_params(common_name: &str) -> CertificateParams {
     params
 }
 
-fn leaf_params(from_days: i64, to_days: i64) -> CertificateParams {
+pub(super) fn leaf_params(from_days: i64, to_days: i64) -> CertificateParams {
     let mut params = base_params("localhost");
     params.subject_alt_names = CertificateParams::new(vec![
         "localhost".to_string(),
@@ -334,7 +340,7 @@ fn leaf_params(from_days: i64, to_days: i64) -> CertificateParams {
 ///
 /// rcgen 0.14 does not re-export `time`, so "now" is built from
 /// `date_time_ymd` plus a `std::time::Duration`.
-fn set_validity(params: &mut CertificateParams, from_days: i64, to_days: i64) {
+pub(super) fn set_validity(params: &mut CertificateParams, from_days: i64, to_days: i64) {
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970");
@@ -355,7 +361,7 @@ fn scenario_paths(dir: &Path, name: &str) -> CertFiles {
     }
 }
 
-fn write_file(path: &Path, contents: impl AsRef<[u8]>) {
+pub(super) fn write_file(path: &Path, contents: impl AsRef<[u8]>) {
     fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 

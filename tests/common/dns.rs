@@ -50,7 +50,8 @@ impl DnsServer {
                 if s.silent.load(Ordering::SeqCst) {
                     continue;
                 }
-                if let Some(reply) = answer(&buf[..n], &s.names.lock().unwrap()) {
+                let reply = answer(&buf[..n], &s.names.lock().unwrap());
+                if let Some(reply) = reply {
                     let _ = sock.send_to(&reply, from).await;
                 }
             }

@@ -5,6 +5,10 @@ pub mod admin;
 pub mod bin;
 pub mod certs;
 pub mod dns;
+pub mod fuzz;
+pub mod http;
+pub mod jwt;
+pub mod pki;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -208,8 +212,8 @@ pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> RawResponse {
     read_response(&mut s).await
 }
 
-/// Reads a response head and its body (Content-Length or to EOF).
-pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> RawResponse {
+/// Reads a response head: its status and headers (names lower-cased).
+pub async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> (u16, Vec<(String, String)>) {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -241,6 +245,12 @@ pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> RawResponse {
             (k.trim().to_ascii_lowercase(), v.trim().to_string())
         })
         .collect();
+    (status, headers)
+}
+
+/// Reads a response head and its body (Content-Length or to EOF).
+pub async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> RawResponse {
+    let (status, headers) = read_head(s).await;
     let len = headers
         .iter()
         .find(|(k, _)| k == "content-length")
@@ -512,4 +522,14 @@ pub fn assert_close(f: &RawFrame, code: u16, masked: bool, what: &str) {
         (8, true, masked, Some(code)),
         "{what}: {f:?}"
     );
+}
+
+/// Waits (polling every 20 ms) until `f` holds, failing after `d`.
+pub async fn eventually(d: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    within_for(d, what, async {
+        while !f() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
 }

@@ -1,0 +1,483 @@
+//! One plain HTTP request on a route with `http = "proxy"`: to a backend of the
+//! route's pool and back, bodies streamed both ways.
+//!
+//! Owns: the checks before a backend is involved (Host, `max_request_body_bytes`
+//! against Content-Length), `Expect: 100-continue`, the forwarded request (end-to-end
+//! headers, X-Forwarded-*, the sticky cookie taken out), reusing a backend's idle
+//! connection or opening one, the response-head wait (`response_timeout`, counted
+//! from the end of the request body), retries, the sticky `Set-Cookie`, returning the
+//! connection to the backend's idle set, and whether the client's connection may be
+//! kept. Retries: a request that never left wsgate (the connect failed, or a pooled
+//! connection turned out closed) is tried again whatever its method; one that was
+//! sent and got no response head is tried again (on a fresh connection, then on
+//! another backend) only when it is GET or HEAD without a body. Failures on a
+//! reused connection are not held against the backend (the usual cause is a
+//! keep-alive race, not a sick backend). Does not own: decoding the body (body.rs),
+//! framing the response (write.rs), or the connection loop (serve.rs).
+
+use super::body::{self, BodyError, ReqBody};
+use super::head::{Framing, Head};
+use super::idle::Sender;
+use super::serve::{Conn, Next, answer, answer_on, reply_for, single};
+use crate::answer::Refusal;
+use crate::balance::{Lease, Pool};
+use crate::proxy::Client;
+use crate::route::Route;
+use crate::upstream::{self, ClientInfo};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap};
+use hyper::{Method, Request, Response, Uri, Version};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, timeout};
+
+/// A request to send again if the first try fails: its method, target and headers.
+struct Outgoing {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    /// GET or HEAD without a body: may be sent again after it went out.
+    idempotent: bool,
+}
+
+impl Outgoing {
+    fn request(&self, body: ReqBody) -> Request<ReqBody> {
+        let mut r = Request::new(body);
+        *r.method_mut() = self.method.clone();
+        *r.uri_mut() = self.uri.clone();
+        *r.version_mut() = Version::HTTP_11;
+        *r.headers_mut() = self.headers.clone();
+        r
+    }
+}
+
+/// The backend's response head, and what to give back when its body is done.
+struct Exchange {
+    resp: Response<Incoming>,
+    sender: Sender,
+    lease: Lease,
+}
+
+/// Proxies `head` (whose body, if any, is still on the connection) to `route`.
+pub async fn forward<IO>(
+    c: &mut Conn<IO>,
+    head: Head,
+    route: Arc<Route>,
+    client: &Arc<Client>,
+) -> Next
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let Head { req, framing } = head;
+    let info = &client.info;
+    let reply = reply_for(&req, false);
+    let host = match single(req.headers(), &header::HOST) {
+        Some(h) => h.to_string(),
+        None if req.version() == Version::HTTP_10 && !req.headers().contains_key(header::HOST) => {
+            String::new()
+        }
+        None => return refuse(c, Refusal::MissingHost, client, &route, &req, started).await,
+    };
+    let max = route.max_request_body_bytes;
+    if let Framing::Length(n) = framing
+        && max > 0
+        && n > max
+    {
+        return refuse(c, Refusal::BodyTooLarge, client, &route, &req, started).await;
+    }
+    // The route's token check applies to plain requests as to upgrades.
+    let grant = match &route.auth {
+        None => None,
+        Some(jwt) => {
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            match jwt.check(req.headers(), target) {
+                Ok(g) => Some(g),
+                Err(f) => return refuse(c, f.refusal(), client, &route, &req, started).await,
+            }
+        }
+    };
+    let pool = route.pool_for(info.peer.ip(), req.headers()).clone();
+    let sticky = pool
+        .sticky_cookie()
+        .and_then(|n| crate::cookie::get(req.headers(), n))
+        .map(str::to_string);
+    let ip = info.peer.ip();
+    // Identity headers (claims, client subject) are never the client's own.
+    let identity = crate::proxy::identity_headers(req.headers(), client, grant.as_ref());
+    let mut headers = upstream::forwarded_headers(
+        &identity,
+        &host,
+        ClientInfo {
+            ip,
+            tls: info.tls,
+            addrs: (info.peer, info.local),
+        },
+        pool.conf.host_header.as_deref(),
+    );
+    headers.remove(header::EXPECT);
+    if let Some(name) = pool.sticky_cookie() {
+        crate::cookie::remove(&mut headers, name);
+    }
+    let out = Outgoing {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        headers,
+        idempotent: framing == Framing::Empty
+            && (req.method() == Method::GET || req.method() == Method::HEAD),
+    };
+    let (tx, reqbody) = match framing {
+        Framing::Empty => (None, ReqBody::empty()),
+        Framing::Length(n) => {
+            let (tx, b) = ReqBody::channel(Some(n));
+            (Some(tx), b)
+        }
+        Framing::Chunked => {
+            let (tx, b) = ReqBody::channel(None);
+            (Some(tx), b)
+        }
+    };
+    if tx.is_some()
+        && req.version() == Version::HTTP_11
+        && crate::handshake::has_token(req.headers(), &header::EXPECT, "100-continue")
+        && c.wr
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+    {
+        return Next::Close;
+    }
+    let (done_tx, done_rx) = watch::channel(tx.is_none());
+    let gap = client.generation.conn.request_body_timeout;
+    let Conn { rd, wr, buf } = c;
+    let feed = async {
+        match tx {
+            Some(tx) => body::feed(rd, buf, framing, tx, max, gap).await,
+            None => Ok(0),
+        }
+    };
+    let exchange = exchange(&pool, &out, reqbody, done_rx, ip, sticky.as_deref());
+    tokio::pin!(feed, exchange);
+    let mut fed: Option<Result<u64, BodyError>> = None;
+    let got = loop {
+        tokio::select! {
+            r = &mut exchange => break r,
+            r = &mut feed, if fed.is_none() => {
+                match r {
+                    Ok(_) => {
+                        done_tx.send_replace(true);
+                    }
+                    // The backend exchange dropped the body; its own result follows.
+                    Err(BodyError::Abandoned) => {}
+                    Err(e) => {
+                        fed = Some(Err(e));
+                        break Err(body_refusal(e));
+                    }
+                }
+                fed = Some(r);
+            }
+        }
+    };
+    let ex = match got {
+        Ok(ex) => ex,
+        Err(_) if fed == Some(Err(BodyError::ClientGone)) => return Next::Close,
+        Err(r) => {
+            let body = fed.and_then(Result::ok);
+            logged(client, &route, &req, By::Wsgate(&r), body, started);
+            answer_on(wr, r.response(), reply).await;
+            return Next::Linger;
+        }
+    };
+    let Exchange {
+        resp,
+        sender,
+        lease,
+    } = ex;
+    let status = resp.status();
+    let (mut parts, resp_body) = resp.into_parts();
+    parts.headers = upstream::end_to_end_headers(&parts.headers);
+    if let Some(v) = pool.sticky_set_cookie(lease.index(), sticky.as_deref(), info.tls) {
+        parts.headers.append(header::SET_COOKIE, v);
+    }
+    let closing = *client.rt.sessions.closing().borrow();
+    let reply = super::write::Reply {
+        close: reply.close || closing,
+        ..reply
+    };
+    let respond = super::write::write_response(
+        wr,
+        Response::from_parts(parts, resp_body),
+        reply,
+        Some(pool.conf.response_timeout),
+    );
+    tokio::pin!(respond);
+    let written = loop {
+        tokio::select! {
+            r = &mut respond => break r,
+            r = &mut feed, if fed.is_none() => {
+                if r.is_ok() {
+                    done_tx.send_replace(true);
+                }
+                fed = Some(r);
+            }
+        }
+    };
+    let by = By::Backend(status.as_u16(), &lease.backend().id.address);
+    logged(client, &route, &req, by, fed.and_then(Result::ok), started);
+    let body_done = matches!(fed, Some(Ok(_))) || framing == Framing::Empty;
+    match written {
+        Ok(close) if body_done => {
+            give_back(sender, lease);
+            if close { Next::Close } else { Next::KeepAlive }
+        }
+        // The response is complete but the client's body is not (the backend answered
+        // early, or stopped reading it): the connection cannot be read in step any
+        // more, and the client may still be sending.
+        Ok(_) => Next::Linger,
+        Err(_) => Next::Close,
+    }
+}
+
+/// A body that cannot be passed on, as the client's answer.
+fn body_refusal(e: BodyError) -> Refusal {
+    match e {
+        BodyError::TooLarge => Refusal::BodyTooLarge,
+        BodyError::Timeout => Refusal::BodyTimeout,
+        BodyError::BadChunk => Refusal::BadChunkedBody,
+        BodyError::ClientGone | BodyError::Abandoned => {
+            Refusal::BadGateway("bad gateway: the request could not be sent".into())
+        }
+    }
+}
+
+async fn refuse<IO: AsyncWrite>(
+    c: &mut Conn<IO>,
+    r: Refusal,
+    client: &Client,
+    route: &Route,
+    req: &Request<()>,
+    started: Instant,
+) -> Next {
+    logged(client, route, req, By::Wsgate(&r), None, started);
+    answer(c, r.response(), reply_for(req, true)).await;
+    Next::Linger
+}
+
+/// Who answered a plain request: wsgate (its refusal) or a backend (status, address).
+enum By<'a> {
+    Wsgate(&'a Refusal),
+    Backend(u16, &'a str),
+}
+
+/// Counts a plain request in `wsgate_http_requests_total` and writes its access line.
+fn logged(
+    client: &Client,
+    route: &Route,
+    req: &Request<()>,
+    by: By<'_>,
+    request_body_bytes: Option<u64>,
+    started: Instant,
+) {
+    let (status, reason, backend) = match by {
+        By::Wsgate(r) => (r.status().as_u16(), Some(r.reason()), None),
+        By::Backend(status, addr) => (status, None, Some(addr)),
+    };
+    client.rt.metrics.count_http(&route.name, status);
+    crate::access::http_request(&crate::access::HttpRequest {
+        conn: &client.info,
+        route: &route.name,
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        status,
+        reason,
+        backend,
+        request_body_bytes,
+        duration: started.elapsed(),
+    });
+}
+
+/// Keeps the backend connection for the next request once hyper has finished with
+/// this one (it may still be reading the end of the response); a connection the
+/// backend closes, or marks `Connection: close`, is not kept.
+fn give_back(mut sender: Sender, lease: Lease) {
+    let backend = lease.backend().clone();
+    drop(lease);
+    if backend.is_removed() {
+        return;
+    }
+    let limit = backend.idle.max_idle();
+    tokio::spawn(async move {
+        if let Ok(Ok(())) = timeout(limit, sender.ready()).await {
+            backend.idle.put(sender);
+        }
+    });
+}
+
+/// Opens a connection to `backend` for plain HTTP: TCP, then TLS when the pool has
+/// `tls = true` (verified as for upgrades), both within `connect_timeout`.
+async fn connect(
+    backend: &crate::backend::Backend,
+    pool: &Pool,
+) -> Result<Sender, upstream::UpstreamError> {
+    use upstream::UpstreamError;
+    let addr = backend.addr;
+    let open = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| UpstreamError::Connect(addr, e))?;
+        let _ = tcp.set_nodelay(true);
+        let handshake = hyper::client::conn::http1::Builder::new();
+        let (sender, conn) = match &pool.tls {
+            None => {
+                let (sender, conn) = handshake
+                    .handshake::<_, ReqBody>(TokioIo::new(tcp))
+                    .await
+                    .map_err(|e| UpstreamError::Http(addr, e))?;
+                (sender, futures_util::future::Either::Left(conn))
+            }
+            Some(tls) => {
+                let stream = tls
+                    .connect(&backend.id.address, tcp)
+                    .await
+                    .map_err(|e| UpstreamError::Tls(addr, e))?;
+                let (sender, conn) = handshake
+                    .handshake::<_, ReqBody>(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| UpstreamError::Http(addr, e))?;
+                (sender, futures_util::future::Either::Right(conn))
+            }
+        };
+        Ok((sender, conn))
+    };
+    let (sender, conn) = match timeout(pool.conf.connect_timeout, open).await {
+        Err(_) => return Err(UpstreamError::ConnectTimeout(addr)),
+        Ok(r) => r?,
+    };
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(backend = %addr, "backend connection ended: {e}");
+        }
+    });
+    Ok(sender)
+}
+
+/// Waits for `fut` (the response head): without a limit while the request body is
+/// still going out, then within `limit`.
+async fn await_head<F: Future>(
+    fut: F,
+    body_done: &mut watch::Receiver<bool>,
+    limit: Duration,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    tokio::pin!(fut);
+    if !*body_done.borrow() {
+        tokio::select! {
+            r = &mut fut => return Ok(r),
+            _ = body_done.wait_for(|d| *d) => {}
+        }
+    }
+    timeout(limit, fut).await
+}
+
+/// Sends the request to a backend of `pool` and waits for its response head, with
+/// the retries the module header describes.
+async fn exchange(
+    pool: &Pool,
+    out: &Outgoing,
+    body: ReqBody,
+    mut body_done: watch::Receiver<bool>,
+    ip: std::net::IpAddr,
+    sticky: Option<&str>,
+) -> Result<Exchange, Refusal> {
+    let active = pool.conf.active_checks;
+    let mut body = Some(body);
+    let mut tried = Vec::new();
+    let mut last = None;
+    'backends: for _ in 0..=pool.conf.retries {
+        let Some(lease) = pool.pick_for(ip, sticky, &tried) else {
+            break;
+        };
+        tried.push(lease.index());
+        let backend = lease.backend().clone();
+        let mut fresh_only = false;
+        loop {
+            let pooled = if fresh_only {
+                None
+            } else {
+                backend.idle.take()
+            };
+            let reused = pooled.is_some();
+            let mut sender = match pooled {
+                Some(s) => s,
+                None => match connect(&backend, pool).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(pool = %pool.name, "{e}");
+                        backend.record_failure(active);
+                        last = Some(e);
+                        continue 'backends;
+                    }
+                },
+            };
+            let Some(b) = body.take() else {
+                break 'backends;
+            };
+            let sent = sender.try_send_request(out.request(b));
+            match await_head(sent, &mut body_done, pool.conf.response_timeout).await {
+                Ok(Ok(resp)) => {
+                    if !reused {
+                        backend.record_success();
+                    }
+                    return Ok(Exchange {
+                        resp,
+                        sender,
+                        lease,
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!(pool = %pool.name, backend = %backend.addr, "no response head within response_timeout");
+                    backend.record_failure(active);
+                    return Err(Refusal::ResponseTimeout);
+                }
+                Ok(Err(mut e)) => {
+                    if let Some(r) = e.take_message() {
+                        // Never sent: the same request, on another connection.
+                        body = Some(r.into_body());
+                        if reused {
+                            continue;
+                        }
+                    } else if out.idempotent {
+                        body = Some(ReqBody::empty());
+                        if reused {
+                            fresh_only = true;
+                            continue;
+                        }
+                    } else if reused {
+                        tracing::warn!(pool = %pool.name, backend = %backend.addr, "a reused connection failed after the request was sent: {}", e.error());
+                        return Err(Refusal::BadGateway(
+                            "bad gateway: the backend closed the connection".into(),
+                        ));
+                    }
+                    let e = upstream::UpstreamError::Http(backend.addr, e.into_error());
+                    tracing::warn!(pool = %pool.name, "{e}");
+                    backend.record_failure(active);
+                    last = Some(e);
+                    if body.is_none() {
+                        break 'backends;
+                    }
+                    continue 'backends;
+                }
+            }
+        }
+    }
+    Err(match last {
+        Some(upstream::UpstreamError::Connect(..) | upstream::UpstreamError::ConnectTimeout(_)) => {
+            Refusal::BadGateway("bad gateway: backend unreachable".into())
+        }
+        Some(_) => Refusal::BadGateway("bad gateway: the backend closed the connection".into()),
+        None => Refusal::NoBackend,
+    })
+}

@@ -1,0 +1,276 @@
+//! One client connection's requests, in order, from its first byte to its close.
+//!
+//! Owns: reading each request head under its deadlines (the first head within
+//! `header_read_timeout` of the connection's start; a later one within
+//! `keepalive_timeout` of idle for its first byte, then `header_read_timeout` for the
+//! rest: 408 when a head is late, a silent close when the idle time ends), answering
+//! heads that break the rules (head.rs), and sending each request where it belongs:
+//! upgrades to proxy.rs (the 101 is written here, then the session runs in a task of
+//! its own, holding the connection's slot), plain requests to forward.rs on routes
+//! with `http = "proxy"`, and everything else to the answer it always had (426, 405,
+//! 505 ...), after which the connection closes. A connection is kept for another
+//! request only after a proxied request that ended cleanly, and kept-alive
+//! connections close when shutdown begins. Each request after the first runs under
+//! the generation current when its head arrived (the first under the connection's).
+//! Does not own: what an upgrade or a proxied request does (proxy.rs, forward.rs).
+
+use super::head::{self, Head};
+use super::write::{self, Reply};
+use crate::answer::{Body, Refusal};
+use crate::config::HttpMode;
+use crate::handshake::{UpgradeRequest, has_token};
+use crate::proxy::{self, Client, Handled, Switch};
+use crate::route::Lookup;
+use bytes::{Buf, BytesMut};
+use hyper::header::{self, HeaderMap};
+use hyper::{Method, Response, StatusCode, Version};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::time::{Instant, timeout, timeout_at};
+
+/// A client connection: its two halves and the bytes read but not used yet.
+pub struct Conn<IO> {
+    pub rd: ReadHalf<IO>,
+    pub wr: WriteHalf<IO>,
+    pub buf: BytesMut,
+}
+
+/// What the connection does after a request.
+pub enum Next {
+    /// Read the next request.
+    KeepAlive,
+    /// Close now: nothing more to read (or the client is gone).
+    Close,
+    /// Close after draining what the client may still send (a refused request whose
+    /// body was not read), so the answer is not lost to a reset.
+    Linger,
+    /// The 101 was written: the connection becomes this session.
+    Switch(Box<Switch>),
+}
+
+/// Writing one of wsgate's own answers (or a backend's refusal) may take this long.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Draining before a close: at most this long, and this many bytes.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: u64 = 1 << 20;
+/// Bytes asked of the client per read while a head is incomplete.
+const HEAD_READ: usize = 4096;
+
+/// Serves the connection until it closes or becomes a session.
+pub async fn serve<IO>(io: IO, client: Arc<Client>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(io);
+    let mut c = Conn {
+        rd,
+        wr,
+        buf: BytesMut::new(),
+    };
+    let mut client = client;
+    let mut closing = client.rt.sessions.closing();
+    let started = Instant::now();
+    let mut first = true;
+    let linger = loop {
+        let s = client.generation.conn.clone();
+        let deadline = if first {
+            started + s.header_read_timeout
+        } else {
+            if c.buf.is_empty() {
+                let idle = tokio::select! {
+                    r = timeout(s.keepalive_timeout, fill(&mut c, HEAD_READ)) => r,
+                    _ = closing.wait_for(|v| *v) => break false,
+                };
+                if !matches!(idle, Ok(Ok(n)) if n > 0) {
+                    break false; // idle too long, or the client closed
+                }
+            }
+            Instant::now() + s.header_read_timeout
+        };
+        let head = match read_head(&mut c, deadline, s.max_header_bytes).await {
+            Ok(h) => h,
+            Err(None) => break false,
+            Err(Some(r)) => {
+                if r == Refusal::HeaderTimeout {
+                    tracing::debug!(client = %client.info.peer, "request header not received within {:?}", s.header_read_timeout);
+                }
+                // No head, so no path and no route: counted and logged as refused.
+                answer(&mut c, proxy::refusal(r, &client, "", None), CLOSE).await;
+                break true;
+            }
+        };
+        if !first {
+            let current = client.rt.current();
+            if !Arc::ptr_eq(&current, &client.generation) {
+                client = Arc::new(Client {
+                    info: client.info.clone(),
+                    generation: current,
+                    rt: client.rt.clone(),
+                    admitted: client.admitted.clone(),
+                });
+            }
+        }
+        first = false;
+        match Box::pin(dispatch(&mut c, head, &client)).await {
+            Next::KeepAlive if !*closing.borrow() => {}
+            Next::KeepAlive | Next::Close => break false,
+            Next::Linger => break true,
+            Next::Switch(mut session) => {
+                // Copied out, so the read buffer (and the 101's headers) are freed
+                // now rather than held for the session's life.
+                let pre = bytes::Bytes::copy_from_slice(&c.buf);
+                session.headers = HeaderMap::new();
+                let io = c.rd.unsplit(c.wr);
+                // A task of its own: this connection's larger future is freed, and
+                // the session's holds only what the relay needs.
+                tokio::spawn(session.run(io, pre));
+                return;
+            }
+        }
+    };
+    close(c, linger).await;
+}
+
+/// `Err(None)`: the client closed; `Err(Some(refusal))`: answer it and close.
+async fn read_head<IO: AsyncRead>(
+    c: &mut Conn<IO>,
+    deadline: Instant,
+    max: usize,
+) -> Result<Head, Option<Refusal>> {
+    loop {
+        if !c.buf.is_empty() {
+            match head::parse(&c.buf, max) {
+                Ok(Some((h, n))) => {
+                    c.buf.advance(n);
+                    return Ok(h);
+                }
+                Ok(None) => {}
+                Err(r) => return Err(Some(r)),
+            }
+        }
+        match timeout_at(deadline, fill(c, HEAD_READ)).await {
+            Err(_) => return Err(Some(Refusal::HeaderTimeout)),
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(None),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+async fn fill<IO: AsyncRead>(c: &mut Conn<IO>, n: usize) -> std::io::Result<usize> {
+    c.buf.reserve(n);
+    c.rd.read_buf(&mut c.buf).await
+}
+
+const CLOSE: Reply = Reply {
+    head_request: false,
+    http11: true,
+    close: true,
+};
+
+/// Writes an answer after which the connection closes (bounded by `ANSWER_TIMEOUT`).
+pub async fn answer<IO: AsyncWrite>(c: &mut Conn<IO>, resp: Response<Body>, reply: Reply) {
+    answer_on(&mut c.wr, resp, reply).await
+}
+
+/// `answer`, on the connection's writing half.
+pub async fn answer_on<W: AsyncWrite + Unpin>(w: &mut W, resp: Response<Body>, reply: Reply) {
+    let reply = Reply {
+        close: true,
+        ..reply
+    };
+    let _ = timeout(
+        ANSWER_TIMEOUT,
+        write::write_response(w, resp, reply, Some(ANSWER_TIMEOUT)),
+    )
+    .await;
+}
+
+/// Ends the connection: flush and close our side; with `linger`, first read and drop
+/// what the client still sends (bounded), so a refused client reads our answer
+/// instead of a reset.
+async fn close<IO: AsyncRead + AsyncWrite>(mut c: Conn<IO>, linger: bool) {
+    let _ = timeout(Duration::from_secs(1), c.wr.shutdown()).await;
+    if linger {
+        let mut sink = tokio::io::sink();
+        let mut rest = (&mut c.rd).take(LINGER_BYTES);
+        let _ = timeout(LINGER_TIME, tokio::io::copy(&mut rest, &mut sink)).await;
+    }
+}
+
+/// The reply settings for the request `req`.
+pub fn reply_for(req: &hyper::Request<()>, close: bool) -> Reply {
+    let http11 = req.version() == Version::HTTP_11;
+    Reply {
+        head_request: req.method() == Method::HEAD,
+        http11,
+        close: close || !http11 || has_token(req.headers(), &header::CONNECTION, "close"),
+    }
+}
+
+/// The value of a header that appears exactly once.
+pub fn single<'a>(h: &'a HeaderMap, name: &header::HeaderName) -> Option<&'a str> {
+    let mut all = h.get_all(name).iter();
+    let first = all.next()?;
+    all.next()
+        .is_none()
+        .then_some(first)
+        .and_then(|v| v.to_str().ok())
+}
+
+async fn dispatch<IO>(c: &mut Conn<IO>, head: Head, client: &Arc<Client>) -> Next
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let req = &head.req;
+    if has_token(req.headers(), &header::UPGRADE, "websocket") {
+        return match proxy::handle(req, client).await {
+            Handled::Answer(resp) => {
+                answer(c, resp, reply_for(req, true)).await;
+                Next::Linger
+            }
+            Handled::Switch(session) => {
+                match write::write_head(
+                    &mut c.wr,
+                    StatusCode::SWITCHING_PROTOCOLS,
+                    &session.headers,
+                )
+                .await
+                {
+                    Ok(()) => Next::Switch(session),
+                    Err(e) => {
+                        tracing::debug!(client = %client.info.peer, "client left before its 101: {e}");
+                        Next::Close
+                    }
+                }
+            }
+        };
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let lookup = Lookup::new(host, target, req.headers());
+    match client.generation.router.route(&lookup) {
+        Some(route) if route.http == HttpMode::Proxy => {
+            let route = route.clone();
+            super::forward::forward(c, head, route, client).await
+        }
+        _ => {
+            // Not an upgrade, and no route proxies plain HTTP: the answer wsgate has
+            // always given (426, or 405/505 first), one request per connection.
+            let r = UpgradeRequest::parse(req)
+                .err()
+                .unwrap_or(Refusal::NotWebSocket);
+            answer(
+                c,
+                proxy::refusal(r, client, req.uri().path(), None),
+                reply_for(req, true),
+            )
+            .await;
+            Next::Linger
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Incremental UTF-8 validation of text messages as their bytes pass (RFC 6455
+//! section 8.1), never holding more than the 3 bytes of a code point cut short by a
+//! read or a frame boundary.
+//!
+//! Owns: `Utf8`, the state carried between the pieces of one text message, and the
+//! unmasking of client payloads into a small stack buffer for checking (the bytes
+//! forwarded stay masked and untouched). Does not own: which messages are checked
+//! (pump.rs: text messages without RSV1, when the direction's setting is on), or
+//! the close codes (relay/mod.rs). The bulk of every piece goes through simdutf8;
+//! only the at most 4 bytes around a split code point go through `std`.
+
+use super::frame;
+
+/// The state between two pieces of one text message: the start of a code point
+/// (0 to 3 bytes) the previous piece ended with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Utf8 {
+    carry: [u8; 3],
+    len: u8,
+}
+
+/// The message is not valid UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalid;
+
+/// Bytes unmasked per step when checking a masked payload.
+const CHUNK: usize = 1024;
+
+impl Utf8 {
+    pub fn new() -> Utf8 {
+        Utf8::default()
+    }
+
+    /// Checks the next bytes of the message. On error nothing changes, so a caller
+    /// may look at the same bytes again and get the same answer.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), Invalid> {
+        let mut next = *self;
+        next.step(bytes)?;
+        *self = next;
+        Ok(())
+    }
+
+    /// As `feed`, for bytes still masked with `key`; `offset` is the position of
+    /// `bytes[0]` in its frame's payload (where the key's cycle stands).
+    pub fn feed_masked(&mut self, bytes: &[u8], key: [u8; 4], offset: u64) -> Result<(), Invalid> {
+        let mut next = *self;
+        let mut scratch = [0u8; CHUNK];
+        let mut pos = offset;
+        for piece in bytes.chunks(CHUNK) {
+            let s = &mut scratch[..piece.len()];
+            s.copy_from_slice(piece);
+            let rot = (pos & 3) as usize;
+            let k = [
+                key[rot],
+                key[(rot + 1) & 3],
+                key[(rot + 2) & 3],
+                key[(rot + 3) & 3],
+            ];
+            frame::apply_mask(s, k);
+            next.step(s)?;
+            pos += piece.len() as u64;
+        }
+        *self = next;
+        Ok(())
+    }
+
+    /// The message ended: valid only if no code point was left unfinished.
+    pub fn finish(&self) -> Result<(), Invalid> {
+        if self.len == 0 { Ok(()) } else { Err(Invalid) }
+    }
+
+    fn step(&mut self, mut bytes: &[u8]) -> Result<(), Invalid> {
+        if self.len > 0 {
+            // Finish the code point the last piece cut short: at most 4 bytes in all.
+            let have = self.len as usize;
+            let take = bytes.len().min(4 - have);
+            let mut joined = [0u8; 4];
+            joined[..have].copy_from_slice(&self.carry[..have]);
+            joined[have..have + take].copy_from_slice(&bytes[..take]);
+            match std::str::from_utf8(&joined[..have + take]) {
+                Ok(_) => {
+                    self.len = 0;
+                    bytes = &bytes[take..];
+                }
+                Err(e) if e.error_len().is_some() => return Err(Invalid),
+                Err(e) if e.valid_up_to() >= have => {
+                    // The code point is complete; what follows it is checked below.
+                    self.len = 0;
+                    bytes = &bytes[e.valid_up_to() - have..];
+                }
+                Err(_) => {
+                    // Still unfinished: every byte of this piece joined the carry.
+                    debug_assert_eq!(take, bytes.len());
+                    self.carry[..have + take].copy_from_slice(&joined[..have + take]);
+                    self.len = (have + take) as u8;
+                    return Ok(());
+                }
+            }
+        }
+        match simdutf8::compat::from_utf8(bytes) {
+            Ok(_) => Ok(()),
+            Err(e) if e.error_len().is_some() => Err(Invalid),
+            Err(e) => {
+                let tail = &bytes[e.valid_up_to()..];
+                debug_assert!(tail.len() <= 3);
+                self.carry[..tail.len()].copy_from_slice(tail);
+                self.len = tail.len() as u8;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `bytes` in pieces cut at `cuts`, returning the piece that failed.
+    fn pieces(bytes: &[u8], cuts: &[usize]) -> Result<(), usize> {
+        let mut u = Utf8::new();
+        let mut start = 0;
+        for (i, &c) in cuts.iter().chain([bytes.len()].iter()).enumerate() {
+            u.feed(&bytes[start..c]).map_err(|_| i)?;
+            start = c;
+        }
+        u.finish().map_err(|_| cuts.len() + 1)
+    }
+
+    #[test]
+    fn agrees_with_std_at_every_cut() {
+        let samples: &[&[u8]] = &[
+            "héllo wörld ✓ 🦀 日本".as_bytes(),
+            b"\xc3\x28",
+            b"\xe0\x80\xaf",         // overlong
+            b"\xc0\xaf",             // overlong
+            b"\xed\xa0\x80",         // surrogate
+            b"\xf4\x90\x80\x80",     // above U+10FFFF
+            b"\xf0\x9f\xa6",         // truncated at the end
+            b"ab\xf0\x9f\xa6\x80cd", // valid 4-byte
+            b"\xff",
+            b"\x80",
+            b"\xef\xbf\xbf",
+        ];
+        for s in samples {
+            let want = std::str::from_utf8(s).is_ok();
+            for a in 0..=s.len() {
+                for b in a..=s.len() {
+                    let got = pieces(s, &[a, b]).is_ok();
+                    assert_eq!(got, want, "{s:x?} cut at {a},{b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fails_at_the_piece_holding_the_first_bad_byte() {
+        let mut m = "ok ".repeat(100).into_bytes();
+        m.push(0xff);
+        m.extend_from_slice(&[b'x'; 5000]);
+        // The bad byte is in the second piece: that piece fails, not the end.
+        assert_eq!(pieces(&m, &[200, 400, 4000]), Err(1));
+        // A code point split by a piece boundary fails where it goes wrong.
+        assert_eq!(pieces(b"a\xe2\x82\x28zz", &[2, 4]), Err(1));
+    }
+
+    #[test]
+    fn an_error_changes_nothing() {
+        let mut u = Utf8::new();
+        u.feed(b"a\xe2").unwrap();
+        let before = u;
+        assert_eq!(u.feed(b"\x28"), Err(Invalid));
+        assert_eq!(u, before);
+        u.feed(b"\x82\xac").unwrap();
+        u.finish().unwrap();
+    }
+
+    #[test]
+    fn masked_pieces_match_unmasked() {
+        let text = "naïve café ✓ 🦀 ".repeat(300);
+        let key = [0x12, 0x9a, 0x07, 0xe3];
+        let mut masked = text.as_bytes().to_vec();
+        frame::apply_mask(&mut masked, key);
+        for cut in [0usize, 1, 2, 3, 5, 1023, 1024, 1025, 2047, 3001] {
+            let mut u = Utf8::new();
+            u.feed_masked(&masked[..cut], key, 0).unwrap();
+            u.feed_masked(&masked[cut..], key, cut as u64).unwrap();
+            u.finish().unwrap();
+        }
+        let mut bad = text.into_bytes();
+        bad[2500] = 0xc0;
+        frame::apply_mask(&mut bad, key);
+        let mut u = Utf8::new();
+        u.feed_masked(&bad[..2000], key, 0).unwrap();
+        assert_eq!(u.feed_masked(&bad[2000..], key, 2000), Err(Invalid));
+    }
+}
