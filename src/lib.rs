@@ -7,7 +7,8 @@
 //! `origin` and `auth` (JWT) -> `balance` -> `upstream` -> `relay`, under the
 //! generation (`runtime`) the request arrived in. `server` binds, reloads
 //! and stops; `config` turns the file into a checked `Config`; `session` counts
-//! live connections and carries the drain signal; `notify` talks to systemd; `echo`
+//! live connections and carries the drain signal; `discovery` re-resolves
+//! `resolve` backends and publishes their sets; `notify` talks to systemd; `echo`
 //! is a small WebSocket echo backend used by the demo and the tests.
 
 pub mod access;
@@ -21,6 +22,7 @@ pub mod balance;
 pub mod config;
 pub mod conn;
 pub mod cookie;
+pub mod discovery;
 pub mod echo;
 pub mod handshake;
 pub mod hash;

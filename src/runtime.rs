@@ -20,6 +20,7 @@ use crate::backend::{Backend, BackendId};
 use crate::balance::Pool;
 use crate::config::{BackendRemoved, Config, KeyPath, Limits, Problem};
 use crate::conn::ConnSettings;
+use crate::discovery::Discovery;
 use crate::health::Checkers;
 use crate::metrics::Metrics;
 use crate::overload::{self, Overload};
@@ -41,6 +42,7 @@ use tokio_rustls::TlsAcceptor;
 const RELAY_BUFFER: usize = 16 * 1024;
 
 /// One listener as a generation serves it.
+#[derive(Clone)]
 pub struct ListenerGen {
     pub name: Arc<str>,
     pub address: SocketAddr,
@@ -243,6 +245,8 @@ pub struct Runtime {
     pub slots: Arc<Slots>,
     pub sessions: Sessions,
     pub metrics: Arc<Metrics>,
+    /// The `resolve` backends' address sets, and the lock every publish holds.
+    pub discovery: Discovery,
     current: ArcSwap<Generation>,
     /// Every backend still alive (in the current generation, or kept by a session),
     /// removed ones included: shutdown reaches their sessions through it.
@@ -290,13 +294,14 @@ impl fmt::Debug for Runtime {
 impl Runtime {
     /// The process state and generation 1, its health checks started.
     pub fn new(cfg: &Config) -> Result<Runtime, BuildError> {
-        let first = build(cfg, 1, |_| None)?;
+        let first = build(cfg, 1, None, |_| None)?;
         let rt = Runtime {
             admission: Arc::new(Admission::new(&cfg.limits)),
             overload: Arc::new(Overload::new(first.effective.overload)),
             slots: Slots::new(first.effective.max_connections.value),
             sessions: Sessions::default(),
             metrics: Arc::new(Metrics::new()),
+            discovery: Discovery::new(cfg.clone()),
             current: ArcSwap::from_pointee(first),
             registry: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(2),
@@ -317,8 +322,23 @@ impl Runtime {
     /// (which numbers it). Backends whose identity is alive are reused (settings
     /// applied at publish).
     pub fn prepare(&self, cfg: &Config) -> Result<Generation, BuildError> {
+        self.prepare_with(cfg, None)
+    }
+
+    /// `prepare` for a DNS update: `cfg` differs from the current generation's only
+    /// in its backends, so the listeners, pool TLS settings and JWT keys are kept
+    /// (no file is read).
+    pub fn prepare_keeping_files(&self, cfg: &Config) -> Result<Generation, BuildError> {
+        self.prepare_with(cfg, Some(&self.current()))
+    }
+
+    fn prepare_with(
+        &self,
+        cfg: &Config,
+        keep: Option<&Generation>,
+    ) -> Result<Generation, BuildError> {
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        build(cfg, 0, |bid| {
+        build(cfg, 0, keep, |bid| {
             registry
                 .iter()
                 .filter_map(Weak::upgrade)
@@ -384,7 +404,7 @@ impl Runtime {
                 if next.backends().any(|n| Arc::ptr_eq(n, b)) {
                     continue;
                 }
-                tracing::info!(pool = %pool.name, backend = %b.addr, sessions = b.active(), "backend removed by the reload");
+                tracing::info!(pool = %pool.name, backend = %b.addr, sessions = b.active(), "backend removed");
                 b.mark_removed();
                 if let BackendRemoved::Close { spread } = policy {
                     b.end_sessions(Ending::now(Stop::BackendRemoved, spread));
@@ -442,54 +462,51 @@ impl Runtime {
     }
 }
 
+/// The generation `cfg` describes. With `keep` (a DNS update: only the backends
+/// differ), the listeners, pool TLS settings and JWT keys are taken from that
+/// generation instead of being loaded again.
 fn build(
     cfg: &Config,
     id: u64,
+    keep: Option<&Generation>,
     mut reuse: impl FnMut(&BackendId) -> Option<Arc<Backend>>,
 ) -> Result<Generation, BuildError> {
-    let mut warnings = Vec::new();
-    let mut listeners = Vec::new();
-    let mut identity_headers: Vec<HeaderName> = Vec::new();
-    for (i, l) in cfg.listeners.iter().enumerate() {
-        let (tls, certs, subject) = match &l.tls {
-            None => (None, Vec::new(), None),
-            Some(t) => {
-                let loaded = load_tls(cfg, i, t)?;
-                warnings.extend(loaded.warnings);
-                let subject = t.client_certs.as_ref().map(|c| c.subject_header.clone());
-                (
-                    Some(TlsAcceptor::from(loaded.config)),
-                    loaded.certs,
-                    subject,
-                )
-            }
-        };
-        identity_headers.extend(subject.clone());
-        listeners.push(ListenerGen {
-            name: l.name.as_str().into(),
-            address: l.address,
-            reuse_port: l.reuse_port,
-            proxy_protocol: l.proxy_protocol.as_deref().map(Arc::from),
-            tls,
-            certs,
-            client_subject_header: subject,
-        });
-    }
+    let (listeners, mut warnings, mut identity_headers) = match keep {
+        Some(g) => (
+            g.listeners.clone(),
+            g.warnings.clone(),
+            g.identity_headers.clone(),
+        ),
+        None => build_listeners(cfg)?,
+    };
     let mut pools: Vec<Arc<Pool>> = Vec::with_capacity(cfg.pools.len());
     for (i, p) in cfg.pools.iter().enumerate() {
-        let tls = load_pool_tls(cfg, i, p)?;
+        let tls = match keep {
+            Some(g) => g
+                .pools
+                .iter()
+                .find(|k| k.name == p.name)
+                .and_then(|k| k.tls.clone()),
+            None => load_pool_tls(cfg, i, p)?,
+        };
         pools.push(Arc::new(Pool::build(p, &mut reuse).with_tls(tls)));
     }
     let mut auths = Vec::with_capacity(cfg.routes.len());
-    for r in &cfg.routes {
-        let auth = match &r.auth {
-            Some(a) => {
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let auth = match (&r.auth, keep) {
+            (Some(_), Some(g)) => g
+                .router
+                .routes()
+                .iter()
+                .find(|k| k.index == i)
+                .and_then(|k| k.auth.clone()),
+            (Some(a), None) => {
                 let (jwt, w) = load_auth(cfg, a)?;
                 warnings.extend(w);
                 identity_headers.extend(a.forward_claims.iter().map(|(_, h)| h.clone()));
                 Some(jwt)
             }
-            None => None,
+            (None, _) => None,
         };
         auths.push(auth);
     }
@@ -531,6 +548,42 @@ fn build(
         effective: Effective::resolve(cfg),
         checkers: Mutex::new(None),
     })
+}
+
+/// Every listener of `cfg`, its certificates and keys loaded; the warnings, and the
+/// client-certificate subject headers.
+type Listeners = (Vec<ListenerGen>, Vec<String>, Vec<HeaderName>);
+
+fn build_listeners(cfg: &Config) -> Result<Listeners, BuildError> {
+    let mut warnings = Vec::new();
+    let mut listeners = Vec::new();
+    let mut identity_headers: Vec<HeaderName> = Vec::new();
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let (tls, certs, subject) = match &l.tls {
+            None => (None, Vec::new(), None),
+            Some(t) => {
+                let loaded = load_tls(cfg, i, t)?;
+                warnings.extend(loaded.warnings);
+                let subject = t.client_certs.as_ref().map(|c| c.subject_header.clone());
+                (
+                    Some(TlsAcceptor::from(loaded.config)),
+                    loaded.certs,
+                    subject,
+                )
+            }
+        };
+        identity_headers.extend(subject.clone());
+        listeners.push(ListenerGen {
+            name: l.name.as_str().into(),
+            address: l.address,
+            reuse_port: l.reuse_port,
+            proxy_protocol: l.proxy_protocol.as_deref().map(Arc::from),
+            tls,
+            certs,
+            client_subject_header: subject,
+        });
+    }
+    Ok((listeners, warnings, identity_headers))
 }
 
 impl Generation {

@@ -255,7 +255,11 @@ impl Running {
     /// sessions are untouched (unless their backend was removed from a pool with
     /// `on_backend_removed = "close"`).
     pub async fn reload(&mut self, cfg: &Config) -> Result<Reloaded, ServeError> {
-        let next = self.rt.prepare(cfg)?;
+        // The publish lock: no DNS update comes between this build and its publish.
+        let rt = self.rt.clone();
+        let mut lock = rt.discovery.lock().await;
+        let found = lock.lookup_all(cfg, &rt.metrics).await;
+        let next = self.rt.prepare(&found.expand(cfg))?;
         let keep = |b: &Bound| {
             cfg.listeners
                 .iter()
@@ -282,6 +286,7 @@ impl Running {
         };
         let warnings = next.warnings.clone();
         self.rt.publish(next);
+        lock.commit(cfg, found);
         let generation = self.rt.current().id;
         if admin_moves {
             if let Some(old) = self.admin.take() {
@@ -414,10 +419,24 @@ async fn prune_admission(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Before serving: looks up every `resolve` backend and, if any, publishes the
+/// generation with what was found (nothing is accepted under generation 1 then).
+async fn discover_first(rt: &Runtime, cfg: &Config) -> Result<(), ServeError> {
+    let mut lock = rt.discovery.lock().await;
+    let found = lock.lookup_all(cfg, &rt.metrics).await;
+    if cfg.pools.iter().any(|p| !p.discover.is_empty()) {
+        let next = rt.prepare_keeping_files(&found.expand(cfg))?;
+        rt.publish(next);
+    }
+    lock.commit(cfg, found);
+    Ok(())
+}
+
 /// Builds generation 1, binds every listener (or takes systemd's sockets), and
 /// starts serving. Readiness is reported once every listener is bound.
 pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     let rt = Arc::new(Runtime::new(cfg)?);
+    discover_first(&rt, cfg).await?;
     let mut inherited = activation::take().map_err(ServeError::Activation)?;
     let mut sockets = Vec::new();
     for i in 0..cfg.listeners.len() {
@@ -438,6 +457,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     let admin = bind_admin(cfg)?;
     let (stop, rx) = watch::channel(false);
     tokio::spawn(rt.overload.clone().watch_memory(rx.clone()));
+    tokio::spawn(crate::discovery::run(rt.clone(), rx.clone()));
     let prune = tokio::spawn(prune_admission(rt.clone(), rx));
     let mut running = Running {
         rt,

@@ -74,6 +74,26 @@ impl Config {
         .at_path(key, message)
     }
 
+    /// This config with the addresses discovery found: `found(pool, entry)` is the
+    /// current set of one `resolve` backend. Each address becomes a backend after the
+    /// pool's fixed ones; one the pool already has is not added twice.
+    pub fn with_discovered<'a>(
+        &self,
+        mut found: impl FnMut(&Pool, &Discover) -> &'a [SocketAddr],
+    ) -> Config {
+        let mut out = self.clone();
+        for pool in &mut out.pools {
+            for d in &pool.discover {
+                for addr in found(pool, d) {
+                    if !pool.backends.iter().any(|b| b.addr == *addr) {
+                        pool.backends.push(d.backend(*addr));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The position of a listener by name.
     pub fn listener_index(&self, name: &str) -> Option<usize> {
         self.listeners.iter().position(|l| l.name == name)
@@ -180,7 +200,40 @@ pub struct Pool {
     /// Plain HTTP: idle connections kept per backend, and for how long.
     pub keepalive: usize,
     pub keepalive_timeout: Duration,
+    /// The backends with a fixed address, in file order; a generation's pools also
+    /// hold the addresses `discover` found (`Config::with_discovered`).
     pub backends: Vec<Backend>,
+    /// The `resolve` backends: names looked up again and again (discovery.rs).
+    pub discover: Vec<Discover>,
+}
+
+/// A `[[pool.backend]]` with `resolve`: every address its name resolves to is a
+/// backend of the pool with these settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discover {
+    /// As written (`host:port`): with the pool's name, the identity of the entry.
+    pub address: String,
+    pub host: String,
+    pub port: u16,
+    /// How often the name is looked up again.
+    pub every: Duration,
+    pub weight: u32,
+    pub drain: bool,
+    pub check: Option<Check>,
+}
+
+impl Discover {
+    /// The backend `addr` (one address the name resolved to) is. Its `address`,
+    /// the label of its metrics and part of its identity, is `host:port@addr`.
+    pub fn backend(&self, addr: SocketAddr) -> Backend {
+        Backend {
+            address: format!("{}@{addr}", self.address),
+            addr,
+            weight: self.weight,
+            drain: self.drain,
+            check: self.check.clone(),
+        }
+    }
 }
 
 /// One `[[pool.backend]]`, checked and resolved.

@@ -66,6 +66,9 @@ pub struct Server {
     /// At shutdown: how long to stay not-ready (`/readyz` 503) while still
     /// accepting, before the listeners close and the drain begins.
     pub shutdown_grace: Dur,
+    /// `IP:PORT` of the DNS server `resolve` backends are looked up with
+    /// (absent: the servers of /etc/resolv.conf).
+    pub resolver: Option<SocketAddr>,
 }
 
 /// How log lines (the access log included) are written.
@@ -124,6 +127,7 @@ impl Default for Server {
             cookie_secret_file: None,
             log_format: LogFormat::Text,
             shutdown_grace: Dur::secs(0),
+            resolver: None,
         }
     }
 }
@@ -277,8 +281,12 @@ fn default_removed_spread() -> Dur {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Backend {
-    /// `ip:port` or `host:port`; host names are resolved when the file is loaded.
+    /// `ip:port` or `host:port`; host names are resolved when the file is loaded,
+    /// unless `resolve` is set.
     pub address: String,
+    /// Re-resolve `address` (a host name) on this interval; every address it
+    /// returns is a backend of the pool (DNS service discovery).
+    pub resolve: Option<Dur>,
     #[serde(default = "one")]
     pub weight: u32,
     #[serde(default)]

@@ -5,12 +5,13 @@
 use super::schema::{self, File, OnRemoved};
 use super::types::is_token;
 use super::{
-    Admin, Backend, BackendRemoved, Balance, Check, Config, KeyPath, Listener, Passive, Pool,
-    Secret, SessionLimits, Sticky,
+    Admin, Backend, BackendRemoved, Balance, Check, Config, Discover, KeyPath, Listener, Passive,
+    Pool, Secret, SessionLimits, Sticky,
 };
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub(super) type Finding = (KeyPath, String);
 
@@ -82,6 +83,14 @@ fn server(s: &schema::Server, source: &Path, out: &mut Vec<Finding>) -> Secret {
     }
     if s.workers.is_some_and(|w| !(1..=1024).contains(&w)) {
         out.push((at("workers"), "must be between 1 and 1024".into()));
+    }
+    if let Some(r) = s.resolver
+        && (r.port() == 0 || r.ip().is_unspecified())
+    {
+        out.push((
+            at("resolver"),
+            format!("{r} is not a DNS server address (IP:PORT, e.g. \"10.0.0.2:53\")"),
+        ));
     }
     if s.pid_file.as_ref().is_some_and(|p| !p.is_absolute()) {
         out.push((at("pid_file"), "must be an absolute path".into()));
@@ -366,7 +375,7 @@ fn pools(ps: &[schema::Pool], source: &Path, secret: &Secret, out: &mut Vec<Find
                 format!("pool {:?} has no backends", p.name),
             ));
         }
-        let backends = backends(i, p, out);
+        let (backends, discover) = backends(i, p, out);
         let tls = super::tls::pool(i, p, source, out);
         checked.push(Pool {
             name: p.name.clone(),
@@ -395,12 +404,16 @@ fn pools(ps: &[schema::Pool], source: &Path, secret: &Secret, out: &mut Vec<Find
             keepalive: p.keepalive,
             keepalive_timeout: p.keepalive_timeout.get(),
             backends,
+            discover,
         });
     }
     checked
 }
 
-fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> Vec<Backend> {
+/// The shortest `resolve` interval accepted.
+const MIN_RESOLVE: Duration = Duration::from_millis(100);
+
+fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> (Vec<Backend>, Vec<Discover>) {
     let at = |j: usize, k: &str| {
         KeyPath::root("pool")
             .index(i)
@@ -409,7 +422,9 @@ fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> Vec<Backend> 
             .key(k)
     };
     let mut addrs = HashSet::new();
+    let mut names = HashSet::new();
     let mut checked = Vec::new();
+    let mut discover = Vec::new();
     for (j, b) in p.backends.iter().enumerate() {
         if b.health.is_some() && p.health.is_none() {
             out.push((
@@ -435,6 +450,29 @@ fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> Vec<Backend> 
         }
         if !(1..=10_000).contains(&b.weight) {
             out.push((at(j, "weight"), "must be between 1 and 10000".into()));
+        }
+        if let Some(every) = b.resolve {
+            match host_port(&b.address) {
+                Err(m) => out.push((at(j, "address"), m)),
+                Ok(_) if every.get() < MIN_RESOLVE => out.push((
+                    at(j, "resolve"),
+                    format!("must be at least {MIN_RESOLVE:?}"),
+                )),
+                Ok(_) if !names.insert(b.address.to_ascii_lowercase()) => out.push((
+                    at(j, "address"),
+                    format!("{:?} is already resolved in this pool", b.address),
+                )),
+                Ok((host, port)) => discover.push(Discover {
+                    address: b.address.clone(),
+                    host,
+                    port,
+                    every: every.get(),
+                    weight: b.weight,
+                    drain: b.drain,
+                    check,
+                }),
+            }
+            continue;
         }
         match b.address.to_socket_addrs().map(|mut a| a.next()) {
             Ok(Some(addr)) => {
@@ -462,5 +500,42 @@ fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> Vec<Backend> 
             )),
         }
     }
-    checked
+    (checked, discover)
+}
+
+/// A `resolve` backend's address: a DNS name and a port (not an IP address: there
+/// is nothing to look up).
+fn host_port(address: &str) -> Result<(String, u16), String> {
+    let bad = |why: &str| format!("{address:?} {why}");
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| bad("needs a port (host:port)"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| bad("has no valid port (1-65535)"))?;
+    let host = host.trim_end_matches('.');
+    if host.parse::<std::net::IpAddr>().is_ok()
+        || host.starts_with('[')
+        || address.parse::<std::net::SocketAddr>().is_ok()
+    {
+        return Err(bad(
+            "is an IP address: resolve is for host names (drop resolve, or give a name)",
+        ));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err(bad(
+            "is not a host name such as \"chat.default.svc.cluster.local:9000\"",
+        ));
+    }
+    Ok((host.to_ascii_lowercase(), port))
 }

@@ -105,3 +105,11 @@ pub fn outcome_label(o: &Outcome) -> &'static str {
         Outcome::TokenExpired => "token_expired",
     }
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DnsL {
+    pub pool: String,
+    /// The `resolve` backend's address as written.
+    pub backend: String,
+    pub result: String,
+}

@@ -2,7 +2,7 @@
 //! issue 10 fixed (README "Metrics" lists them), and the live sessions' counters.
 //!
 //! Owns: the event families (connections, TLS handshakes, upgrades, sessions, closes,
-//! limit hits, backend checks, connects and failures, client RTT), their label sets
+//! limit hits, backend checks, connects and failures, DNS lookups, client RTT), their label sets
 //! (bounded: listener, route and pool names, backend addresses as configured,
 //! statuses, outcomes, close codes folded into a fixed set; never a client address or
 //! a request path), the registry of live sessions (their counters are read by a
@@ -108,6 +108,7 @@ pub struct Metrics {
     pub backend_checks: Family<CheckL, Counter>,
     pub backend_connect: Hist<BackendL>,
     pub backend_failures: Family<FailureL, Counter>,
+    pub dns_lookups: Family<DnsL, Counter>,
     /// Plain totals for the status page (the families above cannot be read back).
     pub totals: Totals,
     sessions: Mutex<Sessions>,
@@ -160,6 +161,7 @@ impl Metrics {
             backend_checks: Family::default(),
             backend_connect: Family::new_with_constructor(connect_hist),
             backend_failures: Family::default(),
+            dns_lookups: Family::default(),
             totals: Totals::default(),
             sessions: Mutex::new(Sessions::default()),
         };
@@ -232,6 +234,11 @@ impl Metrics {
             "wsgate_backend_failures",
             "Failed attempts to open a session on a backend, by reason",
             m.backend_failures.clone(),
+        );
+        r.register(
+            "wsgate_dns_lookups",
+            "DNS lookups of resolve backends by result (ok, empty, failed)",
+            m.dns_lookups.clone(),
         );
         Metrics { registry: r, ..m }
     }

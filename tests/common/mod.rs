@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod bin;
 pub mod certs;
+pub mod dns;
 pub mod fuzz;
 pub mod http;
 pub mod jwt;
