@@ -83,10 +83,10 @@ impl Doc {
     }
 }
 
-/// The one Deployment, its `wsgate` container, and the config it carries.
+/// Every manifest, and the config the ConfigMap carries.
 struct Setup {
     docs: Vec<Doc>,
-    /// The ConfigMap key that holds the config, and the parsed config.
+    /// The ConfigMap's `wsgate.toml`, as text and parsed.
     conf_text: String,
     conf: toml::Table,
 }
