@@ -47,8 +47,9 @@ async fn silent(addr: SocketAddr, from: IpAddr, connected: Arc<AtomicUsize>) {
     }
 }
 
-/// Completes TLS, then sends an upgrade head one byte every 200 ms until the proxy
-/// answers or closes; returns what the proxy sent.
+/// Completes TLS, then sends an upgrade head one byte every 200 ms for half the
+/// proxy's head deadline, then waits until the proxy answers or closes; returns what
+/// the proxy sent.
 async fn trickle(addr: SocketAddr, from: IpAddr, in_tls: Arc<AtomicUsize>) -> Vec<u8> {
     let mut s = within(
         "TLS connect",
@@ -57,9 +58,15 @@ async fn trickle(addr: SocketAddr, from: IpAddr, in_tls: Arc<AtomicUsize>) -> Ve
     .await
     .expect("a trickling client completes TLS");
     in_tls.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
     let mut got = Vec::new();
     for b in upgrade_head("/", "").bytes() {
-        if s.write_all(&[b]).await.is_err() || s.flush().await.is_err() {
+        // Then only read: a byte written after the proxy has answered and closed
+        // draws a reset that can discard the answer unread (the proxy lingers 1 s
+        // after its 408, and a client starved of CPU on a loaded machine can miss it).
+        if started.elapsed() < Duration::from_millis(500)
+            && (s.write_all(&[b]).await.is_err() || s.flush().await.is_err())
+        {
             break;
         }
         let mut buf = [0u8; 512];
