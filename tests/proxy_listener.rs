@@ -334,3 +334,109 @@ async fn health_checks_of_a_proxy_pool_send_a_local_header() {
     .await;
     drop(p);
 }
+
+/// A plain HTTP backend behind a PROXY pool: reads the header (ppp) once per
+/// connection, then answers every request on it with `x-proxy` (what the header said)
+/// and `x-conn` (the connection's number).
+async fn plain_proxy_backend() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut b = [0u8; 1];
+                let proxy = loop {
+                    if !matches!(s.read(&mut b).await, Ok(1)) {
+                        return;
+                    }
+                    buf.push(b[0]);
+                    if buf[0] != b'P' && buf[0] != b'\r' {
+                        break "none".to_string();
+                    }
+                    if let Some(p) = header_text(&buf) {
+                        buf.clear();
+                        break p;
+                    }
+                };
+                loop {
+                    while !buf.ends_with(b"\r\n\r\n") {
+                        if !matches!(s.read(&mut b).await, Ok(1)) {
+                            return;
+                        }
+                        buf.push(b[0]);
+                    }
+                    buf.clear();
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nx-proxy: {proxy}\r\nx-conn: {n}\r\n\r\n"
+                    );
+                    if s.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+/// Plain HTTP requests on a `send_proxy_protocol` pool: each backend connection
+/// starts with its own client's header, so none is shared between clients (nor
+/// kept idle for the next one).
+#[tokio::test]
+async fn plain_http_backend_connections_carry_their_clients_header() {
+    use tokio_rustls::client::TlsStream;
+    let (backend, conns) = plain_proxy_backend().await;
+    let text = config(
+        "\"127.0.0.1/32\"",
+        "",
+        "send_proxy_protocol = \"v2\"",
+        backend,
+    ) + "http = \"proxy\"\n";
+    let p = start_proxy_raw(&text).await;
+    async fn client(addr: SocketAddr, src: SocketAddr) -> TlsStream<TcpStream> {
+        let dst: SocketAddr = "198.51.100.1:443".parse().unwrap();
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(&proxy_proto::encode(Version::V2, src, dst))
+            .await
+            .unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        within(
+            "TLS",
+            tokio_rustls::TlsConnector::from(Arc::new(client_tls_config())).connect(name, tcp),
+        )
+        .await
+        .unwrap()
+    }
+    async fn get(s: &mut TlsStream<TcpStream>) -> String {
+        s.write_all(b"GET /x HTTP/1.1\r\nhost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut b = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            let n = within("a response", s.read(&mut b)).await.unwrap();
+            assert_eq!(n, 1, "closed after {:?}", String::from_utf8_lossy(&got));
+            got.push(b[0]);
+        }
+        let head = String::from_utf8_lossy(&got).to_string();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        head_header(&head, "x-proxy").unwrap_or_default()
+    }
+    let a: SocketAddr = "203.0.113.1:1111".parse().unwrap();
+    let b: SocketAddr = "203.0.113.2:2222".parse().unwrap();
+    let mut ca = client(p.addr, a).await;
+    let mut cb = client(p.addr, b).await;
+    for _ in 0..2 {
+        assert_eq!(get(&mut ca).await, "v2 203.0.113.1:1111 198.51.100.1:443");
+        assert_eq!(get(&mut cb).await, "v2 203.0.113.2:2222 198.51.100.1:443");
+    }
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        4,
+        "one backend connection per request: none shared between clients"
+    );
+}

@@ -12,7 +12,10 @@
 //! sent and got no response head is tried again (on a fresh connection, then on
 //! another backend) only when it is GET or HEAD without a body. Failures on a
 //! reused connection are not held against the backend (the usual cause is a
-//! keep-alive race, not a sick backend). Does not own: decoding the body (body.rs),
+//! keep-alive race, not a sick backend). A pool with `send_proxy_protocol` writes
+//! the client's PROXY header first on each backend connection, so such a connection
+//! is the client's own: it is never taken from or given back to the idle set (as
+//! HAProxy makes connections with a PROXY header private). Does not own: decoding the body (body.rs),
 //! framing the response (write.rs), or the connection loop (serve.rs).
 
 use super::body::{self, BodyError, ReqBody};
@@ -160,7 +163,11 @@ where
             None => Ok(0),
         }
     };
-    let exchange = exchange(&pool, &out, reqbody, done_rx, ip, sticky.as_deref());
+    let to = To {
+        addrs: (info.peer, info.local),
+        sticky: sticky.as_deref(),
+    };
+    let exchange = exchange(&pool, &out, reqbody, done_rx, to);
     tokio::pin!(feed, exchange);
     let mut fed: Option<Result<u64, BodyError>> = None;
     let got = loop {
@@ -231,7 +238,9 @@ where
     let body_done = matches!(fed, Some(Ok(_))) || framing == Framing::Empty;
     match written {
         Ok(close) if body_done => {
-            give_back(sender, lease);
+            if pool.conf.send_proxy_protocol.is_none() {
+                give_back(sender, lease);
+            }
             if close { Next::Close } else { Next::KeepAlive }
         }
         // The response is complete but the client's body is not (the backend answered
@@ -322,14 +331,21 @@ fn give_back(mut sender: Sender, lease: Lease) {
 async fn connect(
     backend: &crate::backend::Backend,
     pool: &Pool,
+    client: (std::net::SocketAddr, std::net::SocketAddr),
 ) -> Result<Sender, upstream::UpstreamError> {
     use upstream::UpstreamError;
     let addr = backend.addr;
     let open = async {
-        let tcp = TcpStream::connect(addr)
+        let mut tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| UpstreamError::Connect(addr, e))?;
         let _ = tcp.set_nodelay(true);
+        // The PROXY header goes first, in the clear, before any TLS.
+        if let Some(v) = pool.conf.send_proxy_protocol {
+            crate::proxy_proto::write_header(&mut tcp, v, Some(client))
+                .await
+                .map_err(|e| UpstreamError::Connect(addr, e))?;
+        }
         let handshake = hyper::client::conn::http1::Builder::new();
         let (sender, conn) = match &pool.tls {
             None => {
@@ -382,6 +398,13 @@ async fn await_head<F: Future>(
     timeout(limit, fut).await
 }
 
+/// Who a request is for: the client's address and the one it connected to (for a
+/// PROXY header), and its sticky cookie.
+struct To<'a> {
+    addrs: (std::net::SocketAddr, std::net::SocketAddr),
+    sticky: Option<&'a str>,
+}
+
 /// Sends the request to a backend of `pool` and waits for its response head, with
 /// the retries the module header describes.
 async fn exchange(
@@ -389,22 +412,23 @@ async fn exchange(
     out: &Outgoing,
     body: ReqBody,
     mut body_done: watch::Receiver<bool>,
-    ip: std::net::IpAddr,
-    sticky: Option<&str>,
+    to: To<'_>,
 ) -> Result<Exchange, Refusal> {
     let active = pool.conf.active_checks;
+    // A connection that carries a client's PROXY header is that client's alone.
+    let shared = pool.conf.send_proxy_protocol.is_none();
     let mut body = Some(body);
     let mut tried = Vec::new();
     let mut last = None;
     'backends: for _ in 0..=pool.conf.retries {
-        let Some(lease) = pool.pick_for(ip, sticky, &tried) else {
+        let Some(lease) = pool.pick_for(to.addrs.0.ip(), to.sticky, &tried) else {
             break;
         };
         tried.push(lease.index());
         let backend = lease.backend().clone();
         let mut fresh_only = false;
         loop {
-            let pooled = if fresh_only {
+            let pooled = if fresh_only || !shared {
                 None
             } else {
                 backend.idle.take()
@@ -412,7 +436,7 @@ async fn exchange(
             let reused = pooled.is_some();
             let mut sender = match pooled {
                 Some(s) => s,
-                None => match connect(&backend, pool).await {
+                None => match connect(&backend, pool, to.addrs).await {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(pool = %pool.name, "{e}");
