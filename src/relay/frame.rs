@@ -257,16 +257,15 @@ pub fn unmask_into(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
     for (i, w) in wide.iter_mut().enumerate() {
         *w = key[i & 3];
     }
-    let mut outs = dst.chunks_exact_mut(32);
-    let mut ins = src.chunks_exact(32);
-    for (o, i) in (&mut outs).zip(&mut ins) {
-        for ((o, i), k) in o.iter_mut().zip(i).zip(&wide) {
-            *o = i ^ k;
+    let (outs, out_tail) = dst.as_chunks_mut::<32>();
+    let (ins, in_tail) = src.as_chunks::<32>();
+    for (o, i) in outs.iter_mut().zip(ins) {
+        for j in 0..32 {
+            o[j] = i[j] ^ wide[j];
         }
     }
     // The tails start at a multiple of 32, so the key's cycle is at their start.
-    let tail = outs.into_remainder().iter_mut().zip(ins.remainder());
-    for ((o, x), k) in tail.zip(wide) {
+    for ((o, x), k) in out_tail.iter_mut().zip(in_tail).zip(wide) {
         *o = x ^ k;
     }
 }
