@@ -16,6 +16,8 @@
 # handshakes (session tickets) instead of full ones; ECHO=0 skips the echo pair. NO_BUILD=1 uses the binaries already in
 # target/release (no cargo, so no waiting on the cargo lock); KEEP_DIR=/some/dir keeps
 # the callgrind outputs there, for `callgrind_annotate --inclusive=yes DIR/echo2.callgrind`.
+# PORT and BACKEND_PORT (default 19643, 19601) move it off ports in use; it refuses
+# to start when either is taken.
 # A message is one round trip through the proxy (client -> backend -> client).
 # Needs valgrind (installed with apt-get when missing). Loopback only; bounded.
 set -euo pipefail
@@ -24,7 +26,14 @@ cd "$ROOT"
 BIN="${WSGATE_BIN:-$ROOT/target/release/wsgate}"
 C="${C:-10}" M1="${M1:-500}" M2="${M2:-1500}" SIZE="${SIZE:-64}" WINDOW="${WINDOW:-1}"
 H1="${H1:-20}" H2="${H2:-60}"
-HOST=127.0.0.1 BACKEND_PORT=19601 PORT=19643
+HOST=127.0.0.1 BACKEND_PORT="${BACKEND_PORT:-19601}" PORT="${PORT:-19643}"
+# A listener already there (another run of this script) would answer instead of the
+# wsgate under measurement, and the counts would be of a process that did nothing.
+for p in "$BACKEND_PORT" "$PORT"; do
+  if [ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then
+    echo "port $p is already in use (another benchmark?); set PORT / BACKEND_PORT" >&2; exit 1
+  fi
+done
 
 if ! command -v valgrind >/dev/null; then
   apt-get install -y -qq valgrind >/dev/null || { echo "valgrind is not installed and cannot be" >&2; exit 1; }

@@ -5,6 +5,11 @@
 #   benches/compare.sh --quick         # short smoke run: 1 repetition, small counts
 #   benches/compare.sh --reps 3 --proxies "wsgate nginx" --out /tmp/r.md --no-install --keep
 #   benches/compare.sh --workers 1 --scenarios "l e r"   # a subset: 1 worker, 3 scenarios
+#   benches/compare.sh --proxies "wsgate wsgate-b nginx haproxy" --scenarios "h" \
+#     --wsgate-b-limits $'validate_utf8 = false\nbackend_validate_utf8 = false'
+#   (--wsgate-limits LINES adds lines to wsgate's [limits]; the proxy wsgate-b is the
+#   same binary on its own port with --wsgate-b-limits LINES instead, so two settings
+#   are measured in one run, rotated with the others; "\n" in LINES is a line break)
 #   (--keep leaves the work directory in /tmp: configs, logs, raw results.tsv)
 #   On a shared machine: flock /tmp/bench.lock benches/compare.sh ... (one benchmark at a time)
 #
@@ -40,7 +45,9 @@ KEEP=0
 
 WORKERS="1 2"
 SCENARIOS="d a b c k l e f r g h i"
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+WSGATE_LIMITS=""
+WSGATE_B_LIMITS=""
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -51,6 +58,8 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1 ;;  # keep the work directory (configs, logs, raw results)
     --workers) WORKERS="$2"; shift ;;
     --scenarios) SCENARIOS="$2"; shift ;;
+    --wsgate-limits) WSGATE_LIMITS="$(printf '%b' "$2")"; shift ;;
+    --wsgate-b-limits) WSGATE_B_LIMITS="$(printf '%b' "$2")"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 64 ;;
   esac
@@ -60,7 +69,7 @@ done
 # ------------------------------------------------------------------ parameters
 HOST=127.0.0.1
 BACKEND_PORT=19001
-declare -A PORT=([wsgate]=19443 [nginx]=19444 [haproxy]=19445)
+declare -A PORT=([wsgate]=19443 [nginx]=19444 [haproxy]=19445 [wsgate-b]=19446)
 HS_CONC=16          # concurrent handshakes in (e)
 TIMEOUT=240         # wsbench's own bound on one measurement, seconds
 QUIET_MAX=8         # longest wait for other work on the machine to calm down, per measurement
@@ -97,10 +106,10 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 need_install=0
 for p in $PROXIES; do
   case "$p" in
-    wsgate) ;;
+    wsgate|wsgate-b) ;;
     nginx) command -v nginx >/dev/null || PATH="$PATH:/usr/sbin"; command -v nginx >/dev/null || need_install=1 ;;
     haproxy) command -v haproxy >/dev/null || PATH="$PATH:/usr/sbin"; command -v haproxy >/dev/null || need_install=1 ;;
-    *) die "unknown proxy '$p' (wsgate, nginx, haproxy)" ;;
+    *) die "unknown proxy '$p' (wsgate, wsgate-b, nginx, haproxy)" ;;
   esac
 done
 if [ "$need_install" = 1 ]; then
@@ -126,7 +135,7 @@ if [ "$NOFILE" != unlimited ] && [ $((2 * MAXCONN + 1000)) -gt "$NOFILE" ]; then
 fi
 NGINX_NOFILE=$(( 2 * MAXCONN + 1000 ))
 
-for port in "$BACKEND_PORT" "${PORT[wsgate]}" "${PORT[nginx]}" "${PORT[haproxy]}"; do
+for port in "$BACKEND_PORT" "${PORT[wsgate]}" "${PORT[nginx]}" "${PORT[haproxy]}" "${PORT[wsgate-b]}"; do
   if [ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; then
     die "port $port is already in use on this machine"
   fi
@@ -176,21 +185,21 @@ wait_port() { # port: until something listens there (at most 10 s)
   return 1
 }
 
-write_configs() { # workers
-  local w="$1"
-  cat > "$WORK/wsgate.toml" <<EOF
+wsgate_config() { # workers port extra-limits-lines
+  cat <<EOF
 # wsgate, as benchmarked: TLS 1.3 terminated here, one backend, limits out of the way,
-# $w tokio worker thread(s).
+# $1 tokio worker thread(s).
 [server]
 log_level = "warn"
-$([ "$WSGATE_WORKERS_KEY" = 1 ] && echo "workers = $w")
+$([ "$WSGATE_WORKERS_KEY" = 1 ] && echo "workers = $1")
 [limits]
 max_connections = $MAXCONN
 exempt = ["127.0.0.0/8"]
 message_rate = 0
 idle_timeout = "1h"
+$3
 [[listener]]
-address = "$HOST:${PORT[wsgate]}"
+address = "$HOST:$2"
 cert = "$CERT"
 key = "$KEY"
 min_version = "1.3"
@@ -202,6 +211,12 @@ address = "$HOST:$BACKEND_PORT"
 path_prefix = "/"
 pool = "echo"
 EOF
+}
+
+write_configs() { # workers
+  local w="$1"
+  wsgate_config "$w" "${PORT[wsgate]}" "$WSGATE_LIMITS" > "$WORK/wsgate.toml"
+  wsgate_config "$w" "${PORT[wsgate-b]}" "$WSGATE_B_LIMITS" > "$WORK/wsgate-b.toml"
 
   cat > "$WORK/nginx/nginx.conf" <<EOF
 # nginx, as benchmarked: $w worker(s), TLS 1.3, session tickets on (its default).
@@ -267,8 +282,8 @@ start_proxy() { # name: start it fresh, set PROXY_PID and PROXY_PIDS (all its pr
   local name="$1" i
   PROXY_NAME="$name"
   case "$name" in
-    wsgate)
-      TOKIO_WORKER_THREADS="$CUR_WORKERS" "$BIN/wsgate" run -c "$WORK/wsgate.toml" >>"$WORK/log/wsgate.log" 2>&1 &
+    wsgate|wsgate-b)
+      TOKIO_WORKER_THREADS="$CUR_WORKERS" "$BIN/wsgate" run -c "$WORK/$name.toml" >>"$WORK/log/$name.log" 2>&1 &
       PROXY_PID=$! ;;
     nginx)
       nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/log/nginx-error.log" \
@@ -377,6 +392,8 @@ machine_info() {
   echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
   echo "- load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this shared machine adds noise); open-file limit: $NOFILE"
   echo "- wsgate $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') ($(rustc -V 2>/dev/null | cut -d' ' -f1-2)), $(nginx -v 2>&1 | sed 's/.*version: //'), $(haproxy -v 2>/dev/null | head -1 | cut -d' ' -f1-3)"
+  [ -z "$WSGATE_LIMITS" ] || echo "- wsgate [limits] extra lines: \`$(printf '%s' "$WSGATE_LIMITS" | paste -sd';' -)\`"
+  [[ " $PROXIES " != *" wsgate-b "* ]] || echo "- wsgate-b: the same wsgate binary, [limits] extra lines: \`$(printf '%s' "$WSGATE_B_LIMITS" | paste -sd';' -)\`"
   echo "- OpenSSL (nginx, haproxy): $(haproxy -vv 2>/dev/null | sed -n 's/^Running on OpenSSL version : //p')"
   if [ -s "$WORK/tls.txt" ]; then
     echo "- negotiated TLS, all but (f) (client offers X25519 only): $(awk -F'\t' '$1!="f" {print $2 "\t" $3}' "$WORK/tls.txt" | sort -u | awk -F'\t' '{printf "%s%s %s", sep, $1, $2; sep="; "}')"
@@ -476,8 +493,8 @@ fmt() { awk -v v="$1" -v s="${2:-1}" 'BEGIN {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a=="NA"||b=="NA"||b+0==0) print "n/a"; else printf "%.2f", a/b }'; }
 
 report() {
-  local has_n=0 has_h=0 p w
-  for p in $PROXIES; do [ "$p" = nginx ] && has_n=1; [ "$p" = haproxy ] && has_h=1; done
+  local has_n=0 has_h=0 has_b=0 p w
+  for p in $PROXIES; do [ "$p" = nginx ] && has_n=1; [ "$p" = haproxy ] && has_h=1; [ "$p" = wsgate-b ] && has_b=1; done
   echo "# wsgate vs nginx vs HAProxy: WebSocket proxy benchmark"
   echo
   machine_info
@@ -496,11 +513,17 @@ report() {
   for p in $PROXIES; do printf ' %s |' "$p"; done
   [ $has_n = 1 ] && printf ' wsgate/nginx |'
   [ $has_h = 1 ] && printf ' wsgate/haproxy |'
+  [ $has_b = 1 ] && printf ' wsgate-b/wsgate |'
+  [ $has_b = 1 ] && [ $has_n = 1 ] && printf ' wsgate-b/nginx |'
+  [ $has_b = 1 ] && [ $has_h = 1 ] && printf ' wsgate-b/haproxy |'
   echo
   printf '|---|---|---|'
   for p in $PROXIES; do printf -- '---:|'; done
   [ $has_n = 1 ] && printf -- '---:|'
   [ $has_h = 1 ] && printf -- '---:|'
+  [ $has_b = 1 ] && printf -- '---:|'
+  [ $has_b = 1 ] && [ $has_n = 1 ] && printf -- '---:|'
+  [ $has_b = 1 ] && [ $has_h = 1 ] && printf -- '---:|'
   echo
   local prev="" line s k label scale better
   while IFS='|' read -r s k label scale better; do
@@ -515,6 +538,10 @@ report() {
     local wm="${med[wsgate]:-NA}"
     [ $has_n = 1 ] && printf ' %s |' "$(ratio "$wm" "${med[nginx]}")"
     [ $has_h = 1 ] && printf ' %s |' "$(ratio "$wm" "${med[haproxy]}")"
+    local bm="${med[wsgate-b]:-NA}"
+    [ $has_b = 1 ] && printf ' %s |' "$(ratio "$bm" "$wm")"
+    [ $has_b = 1 ] && [ $has_n = 1 ] && printf ' %s |' "$(ratio "$bm" "${med[nginx]}")"
+    [ $has_b = 1 ] && [ $has_h = 1 ] && printf ' %s |' "$(ratio "$bm" "${med[haproxy]}")"
     echo
     unset med
   done <<<"$METRICS"
@@ -581,6 +608,8 @@ nginx -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/log/nginx-error.
 haproxy -c -q -f "$WORK/haproxy/haproxy.cfg" >/dev/null 2>&1 \
   || [[ " $PROXIES " != *" haproxy "* ]] || die "haproxy rejects its config: $(haproxy -c -f "$WORK/haproxy/haproxy.cfg" 2>&1 | tail -2)"
 "$BIN/wsgate" check -c "$WORK/wsgate.toml" >/dev/null || die "wsgate rejects its config"
+[[ " $PROXIES " != *" wsgate-b "* ]] || "$BIN/wsgate" check -c "$WORK/wsgate-b.toml" >/dev/null \
+  || die "wsgate rejects the wsgate-b config (--wsgate-b-limits)"
 
 "$BIN/examples/bench_echo" "$HOST:$BACKEND_PORT" >"$WORK/log/backend.log" 2>&1 &
 BACKEND_PID=$!

@@ -3,13 +3,16 @@
 //! read or a frame boundary.
 //!
 //! Owns: `Utf8`, the state carried between the pieces of one text message, and the
-//! unmasking of client payloads into a small stack buffer for checking (the bytes
+//! unmasking of client payloads into a 4 KiB per-thread buffer for checking (the bytes
 //! forwarded stay masked and untouched). Does not own: which messages are checked
 //! (pump.rs: text messages without RSV1, when the direction's setting is on), or
-//! the close codes (relay/mod.rs). The bulk of every piece goes through simdutf8;
-//! only the at most 4 bytes around a split code point go through `std`.
+//! the close codes (relay/mod.rs). The bulk of every piece goes through simdutf8's
+//! `basic` validator in one call (an unfinished code point at the end is set aside
+//! first, so no error position is needed); only the at most 4 bytes around a split
+//! code point go through `std`.
 
 use super::frame;
+use std::cell::RefCell;
 
 /// The state between two pieces of one text message: the start of a code point
 /// (0 to 3 bytes) the previous piece ended with.
@@ -23,8 +26,16 @@ pub struct Utf8 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Invalid;
 
-/// Bytes unmasked per step when checking a masked payload.
-const CHUNK: usize = 1024;
+/// Bytes unmasked per step when checking a masked payload: a multiple of 4 (the
+/// key's cycle stands at the same place at every step), large enough that a 4 KiB
+/// message is one call to the validator.
+const CHUNK: usize = 4096;
+
+thread_local! {
+    /// Where masked payloads are unmasked for checking: one per worker thread,
+    /// zeroed once (a stack array would be zeroed at every call), never per session.
+    static SCRATCH: RefCell<[u8; CHUNK]> = const { RefCell::new([0; CHUNK]) };
+}
 
 impl Utf8 {
     pub fn new() -> Utf8 {
@@ -44,22 +55,21 @@ impl Utf8 {
     /// `bytes[0]` in its frame's payload (where the key's cycle stands).
     pub fn feed_masked(&mut self, bytes: &[u8], key: [u8; 4], offset: u64) -> Result<(), Invalid> {
         let mut next = *self;
-        let mut scratch = [0u8; CHUNK];
-        let mut pos = offset;
-        for piece in bytes.chunks(CHUNK) {
-            let s = &mut scratch[..piece.len()];
-            s.copy_from_slice(piece);
-            let rot = (pos & 3) as usize;
-            let k = [
-                key[rot],
-                key[(rot + 1) & 3],
-                key[(rot + 2) & 3],
-                key[(rot + 3) & 3],
-            ];
-            frame::apply_mask(s, k);
-            next.step(s)?;
-            pos += piece.len() as u64;
-        }
+        let rot = (offset & 3) as usize;
+        let k = [
+            key[rot],
+            key[(rot + 1) & 3],
+            key[(rot + 2) & 3],
+            key[(rot + 3) & 3],
+        ];
+        SCRATCH.with_borrow_mut(|scratch| {
+            for piece in bytes.chunks(CHUNK) {
+                let s = &mut scratch[..piece.len()];
+                frame::unmask_into(s, piece, k);
+                next.step(s)?;
+            }
+            Ok(())
+        })?;
         *self = next;
         Ok(())
     }
@@ -97,18 +107,44 @@ impl Utf8 {
                 }
             }
         }
-        match simdutf8::compat::from_utf8(bytes) {
-            Ok(_) => Ok(()),
-            Err(e) if e.error_len().is_some() => Err(Invalid),
-            Err(e) => {
-                let tail = &bytes[e.valid_up_to()..];
-                debug_assert!(tail.len() <= 3);
-                self.carry[..tail.len()].copy_from_slice(tail);
-                self.len = tail.len() as u8;
-                Ok(())
-            }
+        // Only the end of a piece may hold an unfinished code point: set it aside,
+        // so the rest is one pass of the validator that needs no error position.
+        let (body, tail) = bytes.split_at(complete_prefix(bytes));
+        if simdutf8::basic::from_utf8(body).is_err() {
+            return Err(Invalid);
         }
+        if !tail.is_empty() {
+            // 1 to 3 bytes: the start of a code point, unless already wrong.
+            match std::str::from_utf8(tail) {
+                Err(e) if e.valid_up_to() == 0 && e.error_len().is_none() => {}
+                _ => return Err(Invalid),
+            }
+            self.carry[..tail.len()].copy_from_slice(tail);
+            self.len = tail.len() as u8;
+        }
+        Ok(())
     }
+}
+
+/// The length of `bytes` without the code point its last 1 to 3 bytes start and do
+/// not finish (all of it when they finish one, or are not UTF-8 at all: the
+/// validator then says so).
+fn complete_prefix(bytes: &[u8]) -> usize {
+    let n = bytes.len();
+    for back in 1..=n.min(3) {
+        let b = bytes[n - back];
+        if b & 0xc0 == 0x80 {
+            continue; // a continuation byte: the code point starts further back
+        }
+        let need = match b {
+            0xf0.. => 4,
+            0xe0.. => 3,
+            0xc0.. => 2,
+            _ => 1,
+        };
+        return if back < need { n - back } else { n };
+    }
+    n
 }
 
 #[cfg(test)]
@@ -164,6 +200,50 @@ mod tests {
     }
 
     #[test]
+    fn a_piece_ending_in_a_wrong_start_fails_there() {
+        // Each piece ends in bytes no code point can start with: the piece fails,
+        // not the next one (or the end of the message).
+        for bad in [
+            &b"ab\xe0\x80"[..],
+            b"ab\xf4\x90",
+            b"ab\xc1",
+            b"ab\xf8",
+            b"ab\xed\xa0",
+        ] {
+            assert_eq!(
+                pieces(&[bad, b"\x80zz"].concat(), &[bad.len()]),
+                Err(0),
+                "{bad:x?}"
+            );
+        }
+        // And ones that can start a code point carry over.
+        for good in [&b"ab\xe2\x82"[..], b"ab\xf0\x9f\xa6", b"ab\xc3", b"\xe2"] {
+            let mut u = Utf8::new();
+            u.feed(good).unwrap();
+            assert_ne!(u.finish(), Ok(()), "{good:x?}");
+        }
+    }
+
+    #[test]
+    fn long_pieces_agree_with_std_at_every_end() {
+        // Pieces past the validator's 64-byte blocks, cut at every place near a
+        // multi-byte character, with a bad byte at every place in turn.
+        let text = "x".repeat(61) + "é✓🦀" + &"y".repeat(70);
+        let bytes = text.as_bytes();
+        for cut in 55..80 {
+            assert_eq!(pieces(bytes, &[cut]), Ok(()), "cut {cut}");
+        }
+        for at in 55..80 {
+            let mut bad = bytes.to_vec();
+            bad[at] ^= 0x40;
+            let want = std::str::from_utf8(&bad).is_ok();
+            for cut in [at - 1, at, at + 1, 100] {
+                assert_eq!(pieces(&bad, &[cut]).is_ok(), want, "bad at {at}, cut {cut}");
+            }
+        }
+    }
+
+    #[test]
     fn an_error_changes_nothing() {
         let mut u = Utf8::new();
         u.feed(b"a\xe2").unwrap();
@@ -176,21 +256,23 @@ mod tests {
 
     #[test]
     fn masked_pieces_match_unmasked() {
-        let text = "naïve café ✓ 🦀 ".repeat(300);
+        let text = "naïve café ✓ 🦀 ".repeat(600);
         let key = [0x12, 0x9a, 0x07, 0xe3];
         let mut masked = text.as_bytes().to_vec();
         frame::apply_mask(&mut masked, key);
-        for cut in [0usize, 1, 2, 3, 5, 1023, 1024, 1025, 2047, 3001] {
+        for cut in [
+            0usize, 1, 2, 3, 5, 1023, 1024, 1025, 2047, 3001, 4095, 4096, 4097, 4099,
+        ] {
             let mut u = Utf8::new();
             u.feed_masked(&masked[..cut], key, 0).unwrap();
             u.feed_masked(&masked[cut..], key, cut as u64).unwrap();
             u.finish().unwrap();
         }
         let mut bad = text.into_bytes();
-        bad[2500] = 0xc0;
+        bad[6500] = 0xc0;
         frame::apply_mask(&mut bad, key);
         let mut u = Utf8::new();
-        u.feed_masked(&bad[..2000], key, 0).unwrap();
-        assert_eq!(u.feed_masked(&bad[2000..], key, 2000), Err(Invalid));
+        u.feed_masked(&bad[..2001], key, 0).unwrap();
+        assert_eq!(u.feed_masked(&bad[2001..], key, 2001), Err(Invalid));
     }
 }
