@@ -17,18 +17,11 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// background thread returns freed pages to the kernel about a second after they
 /// were last used, instead of on the next allocation; one arena, since two worker
 /// threads rarely contend with their thread caches in front of it, and more arenas
-/// keep more partly used pages; thread caches hold blocks of at most 8 KiB, so the
-/// 16 KiB and larger buffers of closed sessions (TLS records, relay buffers past the
-/// pool's spares) go back to the arena, where the background thread can return them,
-/// instead of waiting in the cache of a thread that went idle (benches/RESULTS.md:
-/// RSS 5 s after a spike 1.06-1.22x in 8 runs, against up to 1.31x with the default
-/// 32 KiB; instructions per message +0.3 %, per handshake unchanged).
+/// keep more partly used pages.
 #[cfg(feature = "jemalloc")]
 #[unsafe(export_name = "malloc_conf")]
-pub static MALLOC_CONF: MallocConf = MallocConf(
-    c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:1,tcache_max:8192"
-        .as_ptr(),
-);
+pub static MALLOC_CONF: MallocConf =
+    MallocConf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:1".as_ptr());
 
 /// A `const char *` as jemalloc reads it.
 #[cfg(feature = "jemalloc")]
@@ -38,27 +31,42 @@ pub struct MallocConf(*const std::ffi::c_char);
 #[cfg(feature = "jemalloc")]
 unsafe impl Sync for MallocConf {}
 
-/// Called by tokio each time a worker thread goes idle. At most once a second per
-/// thread, hands the thread's cache of freed blocks back to the arena: a thread that
-/// freed the memory of thousands of sessions and then went quiet would otherwise keep
-/// it (its cache is only trimmed as it allocates again), and the background thread
-/// can only return pages nobody holds. wsgate's once-a-second housekeeping wakes
-/// every worker, so an idle process is flushed within about two seconds.
+/// Called by tokio each time a worker thread goes idle: hands the thread's cache of
+/// freed blocks back to the arena when the thread has freed at least
+/// `FLUSH_AFTER_FREED` bytes since its last flush, or anything at all and a second
+/// has passed. A thread that freed the memory of thousands of sessions and then went
+/// quiet would otherwise keep it (its cache is only trimmed as it allocates again),
+/// and the background thread can only return pages nobody holds. An idle worker may
+/// stay parked for good, so the flush must happen on its last park before that, not
+/// on a later one: a time limit alone left up to a second's frees cached (RSS 5 s
+/// after a spike up to 1.31x; benches/RESULTS.md). The byte count bounds what an idle
+/// thread keeps, and the rate of flushes under load (one per that many bytes freed).
 pub fn on_thread_park() {
     #[cfg(feature = "jemalloc")]
     {
         use std::cell::Cell;
         use std::time::{Duration, Instant};
+        /// Bytes freed since the last flush that make a park flush at once.
+        const FLUSH_AFTER_FREED: u64 = 1024 * 1024;
         thread_local! {
-            static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+            /// When the thread last flushed, and its freed-bytes count then.
+            static LAST: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
         }
         let now = Instant::now();
+        let freed = freed_by_this_thread();
         let due = LAST.with(|l| {
-            let due = l
-                .get()
-                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+            let due = match l.get() {
+                None => true,
+                Some((t, was)) => match freed {
+                    Some(f) => {
+                        f.wrapping_sub(was) >= FLUSH_AFTER_FREED
+                            || (f != was && now.duration_since(t) >= Duration::from_secs(1))
+                    }
+                    None => now.duration_since(t) >= Duration::from_secs(1),
+                },
+            };
             if due {
-                l.set(Some(now));
+                l.set(Some((now, freed.unwrap_or(0))));
             }
             due
         });
@@ -77,4 +85,41 @@ pub fn on_thread_park() {
             }
         }
     }
+}
+
+/// The bytes this thread has freed since it started, read through the pointer
+/// jemalloc gives to its per-thread counter (`thread.deallocatedp`, asked once per
+/// thread); `None` if jemalloc does not keep it.
+#[cfg(feature = "jemalloc")]
+fn freed_by_this_thread() -> Option<u64> {
+    use std::cell::Cell;
+    thread_local! {
+        static COUNTER: Cell<Option<*const u64>> = const { Cell::new(None) };
+    }
+    let p = COUNTER.with(|c| {
+        if c.get().is_none() {
+            let mut p: *mut u64 = std::ptr::null_mut();
+            let mut len = std::mem::size_of::<*mut u64>();
+            // SAFETY: "thread.deallocatedp" writes one `uint64_t *` into `p`, whose
+            // size `len` gives; nothing is written to jemalloc.
+            let rc = unsafe {
+                tikv_jemalloc_sys::mallctl(
+                    c"thread.deallocatedp".as_ptr(),
+                    (&raw mut p).cast(),
+                    &mut len,
+                    std::ptr::null_mut(),
+                    0,
+                )
+            };
+            c.set(Some(if rc == 0 {
+                p.cast_const()
+            } else {
+                std::ptr::null()
+            }));
+        }
+        c.get().unwrap_or(std::ptr::null())
+    });
+    // SAFETY: a non-null `p` points to this thread's counter, which lives as long as
+    // the thread; only this thread's frees change it.
+    (!p.is_null()).then(|| unsafe { std::ptr::read_volatile(p) })
 }
