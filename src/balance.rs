@@ -132,6 +132,24 @@ impl Pool {
         self
     }
 
+    /// After a publish: closes the idle plain-HTTP connections of this pool's backends
+    /// unless `old` (the same pool in the generation before) has the very same TLS
+    /// settings. A reload loads them again (a CA file may have changed), a DNS update
+    /// keeps them; a kept-alive connection must not outlive the settings it was
+    /// opened and verified with.
+    pub fn drop_idle_opened_before(&self, old: Option<&Pool>) {
+        let same = old.is_some_and(|o| match (&o.tls, &self.tls) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        });
+        if !same {
+            for b in &self.backends {
+                b.idle.clear();
+            }
+        }
+    }
+
     /// Picks a backend for `client`, never one of `exclude` (backends already tried
     /// for this request). `None` when no backend is eligible.
     pub fn pick(&self, client: IpAddr, exclude: &[usize]) -> Option<Lease> {

@@ -367,6 +367,9 @@ impl Runtime {
                 next.effective.overload
             );
         }
+        for pool in &next.pools {
+            pool.drop_idle_opened_before(old.pool(&pool.name).map(|p| &**p));
+        }
         old.stop_checks(false);
         self.start(&next);
         self.remove_dropped(&old, &next);

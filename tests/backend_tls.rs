@@ -223,3 +223,95 @@ fn backend_tls_config_errors_are_located() {
         "{e}"
     );
 }
+
+/// A plain HTTP backend behind TLS (the test PKI): answers every request with the
+/// number of the TLS connection it came on; counts connections.
+async fn tls_http_backend(
+    files: &CertFiles,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&files.cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&files.key).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let count = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |_req| async move {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from(format!("conn {n}"))),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, conns)
+}
+
+/// Plain HTTP requests (`http = "proxy"`) to a TLS pool: verified, kept alive and
+/// reused; a reload (which loads the pool's TLS settings again) closes the idle
+/// connections, so the next request opens one under the new settings.
+#[tokio::test]
+async fn plain_http_to_a_tls_pool_reuses_connections_until_a_reload() {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncWriteExt;
+    let files = backend_pki("btls-http");
+    let (backend, conns) = tls_http_backend(&files).await;
+    let rest = format!(
+        "[[pool]]\nname = \"p\"\ntls = true\ntls_ca = \"{}\"\n[[pool.backend]]\naddress = \"{backend}\"\n\n[[route]]\npool = \"p\"\nhttp = \"proxy\"\n",
+        files.ca.display()
+    );
+    let p = start_proxy(&rest).await;
+    let mut c = tls_connect(p.addr).await;
+    let get = b"GET /x HTTP/1.1\r\nhost: localhost\r\n\r\n";
+    for _ in 0..2 {
+        c.write_all(get).await.unwrap();
+        let r = common::http::read_http(&mut c, false).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.body, "conn 1");
+    }
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        1,
+        "the idle connection is reused"
+    );
+    let cfg = wsgate::config::Config::parse(&config_text(&rest), std::path::Path::new("test.toml"))
+        .unwrap();
+    let mut running = p.running;
+    running.reload(&cfg).await.expect("reload");
+    c.write_all(get).await.unwrap();
+    let r = common::http::read_http(&mut c, false).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.body, "conn 2",
+        "after a reload, a new connection under the reloaded TLS settings"
+    );
+}
