@@ -130,7 +130,8 @@ impl Drop for TlsEcho {
     }
 }
 
-pub async fn tls_echo(files: &CertFiles) -> TlsEcho {
+/// A TLS acceptor serving `files`' chain and key (a test backend's side of TLS).
+pub fn backend_acceptor(files: &CertFiles) -> tokio_rustls::TlsAcceptor {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let chain: Vec<_> = CertificateDer::pem_file_iter(&files.cert)
@@ -146,7 +147,11 @@ pub async fn tls_echo(files: &CertFiles) -> TlsEcho {
     .with_no_client_auth()
     .with_single_cert(chain, key)
     .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+}
+
+pub async fn tls_echo(files: &CertFiles) -> TlsEcho {
+    let acceptor = backend_acceptor(files);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let sni = Arc::new(Mutex::new(Vec::new()));
