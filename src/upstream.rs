@@ -221,27 +221,29 @@ pub fn forwarded_request(
     out
 }
 
-/// Connects to `backend` (TLS if the pool says so; the TCP connect time goes to
-/// `connect_time`), forwards the upgrade and checks the answer.
-pub async fn open(
+/// Opens a connection to `backend` for `client` (the client's address and the one it
+/// connected to): TCP, the pool's PROXY header if it sends one (in the clear, before
+/// any TLS), then TLS if the pool says so, all within the pool's `connect_timeout`.
+/// The TCP connect time goes to `connect_time` when given. Upgrades and plain HTTP
+/// requests (http/forward.rs) both open their backend connections here.
+pub async fn connect(
     backend: &Backend,
     pool: &Pool,
-    client: ClientInfo,
-    forwarded: Request<Empty<Bytes>>,
-    req: &UpgradeRequest,
-    connect_time: &Histogram,
-) -> Result<Answer, UpstreamError> {
+    client: (std::net::SocketAddr, std::net::SocketAddr),
+    connect_time: Option<&Histogram>,
+) -> Result<BackendStream, UpstreamError> {
     let addr = backend.addr;
     let connect = async {
         let t0 = std::time::Instant::now();
         let mut tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| UpstreamError::Connect(addr, e))?;
-        connect_time.observe(t0.elapsed().as_secs_f64());
+        if let Some(h) = connect_time {
+            h.observe(t0.elapsed().as_secs_f64());
+        }
         let _ = tcp.set_nodelay(true);
-        // The PROXY header goes first, in the clear, before any TLS.
         if let Some(v) = pool.conf.send_proxy_protocol {
-            crate::proxy_proto::write_header(&mut tcp, v, Some(client.addrs))
+            crate::proxy_proto::write_header(&mut tcp, v, Some(client))
                 .await
                 .map_err(|e| UpstreamError::Connect(addr, e))?;
         }
@@ -254,10 +256,23 @@ pub async fn open(
             )),
         })
     };
-    let stream = match timeout(pool.conf.connect_timeout, connect).await {
-        Err(_) => return Err(UpstreamError::ConnectTimeout(addr)),
-        Ok(r) => r?,
-    };
+    match timeout(pool.conf.connect_timeout, connect).await {
+        Err(_) => Err(UpstreamError::ConnectTimeout(addr)),
+        Ok(r) => r,
+    }
+}
+
+/// Connects to `backend` (`connect`), forwards the upgrade and checks the answer.
+pub async fn open(
+    backend: &Backend,
+    pool: &Pool,
+    client: ClientInfo,
+    forwarded: Request<Empty<Bytes>>,
+    req: &UpgradeRequest,
+    connect_time: &Histogram,
+) -> Result<Answer, UpstreamError> {
+    let addr = backend.addr;
+    let stream = connect(backend, pool, client.addrs, Some(connect_time)).await?;
     let exchange = async {
         match stream {
             BackendStream::Plain(s) => upgrade(addr, s, forwarded, req, BackendStream::Plain).await,

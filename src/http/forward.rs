@@ -34,7 +34,6 @@ use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
@@ -326,52 +325,31 @@ fn give_back(mut sender: Sender, lease: Lease) {
     });
 }
 
-/// Opens a connection to `backend` for plain HTTP: TCP, then TLS when the pool has
-/// `tls = true` (verified as for upgrades), both within `connect_timeout`.
+/// Opens a connection to `backend` for plain HTTP (`upstream::connect`: TCP, the
+/// pool's PROXY header, TLS) and starts hyper's client on it.
 async fn connect(
     backend: &crate::backend::Backend,
     pool: &Pool,
     client: (std::net::SocketAddr, std::net::SocketAddr),
 ) -> Result<Sender, upstream::UpstreamError> {
-    use upstream::UpstreamError;
+    use upstream::{BackendStream, UpstreamError};
     let addr = backend.addr;
-    let open = async {
-        let mut tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|e| UpstreamError::Connect(addr, e))?;
-        let _ = tcp.set_nodelay(true);
-        // The PROXY header goes first, in the clear, before any TLS.
-        if let Some(v) = pool.conf.send_proxy_protocol {
-            crate::proxy_proto::write_header(&mut tcp, v, Some(client))
+    let handshake = hyper::client::conn::http1::Builder::new();
+    let (sender, conn) = match upstream::connect(backend, pool, client, None).await? {
+        BackendStream::Plain(tcp) => {
+            let (sender, conn) = handshake
+                .handshake::<_, ReqBody>(TokioIo::new(tcp))
                 .await
-                .map_err(|e| UpstreamError::Connect(addr, e))?;
+                .map_err(|e| UpstreamError::Http(addr, e))?;
+            (sender, futures_util::future::Either::Left(conn))
         }
-        let handshake = hyper::client::conn::http1::Builder::new();
-        let (sender, conn) = match &pool.tls {
-            None => {
-                let (sender, conn) = handshake
-                    .handshake::<_, ReqBody>(TokioIo::new(tcp))
-                    .await
-                    .map_err(|e| UpstreamError::Http(addr, e))?;
-                (sender, futures_util::future::Either::Left(conn))
-            }
-            Some(tls) => {
-                let stream = tls
-                    .connect(&backend.id.address, tcp)
-                    .await
-                    .map_err(|e| UpstreamError::Tls(addr, e))?;
-                let (sender, conn) = handshake
-                    .handshake::<_, ReqBody>(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| UpstreamError::Http(addr, e))?;
-                (sender, futures_util::future::Either::Right(conn))
-            }
-        };
-        Ok((sender, conn))
-    };
-    let (sender, conn) = match timeout(pool.conf.connect_timeout, open).await {
-        Err(_) => return Err(UpstreamError::ConnectTimeout(addr)),
-        Ok(r) => r?,
+        BackendStream::Tls(stream) => {
+            let (sender, conn) = handshake
+                .handshake::<_, ReqBody>(TokioIo::new(stream))
+                .await
+                .map_err(|e| UpstreamError::Http(addr, e))?;
+            (sender, futures_util::future::Either::Right(conn))
+        }
     };
     tokio::spawn(async move {
         if let Err(e) = conn.await {
