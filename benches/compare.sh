@@ -407,6 +407,8 @@ METRICS="
 a|msgs_per_s|msgs/s|1|higher
 a|cpu_us_per_msg|proxy CPU us/msg|1|lower
 a|cpu_ms_per_mb|proxy CPU ms/MB|1|lower
+a|sys_us_per_msg|of which kernel (stime) us/msg|1|lower
+a|ctxsw_per_msg|proxy context switches/msg|1|lower
 a|p50_us|p50 RTT ms|0.001|lower
 a|p99_us|p99 RTT ms|0.001|lower
 b|msgs_per_s|msgs/s|1|higher
@@ -426,6 +428,8 @@ k|p50_us|p50 RTT ms|0.001|lower
 k|p99_us|p99 RTT ms|0.001|lower
 l|msgs_per_s|msgs/s achieved|1|higher
 l|cpu_us_per_msg|proxy CPU us/msg|1|lower
+l|sys_us_per_msg|of which kernel (stime) us/msg|1|lower
+l|ctxsw_per_msg|proxy context switches/msg|1|lower
 l|p50_us|p50 RTT us (from scheduled send)|1|lower
 l|p99_us|p99 RTT us|1|lower
 l|p999_us|p99.9 RTT us|1|lower
@@ -437,6 +441,8 @@ d|rss_after_close_kib|RSS 1 s after close, MiB|0.0009765625|lower
 d|rss_after_5s_kib|RSS 5 s after close, MiB|0.0009765625|lower
 e|conns_per_s|conns/s|1|higher
 e|cpu_us_per_conn|proxy CPU us/conn|1|lower
+e|sys_us_per_conn|of which kernel (stime) us/conn|1|lower
+e|ctxsw_per_conn|proxy context switches/conn|1|lower
 e|p50_us|p50 setup ms|0.001|lower
 e|p99_us|p99 setup ms|0.001|lower
 f|conns_per_s|conns/s|1|higher
@@ -491,6 +497,31 @@ fmt() { awk -v v="$1" -v s="${2:-1}" 'BEGIN {
   x=v*s; a=(x<0?-x:x)
   if (a>=100) printf "%.0f", x; else if (a>=10) printf "%.1f", x; else if (a>=1) printf "%.2f", x; else printf "%.3f", x }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a=="NA"||b=="NA"||b+0==0) print "n/a"; else printf "%.2f", a/b }'; }
+
+# The part of each proxy's CPU that its own code does not spend: kernel time (stime:
+# syscalls, TCP over loopback, wakeups), set against nginx's whole CPU. wsgate's
+# kernel time alone is the lowest wsgate/nginx CPU ratio any user-space change can
+# reach for that scenario.
+kernel_floor() {
+  local w s k kk p
+  echo "## Kernel floor: each proxy's kernel CPU (stime) against nginx's total CPU, medians"
+  echo
+  echo "stime is sampled at the kernel's tick, so read it over many repetitions; the ratio is the lowest"
+  echo "proxy/nginx CPU ratio that proxy could reach with zero user-space CPU."
+  echo
+  printf '| scenario@workers | metric |'; for p in $PROXIES; do printf ' %s kernel / nginx total |' "$p"; done; echo
+  printf '|---|---|'; for p in $PROXIES; do printf -- '---:|'; done; echo
+  for w in $WORKERS; do
+    for s in a l e; do
+      has_scen "$s" || continue
+      if [ "$s" = e ]; then k=cpu_us_per_conn kk=sys_us_per_conn; else k=cpu_us_per_msg kk=sys_us_per_msg; fi
+      printf '| %s | %s |' "$s@$w" "$kk"
+      for p in $PROXIES; do printf ' %s |' "$(ratio "$(median "$p" "$s@$w" "$kk")" "$(median nginx "$s@$w" "$k")")"; done
+      echo
+    done
+  done
+  echo
+}
 
 report() {
   local has_n=0 has_h=0 has_b=0 p w
@@ -547,6 +578,7 @@ report() {
   done <<<"$METRICS"
   done
   echo
+  [ $has_n = 1 ] && kernel_floor
   echo "## Every repetition (headline metric), to judge the noise"
   echo
   echo "| scenario@workers | metric | proxy | values by repetition | spread (max-min)/median |"

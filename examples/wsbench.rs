@@ -35,7 +35,8 @@
 //! `--pids 1,2,3` names the proxy's processes: wsbench then reads their CPU time
 //! (utime+stime from /proc/PID/stat) around the measured phase and their RSS
 //! (VmRSS) before/while/after holding idle sessions, so the figures cover exactly
-//! the measured work. `--also-pids` names other processes of the benchmark (the
+//! the measured work; `sys_us_per_*` is the kernel's share of it (stime) and
+//! `ctxsw_per_*` the proxy's context switches (its live threads). `--also-pids` names other processes of the benchmark (the
 //! backend): CPU used on the machine by none of these nor wsbench is reported as
 //! `foreign_cores` (other load, i.e. noise). The last line of output is machine-readable:
 //! `RESULT key=value ...`. Exit status 1 if any connection failed.
@@ -221,6 +222,10 @@ fn machine_busy(clk_tck: f64) -> f64 {
 #[derive(Clone, Copy)]
 struct Snap {
     proxy: f64,
+    /// The proxy's stime alone (kernel work done for it), seconds.
+    proxy_sys: f64,
+    /// The proxy's context switches (voluntary + involuntary, its live threads).
+    proxy_cs: f64,
     client: f64,
     also: f64,
     machine: f64,
@@ -229,6 +234,8 @@ struct Snap {
 fn snap(a: &Args) -> Snap {
     Snap {
         proxy: pids_cpu(a),
+        proxy_sys: sum_pids(a, |p| stat_field(p, 12).map(|t| t / a.clk_tck)),
+        proxy_cs: sum_pids(a, context_switches),
         client: self_cpu(a.clk_tck),
         also: a
             .also_pids
@@ -240,6 +247,14 @@ fn snap(a: &Args) -> Snap {
 }
 
 impl Snap {
+    /// (proxy kernel CPU seconds, proxy context switches) between two snapshots.
+    fn kernel(self, later: Snap) -> (f64, f64) {
+        (
+            later.proxy_sys - self.proxy_sys,
+            later.proxy_cs - self.proxy_cs,
+        )
+    }
+
     /// (proxy, client, foreign) CPU seconds between two snapshots.
     fn delta(self, later: Snap) -> (f64, f64, f64) {
         let proxy = later.proxy - self.proxy;
@@ -251,15 +266,43 @@ impl Snap {
     }
 }
 
+/// Field `i` (0 = state, 11 = utime, 12 = stime) of /proc/PID/stat, counting from
+/// after the command name (which may hold spaces). utime and stime cover all the
+/// process's threads, live and exited.
+fn stat_field(pid: u32, i: usize) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(i)?.parse().ok()
+}
+
 /// utime+stime of a process (all its threads, live and exited), in seconds.
 fn cpu_seconds(pid: u32, clk_tck: f64) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start at field 3 (state).
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / clk_tck)
+    Some((stat_field(pid, 11)? + stat_field(pid, 12)?) / clk_tck)
+}
+
+/// Context switches (voluntary + involuntary) of a process's live threads.
+fn context_switches(pid: u32) -> Option<f64> {
+    let mut n = 0.0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let status = std::fs::read_to_string(t.ok()?.path().join("status")).ok()?;
+        for l in status.lines() {
+            if l.starts_with("voluntary_ctxt_switches:")
+                || l.starts_with("nonvoluntary_ctxt_switches:")
+            {
+                n += l.split_whitespace().nth(1)?.parse::<f64>().ok()?;
+            }
+        }
+    }
+    Some(n)
+}
+
+/// A per-process figure summed over the watched processes (NaN without --pids or if
+/// one is gone).
+fn sum_pids(a: &Args, f: impl Fn(u32) -> Option<f64>) -> f64 {
+    if a.pids.is_empty() {
+        return f64::NAN;
+    }
+    a.pids.iter().map(|&p| f(p).unwrap_or(f64::NAN)).sum()
 }
 
 fn self_cpu(clk_tck: f64) -> f64 {
@@ -268,13 +311,7 @@ fn self_cpu(clk_tck: f64) -> f64 {
 
 /// Summed CPU seconds of the watched processes (NaN without --pids or if one is gone).
 fn pids_cpu(a: &Args) -> f64 {
-    if a.pids.is_empty() {
-        return f64::NAN;
-    }
-    a.pids
-        .iter()
-        .map(|&p| cpu_seconds(p, a.clk_tck).unwrap_or(f64::NAN))
-        .sum()
+    sum_pids(a, |p| cpu_seconds(p, a.clk_tck))
 }
 
 /// Summed VmRSS of the watched processes, KiB.
@@ -602,7 +639,9 @@ async fn run_echo(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
         }
     }
     let wall = t0.elapsed().as_secs_f64();
-    let (proxy_cpu, client_cpu, foreign) = s0.delta(snap(a));
+    let s1 = snap(a);
+    let (proxy_cpu, client_cpu, foreign) = s0.delta(s1);
+    let (sys, cs) = s0.kernel(s1);
     close_tx.send_replace(true);
     let mut lat = Vec::new();
     let mut fails = Vec::new();
@@ -637,7 +676,7 @@ async fn run_echo(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
         "RESULT mode=echo conns={opened} errors={errors} msgs={msgs} size={} window={} wall_s={wall:.4} \
          msgs_per_s={:.1} mb_per_s={:.2} p50_us={} p99_us={} max_us={} proxy_cpu_s={proxy_cpu:.3} \
          cpu_us_per_msg={:.3} cpu_ms_per_mb={:.4} p999_us={} client_cpu_s={client_cpu:.3} \
-         foreign_cores={:.3}",
+         foreign_cores={:.3} sys_us_per_msg={:.3} ctxsw_per_msg={:.3}",
         a.size,
         a.window,
         msgs as f64 / wall,
@@ -649,6 +688,8 @@ async fn run_echo(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
         cpu_ms_per_mb(proxy_cpu, msgs, a.size),
         percentile(&lat, 99.9),
         foreign / wall,
+        sys * 1e6 / msgs.max(1) as f64,
+        cs / msgs.max(1) as f64,
     );
     Ok(errors == 0)
 }
@@ -722,7 +763,9 @@ async fn run_handshake(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
         }
     }
     let wall = t0.elapsed().as_secs_f64();
-    let (cpu, client_cpu, foreign) = s0.delta(snap(a));
+    let s1 = snap(a);
+    let (cpu, client_cpu, foreign) = s0.delta(s1);
+    let (sys, cs) = s0.kernel(s1);
     report_errors(&errs);
     lat.sort_unstable();
     let n = lat.len();
@@ -742,7 +785,7 @@ async fn run_handshake(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
     println!(
         "RESULT mode=handshake conns={n} errors={} wall_s={wall:.4} conns_per_s={:.1} p50_us={} \
          p99_us={} proxy_cpu_s={cpu:.3} cpu_us_per_conn={:.2} client_cpu_s={client_cpu:.3} \
-         foreign_cores={:.3} resumed={}",
+         foreign_cores={:.3} resumed={} sys_us_per_conn={:.2} ctxsw_per_conn={:.3}",
         errs.len(),
         n as f64 / wall,
         percentile(&lat, 50.0),
@@ -750,6 +793,8 @@ async fn run_handshake(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
         cpu * 1e6 / n.max(1) as f64,
         foreign / wall,
         resumed.load(Ordering::Relaxed),
+        sys * 1e6 / n.max(1) as f64,
+        cs / n.max(1) as f64,
     );
     Ok(errs.is_empty())
 }
@@ -885,7 +930,9 @@ async fn run_rate(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
         .saturating_duration_since(t0)
         .as_secs_f64()
         .max(1e-9);
-    let (proxy_cpu, client_cpu, foreign) = s0.delta(snap(a));
+    let s1 = snap(a);
+    let (proxy_cpu, client_cpu, foreign) = s0.delta(s1);
+    let (sys, cs) = s0.kernel(s1);
     let mut lag = pacer.await.map_err(|e| format!("pacer: {e}"))?;
     report_errors(&fails);
     lat.sort_unstable();
@@ -916,7 +963,8 @@ async fn run_rate(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
         "RESULT mode=rate conns={opened} errors={errors} msgs={msgs} scheduled={total} size={} \
          rate={} wall_s={wall:.4} msgs_per_s={:.1} p50_us={p50} p99_us={p99} p999_us={p999} \
          max_us={} lag_p99_us={} proxy_cpu_s={proxy_cpu:.3} cpu_us_per_msg={:.3} \
-         cpu_ms_per_mb={:.4} client_cpu_s={client_cpu:.3} foreign_cores={:.3}",
+         cpu_ms_per_mb={:.4} client_cpu_s={client_cpu:.3} foreign_cores={:.3} \
+         sys_us_per_msg={:.3} ctxsw_per_msg={:.3}",
         a.size,
         a.rate,
         msgs as f64 / wall,
@@ -925,6 +973,8 @@ async fn run_rate(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
         proxy_cpu * 1e6 / msgs.max(1) as f64,
         cpu_ms_per_mb(proxy_cpu, msgs, a.size),
         foreign / wall,
+        sys * 1e6 / msgs.max(1) as f64,
+        cs / msgs.max(1) as f64,
     );
     Ok(errors == 0)
 }
