@@ -14,21 +14,24 @@
 //! snapshot for its life; a session keeps its route (and so its pool and limits).
 //! Does not own: sockets and accept loops (server.rs, listen.rs) or signals (main).
 
+mod build;
+
+pub use build::{BuildError, check_files, check_tls};
+use build::build;
+
 use crate::admission::{Admission, Slots};
-use crate::auth::Jwt;
-use crate::backend::{Backend, BackendId};
+use crate::backend::Backend;
 use crate::balance::Pool;
-use crate::config::{BackendRemoved, Config, KeyPath, Limits, Problem};
+use crate::config::{BackendRemoved, Config, Limits};
 use crate::conn::ConnSettings;
 use crate::discovery::Discovery;
 use crate::health::Checkers;
 use crate::metrics::Metrics;
 use crate::overload::{self, Overload};
-use crate::relay::RelayConfig;
 use crate::resources::{self, ConnectionLimit};
-use crate::route::{Route, Router};
+use crate::route::Router;
 use crate::session::{Ending, Sessions, Stop};
-use crate::tls::{self, upstream::UpstreamTls};
+use crate::tls;
 use arc_swap::ArcSwap;
 use hyper::header::HeaderName;
 use std::fmt;
@@ -149,94 +152,6 @@ impl Generation {
     }
 }
 
-/// A config that cannot be served: a certificate, key, CA bundle or JWT key problem,
-/// located in the file.
-#[derive(Debug)]
-pub struct BuildError {
-    pub problem: Box<Problem>,
-    pub source: Box<dyn std::error::Error + Send + Sync>,
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.problem)
-    }
-}
-
-impl std::error::Error for BuildError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.source)
-    }
-}
-
-impl BuildError {
-    fn at(
-        cfg: &Config,
-        key: &KeyPath,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> BuildError {
-        BuildError {
-            problem: Box::new(cfg.problem(key, &source.to_string())),
-            source: Box::new(source),
-        }
-    }
-}
-
-/// Loads every file the config names (certificates and keys, CA bundles, JWT keys)
-/// as a start or reload would; returns the warnings. What `wsgate check` runs
-/// besides parsing.
-pub fn check_files(cfg: &Config) -> Result<Vec<String>, BuildError> {
-    let mut warnings = Vec::new();
-    for (i, l) in cfg.listeners.iter().enumerate() {
-        if let Some(t) = &l.tls {
-            warnings.extend(load_tls(cfg, i, t)?.warnings);
-        }
-    }
-    for (i, p) in cfg.pools.iter().enumerate() {
-        load_pool_tls(cfg, i, p)?;
-    }
-    for r in &cfg.routes {
-        if let Some(a) = &r.auth {
-            warnings.extend(load_auth(cfg, a)?.1);
-        }
-    }
-    Ok(warnings)
-}
-
-/// The certificate checks alone (kept for callers of the older name).
-pub fn check_tls(cfg: &Config) -> Result<Vec<String>, BuildError> {
-    check_files(cfg)
-}
-
-fn load_tls(
-    cfg: &Config,
-    index: usize,
-    t: &crate::config::ListenerTls,
-) -> Result<tls::Loaded, BuildError> {
-    tls::load_listener(t, &KeyPath::root("listener").index(index))
-        .map_err(|e| BuildError::at(cfg, &e.at, *e.error))
-}
-
-fn load_pool_tls(
-    cfg: &Config,
-    index: usize,
-    p: &crate::config::Pool,
-) -> Result<Option<Arc<UpstreamTls>>, BuildError> {
-    let Some(t) = &p.tls else { return Ok(None) };
-    let key = if t.ca.is_some() { "tls_ca" } else { "tls" };
-    UpstreamTls::load(t)
-        .map(|u| Some(Arc::new(u)))
-        .map_err(|e| BuildError::at(cfg, &KeyPath::root("pool").index(index).key(key), e))
-}
-
-fn load_auth(
-    cfg: &Config,
-    a: &crate::config::JwtConf,
-) -> Result<(Arc<Jwt>, Vec<String>), BuildError> {
-    Jwt::load(a)
-        .map(|(j, w)| (Arc::new(j), w))
-        .map_err(|e| BuildError::at(cfg, &a.at.clone().key(a.keys.key()), e))
-}
 
 /// What lives as long as the process.
 pub struct Runtime {
@@ -463,130 +378,6 @@ impl Runtime {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
-}
-
-/// The generation `cfg` describes. With `keep` (a DNS update: only the backends
-/// differ), the listeners, pool TLS settings and JWT keys are taken from that
-/// generation instead of being loaded again.
-fn build(
-    cfg: &Config,
-    id: u64,
-    keep: Option<&Generation>,
-    mut reuse: impl FnMut(&BackendId) -> Option<Arc<Backend>>,
-) -> Result<Generation, BuildError> {
-    let (listeners, mut warnings, mut identity_headers) = match keep {
-        Some(g) => (
-            g.listeners.clone(),
-            g.warnings.clone(),
-            g.identity_headers.clone(),
-        ),
-        None => build_listeners(cfg)?,
-    };
-    let mut pools: Vec<Arc<Pool>> = Vec::with_capacity(cfg.pools.len());
-    for (i, p) in cfg.pools.iter().enumerate() {
-        let tls = match keep {
-            Some(g) => g
-                .pools
-                .iter()
-                .find(|k| k.name == p.name)
-                .and_then(|k| k.tls.clone()),
-            None => load_pool_tls(cfg, i, p)?,
-        };
-        pools.push(Arc::new(Pool::build(p, &mut reuse).with_tls(tls)));
-    }
-    let mut auths = Vec::with_capacity(cfg.routes.len());
-    for (i, r) in cfg.routes.iter().enumerate() {
-        let auth = match (&r.auth, keep) {
-            (Some(_), Some(g)) => g
-                .router
-                .routes()
-                .iter()
-                .find(|k| k.index == i)
-                .and_then(|k| k.auth.clone()),
-            (Some(a), None) => {
-                let (jwt, w) = load_auth(cfg, a)?;
-                warnings.extend(w);
-                identity_headers.extend(a.forward_claims.iter().map(|(_, h)| h.clone()));
-                Some(jwt)
-            }
-            (None, _) => None,
-        };
-        auths.push(auth);
-    }
-    identity_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    identity_headers.dedup();
-    let close_timeout = cfg.server.close_timeout.get();
-    let routes = cfg
-        .routes
-        .iter()
-        .zip(auths)
-        .map(|(r, auth)| {
-            let relay = RelayConfig {
-                buffer: RELAY_BUFFER,
-                close_timeout,
-                extensions: Default::default(), // per session, from the backend's 101
-                limits: r.limits.clone(),
-            };
-            let mut route = Route::new(r, &pools, relay);
-            route.auth = auth;
-            route
-        })
-        .collect();
-    Ok(Generation {
-        id,
-        loaded_at: SystemTime::now(),
-        config: cfg.clone(),
-        router: Router::new(routes),
-        pools,
-        listeners,
-        conn: ConnSettings {
-            tls_handshake_timeout: cfg.server.tls_handshake_timeout.get(),
-            header_read_timeout: cfg.server.header_read_timeout.get(),
-            keepalive_timeout: cfg.server.keepalive_timeout.get(),
-            request_body_timeout: cfg.server.request_body_timeout.get(),
-            max_header_bytes: cfg.server.max_header_bytes,
-        },
-        identity_headers,
-        warnings,
-        effective: Effective::resolve(cfg),
-        checkers: Mutex::new(None),
-    })
-}
-
-/// Every listener of `cfg`, its certificates and keys loaded; the warnings, and the
-/// client-certificate subject headers.
-type Listeners = (Vec<ListenerGen>, Vec<String>, Vec<HeaderName>);
-
-fn build_listeners(cfg: &Config) -> Result<Listeners, BuildError> {
-    let mut warnings = Vec::new();
-    let mut listeners = Vec::new();
-    let mut identity_headers: Vec<HeaderName> = Vec::new();
-    for (i, l) in cfg.listeners.iter().enumerate() {
-        let (tls, certs, subject) = match &l.tls {
-            None => (None, Vec::new(), None),
-            Some(t) => {
-                let loaded = load_tls(cfg, i, t)?;
-                warnings.extend(loaded.warnings);
-                let subject = t.client_certs.as_ref().map(|c| c.subject_header.clone());
-                (
-                    Some(TlsAcceptor::from(loaded.config)),
-                    loaded.certs,
-                    subject,
-                )
-            }
-        };
-        identity_headers.extend(subject.clone());
-        listeners.push(ListenerGen {
-            name: l.name.as_str().into(),
-            address: l.address,
-            reuse_port: l.reuse_port,
-            proxy_protocol: l.proxy_protocol.as_deref().map(Arc::from),
-            tls,
-            certs,
-            client_subject_header: subject,
-        });
-    }
-    Ok((listeners, warnings, identity_headers))
 }
 
 impl Generation {
