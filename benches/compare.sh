@@ -8,7 +8,8 @@
 #   benches/compare.sh --proxies "wsgate wsgate-b nginx haproxy" --scenarios "h" \
 #     --wsgate-b-limits $'validate_utf8 = false\nbackend_validate_utf8 = false'
 #   (--wsgate-limits LINES adds lines to wsgate's [limits]; the proxy wsgate-b is the
-#   same binary on its own port with --wsgate-b-limits LINES instead, so two settings
+#   same binary on its own port with --wsgate-b-limits LINES instead (and
+#   --wsgate-b-listener LINES in its [[listener]]), so two settings
 #   are measured in one run, rotated with the others; "\n" in LINES is a line break)
 #   (--keep leaves the work directory in /tmp: configs, logs, raw results.tsv)
 #   On a shared machine: flock /tmp/bench.lock benches/compare.sh ... (one benchmark at a time)
@@ -47,7 +48,8 @@ WORKERS="1 2"
 SCENARIOS="d a b c k l e f r g h i"
 WSGATE_LIMITS=""
 WSGATE_B_LIMITS=""
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+WSGATE_B_LISTENER=""
+usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -60,6 +62,7 @@ while [ $# -gt 0 ]; do
     --scenarios) SCENARIOS="$2"; shift ;;
     --wsgate-limits) WSGATE_LIMITS="$(printf '%b' "$2")"; shift ;;
     --wsgate-b-limits) WSGATE_B_LIMITS="$(printf '%b' "$2")"; shift ;;
+    --wsgate-b-listener) WSGATE_B_LISTENER="$(printf '%b' "$2")"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 64 ;;
   esac
@@ -185,7 +188,7 @@ wait_port() { # port: until something listens there (at most 10 s)
   return 1
 }
 
-wsgate_config() { # workers port extra-limits-lines
+wsgate_config() { # workers port extra-limits-lines [extra-listener-lines]
   cat <<EOF
 # wsgate, as benchmarked: TLS 1.3 terminated here, one backend, limits out of the way,
 # $1 tokio worker thread(s).
@@ -203,6 +206,7 @@ address = "$HOST:$2"
 cert = "$CERT"
 key = "$KEY"
 min_version = "1.3"
+${4:-}
 [[pool]]
 name = "echo"
 [[pool.backend]]
@@ -216,7 +220,7 @@ EOF
 write_configs() { # workers
   local w="$1"
   wsgate_config "$w" "${PORT[wsgate]}" "$WSGATE_LIMITS" > "$WORK/wsgate.toml"
-  wsgate_config "$w" "${PORT[wsgate-b]}" "$WSGATE_B_LIMITS" > "$WORK/wsgate-b.toml"
+  wsgate_config "$w" "${PORT[wsgate-b]}" "$WSGATE_B_LIMITS" "$WSGATE_B_LISTENER" > "$WORK/wsgate-b.toml"
 
   cat > "$WORK/nginx/nginx.conf" <<EOF
 # nginx, as benchmarked: $w worker(s), TLS 1.3, session tickets on (its default).
@@ -393,7 +397,7 @@ machine_info() {
   echo "- load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this shared machine adds noise); open-file limit: $NOFILE"
   echo "- wsgate $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') ($(rustc -V 2>/dev/null | cut -d' ' -f1-2)), $(nginx -v 2>&1 | sed 's/.*version: //'), $(haproxy -v 2>/dev/null | head -1 | cut -d' ' -f1-3)"
   [ -z "$WSGATE_LIMITS" ] || echo "- wsgate [limits] extra lines: \`$(printf '%s' "$WSGATE_LIMITS" | paste -sd';' -)\`"
-  [[ " $PROXIES " != *" wsgate-b "* ]] || echo "- wsgate-b: the same wsgate binary, [limits] extra lines: \`$(printf '%s' "$WSGATE_B_LIMITS" | paste -sd';' -)\`"
+  [[ " $PROXIES " != *" wsgate-b "* ]] || echo "- wsgate-b: the same wsgate binary, [limits] extra lines: \`$(printf '%s' "$WSGATE_B_LIMITS" | paste -sd';' -)\`, [[listener]] extra lines: \`$(printf '%s' "$WSGATE_B_LISTENER" | paste -sd';' -)\`"
   echo "- OpenSSL (nginx, haproxy): $(haproxy -vv 2>/dev/null | sed -n 's/^Running on OpenSSL version : //p')"
   if [ -s "$WORK/tls.txt" ]; then
     echo "- negotiated TLS, all but (f) (client offers X25519 only): $(awk -F'\t' '$1!="f" {print $2 "\t" $3}' "$WORK/tls.txt" | sort -u | awk -F'\t' '{printf "%s%s %s", sep, $1, $2; sep="; "}')"

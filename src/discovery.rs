@@ -21,7 +21,7 @@
 //! checks take dead backends out. The first failure of an episode is logged (a
 //! warning), the return is logged, and every lookup is counted in
 //! `wsgate_dns_lookups_total{pool, backend, result = ok | empty | failed}`.
-//! Does not own: building and publishing generations (runtime.rs), reload (server.rs).
+//! Does not own: building and publishing generations (runtime/), reload (server.rs).
 
 use crate::config::{Config, Discover, Pool};
 use crate::metrics::{DnsL, Metrics};

@@ -10,7 +10,7 @@
 use crate::admission::{Admitted, Refused, Slot};
 use crate::conn::ConnInfo;
 use crate::http::serve::serve;
-use crate::metrics::TlsL;
+use crate::metrics::{ListenerL, TlsL};
 use crate::proxy::Client;
 use crate::proxy_proto;
 use crate::runtime::Runtime;
@@ -209,6 +209,12 @@ async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, mut 
                         _ => "other",
                     };
                     counted(version, "ok");
+                    if stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                        let l = ListenerL {
+                            listener: client.info.listener.to_string(),
+                        };
+                        client.rt.metrics.tls_resumed.get_or_create(&l).inc();
+                    }
                     client.info.client_subject =
                         crate::tls::peer_subject(stream.get_ref().1).map(Arc::from);
                     serve(stream, Arc::new(client)).await

@@ -6,7 +6,7 @@
 //! housekeeping task (admission state, idle backend connections), the reload sequence (build, bind, publish, stop removed listeners), the
 //! shutdown sequence (not ready, stop accepting, drain spread over `drain_spread`,
 //! exit by `shutdown_timeout`), and the handle (`Running`) a caller uses for all of
-//! it. Does not own: what a generation is (runtime.rs) or signals (main.rs).
+//! it. Does not own: what a generation is (runtime/) or signals (main.rs).
 
 use crate::activation::{self, Inherited};
 use crate::admin::Admin;

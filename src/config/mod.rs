@@ -6,7 +6,7 @@
 //! check (`validate.rs`, backend names resolved) and report each problem as
 //! `file:line:column: key: message` (`load.rs`). So the runtime takes a `Config` and
 //! cannot meet a value that was not checked; it never parses a string again.
-//! Does not own: building runtime objects (TLS configs, routers, pools: runtime.rs).
+//! Does not own: building runtime objects (TLS configs, routers, pools: runtime/).
 //! Nothing here imports the runtime.
 
 pub mod auth;

@@ -150,6 +150,8 @@ pub struct Listener {
     /// Refuse handshakes for names no certificate has.
     #[serde(default)]
     pub strict_sni: bool,
+    /// Stateless TLS session tickets (default true).
+    pub session_tickets: Option<bool>,
     /// CA certificates that client certificates must chain to (turns client auth on).
     pub client_ca: Option<PathBuf>,
     pub client_auth: Option<ClientAuth>,

@@ -69,6 +69,9 @@ pub struct ListenerTls {
     pub min_version: TlsVersion,
     /// `None`: every suite the provider offers (all AEAD with forward secrecy).
     pub cipher_suites: Option<Vec<SuiteName>>,
+    /// Stateless session tickets (keys kept across reloads); `false`: resumption from
+    /// an in-memory session cache of this generation only.
+    pub session_tickets: bool,
 }
 
 /// TLS from wsgate to a pool's backends.
@@ -165,6 +168,7 @@ pub(super) fn listener(
         client_certs,
         min_version,
         cipher_suites: l.cipher_suites.clone(),
+        session_tickets: l.session_tickets.unwrap_or(true),
     })
 }
 
@@ -180,6 +184,7 @@ pub(super) fn plain_listener(i: usize, l: &schema::Listener, out: &mut Vec<Findi
         ("client_subject_header", l.client_subject_header.is_some()),
         ("min_version", l.min_version.is_some()),
         ("cipher_suites", l.cipher_suites.is_some()),
+        ("session_tickets", l.session_tickets.is_some()),
     ] {
         if set {
             out.push((

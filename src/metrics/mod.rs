@@ -96,6 +96,8 @@ pub struct Metrics {
     registry: Registry,
     pub accepted: Family<ListenerL, Counter>,
     pub tls_handshakes: Family<TlsL, Counter>,
+    /// Successful handshakes that resumed a session (ticket or cache).
+    pub tls_resumed: Family<ListenerL, Counter>,
     pub upgrades: Family<UpgradeL, Counter>,
     /// Plain requests on `http = "proxy"` routes, by answer status.
     pub http_requests: Family<UpgradeL, Counter>,
@@ -150,6 +152,7 @@ impl Metrics {
             registry: Registry::default(),
             accepted: Family::default(),
             tls_handshakes: Family::default(),
+            tls_resumed: Family::default(),
             upgrades: Family::default(),
             http_requests: Family::default(),
             sessions_total: Family::default(),
@@ -175,6 +178,11 @@ impl Metrics {
             "wsgate_tls_handshakes",
             "TLS handshakes by negotiated version and result (ok, failed, timeout)",
             m.tls_handshakes.clone(),
+        );
+        r.register(
+            "wsgate_tls_resumed",
+            "TLS handshakes that resumed a session instead of a full handshake (counted in result=ok too)",
+            m.tls_resumed.clone(),
         );
         r.register(
             "wsgate_upgrades",

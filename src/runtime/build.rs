@@ -12,7 +12,7 @@ use crate::config::{Config, KeyPath, Problem};
 use crate::conn::ConnSettings;
 use crate::relay::RelayConfig;
 use crate::route::{Route, Router};
-use crate::tls::{self, upstream::UpstreamTls};
+use crate::tls::{self, TicketKeys, upstream::UpstreamTls};
 use hyper::header::HeaderName;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -58,7 +58,7 @@ pub fn check_files(cfg: &Config) -> Result<Vec<String>, BuildError> {
     let mut warnings = Vec::new();
     for (i, l) in cfg.listeners.iter().enumerate() {
         if let Some(t) = &l.tls {
-            warnings.extend(load_tls(cfg, i, t)?.warnings);
+            warnings.extend(load_tls(cfg, i, t, None)?.warnings);
         }
     }
     for (i, p) in cfg.pools.iter().enumerate() {
@@ -77,13 +77,22 @@ pub fn check_tls(cfg: &Config) -> Result<Vec<String>, BuildError> {
     check_files(cfg)
 }
 
+/// Listener `index`'s TLS; with `tickets`, its session-ticket keys (kept across
+/// reloads), without (`wsgate check`) only loaded and checked.
 fn load_tls(
     cfg: &Config,
     index: usize,
     t: &crate::config::ListenerTls,
+    tickets: Option<&TicketKeys>,
 ) -> Result<tls::Loaded, BuildError> {
-    tls::load_listener(t, &KeyPath::root("listener").index(index))
-        .map_err(|e| BuildError::at(cfg, &e.at, *e.error))
+    let at = KeyPath::root("listener").index(index);
+    let ticketer = match tickets {
+        Some(k) => k
+            .for_listener(&cfg.listeners[index].name, t)
+            .map_err(|e| BuildError::at(cfg, &at.clone().key("session_tickets"), e))?,
+        None => None,
+    };
+    tls::load_listener(t, &at, ticketer).map_err(|e| BuildError::at(cfg, &e.at, *e.error))
 }
 
 fn load_pool_tls(
@@ -114,6 +123,7 @@ pub(super) fn build(
     cfg: &Config,
     id: u64,
     keep: Option<&Generation>,
+    tickets: &TicketKeys,
     mut reuse: impl FnMut(&BackendId) -> Option<Arc<Backend>>,
 ) -> Result<Generation, BuildError> {
     let (listeners, mut warnings, mut identity_headers) = match keep {
@@ -122,7 +132,7 @@ pub(super) fn build(
             g.warnings.clone(),
             g.identity_headers.clone(),
         ),
-        None => build_listeners(cfg)?,
+        None => build_listeners(cfg, tickets)?,
     };
     let mut pools: Vec<Arc<Pool>> = Vec::with_capacity(cfg.pools.len());
     for (i, p) in cfg.pools.iter().enumerate() {
@@ -199,7 +209,7 @@ pub(super) fn build(
 /// client-certificate subject headers.
 type Listeners = (Vec<ListenerGen>, Vec<String>, Vec<HeaderName>);
 
-fn build_listeners(cfg: &Config) -> Result<Listeners, BuildError> {
+fn build_listeners(cfg: &Config, tickets: &TicketKeys) -> Result<Listeners, BuildError> {
     let mut warnings = Vec::new();
     let mut listeners = Vec::new();
     let mut identity_headers: Vec<HeaderName> = Vec::new();
@@ -207,7 +217,7 @@ fn build_listeners(cfg: &Config) -> Result<Listeners, BuildError> {
         let (tls, certs, subject) = match &l.tls {
             None => (None, Vec::new(), None),
             Some(t) => {
-                let loaded = load_tls(cfg, i, t)?;
+                let loaded = load_tls(cfg, i, t, Some(tickets))?;
                 warnings.extend(loaded.warnings);
                 let subject = t.client_certs.as_ref().map(|c| c.subject_header.clone());
                 (

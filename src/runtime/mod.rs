@@ -16,8 +16,8 @@
 
 mod build;
 
-pub use build::{BuildError, check_files, check_tls};
 use build::build;
+pub use build::{BuildError, check_files, check_tls};
 
 use crate::admission::{Admission, Slots};
 use crate::backend::Backend;
@@ -152,7 +152,6 @@ impl Generation {
     }
 }
 
-
 /// What lives as long as the process.
 pub struct Runtime {
     pub admission: Arc<Admission>,
@@ -170,6 +169,8 @@ pub struct Runtime {
     /// Every listener bound and not shutting down.
     ready: AtomicBool,
     pub reloads: ReloadStats,
+    /// Each TLS listener's session-ticket keys, kept across generations.
+    tickets: tls::TicketKeys,
 }
 
 /// Reload outcomes, for logs, systemd STATUS and metrics.
@@ -209,7 +210,8 @@ impl fmt::Debug for Runtime {
 impl Runtime {
     /// The process state and generation 1, its health checks started.
     pub fn new(cfg: &Config) -> Result<Runtime, BuildError> {
-        let first = build(cfg, 1, None, |_| None)?;
+        let tickets = tls::TicketKeys::default();
+        let first = build(cfg, 1, None, &tickets, |_| None)?;
         let rt = Runtime {
             admission: Arc::new(Admission::new(&cfg.limits)),
             overload: Arc::new(Overload::new(first.effective.overload)),
@@ -222,6 +224,7 @@ impl Runtime {
             next_id: AtomicU64::new(2),
             ready: AtomicBool::new(false),
             reloads: ReloadStats::default(),
+            tickets,
         };
         rt.reloads.last_success.store(unix_now(), Ordering::Relaxed);
         rt.start(&rt.current());
@@ -253,7 +256,7 @@ impl Runtime {
         keep: Option<&Generation>,
     ) -> Result<Generation, BuildError> {
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        build(cfg, 0, keep, |bid| {
+        build(cfg, 0, keep, &self.tickets, |bid| {
             registry
                 .iter()
                 .filter_map(Weak::upgrade)

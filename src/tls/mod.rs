@@ -5,8 +5,9 @@
 //! certificate and key loaded and checked (`chain.rs`: chain order, validity, key
 //! match), the SNI resolver (`sni.rs`), the client-certificate verifier and subject
 //! (`client_auth.rs`), the cipher-suite policy (names checked in config/types.rs),
-//! key-exchange preference (hybrid post-quantum first) and ALPN; and a pool's client
-//! side (`upstream.rs`). Every generation loads these files afresh, so a reload
+//! key-exchange preference (hybrid post-quantum first), ALPN and the session-ticket
+//! keys (`tickets.rs`, kept across generations); and a pool's client side
+//! (`upstream.rs`). Every generation loads these files afresh, so a reload
 //! serves a renewed certificate to new handshakes and re-reads every CA bundle.
 //! Does not own: the handshake itself or its timeout (listen.rs).
 
@@ -14,10 +15,12 @@ mod chain;
 pub mod client_auth;
 mod error;
 pub mod sni;
+mod tickets;
 pub mod upstream;
 
 pub use chain::{check_chain, leaf_names, load_chain, load_key};
 pub use error::TlsError;
+pub use tickets::TicketKeys;
 
 use crate::config::{CertPair, KeyPath, ListenerTls, TlsVersion};
 use rustls::crypto::CryptoProvider;
@@ -99,7 +102,11 @@ fn load_pair(
 
 /// Loads and checks every certificate and CA of a listener (`at`: its key path) and
 /// builds its rustls config.
-pub fn load_listener(l: &ListenerTls, at: &KeyPath) -> Result<Loaded, Located> {
+pub fn load_listener(
+    l: &ListenerTls,
+    at: &KeyPath,
+    tickets: Option<Arc<dyn rustls::server::ProducesTickets>>,
+) -> Result<Loaded, Located> {
     let prov = crypto(l);
     let mut keys = Vec::new();
     let mut certs = Vec::new();
@@ -160,6 +167,11 @@ pub fn load_listener(l: &ListenerTls, at: &KeyPath) -> Result<Loaded, Located> {
     let mut config =
         builder.with_cert_resolver(Arc::new(sni::SniResolver::new(keys, l.strict_sni)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Without a ticketer, rustls resumes from its in-memory session cache (256
+    // sessions, this generation only).
+    if let Some(t) = tickets {
+        config.ticketer = t;
+    }
     Ok(Loaded {
         config: Arc::new(config),
         certs,
