@@ -2,7 +2,7 @@
 # memory-return.sh): the wsgate config they all run, one TLS 1.3 listener in front
 # of one echo backend, limits out of the way, no admin listener.
 #
-#   bench_wsgate_config PORT BACKEND_PORT [EXTRA_LIMITS_LINES] > wsgate.toml
+#   bench_wsgate_config PORT BACKEND_PORT [EXTRA_LIMITS_LINES [EXTRA_LISTENER_LINES]] > wsgate.toml
 # Needs ROOT (the repository) set by the caller.
 bench_wsgate_config() {
   cat <<CONF
@@ -20,6 +20,7 @@ address = "127.0.0.1:$1"
 cert = "$ROOT/certs-example/fullchain.pem"
 key = "$ROOT/certs-example/key.pem"
 min_version = "1.3"
+${4:-}
 [[pool]]
 name = "echo"
 [[pool.backend]]

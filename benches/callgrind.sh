@@ -10,7 +10,8 @@
 # (so start-up, TLS handshakes and shutdown cancel out):
 #   per message:   C connections x M1 vs x M2 binary echo round trips of SIZE bytes;
 #   per handshake: H1 vs H2 new TLS 1.3 connections with an upgrade and an echo.
-# LIMITS_EXTRA adds lines to [limits] (e.g. "validate_utf8 = false").
+# LIMITS_EXTRA adds lines to [limits] (e.g. "validate_utf8 = false"), LISTENER_EXTRA to
+# the [[listener]] (e.g. "session_tickets = false").
 # KIND=text echoes text messages (mixed ASCII and multi-byte UTF-8) instead of
 # binary; HANDSHAKES=0 skips the handshake pair; HS_ARGS="--resume" counts resumed
 # handshakes (session tickets) instead of full ones; ECHO=0 skips the echo pair. NO_BUILD=1 uses the binaries already in
@@ -51,7 +52,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP_DIR:-}" ] && mkdir -p "$
 
 "$ROOT/target/release/examples/bench_echo" "$HOST:$BACKEND_PORT" >/dev/null 2>&1 &
 . "$ROOT/benches/bench-config.sh"
-bench_wsgate_config "$PORT" "$BACKEND_PORT" "${LIMITS_EXTRA:-}" > "$WORK/wsgate.toml"
+bench_wsgate_config "$PORT" "$BACKEND_PORT" "${LIMITS_EXTRA:-}" "${LISTENER_EXTRA:-}" > "$WORK/wsgate.toml"
 
 wait_port() {
   local i
