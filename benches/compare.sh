@@ -9,7 +9,8 @@
 #     --wsgate-b-limits $'validate_utf8 = false\nbackend_validate_utf8 = false'
 #   (--wsgate-limits LINES adds lines to wsgate's [limits]; the proxy wsgate-b is the
 #   same binary on its own port with --wsgate-b-limits LINES instead (and
-#   --wsgate-b-listener LINES in its [[listener]]), so two settings
+#   --wsgate-b-listener LINES in its [[listener]]; --wsgate-b-bin PATH runs another
+#   build as wsgate-b, e.g. the one before a change), so two settings or builds
 #   are measured in one run, rotated with the others; "\n" in LINES is a line break)
 #   (--keep leaves the work directory in /tmp: configs, logs, raw results.tsv)
 #   On a shared machine: flock /tmp/bench.lock benches/compare.sh ... (one benchmark at a time)
@@ -49,7 +50,8 @@ SCENARIOS="d a b c k l e f r g h i"
 WSGATE_LIMITS=""
 WSGATE_B_LIMITS=""
 WSGATE_B_LISTENER=""
-usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
+WSGATE_B_BIN=""
+usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -63,6 +65,7 @@ while [ $# -gt 0 ]; do
     --wsgate-limits) WSGATE_LIMITS="$(printf '%b' "$2")"; shift ;;
     --wsgate-b-limits) WSGATE_B_LIMITS="$(printf '%b' "$2")"; shift ;;
     --wsgate-b-listener) WSGATE_B_LISTENER="$(printf '%b' "$2")"; shift ;;
+    --wsgate-b-bin) WSGATE_B_BIN="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 64 ;;
   esac
@@ -287,7 +290,9 @@ start_proxy() { # name: start it fresh, set PROXY_PID and PROXY_PIDS (all its pr
   PROXY_NAME="$name"
   case "$name" in
     wsgate|wsgate-b)
-      TOKIO_WORKER_THREADS="$CUR_WORKERS" "$BIN/wsgate" run -c "$WORK/$name.toml" >>"$WORK/log/$name.log" 2>&1 &
+      local exe="$BIN/wsgate"
+      [ "$name" = wsgate-b ] && [ -n "$WSGATE_B_BIN" ] && exe="$WSGATE_B_BIN"
+      TOKIO_WORKER_THREADS="$CUR_WORKERS" "$exe" run -c "$WORK/$name.toml" >>"$WORK/log/$name.log" 2>&1 &
       PROXY_PID=$! ;;
     nginx)
       nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/log/nginx-error.log" \
@@ -397,7 +402,7 @@ machine_info() {
   echo "- load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this shared machine adds noise); open-file limit: $NOFILE"
   echo "- wsgate $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') ($(rustc -V 2>/dev/null | cut -d' ' -f1-2)), $(nginx -v 2>&1 | sed 's/.*version: //'), $(haproxy -v 2>/dev/null | head -1 | cut -d' ' -f1-3)"
   [ -z "$WSGATE_LIMITS" ] || echo "- wsgate [limits] extra lines: \`$(printf '%s' "$WSGATE_LIMITS" | paste -sd';' -)\`"
-  [[ " $PROXIES " != *" wsgate-b "* ]] || echo "- wsgate-b: the same wsgate binary, [limits] extra lines: \`$(printf '%s' "$WSGATE_B_LIMITS" | paste -sd';' -)\`, [[listener]] extra lines: \`$(printf '%s' "$WSGATE_B_LISTENER" | paste -sd';' -)\`"
+  [[ " $PROXIES " != *" wsgate-b "* ]] || echo "- wsgate-b: ${WSGATE_B_BIN:-the same wsgate binary}, [limits] extra lines: \`$(printf '%s' "$WSGATE_B_LIMITS" | paste -sd';' -)\`, [[listener]] extra lines: \`$(printf '%s' "$WSGATE_B_LISTENER" | paste -sd';' -)\`"
   echo "- OpenSSL (nginx, haproxy): $(haproxy -vv 2>/dev/null | sed -n 's/^Running on OpenSSL version : //p')"
   if [ -s "$WORK/tls.txt" ]; then
     echo "- negotiated TLS, all but (f) (client offers X25519 only): $(awk -F'\t' '$1!="f" {print $2 "\t" $3}' "$WORK/tls.txt" | sort -u | awk -F'\t' '{printf "%s%s %s", sep, $1, $2; sep="; "}')"
@@ -644,7 +649,7 @@ nginx -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/log/nginx-error.
 haproxy -c -q -f "$WORK/haproxy/haproxy.cfg" >/dev/null 2>&1 \
   || [[ " $PROXIES " != *" haproxy "* ]] || die "haproxy rejects its config: $(haproxy -c -f "$WORK/haproxy/haproxy.cfg" 2>&1 | tail -2)"
 "$BIN/wsgate" check -c "$WORK/wsgate.toml" >/dev/null || die "wsgate rejects its config"
-[[ " $PROXIES " != *" wsgate-b "* ]] || "$BIN/wsgate" check -c "$WORK/wsgate-b.toml" >/dev/null \
+[[ " $PROXIES " != *" wsgate-b "* ]] || "${WSGATE_B_BIN:-$BIN/wsgate}" check -c "$WORK/wsgate-b.toml" >/dev/null \
   || die "wsgate rejects the wsgate-b config (--wsgate-b-limits)"
 
 "$BIN/examples/bench_echo" "$HOST:$BACKEND_PORT" >"$WORK/log/backend.log" 2>&1 &
