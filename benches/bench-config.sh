@@ -3,7 +3,8 @@
 # of one echo backend, limits out of the way, no admin listener.
 #
 #   bench_wsgate_config PORT BACKEND_PORT [EXTRA_LIMITS_LINES [EXTRA_LISTENER_LINES]] > wsgate.toml
-# Needs ROOT (the repository) set by the caller.
+# Needs ROOT (the repository) set by the caller; BENCH_CERT and BENCH_KEY replace
+# certs-example's full chain and key.
 bench_wsgate_config() {
   cat <<CONF
 [server]
@@ -17,8 +18,8 @@ idle_timeout = "1h"
 ${3:-}
 [[listener]]
 address = "127.0.0.1:$1"
-cert = "$ROOT/certs-example/fullchain.pem"
-key = "$ROOT/certs-example/key.pem"
+cert = "${BENCH_CERT:-$ROOT/certs-example/fullchain.pem}"
+key = "${BENCH_KEY:-$ROOT/certs-example/key.pem}"
 min_version = "1.3"
 ${4:-}
 [[pool]]

@@ -13,6 +13,7 @@
 # repetition; medians. Loopback only (ports 19901-19903); every loop is bounded.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"; R=$ROOT/target/release
+. "$ROOT/benches/bench-config.sh"
 REPS=3; COUNT=2000; OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -52,26 +53,7 @@ wait_port 19901
 start() { # proxy key -> sets PID (the process whose CPU counts)
   case $1 in
     wsgate)
-      cat > $D/w-$2.toml <<EOF
-[server]
-log_level = "warn"
-[admin]
-address = ""
-[limits]
-exempt = ["127.0.0.0/8"]
-message_rate = 0
-[[listener]]
-address = "127.0.0.1:19902"
-cert = "$D/$2.chain.pem"
-key = "$D/$2.key"
-min_version = "1.3"
-[[pool]]
-name = "echo"
-[[pool.backend]]
-address = "127.0.0.1:19901"
-[[route]]
-pool = "echo"
-EOF
+      BENCH_CERT=$D/$2.chain.pem BENCH_KEY=$D/$2.key bench_wsgate_config 19902 19901 > $D/w-$2.toml
       TOKIO_WORKER_THREADS=1 $R/wsgate run -c $D/w-$2.toml >$D/wsgate.log 2>&1 & PID=$!; PORT=19902 ;;
     nginx)
       mkdir -p $D/ng/tmp

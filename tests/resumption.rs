@@ -58,6 +58,17 @@ fn config(listener_extra: &str, backend: SocketAddr, routes: usize) -> String {
     bin_config(0, &rest).replacen("\n\n", &format!("\n{listener_extra}\n\n"), 1)
 }
 
+/// Reloads `b` onto `config` (SIGHUP) and waits for generation 2 to be current.
+async fn reload_to(b: &mut Bin, config: &str) {
+    b.write_config(config);
+    let note = b.reload().await;
+    assert!(
+        note.contains("generation 2"),
+        "reload failed: {note}\n{}",
+        b.log()
+    );
+}
+
 async fn resumed_count(b: &Bin) -> f64 {
     let admin = b.admin_addr().expect("admin listener");
     common::admin::scrape(admin)
@@ -72,13 +83,7 @@ async fn a_client_resumes_after_a_reload() {
     let cfg = Arc::new(client_tls_config());
     assert_eq!(session(b.addr(), &cfg).await, HandshakeKind::Full);
     assert_eq!(session(b.addr(), &cfg).await, HandshakeKind::Resumed);
-    b.write_config(&config("", e.addr, 1));
-    let note = b.reload().await;
-    assert!(
-        note.contains("generation 2"),
-        "reload failed: {note}\n{}",
-        b.log()
-    );
+    reload_to(&mut b, &config("", e.addr, 1)).await;
     assert_eq!(
         session(b.addr(), &cfg).await,
         HandshakeKind::Resumed,
@@ -102,13 +107,7 @@ async fn without_tickets_a_reload_costs_a_full_handshake() {
         HandshakeKind::Resumed,
         "the session cache resumes within a generation"
     );
-    b.write_config(&config(extra, e.addr, 1));
-    let note = b.reload().await;
-    assert!(
-        note.contains("generation 2"),
-        "reload failed: {note}\n{}",
-        b.log()
-    );
+    reload_to(&mut b, &config(extra, e.addr, 1)).await;
     assert_eq!(session(b.addr(), &cfg).await, HandshakeKind::Full);
 }
 
@@ -127,13 +126,7 @@ async fn a_client_certificate_listener_takes_new_ticket_keys_at_a_reload() {
     let cfg = Arc::new(client_tls_config());
     assert_eq!(session(b.addr(), &cfg).await, HandshakeKind::Full);
     assert_eq!(session(b.addr(), &cfg).await, HandshakeKind::Resumed);
-    b.write_config(&config(&extra, e.addr, 1));
-    let note = b.reload().await;
-    assert!(
-        note.contains("generation 2"),
-        "reload failed: {note}\n{}",
-        b.log()
-    );
+    reload_to(&mut b, &config(&extra, e.addr, 1)).await;
     assert_eq!(
         session(b.addr(), &cfg).await,
         HandshakeKind::Full,
