@@ -7,7 +7,8 @@
 //! handshake; a restart makes new keys. A listener that verifies client certificates
 //! gets new keys at every build: a ticket carries the identity verified under the CA
 //! bundle of its time, and a reload that changed the bundle must not let it resume.
-//! rustls itself refuses a ticket for another SNI name or cipher suite.
+//! rustls itself refuses a ticket for another SNI name or cipher suite, and runs the
+//! SNI resolver on resumed handshakes too, so `strict_sni` still applies to them.
 //! Does not own: the stateful session cache used with `session_tickets = false`
 //! (rustls' default, per generation) or anything of the handshake itself.
 
