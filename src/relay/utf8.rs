@@ -54,7 +54,7 @@ impl Utf8 {
         }
     }
 
-    /// The bytes held (the first `len` of the array are meaningful) and their number.
+    /// The bytes held and their number `n` (only the first `n` of the array count).
     fn held(self) -> ([u8; 3], usize) {
         let v = self.packed.get();
         let b = v.to_le_bytes();
@@ -183,12 +183,12 @@ fn complete_prefix(bytes: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn an_optional_state_is_four_bytes() {
-        assert_eq!(std::mem::size_of::<Option<super::Utf8>>(), 4);
+        assert_eq!(std::mem::size_of::<Option<Utf8>>(), 4);
     }
-
-    use super::*;
 
     /// Feeds `bytes` in pieces cut at `cuts`, returning the piece that failed.
     fn pieces(bytes: &[u8], cuts: &[usize]) -> Result<(), usize> {
