@@ -332,25 +332,25 @@ async fn connect(
     pool: &Pool,
     client: (std::net::SocketAddr, std::net::SocketAddr),
 ) -> Result<Sender, upstream::UpstreamError> {
-    use upstream::{BackendStream, UpstreamError};
-    let addr = backend.addr;
-    let handshake = hyper::client::conn::http1::Builder::new();
-    let (sender, conn) = match upstream::connect(backend, pool, client, None).await? {
-        BackendStream::Plain(tcp) => {
-            let (sender, conn) = handshake
-                .handshake::<_, ReqBody>(TokioIo::new(tcp))
-                .await
-                .map_err(|e| UpstreamError::Http(addr, e))?;
-            (sender, futures_util::future::Either::Left(conn))
-        }
-        BackendStream::Tls(stream) => {
-            let (sender, conn) = handshake
-                .handshake::<_, ReqBody>(TokioIo::new(stream))
-                .await
-                .map_err(|e| UpstreamError::Http(addr, e))?;
-            (sender, futures_util::future::Either::Right(conn))
-        }
-    };
+    use upstream::BackendStream;
+    match upstream::connect(backend, pool, client, None).await? {
+        BackendStream::Plain(tcp) => start_client(backend.addr, tcp).await,
+        BackendStream::Tls(stream) => start_client(backend.addr, stream).await,
+    }
+}
+
+/// hyper's HTTP/1.1 client on `stream`, its connection driven by a task of its own.
+async fn start_client<S>(
+    addr: std::net::SocketAddr,
+    stream: S,
+) -> Result<Sender, upstream::UpstreamError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake::<_, ReqBody>(TokioIo::new(stream))
+        .await
+        .map_err(|e| upstream::UpstreamError::Http(addr, e))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(backend = %addr, "backend connection ended: {e}");
