@@ -443,6 +443,7 @@ l|p50_us|p50 RTT us (from scheduled send)|1|lower
 l|p99_us|p99 RTT us|1|lower
 l|p999_us|p99.9 RTT us|1|lower
 l|lag_p99_us|client pacer lag p99 us|1|lower
+l|runq_us_per_msg|proxy waiting for a CPU (run queue) us/msg|1|lower
 d|kib_per_session|KiB/session|1|lower
 d|rss_before_kib|RSS before, MiB|0.0009765625|lower
 d|rss_held_kib|RSS holding, MiB|0.0009765625|lower

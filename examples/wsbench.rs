@@ -36,7 +36,10 @@
 //! (utime+stime from /proc/PID/stat) around the measured phase and their RSS
 //! (VmRSS) before/while/after holding idle sessions, so the figures cover exactly
 //! the measured work; `sys_us_per_*` is the kernel's share of it (stime) and
-//! `ctxsw_per_*` the proxy's context switches (its live threads). `--also-pids` names other processes of the benchmark (the
+//! `ctxsw_per_*` the proxy's context switches (its live threads). In `rate`,
+//! `runq_us_per_msg` is the time the proxy's threads were runnable but waiting for a
+//! CPU (the scheduler's delay, /proc/PID/task/*/schedstat) per message, and
+//! `runq_us_per_run` the same per time a thread was put on a CPU. `--also-pids` names other processes of the benchmark (the
 //! backend): CPU used on the machine by none of these nor wsbench is reported as
 //! `foreign_cores` (other load, i.e. noise). The last line of output is machine-readable:
 //! `RESULT key=value ...`. Exit status 1 if any connection failed.
@@ -226,6 +229,10 @@ struct Snap {
     proxy_sys: f64,
     /// The proxy's context switches (voluntary + involuntary, its live threads).
     proxy_cs: f64,
+    /// Time the proxy's live threads spent runnable but waiting for a CPU, seconds,
+    /// and how many times they were put on one (/proc/PID/task/*/schedstat).
+    proxy_wait: f64,
+    proxy_runs: f64,
     client: f64,
     also: f64,
     machine: f64,
@@ -236,6 +243,8 @@ fn snap(a: &Args) -> Snap {
         proxy: pids_cpu(a),
         proxy_sys: sum_pids(a, |p| stat_field(p, 12).map(|t| t / a.clk_tck)),
         proxy_cs: sum_pids(a, context_switches),
+        proxy_wait: sum_pids(a, |p| sched_stat(p, 1).map(|ns| ns / 1e9)),
+        proxy_runs: sum_pids(a, |p| sched_stat(p, 2)),
         client: self_cpu(a.clk_tck),
         also: a
             .also_pids
@@ -252,6 +261,15 @@ impl Snap {
         (
             later.proxy_sys - self.proxy_sys,
             later.proxy_cs - self.proxy_cs,
+        )
+    }
+
+    /// (seconds the proxy's threads waited for a CPU, times they were run) between
+    /// two snapshots: how much of a latency tail is the machine's scheduler.
+    fn run_queue(self, later: Snap) -> (f64, f64) {
+        (
+            later.proxy_wait - self.proxy_wait,
+            later.proxy_runs - self.proxy_runs,
         )
     }
 
@@ -292,6 +310,17 @@ fn context_switches(pid: u32) -> Option<f64> {
                 n += l.split_whitespace().nth(1)?.parse::<f64>().ok()?;
             }
         }
+    }
+    Some(n)
+}
+
+/// Field `i` of /proc/PID/task/*/schedstat summed over a process's live threads:
+/// 0 = ns on a CPU, 1 = ns runnable and waiting for one, 2 = times run.
+fn sched_stat(pid: u32, i: usize) -> Option<f64> {
+    let mut n = 0.0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?;
+        n += stat.split_whitespace().nth(i)?.parse::<f64>().ok()?;
     }
     Some(n)
 }
@@ -933,6 +962,7 @@ async fn run_rate(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
     let s1 = snap(a);
     let (proxy_cpu, client_cpu, foreign) = s0.delta(s1);
     let (sys, cs) = s0.kernel(s1);
+    let (wait, runs) = s0.run_queue(s1);
     let mut lag = pacer.await.map_err(|e| format!("pacer: {e}"))?;
     report_errors(&fails);
     lat.sort_unstable();
@@ -964,7 +994,7 @@ async fn run_rate(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
          rate={} wall_s={wall:.4} msgs_per_s={:.1} p50_us={p50} p99_us={p99} p999_us={p999} \
          max_us={} lag_p99_us={} proxy_cpu_s={proxy_cpu:.3} cpu_us_per_msg={:.3} \
          cpu_ms_per_mb={:.4} client_cpu_s={client_cpu:.3} foreign_cores={:.3} \
-         sys_us_per_msg={:.3} ctxsw_per_msg={:.3}",
+         sys_us_per_msg={:.3} ctxsw_per_msg={:.3} runq_us_per_msg={:.3} runq_us_per_run={:.3}",
         a.size,
         a.rate,
         msgs as f64 / wall,
@@ -975,6 +1005,8 @@ async fn run_rate(a: &Args, client: Arc<Client>) -> Result<bool, Error> {
         foreign / wall,
         sys * 1e6 / msgs.max(1) as f64,
         cs / msgs.max(1) as f64,
+        wait * 1e6 / msgs.max(1) as f64,
+        wait * 1e6 / runs.max(1.0),
     );
     Ok(errors == 0)
 }
