@@ -1,17 +1,20 @@
 //! One direction of a session: read frames from `src`, check their headers, write
 //! the same bytes to `dst`, never holding more than one fixed buffer.
 //!
-//! Owns: the buffer and its cursors, header scanning with the per-direction limits
-//! (frame and message size, message rate), UTF-8 checking of text messages as their
-//! payload passes (utf8.rs; not for RSV1 (compressed) messages or unknown
-//! extensions), the output's life (open; a control frame of wsgate's own injected at
-//! the next frame boundary; a Close owed to the other side, sent in place of the
-//! Close `src` answers with; closing, with an optional Close; shut down). Does not own: what to do when a side ends or misbehaves;
-//! `Pump::poll` reports that as a `PumpEvent` and the session (relay/mod.rs) decides.
+//! Owns: the buffer and its cursors, reading `src` and writing what is approved to
+//! `dst` in as few writes as the buffer allows, the per-direction limits it is given
+//! (applied frame by frame in pump/scan.rs, with the header checks and UTF-8 checking
+//! of text messages, utf8.rs), the output's life (open; a control frame of wsgate's
+//! own injected at the next frame boundary; a Close owed to the other side, sent in
+//! place of the Close `src` answers with; closing, with an optional Close; shut
+//! down). Does not own: what to do when a side ends or misbehaves; `Pump::poll`
+//! reports that as a `PumpEvent` and the session (relay/mod.rs) decides.
 //!
 //! Buffer layout: `[wpos..fwd)` approved and not yet written; `[fwd..end)` read and
 //! not yet scanned. Scanning only happens once everything approved is written, so a
 //! slow `dst` stops reads from `src` (backpressure) instead of growing memory.
+
+mod scan;
 
 use super::bucket::Bucket;
 use super::frame::{self, Checker, Extensions, Sender, Violation};
@@ -19,6 +22,7 @@ use super::pool;
 use super::stats::{SessionStats, Side};
 use super::utf8::Utf8;
 use crate::config::OnExceed;
+use scan::{Scan, Stop};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -67,27 +71,6 @@ enum Out {
     ShuttingDown,
     Closed,
     Failed,
-}
-
-enum Scan {
-    Progress,
-    NeedMore,
-    /// The next frame is dropped, not forwarded: write what is approved first, so
-    /// the approved bytes stay one contiguous run.
-    FlushFirst,
-    Wait(Instant),
-}
-
-enum Stop {
-    Violation(Violation),
-    TooBig,
-    Rate,
-}
-
-impl From<Violation> for Stop {
-    fn from(v: Violation) -> Stop {
-        Stop::Violation(v)
-    }
 }
 
 #[derive(Debug)]
@@ -421,171 +404,12 @@ impl Pump {
             }
         }
     }
-
-    /// Scans from `fwd`: approves payload bytes, checks one header at a time.
-    fn scan(&mut self) -> Result<Scan, Stop> {
-        if self.payload_left > 0 {
-            let n = self.payload_left.min((self.end - self.fwd) as u64) as usize;
-            if self.forwarding
-                && self.frame_text
-                && let Some(text) = self.text.as_mut()
-            {
-                let offset = self.frame_len - self.payload_left;
-                let last = n as u64 == self.payload_left && self.frame_fin;
-                check_text(
-                    text,
-                    &self.buf[self.fwd..self.fwd + n],
-                    self.mask,
-                    offset,
-                    last,
-                )?;
-                if last {
-                    self.text = None;
-                }
-            }
-            self.payload_left -= n as u64;
-            self.fwd += n;
-            if !self.forwarding {
-                self.wpos = self.fwd; // skipped, not written
-            }
-            return Ok(Scan::Progress);
-        }
-        let avail = &self.buf[self.fwd..self.end];
-        let Some(h) = frame::parse_header(avail)? else {
-            return Ok(Scan::NeedMore);
-        };
-        self.checker.validate(&h)?;
-        let mut forward = self.close_seen.is_none(); // nothing may follow a Close
-        let mut close = None;
-        let mut pong = None;
-        let inspect = h.opcode == frame::CLOSE
-            || (h.opcode == frame::PONG && self.limits.drop_keepalive_pongs);
-        if inspect && forward {
-            let total = h.len + h.payload_len as usize; // control frames are <= 125 bytes
-            if avail.len() < total {
-                return Ok(Scan::NeedMore);
-            }
-            let mut payload = avail[h.len..total].to_vec();
-            if let Some(key) = h.mask {
-                frame::apply_mask(&mut payload, key);
-            }
-            if h.opcode == frame::CLOSE {
-                close = Some((frame::parse_close(&payload)?, payload));
-            } else if payload.starts_with(KEEPALIVE_PREFIX) {
-                forward = false;
-                pong = Some(payload);
-            }
-        }
-        if close.is_some() && self.owed.is_some() {
-            forward = false; // replaced by the Close owed to `dst`
-        }
-        if !forward && self.wpos < self.fwd {
-            return Ok(Scan::FlushFirst);
-        }
-        if let Some((code, payload)) = close {
-            self.close_seen = Some(code);
-            self.stats.close_from(self.side, &payload);
-            // `src`'s Close was not forwarded: the one owed to `dst` goes instead.
-            if let Some(owed) = self.owed.take()
-                && matches!(self.out, Out::Open)
-            {
-                self.out = Out::Closing(Some((owed, 0)));
-            }
-        }
-        if let Some(p) = pong {
-            self.stats.pong(&p[KEEPALIVE_PREFIX.len()..]);
-        }
-        // The message state after this frame, and how much of its payload is checked
-        // (and so approved) together with its header.
-        let mut text = self.text;
-        let mut checked = 0;
-        if !h.is_control() {
-            let over = |limit: u64, n: u64| limit != 0 && n > limit;
-            let message = if h.opcode == frame::CONTINUATION {
-                self.message_bytes + h.payload_len
-            } else {
-                h.payload_len
-            };
-            if over(self.limits.max_frame, h.payload_len) || over(self.limits.max_message, message)
-            {
-                return Err(Stop::TooBig);
-            }
-            if forward {
-                text = match h.opcode {
-                    frame::TEXT if self.limits.validate_utf8 && h.rsv & 0b100 == 0 => {
-                        Some(Utf8::new())
-                    }
-                    frame::CONTINUATION => self.text,
-                    _ => None,
-                };
-                if let Some(t) = text.as_mut() {
-                    let have = ((avail.len() - h.len) as u64).min(h.payload_len);
-                    let last = have == h.payload_len && h.fin;
-                    check_text(t, &avail[h.len..h.len + have as usize], h.mask, 0, last)?;
-                    if last {
-                        text = None;
-                    }
-                    checked = have;
-                }
-            }
-            if h.opcode != frame::CONTINUATION
-                && forward
-                && let Some(bucket) = self.limits.rate.as_mut()
-                && let Err(at) = bucket.take(Instant::now())
-            {
-                return match self.limits.on_exceed {
-                    OnExceed::Throttle => {
-                        self.stats.throttle();
-                        Ok(Scan::Wait(at))
-                    }
-                    OnExceed::Close => Err(Stop::Rate),
-                };
-            }
-            self.message_bytes = message;
-            self.text = text;
-            if forward {
-                let first = h.opcode != frame::CONTINUATION;
-                self.stats.data_frame(self.side, first, h.payload_len);
-            }
-        }
-        self.checker.advance(&h);
-        self.fwd += h.len + checked as usize;
-        if !forward {
-            self.wpos = self.fwd;
-        }
-        self.forwarding = forward;
-        self.mask = h.mask;
-        self.frame_len = h.payload_len;
-        self.frame_fin = h.fin;
-        self.frame_text = forward && !h.is_control() && self.text.is_some();
-        self.payload_left = h.payload_len - checked;
-        Ok(Scan::Progress)
-    }
 }
 
 impl Drop for Pump {
     fn drop(&mut self) {
         pool::give(std::mem::take(&mut self.buf));
     }
-}
-
-/// Checks the next payload bytes of a text message (`last`: they end it).
-fn check_text(
-    text: &mut Utf8,
-    bytes: &[u8],
-    mask: Option<[u8; 4]>,
-    offset: u64,
-    last: bool,
-) -> Result<(), Violation> {
-    let mut next = *text;
-    match mask {
-        Some(key) => next.feed_masked(bytes, key, offset),
-        None => next.feed(bytes),
-    }
-    .and_then(|()| if last { next.finish() } else { Ok(()) })
-    .map_err(|_| Violation::InvalidUtf8)?;
-    *text = next;
-    Ok(())
 }
 
 /// Writes the rest of a small frame of our own.
