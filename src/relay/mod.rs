@@ -235,7 +235,8 @@ struct Keepalive {
     idle: Option<Duration>,
     last_ping: Instant,
     seq: u64,
-    timer: Pin<Box<Sleep>>,
+    /// Polled only when it fires (or was just reset), not at every wake-up.
+    timer: gate::Gated<Sleep>,
 }
 
 impl Keepalive {
@@ -251,7 +252,7 @@ impl Keepalive {
             idle,
             last_ping: now,
             seq: 0,
-            timer: Box::pin(sleep_until(now)),
+            timer: gate::Gated::new(Box::pin(sleep_until(now))),
         };
         k.rearm(now);
         Some(k)
@@ -264,11 +265,11 @@ impl Keepalive {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b).unwrap_or_else(Instant::now),
         };
-        self.timer.as_mut().reset(next);
+        self.timer.rearm(|t| t.reset(next));
     }
 
     fn poll(&mut self, cx: &mut Context<'_>, s: &mut Session) -> bool {
-        if self.timer.as_mut().poll(cx).is_pending() {
+        if self.timer.poll(cx).is_pending() {
             return false;
         }
         let now = Instant::now();
