@@ -298,11 +298,19 @@ fn cpu_seconds(pid: u32, clk_tck: f64) -> Option<f64> {
     Some((stat_field(pid, 11)? + stat_field(pid, 12)?) / clk_tck)
 }
 
-/// Context switches (voluntary + involuntary) of a process's live threads.
-fn context_switches(pid: u32) -> Option<f64> {
+/// `figure` of each live thread's /proc/PID/task/TID/`file`, summed over the threads.
+fn sum_threads(pid: u32, file: &str, figure: impl Fn(&str) -> Option<f64>) -> Option<f64> {
     let mut n = 0.0;
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let status = std::fs::read_to_string(t.ok()?.path().join("status")).ok()?;
+        n += figure(&std::fs::read_to_string(t.ok()?.path().join(file)).ok()?)?;
+    }
+    Some(n)
+}
+
+/// Context switches (voluntary + involuntary) of a process's live threads.
+fn context_switches(pid: u32) -> Option<f64> {
+    sum_threads(pid, "status", |status| {
+        let mut n = 0.0;
         for l in status.lines() {
             if l.starts_with("voluntary_ctxt_switches:")
                 || l.starts_with("nonvoluntary_ctxt_switches:")
@@ -310,19 +318,16 @@ fn context_switches(pid: u32) -> Option<f64> {
                 n += l.split_whitespace().nth(1)?.parse::<f64>().ok()?;
             }
         }
-    }
-    Some(n)
+        Some(n)
+    })
 }
 
 /// Field `i` of /proc/PID/task/*/schedstat summed over a process's live threads:
 /// 0 = ns on a CPU, 1 = ns runnable and waiting for one, 2 = times run.
 fn sched_stat(pid: u32, i: usize) -> Option<f64> {
-    let mut n = 0.0;
-    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let stat = std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?;
-        n += stat.split_whitespace().nth(i)?.parse::<f64>().ok()?;
-    }
-    Some(n)
+    sum_threads(pid, "schedstat", |stat| {
+        stat.split_whitespace().nth(i)?.parse().ok()
+    })
 }
 
 /// A per-process figure summed over the watched processes (NaN without --pids or if

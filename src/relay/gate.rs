@@ -125,15 +125,14 @@ mod tests {
             Box::pin(tokio::time::sleep_until(far)),
             polls.clone(),
         )));
-        let once = poll_once;
-        assert!(!once(&mut g).await);
-        assert!(!once(&mut g).await);
+        assert!(!poll_once(&mut g).await);
+        assert!(!poll_once(&mut g).await);
         assert_eq!(polls.load(Ordering::Relaxed), 1, "polled once, to register");
         // A new deadline: the timer must be polled again so that it registers anew,
         // however the runtime treats a reset timer's waker.
         g.rearm(|t| t.project_sleep().reset(far + Duration::from_secs(1)));
-        assert!(!once(&mut g).await);
-        assert!(!once(&mut g).await);
+        assert!(!poll_once(&mut g).await);
+        assert!(!poll_once(&mut g).await);
         assert_eq!(
             polls.load(Ordering::Relaxed),
             2,
