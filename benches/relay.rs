@@ -9,6 +9,8 @@
 //!   backend's echo -> relay -> client, with the default `[limits]` on (frame and
 //!   message size checks, the message rate off as in the benchmark config) and the
 //!   session's metrics counted. No TLS, no sockets: the relay's own cost per round trip.
+//! - `relay/pipelined`: the same session with 32 messages of 64 B each way at once,
+//!   so that each read holds many complete frames: the relay's cost per frame.
 //!
 //! UTF-8 validation has its own bench (benches/utf8.rs).
 //!
@@ -188,5 +190,53 @@ fn round_trip(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, frames, round_trip);
+/// `PIPELINED` messages of 64 B written by the client at once, echoed by the backend
+/// at once: the relay sees many complete frames per read (as with 32 in flight in
+/// benches/compare.sh (a)), so its per-frame cost (`scan`) dominates.
+fn pipelined(c: &mut Criterion) {
+    const PIPELINED: usize = 32;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let up: Vec<u8> = (0..PIPELINED)
+        .flat_map(|_| client_frame(true, frame::BINARY, &[0xa5; 64]))
+        .collect();
+    let down: Vec<u8> = (0..PIPELINED)
+        .flat_map(|_| server_frame(frame::BINARY, &[0x5a; 64]))
+        .collect();
+    let (mut client, mut backend) = session(&rt);
+    let (mut at_backend, mut at_client) = (vec![0; up.len()], vec![0; down.len()]);
+    let mut g = c.benchmark_group("relay");
+    g.throughput(Throughput::Elements(PIPELINED as u64));
+    g.bench_function(
+        BenchmarkId::new("pipelined", format!("{PIPELINED}x64B")),
+        |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let t0 = Instant::now();
+                    for _ in 0..iters {
+                        client.write_all(&up).await.expect("client write");
+                        backend
+                            .read_exact(&mut at_backend)
+                            .await
+                            .expect("backend read");
+                        backend.write_all(&down).await.expect("backend write");
+                        client
+                            .read_exact(&mut at_client)
+                            .await
+                            .expect("client read");
+                    }
+                    let t = t0.elapsed();
+                    assert_eq!(at_backend, up, "the backend gets the client's frames");
+                    assert_eq!(at_client, down, "the client gets the backend's frames");
+                    t
+                })
+            })
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(benches, frames, round_trip, pipelined);
 criterion_main!(benches);
