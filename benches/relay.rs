@@ -150,42 +150,59 @@ fn session(rt: &tokio::runtime::Runtime) -> (DuplexStream, DuplexStream) {
     (client_end, backend_end)
 }
 
-fn round_trip(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// Benchmarks `up` (client frames) through a fresh session to the backend and `down`
+/// (the backend's answer) back to the client, as one iteration.
+fn echo_through(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    id: BenchmarkId,
+    up: &[u8],
+    down: &[u8],
+) {
+    let (mut client, mut backend) = session(rt);
+    let (mut at_backend, mut at_client) = (vec![0; up.len()], vec![0; down.len()]);
+    g.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let t0 = Instant::now();
+                for _ in 0..iters {
+                    client.write_all(up).await.expect("client write");
+                    // The relay forwards client frames as they came (still masked).
+                    backend
+                        .read_exact(&mut at_backend)
+                        .await
+                        .expect("backend read");
+                    backend.write_all(down).await.expect("backend write");
+                    client
+                        .read_exact(&mut at_client)
+                        .await
+                        .expect("client read");
+                }
+                let t = t0.elapsed();
+                assert_eq!(at_backend, up, "the backend gets the client's frames");
+                assert_eq!(at_client, down, "the client gets the backend's frames");
+                t
+            })
+        })
+    });
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("runtime");
+        .expect("runtime")
+}
+
+fn round_trip(c: &mut Criterion) {
+    let rt = runtime();
     let mut g = c.benchmark_group("relay");
     for size in [64usize, 16 * 1024] {
         let up = client_frame(true, frame::BINARY, &vec![0xa5; size]);
         let down = server_frame(frame::BINARY, &vec![0x5a; size]);
-        let (mut client, mut backend) = session(&rt);
-        let (mut at_backend, mut at_client) = (vec![0; up.len()], vec![0; down.len()]);
         g.throughput(Throughput::Bytes(size as u64));
-        g.bench_function(BenchmarkId::new("round_trip", format!("{size}B")), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let t0 = Instant::now();
-                    for _ in 0..iters {
-                        client.write_all(&up).await.expect("client write");
-                        // The relay forwards a client frame as it came (still masked).
-                        backend
-                            .read_exact(&mut at_backend)
-                            .await
-                            .expect("backend read");
-                        backend.write_all(&down).await.expect("backend write");
-                        client
-                            .read_exact(&mut at_client)
-                            .await
-                            .expect("client read");
-                    }
-                    let t = t0.elapsed();
-                    assert_eq!(at_backend, up, "the backend gets the client's frame");
-                    assert_eq!(at_client, down, "the client gets the backend's frame");
-                    t
-                })
-            })
-        });
+        let id = BenchmarkId::new("round_trip", format!("{size}B"));
+        echo_through(&mut g, &rt, id, &up, &down);
     }
     g.finish();
 }
@@ -195,46 +212,17 @@ fn round_trip(c: &mut Criterion) {
 /// benches/compare.sh (a)), so its per-frame cost (`scan`) dominates.
 fn pipelined(c: &mut Criterion) {
     const PIPELINED: usize = 32;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let up: Vec<u8> = (0..PIPELINED)
         .flat_map(|_| client_frame(true, frame::BINARY, &[0xa5; 64]))
         .collect();
     let down: Vec<u8> = (0..PIPELINED)
         .flat_map(|_| server_frame(frame::BINARY, &[0x5a; 64]))
         .collect();
-    let (mut client, mut backend) = session(&rt);
-    let (mut at_backend, mut at_client) = (vec![0; up.len()], vec![0; down.len()]);
     let mut g = c.benchmark_group("relay");
     g.throughput(Throughput::Elements(PIPELINED as u64));
-    g.bench_function(
-        BenchmarkId::new("pipelined", format!("{PIPELINED}x64B")),
-        |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let t0 = Instant::now();
-                    for _ in 0..iters {
-                        client.write_all(&up).await.expect("client write");
-                        backend
-                            .read_exact(&mut at_backend)
-                            .await
-                            .expect("backend read");
-                        backend.write_all(&down).await.expect("backend write");
-                        client
-                            .read_exact(&mut at_client)
-                            .await
-                            .expect("client read");
-                    }
-                    let t = t0.elapsed();
-                    assert_eq!(at_backend, up, "the backend gets the client's frames");
-                    assert_eq!(at_client, down, "the client gets the backend's frames");
-                    t
-                })
-            })
-        },
-    );
+    let id = BenchmarkId::new("pipelined", format!("{PIPELINED}x64B"));
+    echo_through(&mut g, &rt, id, &up, &down);
     g.finish();
 }
 
