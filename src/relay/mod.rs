@@ -353,7 +353,8 @@ where
     };
     drop((client_pre, backend_pre));
     let duration = l.max_session_duration.get();
-    let mut lifetime = (!duration.is_zero()).then(|| Box::pin(sleep(duration)));
+    // Like the keepalive timer and the stop signal: polled only when it fires.
+    let mut lifetime = (!duration.is_zero()).then(|| gate::Gated::new(Box::pin(sleep(duration))));
     let mut deadline: Option<Pin<Box<Sleep>>> = None;
     // Polled only when it fires, not at every read and write of the session.
     let mut stop = Some(gate::Gated::new(stop));
@@ -408,7 +409,7 @@ where
                 }
             }
             if let Some(t) = lifetime.as_mut()
-                && t.as_mut().poll(cx).is_ready()
+                && t.poll(cx).is_ready()
             {
                 lifetime = None;
                 progressed = true;
