@@ -4,10 +4,9 @@
 //! receiver behind the backend's drain/removal) almost never fires, yet polling it on
 //! every wake-up cost about 350 instructions per round trip under callgrind (the
 //! keepalive timer and the session time limit, which fire rarely, are gated the same
-//! way). `Gated`
-//! polls the inner future with a waker of its own that marks it woken and then wakes
-//! the session; until that happens, polling `Gated` only refreshes the session's
-//! waker. Owns nothing else: what the future means is the caller's business.
+//! way). `Gated` polls the inner future with a waker of its own that marks it woken
+//! and then wakes the session; until that happens, polling `Gated` only refreshes the
+//! session's waker. Owns nothing else: what the future means is the caller's business.
 
 use std::future::Future;
 use std::pin::Pin;
