@@ -3,6 +3,7 @@
 //! backends that answer checks badly on purpose. Every wait polls the state it
 //! waits for against a deadline; no sleep decides an outcome.
 
+#[path = "../common/mod.rs"]
 mod common;
 use common::*;
 use futures_util::StreamExt;
