@@ -2,6 +2,7 @@
 //! backends: keep-alive on both sides, headers, chunked bodies both ways, an upgrade
 //! after plain requests on one connection, body limits, each timeout, retries, and
 //! shutdown with idle kept-alive connections.
+#[path = "../common/mod.rs"]
 mod common;
 use common::http::*;
 use common::*;
