@@ -19,6 +19,7 @@
 //! - a read never offers more room than the relay's buffer bound.
 //!
 //! `FUZZ_SECS=600 cargo test --release --test fuzz_relay -- --nocapture` for a long run.
+#[path = "../common/mod.rs"]
 mod common;
 use common::fuzz::fuzz;
 use proptest::prelude::*;
