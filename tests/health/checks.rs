@@ -18,7 +18,9 @@ async fn http_check_takes_down_a_500_backend_and_honours_expect_status() {
     let (ok200, heads200) = http_backend(ANSWER_200).await;
     let (ok204, heads204) = http_backend(ANSWER_204).await;
     let (wrong, _) = http_backend(ANSWER_200).await;
-    let check = "kind = \"http\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nfall = 2\npath = \"/health\"\n";
+    // 300 ms, not less: the proxy, the backends and the test's own TLS clients share
+    // one thread (debug build), so a handshake can stall a probe of the echo backend.
+    let check = "kind = \"http\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\nfall = 2\npath = \"/health\"\n";
     let p = start_proxy(&with_route(&format!(
         // p: the 500 backend, and the echo backend (checked by tcp: it speaks only WebSocket).
         "[[pool]]\nname = \"p\"\n[pool.health]\n{check}\
@@ -33,7 +35,7 @@ async fn http_check_takes_down_a_500_backend_and_honours_expect_status() {
     .await;
 
     let t = wait_up(&backend(&p, "p", 0), false, DEADLINE, "500 backend down").await;
-    println!("http check, interval 100ms, fall 2: the 500 backend down after {t:?}");
+    println!("http check, interval 300ms, fall 2: the 500 backend down after {t:?}");
     let (wrong_b, ok200_b, ok204_b) = (
         backend(&p, "q", 2),
         backend(&p, "q", 0),
@@ -98,7 +100,7 @@ async fn websocket_check_takes_down_a_wrong_accept_backend() {
     let good = echo("good").await;
     let p = start_proxy(&with_route(&format!(
         "[[pool]]\nname = \"p\"\n\
-         [pool.health]\nkind = \"websocket\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nfall = 2\npath = \"/hc\"\n{}",
+         [pool.health]\nkind = \"websocket\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\nfall = 2\npath = \"/hc\"\n{}",
         backends(&[bad.addr, good.addr])
     )))
     .await;
@@ -113,7 +115,7 @@ async fn websocket_check_takes_down_a_wrong_accept_backend() {
     })
     .await;
     println!(
-        "websocket check, interval 100ms, fall 2: wrong Accept down after {:?}",
+        "websocket check, interval 300ms, fall 2: wrong Accept down after {:?}",
         t0.elapsed()
     );
     {
