@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -19,22 +18,10 @@ async fn open(p: &Proxy, from: Option<IpAddr>) -> (Ws, String) {
     (ws, at)
 }
 
-/// Closes a session properly: our Close, then read until the peer's Close ends the stream.
-async fn close(mut ws: Ws) {
-    within("close handshake", async {
-        ws.close(None).await.expect("send Close");
-        while let Some(m) = ws.next().await {
-            let m = m.expect("clean end of the session");
-            assert!(m.is_close(), "unexpected message while closing: {m:?}");
-        }
-    })
-    .await
-}
-
 /// Opens, notes where it landed, and closes a session.
 async fn land(p: &Proxy, from: Option<IpAddr>) -> String {
     let (ws, at) = open(p, from).await;
-    close(ws).await;
+    close_session(ws).await;
     at
 }
 
@@ -205,7 +192,7 @@ async fn least_conn_sends_a_new_session_to_the_freed_backend() {
         let free = if round % 2 == 0 { "a" } else { "b" };
         let i = held.iter().position(|(_, at)| at == free).unwrap();
         let (ws, _) = held.swap_remove(i);
-        close(ws).await;
+        close_session(ws).await;
         live_becomes(&p, 1).await;
         let (ws, at) = open(&p, None).await;
         assert_eq!(at, free, "round {round}: 1 session on the other backend");
@@ -213,7 +200,7 @@ async fn least_conn_sends_a_new_session_to_the_freed_backend() {
         live_becomes(&p, 2).await;
     }
     for (ws, _) in held {
-        close(ws).await;
+        close_session(ws).await;
     }
     live_becomes(&p, 0).await;
 }
@@ -247,7 +234,7 @@ async fn least_conn_after_closing_one_backends_sessions() {
     // Close both sessions on the busy backend: it now has 0 against 1.
     let (gone, kept): (Vec<_>, Vec<_>) = held.into_iter().partition(|(_, at)| *at == busy);
     for (ws, _) in gone {
-        close(ws).await;
+        close_session(ws).await;
     }
     live_becomes(&p, 1).await;
     let (ws, at) = open(&p, None).await;
@@ -264,7 +251,7 @@ async fn least_conn_after_closing_one_backends_sessions() {
     assert_eq!(counts.values().copied().collect::<Vec<_>>(), [2, 2]);
     let (gone, mut held): (Vec<_>, Vec<_>) = held.into_iter().partition(|(_, at)| *at == quiet);
     for (ws, _) in gone {
-        close(ws).await;
+        close_session(ws).await;
     }
     live_becomes(&p, 2).await;
     held.push(open(&p, None).await);
@@ -275,7 +262,7 @@ async fn least_conn_after_closing_one_backends_sessions() {
     );
 
     for (ws, _) in held {
-        close(ws).await;
+        close_session(ws).await;
     }
     live_becomes(&p, 0).await;
 }
@@ -305,7 +292,7 @@ async fn least_conn_is_relative_to_weight() {
     // Close 3 of b's 6: a has 2/1 = 2, b has 3/3 = 1, so b gets the next one.
     for _ in 0..3 {
         let i = held.iter().position(|(_, at)| at == "b").unwrap();
-        close(held.swap_remove(i).0).await;
+        close_session(held.swap_remove(i).0).await;
     }
     live_becomes(&p, 5).await;
     let (ws, at) = open(&p, None).await;
@@ -313,7 +300,7 @@ async fn least_conn_is_relative_to_weight() {
     held.push((ws, at));
 
     for (ws, _) in held {
-        close(ws).await;
+        close_session(ws).await;
     }
     live_becomes(&p, 0).await;
 }

@@ -66,19 +66,9 @@ async fn attempt(p: &Proxy) -> Result<(Ws, String), u16> {
     }
 }
 
-async fn close(mut ws: Ws) {
-    within("close handshake", async {
-        ws.close(None).await.expect("send Close");
-        while let Some(m) = ws.next().await {
-            assert!(m.expect("clean end of the session").is_close());
-        }
-    })
-    .await
-}
-
 async fn land(p: &Proxy) -> String {
     let (ws, at) = attempt(p).await.expect("session through the proxy");
-    close(ws).await;
+    close_session(ws).await;
     at
 }
 
@@ -301,9 +291,9 @@ async fn drain_at_runtime_keeps_live_sessions_and_moves_new_ones() {
     let picks = [land(&p).await, land(&p).await];
     assert!(picks.contains(&"b".to_string()), "undrained: {picks:?}");
     echo_once(&mut on_b, "after drain").await;
-    close(on_b).await;
+    close_session(on_b).await;
     for ws in opened {
-        close(ws).await;
+        close_session(ws).await;
     }
 }
 
@@ -319,7 +309,7 @@ async fn retries_zero_gives_502_when_given_the_dead_backend() {
     for _ in 0..6 {
         seen.push(match attempt(&p).await {
             Ok((ws, at)) => {
-                close(ws).await;
+                close_session(ws).await;
                 at
             }
             Err(status) => status.to_string(),

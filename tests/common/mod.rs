@@ -147,6 +147,20 @@ pub async fn tls_connect(addr: SocketAddr) -> TlsStream<TcpStream> {
 
 pub type Ws = WebSocketStream<TlsStream<TcpStream>>;
 
+/// Closes a session properly: our Close, then read until the peer's Close ends the
+/// stream (within the default deadline).
+pub async fn close_session(mut ws: Ws) {
+    use futures_util::StreamExt;
+    within("close handshake", async {
+        ws.close(None).await.expect("send Close");
+        while let Some(m) = ws.next().await {
+            let m = m.expect("clean end of the session");
+            assert!(m.is_close(), "unexpected message while closing: {m:?}");
+        }
+    })
+    .await
+}
+
 /// A WebSocket request for `wss://localhost{path}`, to add headers to.
 pub fn ws_request(path: &str) -> Request {
     format!("wss://localhost{path}")

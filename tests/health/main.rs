@@ -9,7 +9,6 @@ mod common;
 mod failover;
 
 use common::*;
-use futures_util::StreamExt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -94,22 +93,12 @@ async fn restart(dead: DeadPort, name: &str) -> EchoServer {
     .await
 }
 
-async fn close(mut ws: Ws) {
-    within("close handshake", async {
-        ws.close(None).await.expect("send Close");
-        while let Some(m) = ws.next().await {
-            assert!(m.expect("clean end of the session").is_close());
-        }
-    })
-    .await
-}
-
 /// Opens (from `from`), notes where it landed, closes.
 async fn land(p: &Proxy, from: Option<IpAddr>) -> String {
     let (ws, resp) = ws_connect_req(p.addr, ws_request("/"), from)
         .await
         .unwrap_or_else(|e| panic!("WebSocket through the proxy (from {from:?}): {e}"));
-    close(ws).await;
+    close_session(ws).await;
     landed(&resp)
 }
 
