@@ -60,7 +60,7 @@ async fn session(stream: TcpStream, name: String) {
     let _ = stream.set_nodelay(true);
     let callback = |req: &Request, mut resp: Response| {
         let offered =
-            crate::handshake::tokens(req.headers(), &hyper::header::SEC_WEBSOCKET_PROTOCOL)
+            crate::http::handshake::tokens(req.headers(), &hyper::header::SEC_WEBSOCKET_PROTOCOL)
                 .find(|p| PROTOCOLS.contains(p));
         if let Some(p) = offered.and_then(|p| HeaderValue::from_str(p).ok()) {
             resp.headers_mut().insert("sec-websocket-protocol", p);

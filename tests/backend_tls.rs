@@ -217,7 +217,9 @@ fn backend_tls_config_errors_are_located() {
         "tls = true\ntls_ca = \"/nonexistent.pem\"\n[[pool.backend]]\naddress = \"127.0.0.1:1\"",
     )
     .unwrap();
-    let e = wsgate::server::check_files(&cfg).unwrap_err().to_string();
+    let e = wsgate::control::server::check_files(&cfg)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("pool[0].tls_ca") && e.contains("/nonexistent.pem"),
         "{e}"

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use wsgate::backend::Backend;
+use wsgate::backends::backend::Backend;
 
 const POLL: Duration = Duration::from_millis(10);
 

@@ -20,7 +20,7 @@ use proptest::test_runner::TestCaseError;
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wsgate::handshake::{UpgradeRequest, head_size};
+use wsgate::http::handshake::{UpgradeRequest, head_size};
 
 const MAX_HEADER_BYTES: usize = 8192;
 

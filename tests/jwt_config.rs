@@ -28,7 +28,7 @@ fn refused(auth: &str) -> String {
 
 fn load_error(auth: &str) -> String {
     let cfg = Config::parse(&text(auth), Path::new("wsgate.toml")).expect("parses");
-    wsgate::server::check_files(&cfg)
+    wsgate::control::server::check_files(&cfg)
         .map(|_| ())
         .expect_err("should fail to load")
         .to_string()
@@ -194,7 +194,7 @@ fn key_files_that_cannot_be_used_fail_the_load() {
         Path::new("wsgate.toml"),
     )
     .unwrap();
-    wsgate::server::check_files(&cfg).expect("a certificate's key loads");
+    wsgate::control::server::check_files(&cfg).expect("a certificate's key loads");
 }
 
 /// `wsgate check` loads the keys too.

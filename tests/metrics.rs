@@ -347,7 +347,7 @@ async fn an_admin_address_that_cannot_be_bound_is_a_located_error_unless_it_is_t
         &format!("[admin]\naddress = \"{addr}\""),
     );
     let cfg = wsgate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
-    let e = match wsgate::server::start(&cfg).await {
+    let e = match wsgate::control::server::start(&cfg).await {
         Err(e) => e.to_string(),
         Ok(_) => panic!("started on a taken admin address"),
     };

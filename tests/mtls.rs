@@ -190,7 +190,9 @@ fn client_certificate_config_errors_are_located() {
     assert!(e.contains("client_auth"), "{e}");
     // A CA file that is missing, or holds no certificate, fails the load, located.
     let cfg = parse("client_ca = \"/nonexistent/ca.pem\"").unwrap();
-    let e = wsgate::server::check_files(&cfg).unwrap_err().to_string();
+    let e = wsgate::control::server::check_files(&cfg)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("listener[0].client_ca") && e.contains("/nonexistent/ca.pem"),
         "{e}"
@@ -199,6 +201,8 @@ fn client_certificate_config_errors_are_located() {
     let empty = d.join("empty.pem");
     std::fs::write(&empty, "not a certificate\n").unwrap();
     let cfg = parse(&format!("client_ca = \"{}\"", empty.display())).unwrap();
-    let e = wsgate::server::check_files(&cfg).unwrap_err().to_string();
+    let e = wsgate::control::server::check_files(&cfg)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("holds no PEM certificate"), "{e}");
 }

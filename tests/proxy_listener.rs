@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::client::Response;
-use wsgate::proxy_proto::{self, Version};
+use wsgate::accept::proxy_proto::{self, Version};
 
 /// What the backend saw on one connection: the PROXY header as ppp read it
 /// (`None`: there was none) and the request head.

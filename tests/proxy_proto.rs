@@ -8,7 +8,7 @@
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wsgate::proxy_proto::{self, Error, Header, MAX_V2_BODY, V2_SIG, parse};
+use wsgate::accept::proxy_proto::{self, Error, Header, MAX_V2_BODY, V2_SIG, parse};
 
 /// What ppp makes of `buf`: the header and its length, or `None` if it refuses.
 fn reference(buf: &[u8]) -> Option<(Header, usize)> {

@@ -351,7 +351,7 @@ fn every_certificate_is_checked_and_a_bad_one_is_located() {
             "[[listener]]\naddress = \"127.0.0.1:0\"\n{entries}\n[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n[[route]]\npool = \"p\"\n"
         );
         let cfg = wsgate::config::Config::parse(&text, Path::new("t.toml")).expect("parses");
-        wsgate::server::check_files(&cfg)
+        wsgate::control::server::check_files(&cfg)
             .map(|_| ())
             .map_err(|e| e.to_string())
     };

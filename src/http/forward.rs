@@ -22,11 +22,11 @@ use super::body::{self, BodyError, ReqBody};
 use super::head::{Framing, Head};
 use super::idle::Sender;
 use super::serve::{Conn, Next, answer, answer_on, reply_for, single};
-use crate::answer::Refusal;
-use crate::balance::{Lease, Pool};
-use crate::proxy::Client;
+use crate::backends::balance::{Lease, Pool};
+use crate::backends::connect::{self, ClientInfo};
+use crate::http::upgrade::Client;
+use crate::refusal::Refusal;
 use crate::route::Route;
-use crate::upstream::{self, ClientInfo};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap};
 use hyper::{Method, Request, Response, Uri, Version};
@@ -106,12 +106,12 @@ where
     let pool = route.pool_for(info.peer.ip(), req.headers()).clone();
     let sticky = pool
         .sticky_cookie()
-        .and_then(|n| crate::cookie::get(req.headers(), n))
+        .and_then(|n| crate::backends::cookie::get(req.headers(), n))
         .map(str::to_string);
     let ip = info.peer.ip();
     // Identity headers (claims, client subject) are never the client's own.
-    let identity = crate::proxy::identity_headers(req.headers(), client, grant.as_ref());
-    let mut headers = upstream::forwarded_headers(
+    let identity = crate::http::upgrade::identity_headers(req.headers(), client, grant.as_ref());
+    let mut headers = connect::forwarded_headers(
         &identity,
         &host,
         ClientInfo {
@@ -123,7 +123,7 @@ where
     );
     headers.remove(header::EXPECT);
     if let Some(name) = pool.sticky_cookie() {
-        crate::cookie::remove(&mut headers, name);
+        crate::backends::cookie::remove(&mut headers, name);
     }
     let out = Outgoing {
         method: req.method().clone(),
@@ -145,7 +145,7 @@ where
     };
     if tx.is_some()
         && req.version() == Version::HTTP_11
-        && crate::handshake::has_token(req.headers(), &header::EXPECT, "100-continue")
+        && crate::http::handshake::has_token(req.headers(), &header::EXPECT, "100-continue")
         && c.wr
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
@@ -205,7 +205,7 @@ where
     } = ex;
     let status = resp.status();
     let (mut parts, resp_body) = resp.into_parts();
-    parts.headers = upstream::end_to_end_headers(&parts.headers);
+    parts.headers = connect::end_to_end_headers(&parts.headers);
     if let Some(v) = pool.sticky_set_cookie(lease.index(), sticky.as_deref(), info.tls) {
         parts.headers.append(header::SET_COOKIE, v);
     }
@@ -325,15 +325,15 @@ fn give_back(mut sender: Sender, lease: Lease) {
     });
 }
 
-/// Opens a connection to `backend` for plain HTTP (`upstream::connect`: TCP, the
+/// Opens a connection to `backend` for plain HTTP (`connect::connect`: TCP, the
 /// pool's PROXY header, TLS) and starts hyper's client on it.
 async fn connect(
-    backend: &crate::backend::Backend,
+    backend: &crate::backends::backend::Backend,
     pool: &Pool,
     client: (std::net::SocketAddr, std::net::SocketAddr),
-) -> Result<Sender, upstream::UpstreamError> {
-    use upstream::BackendStream;
-    match upstream::connect(backend, pool, client, None).await? {
+) -> Result<Sender, connect::UpstreamError> {
+    use connect::BackendStream;
+    match connect::connect(backend, pool, client, None).await? {
         BackendStream::Plain(tcp) => start_client(backend.addr, tcp).await,
         BackendStream::Tls(stream) => start_client(backend.addr, stream).await,
     }
@@ -343,14 +343,14 @@ async fn connect(
 async fn start_client<S>(
     addr: std::net::SocketAddr,
     stream: S,
-) -> Result<Sender, upstream::UpstreamError>
+) -> Result<Sender, connect::UpstreamError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake::<_, ReqBody>(TokioIo::new(stream))
         .await
-        .map_err(|e| upstream::UpstreamError::Http(addr, e))?;
+        .map_err(|e| connect::UpstreamError::Http(addr, e))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(backend = %addr, "backend connection ended: {e}");
@@ -463,7 +463,7 @@ async fn exchange(
                             "bad gateway: the backend closed the connection".into(),
                         ));
                     }
-                    let e = upstream::UpstreamError::Http(backend.addr, e.into_error());
+                    let e = connect::UpstreamError::Http(backend.addr, e.into_error());
                     tracing::warn!(pool = %pool.name, "{e}");
                     backend.record_failure(active);
                     last = Some(e);
@@ -476,7 +476,7 @@ async fn exchange(
         }
     }
     Err(match last {
-        Some(upstream::UpstreamError::Connect(..) | upstream::UpstreamError::ConnectTimeout(_)) => {
+        Some(connect::UpstreamError::Connect(..) | connect::UpstreamError::ConnectTimeout(_)) => {
             Refusal::BadGateway("bad gateway: backend unreachable".into())
         }
         Some(_) => Refusal::BadGateway("bad gateway: the backend closed the connection".into()),

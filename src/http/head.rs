@@ -9,8 +9,8 @@
 //! status and reason before the request is routed. Does not own: reading bodies
 //! (body.rs) or what a request means (serve.rs, proxy.rs).
 
-use crate::answer::Refusal;
-use crate::handshake::tokens;
+use crate::http::handshake::tokens;
+use crate::refusal::Refusal;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Uri, Version};
 

@@ -12,7 +12,9 @@
 
 pub mod body;
 pub mod forward;
+pub mod handshake;
 pub mod head;
 pub mod idle;
 pub mod serve;
+pub mod upgrade;
 pub mod write;

@@ -16,10 +16,10 @@
 
 use super::head::{self, Head};
 use super::write::{self, Reply};
-use crate::answer::{Body, Refusal};
 use crate::config::HttpMode;
-use crate::handshake::{UpgradeRequest, has_token};
-use crate::proxy::{self, Client, Handled, Switch};
+use crate::http::handshake::{UpgradeRequest, has_token};
+use crate::http::upgrade::{self, Client, Handled, Switch};
+use crate::refusal::{Body, Refusal};
 use crate::route::Lookup;
 use bytes::{Buf, BytesMut};
 use hyper::header::{self, HeaderMap};
@@ -96,7 +96,7 @@ where
                     tracing::debug!(client = %client.info.peer, "request header not received within {:?}", s.header_read_timeout);
                 }
                 // No head, so no path and no route: counted and logged as refused.
-                answer(&mut c, proxy::refusal(r, &client, "", None), CLOSE).await;
+                answer(&mut c, upgrade::refusal(r, &client, "", None), CLOSE).await;
                 break true;
             }
         };
@@ -224,7 +224,7 @@ where
 {
     let req = &head.req;
     if has_token(req.headers(), &header::UPGRADE, "websocket") {
-        return match proxy::handle(req, client).await {
+        return match upgrade::handle(req, client).await {
             Handled::Answer(resp) => {
                 answer(c, resp, reply_for(req, true)).await;
                 Next::Linger
@@ -266,7 +266,7 @@ where
                 .unwrap_or(Refusal::NotWebSocket);
             answer(
                 c,
-                proxy::refusal(r, client, req.uri().path(), None),
+                upgrade::refusal(r, client, req.uri().path(), None),
                 reply_for(req, true),
             )
             .await;

@@ -76,7 +76,7 @@ where
     let (mut parts, mut body) = resp.into_parts();
     let status = parts.status;
     let h = &mut parts.headers;
-    let said_close = crate::handshake::has_token(h, &header::CONNECTION, "close");
+    let said_close = crate::http::handshake::has_token(h, &header::CONNECTION, "close");
     let mut close = reply.close || !reply.http11 || said_close;
     h.remove(header::TRANSFER_ENCODING);
     if !said_close {

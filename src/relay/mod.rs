@@ -36,8 +36,8 @@ mod pump;
 pub mod stats;
 pub mod utf8;
 
+pub use crate::census::Stop;
 use crate::config::SessionLimits;
-pub use crate::session::Stop;
 use frame::{Extensions, Sender};
 use pump::{Pump, PumpEvent, PumpLimits};
 use stats::SessionStats;

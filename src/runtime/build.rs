@@ -5,12 +5,12 @@
 //! Does not own: publishing (mod.rs) or what a generation's parts do at run time.
 
 use super::{Effective, Generation, ListenerGen, RELAY_BUFFER};
-use crate::auth::Jwt;
-use crate::backend::{Backend, BackendId};
-use crate::balance::Pool;
+use crate::backends::backend::{Backend, BackendId};
+use crate::backends::balance::Pool;
 use crate::config::{Config, KeyPath, Problem};
 use crate::conn::ConnSettings;
 use crate::relay::RelayConfig;
+use crate::route::auth::Jwt;
 use crate::route::{Route, Router};
 use crate::tls::{self, TicketKeys, upstream::UpstreamTls};
 use hyper::header::HeaderName;

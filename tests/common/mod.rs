@@ -22,8 +22,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::{Request, Response};
+use wsgate::control::server::Running;
 pub use wsgate::echo::EchoServer;
-use wsgate::server::Running;
 
 pub const CERTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs-example");
 
@@ -70,7 +70,9 @@ pub async fn start_proxy(rest: &str) -> Proxy {
 pub async fn start_proxy_raw(text: &str) -> Proxy {
     let cfg = wsgate::config::Config::parse(text, Path::new("test.toml"))
         .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
-    let running = wsgate::server::start(&cfg).await.expect("proxy starts");
+    let running = wsgate::control::server::start(&cfg)
+        .await
+        .expect("proxy starts");
     Proxy {
         addr: running.local_addrs()[0],
         running,

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use wsgate::backend::Backend;
+use wsgate::backends::backend::Backend;
 
 /// How often state is polled.
 const POLL: Duration = Duration::from_millis(10);

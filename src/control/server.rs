@@ -8,11 +8,11 @@
 //! exit by `shutdown_timeout`), and the handle (`Running`) a caller uses for all of
 //! it. Does not own: what a generation is (runtime/) or signals (main.rs).
 
-use crate::activation::{self, Inherited};
-use crate::admin::Admin;
-use crate::admission::Admission;
+use crate::accept::admission::Admission;
+use crate::accept::listen;
 use crate::config::{Config, KeyPath, Problem};
-use crate::listen;
+use crate::control::activation::{self, Inherited};
+use crate::control::admin::Admin;
 use crate::runtime::{BuildError, Generation, Runtime};
 use std::fmt;
 use std::net::SocketAddr;
@@ -225,7 +225,7 @@ impl Running {
 
     /// A pool of the current generation by name: its backends' health, drain flags
     /// and session counts.
-    pub fn pool(&self, name: &str) -> Option<Arc<crate::balance::Pool>> {
+    pub fn pool(&self, name: &str) -> Option<Arc<crate::backends::balance::Pool>> {
         self.rt.current().pool(name).cloned()
     }
 
@@ -457,7 +457,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     let admin = bind_admin(cfg)?;
     let (stop, rx) = watch::channel(false);
     tokio::spawn(rt.overload.clone().watch_memory(rx.clone()));
-    tokio::spawn(crate::discovery::run(rt.clone(), rx.clone()));
+    tokio::spawn(crate::control::discovery::run(rt.clone(), rx.clone()));
     let prune = tokio::spawn(prune_admission(rt.clone(), rx));
     let mut running = Running {
         rt,

@@ -7,12 +7,12 @@
 //! `http::serve` reads its requests.
 //! Does not own: HTTP (http/) or what a request means (proxy.rs, http/forward.rs).
 
-use crate::admission::{Admitted, Refused, Slot};
+use crate::accept::admission::{Admitted, Refused, Slot};
+use crate::accept::proxy_proto;
 use crate::conn::ConnInfo;
 use crate::http::serve::serve;
+use crate::http::upgrade::Client;
 use crate::metrics::{ListenerL, TlsL};
-use crate::proxy::Client;
-use crate::proxy_proto;
 use crate::runtime::Runtime;
 use futures_util::FutureExt;
 use std::net::SocketAddr;

@@ -18,9 +18,9 @@ mod token;
 
 pub use keys::KeyError;
 
-use crate::answer::Refusal;
+use crate::census::Stop;
 use crate::config::{JwtConf, TokenSource};
-use crate::session::Stop;
+use crate::refusal::Refusal;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -304,9 +304,10 @@ pub fn backend_headers<'a>(
             h.insert(n.clone(), v.clone());
         }
         if let Some(entry) = &g.protocol_entry {
-            let rest: Vec<&str> = crate::handshake::tokens(client, &header::SEC_WEBSOCKET_PROTOCOL)
-                .filter(|p| p != entry)
-                .collect();
+            let rest: Vec<&str> =
+                crate::http::handshake::tokens(client, &header::SEC_WEBSOCKET_PROTOCOL)
+                    .filter(|p| p != entry)
+                    .collect();
             h.remove(header::SEC_WEBSOCKET_PROTOCOL);
             if let Ok(v) = HeaderValue::from_str(&rest.join(", "))
                 && !rest.is_empty()

@@ -14,8 +14,8 @@
 //! carry over, while `apply` takes the new weight, drain flag and settings.
 //! Does not own: running the active checks (health.rs) or choosing among backends.
 
+use crate::census::{Ending, Stop};
 use crate::config::{self, Passive};
-use crate::session::{Ending, Stop};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -103,7 +103,9 @@ impl Backend {
                 addr: conf.addr,
             },
             addr: conf.addr,
-            seed: crate::hash::fmix64(crate::hash::fnv1a(conf.address.as_bytes())),
+            seed: crate::backends::hash::fmix64(crate::backends::hash::fnv1a(
+                conf.address.as_bytes(),
+            )),
             weight: AtomicU32::new(conf.weight),
             slow_start_ms: AtomicU64::new(0),
             active: AtomicUsize::new(0),

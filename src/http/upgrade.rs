@@ -6,19 +6,19 @@
 //! any single step: each has its own module. The connection, and writing what
 //! `handle` decides, are `http::serve`'s; plain HTTP requests are `http::forward`'s.
 
+use crate::accept::admission::Admitted;
 use crate::access;
-use crate::admission::Admitted;
-use crate::answer::{Body, Refusal};
-use crate::balance::{Lease, Pool};
+use crate::backends::balance::{Lease, Pool};
+use crate::backends::connect::{self, Answer, BackendStream, ClientInfo};
+use crate::census::Live;
 use crate::conn::ConnInfo;
-use crate::handshake::UpgradeRequest;
+use crate::http::handshake::UpgradeRequest;
 use crate::metrics::{BackendL, Ended, FailureL, Metrics, RouteL};
-use crate::origin::OriginRefusal;
+use crate::refusal::{Body, Refusal};
 use crate::relay::{self, RelayConfig, StopSignal};
+use crate::route::origin::OriginRefusal;
 use crate::route::{Lookup, Route};
 use crate::runtime::{Generation, Runtime};
-use crate::session::Live;
-use crate::upstream::{self, Answer, BackendStream, ClientInfo};
 use bytes::Bytes;
 use http_body_util::Either;
 use hyper::header::{HeaderMap, SET_COOKIE};
@@ -119,7 +119,7 @@ impl Switch {
 /// Handles one upgrade request (a request with `Upgrade: websocket`).
 pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
     let peer = client.info.peer;
-    if crate::handshake::head_size(req) > client.generation.conn.max_header_bytes {
+    if crate::http::handshake::head_size(req) > client.generation.conn.max_header_bytes {
         return refuse(Refusal::HeaderTooLarge, client, req, None);
     }
     let mut upgrade = match UpgradeRequest::parse(req) {
@@ -155,7 +155,7 @@ pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
     let pool = route.pool_for(peer.ip(), req.headers());
     let sticky = pool
         .sticky_cookie()
-        .and_then(|c| crate::cookie::get(req.headers(), c));
+        .and_then(|c| crate::backends::cookie::get(req.headers(), c));
     let info = ClientInfo {
         ip: peer.ip(),
         tls: client.info.tls,
@@ -180,7 +180,7 @@ pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
                 backend: Some(lease.backend().id.address.clone()),
             });
             let (mut parts, body) = resp.into_parts();
-            parts.headers = upstream::end_to_end_headers(&parts.headers);
+            parts.headers = connect::end_to_end_headers(&parts.headers);
             parts.headers.insert(
                 hyper::header::CONNECTION,
                 hyper::header::HeaderValue::from_static("close"),
@@ -211,7 +211,7 @@ pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
     // Boxed once here: the session task stays small while it runs.
     let end = lease.backend().session_end();
     let stop: relay::StopSignal = match grant.and_then(|g| g.expires) {
-        Some(at) => Box::pin(crate::auth::until_expiry(end, at)),
+        Some(at) => Box::pin(crate::route::auth::until_expiry(end, at)),
         None => Box::pin(end),
     };
     count_upgrade(metrics, Some(&route.name), 101);
@@ -244,13 +244,18 @@ pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
 pub fn identity_headers<'a>(
     headers: &'a HeaderMap,
     client: &Client,
-    grant: Option<&crate::auth::Grant>,
+    grant: Option<&crate::route::auth::Grant>,
 ) -> std::borrow::Cow<'a, HeaderMap> {
     let listener = client.generation.listener(&client.info.listener);
     let subject = listener
         .and_then(|l| l.client_subject_header.as_ref())
         .zip(client.info.client_subject.as_deref());
-    crate::auth::backend_headers(headers, &client.generation.identity_headers, grant, subject)
+    crate::route::auth::backend_headers(
+        headers,
+        &client.generation.identity_headers,
+        grant,
+        subject,
+    )
 }
 
 /// Picks backends and opens one. A failed connect or upgrade counts against that
@@ -265,11 +270,11 @@ async fn open_any(
     sticky: Option<&str>,
     metrics: &Metrics,
 ) -> Result<(Lease, Answer), Refusal> {
-    let labels = |b: &crate::backend::Backend| BackendL {
+    let labels = |b: &crate::backends::backend::Backend| BackendL {
         pool: pool.name.clone(),
         backend: b.id.address.clone(),
     };
-    let failed = |b: &crate::backend::Backend, reason: &str| {
+    let failed = |b: &crate::backends::backend::Backend, reason: &str| {
         let BackendL { pool, backend } = labels(b);
         metrics
             .backend_failures
@@ -291,14 +296,14 @@ async fn open_any(
             };
             tried.push(lease.index());
             let host = pool.conf.host_header.as_deref();
-            let mut fwd = upstream::forwarded_request(upgrade, headers, client, host);
+            let mut fwd = connect::forwarded_request(upgrade, headers, client, host);
             if let Some(c) = pool.sticky_cookie() {
-                crate::cookie::remove(fwd.headers_mut(), c);
+                crate::backends::cookie::remove(fwd.headers_mut(), c);
             }
             let connect_time = metrics
                 .backend_connect
                 .get_or_create_owned(&labels(lease.backend()));
-            match upstream::open(lease.backend(), pool, client, fwd, upgrade, &connect_time).await {
+            match connect::open(lease.backend(), pool, client, fwd, upgrade, &connect_time).await {
                 Ok(answer) => {
                     lease.backend().record_success();
                     return Some((lease, answer));
@@ -334,8 +339,8 @@ async fn open_any(
 }
 
 /// The part of an upstream error a client may see (no addresses).
-fn short(e: &upstream::UpstreamError) -> &'static str {
-    use upstream::UpstreamError::*;
+fn short(e: &connect::UpstreamError) -> &'static str {
+    use connect::UpstreamError::*;
     match e {
         Connect(..) | ConnectTimeout(_) => "backend unreachable",
         Tls(..) => "backend TLS handshake failed",

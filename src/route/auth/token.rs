@@ -134,7 +134,7 @@ fn percent_decode(v: &str) -> Cow<'_, str> {
 
 /// The `Sec-WebSocket-Protocol` entry starting with `prefix` (and longer than it).
 pub fn protocol_entry<'a>(h: &'a HeaderMap, prefix: &str) -> Option<&'a str> {
-    crate::handshake::tokens(h, &header::SEC_WEBSOCKET_PROTOCOL)
+    crate::http::handshake::tokens(h, &header::SEC_WEBSOCKET_PROTOCOL)
         .find(|p| p.len() > prefix.len() && p.starts_with(prefix))
 }
 

@@ -118,11 +118,11 @@ impl Drop for Slot {
 pub struct Admitted {
     _slot: Slot,
     _ticket: Ticket,
-    _open: crate::session::Open,
+    _open: crate::census::Open,
 }
 
 impl Admitted {
-    pub fn new(slot: Slot, ticket: Ticket, open: crate::session::Open) -> Admitted {
+    pub fn new(slot: Slot, ticket: Ticket, open: crate::census::Open) -> Admitted {
         Admitted {
             _slot: slot,
             _ticket: ticket,

@@ -69,7 +69,7 @@ pool = "echo"
             return ExitCode::FAILURE;
         }
     };
-    let mut running = match wsgate::server::start(&cfg).await {
+    let mut running = match wsgate::control::server::start(&cfg).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("demo: {e}");

@@ -11,14 +11,19 @@
 //! weights moves only the clients the new weights require. A `Route` holds its pools
 //! and its relay settings directly, so a session that took a route keeps exactly that
 //! route's pools and limits for its whole life, whatever reloads happen meanwhile.
-//! Does not own balancing inside a pool (balance.rs).
+//! Does not own balancing inside a pool (backends/balance.rs).
+//!
+//! Beside the router: `origin` (the route's Origin policy) and `auth` (its JWT check).
 
-use crate::auth::Jwt;
-use crate::balance::{Pool, hash_key, rendezvous_score};
+pub mod auth;
+pub mod origin;
+
+use crate::backends::balance::{Pool, hash_key, rendezvous_score};
+use crate::backends::hash::{fmix64, fnv1a};
 use crate::config::{self, HostMatch, HttpMode, MatchOn, RouteMatch};
-use crate::hash::{fmix64, fnv1a};
-use crate::origin::OriginPolicy;
 use crate::relay::RelayConfig;
+use crate::route::auth::Jwt;
+use crate::route::origin::OriginPolicy;
 use hyper::header::{HeaderMap, HeaderName};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -168,7 +173,7 @@ impl Route {
         match self
             .split_cookie
             .as_deref()
-            .and_then(|c| crate::cookie::get(headers, c))
+            .and_then(|c| crate::backends::cookie::get(headers, c))
         {
             Some(v) => fmix64(fnv1a(v.as_bytes()) ^ (0xc0 << 56)),
             None => hash_key(ip),
@@ -185,7 +190,7 @@ fn condition_holds(m: &RouteMatch, q: &Lookup<'_>) -> bool {
                 .filter_map(|v| v.to_str().ok())
                 .any(|v| m.value.matches(v))
         }),
-        MatchOn::Cookie(name) => crate::cookie::pairs(q.headers)
+        MatchOn::Cookie(name) => crate::backends::cookie::pairs(q.headers)
             .filter(|(n, _)| n == name)
             .any(|(_, v)| m.value.matches(v)),
         MatchOn::Query(name) => q.query.is_some_and(|qs| {

@@ -15,8 +15,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::reload::Handle;
 use tracing_subscriber::{EnvFilter, Registry};
 use wsgate::config::{Config, LogFormat, Server};
-use wsgate::notify;
-use wsgate::server::Running;
+use wsgate::control::notify;
+use wsgate::control::server::Running;
 
 #[derive(Parser)]
 #[command(
@@ -104,7 +104,7 @@ fn load(path: &Path) -> Option<Config> {
 /// Parses and loads everything `run` would; prints the problems.
 fn checked(path: &Path) -> Option<Config> {
     let cfg = load(path)?;
-    match wsgate::server::check_files(&cfg) {
+    match wsgate::control::server::check_files(&cfg) {
         Ok(warnings) => {
             for w in warnings {
                 eprintln!("warning: {w}");
@@ -229,7 +229,7 @@ async fn run(path: &Path, cfg: Config) -> ExitCode {
         eprintln!("wsgate: cannot install signal handlers");
         return ExitCode::FAILURE;
     };
-    let mut running = match wsgate::server::start(&cfg).await {
+    let mut running = match wsgate::control::server::start(&cfg).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{e}");

@@ -6,7 +6,7 @@
 //! to refused requests (answer.rs), routing, Origin policy (origin.rs), or talking
 //! to backends.
 
-use crate::answer::Refusal;
+use crate::refusal::Refusal;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Version};
 

@@ -1,7 +1,7 @@
 //! The JSON answers: `/backends` (per pool and backend) and `/status.json` (what
 //! the status page shows). Times are RFC 3339 in UTC; absent facts are `null`.
 
-use crate::backend::Backend;
+use crate::backends::backend::Backend;
 use crate::runtime::Runtime;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
@@ -44,7 +44,7 @@ fn time(t: Option<SystemTime>) -> Value {
 
 /// up, down, draining or slow-start (in that precedence: a down backend is down,
 /// drain flag or not).
-pub fn state(b: &Backend) -> (&'static str, crate::backend::Snapshot) {
+pub fn state(b: &Backend) -> (&'static str, crate::backends::backend::Snapshot) {
     let s = b.snapshot();
     let state = if !s.up {
         "down"

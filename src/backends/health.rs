@@ -10,8 +10,8 @@
 //! A `tls = true` pool's probes talk TLS too, verified like its sessions: a tcp check
 //! is then a connect and a TLS handshake, an http or websocket check runs inside it.
 
-use crate::backend::Backend;
-use crate::balance::Pool;
+use crate::backends::backend::Backend;
+use crate::backends::balance::Pool;
 use crate::config::{Check, CheckKind, ProxyVersion};
 use crate::metrics::{CheckL, Metrics};
 use crate::tls::upstream::UpstreamTls;
@@ -152,7 +152,7 @@ pub async fn probe(
         .await
         .map_err(|e| format!("connect: {e}"))?;
     if let Some(v) = proxy {
-        crate::proxy_proto::write_header(&mut tcp, v, None)
+        crate::accept::proxy_proto::write_header(&mut tcp, v, None)
             .await
             .map_err(|e| format!("write PROXY header: {e}"))?;
     }

@@ -13,9 +13,9 @@
 //! one by identity (`Pool::build`'s `reuse`), so their state survives a reload.
 //! Does not own: connecting (upstream.rs) or health state (backend.rs, health.rs).
 
-use crate::backend::{Backend, BackendId};
+use crate::backends::backend::{Backend, BackendId};
+use crate::backends::hash::{fmix64, keyed_token};
 use crate::config::{self, Balance};
-use crate::hash::{fmix64, keyed_token};
 use crate::tls::upstream::UpstreamTls;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -215,7 +215,7 @@ impl Pool {
         if sent == Some(token.as_str()) {
             return None;
         }
-        crate::cookie::set_cookie(&s.cookie, token, tls)
+        crate::backends::cookie::set_cookie(&s.cookie, token, tls)
     }
 }
 

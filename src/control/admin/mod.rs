@@ -57,7 +57,7 @@ pub struct Admin {
 impl Admin {
     /// Binds `addr` (SO_REUSEADDR, like the proxy's listeners).
     pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-        crate::listen::bind(addr, false)
+        crate::accept::listen::bind(addr, false)
     }
 
     /// Serves on `listener` until stopped or dropped.

@@ -8,9 +8,9 @@
 //! with which backend. Does not own: picking the backend or retrying (proxy.rs), or
 //! the pool's TLS settings (tls/upstream.rs).
 
-use crate::backend::Backend;
-use crate::balance::Pool;
-use crate::handshake::{UpgradeRequest, has_token, tokens};
+use crate::backends::backend::Backend;
+use crate::backends::balance::Pool;
+use crate::http::handshake::{UpgradeRequest, has_token, tokens};
 use crate::relay::frame::Extensions;
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -243,7 +243,7 @@ pub async fn connect(
         }
         let _ = tcp.set_nodelay(true);
         if let Some(v) = pool.conf.send_proxy_protocol {
-            crate::proxy_proto::write_header(&mut tcp, v, Some(client))
+            crate::accept::proxy_proto::write_header(&mut tcp, v, Some(client))
                 .await
                 .map_err(|e| UpstreamError::Connect(addr, e))?;
         }

@@ -1,0 +1,18 @@
+//! Backends: the pools a route sends sessions to, and reaching one backend.
+//!
+//! - `balance`: a pool and its pick (round robin, ip_hash, least_conn, sticky), and
+//!   the `Lease` a session holds on its backend.
+//! - `backend`: one backend's identity and health state (active checks, passive
+//!   failures, slow start, drain).
+//! - `health`: the active health checker tasks.
+//! - `hash`, `cookie`: rendezvous hashing, and the sticky cookie's value.
+//! - `connect`: opening a backend connection and forwarding the upgrade to it.
+//!
+//! Does not own: choosing the route or its pool (route/), or the session (relay/).
+
+pub mod backend;
+pub mod balance;
+pub mod connect;
+pub mod cookie;
+pub mod hash;
+pub mod health;
