@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 /// Why wsgate itself ends sessions that are going well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
+pub enum StopReason {
     /// wsgate is shutting down (Close 1001).
     Shutdown,
     /// A reload removed the session's backend (Close 1012 to the client).
@@ -29,13 +29,13 @@ pub enum Stop {
 /// wsgate asks sessions to end: from `start`, each at a random moment within `spread`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ending {
-    pub why: Stop,
+    pub why: StopReason,
     pub start: Instant,
     pub spread: Duration,
 }
 
 impl Ending {
-    pub fn now(why: Stop, spread: Duration) -> Ending {
+    pub fn now(why: StopReason, spread: Duration) -> Ending {
         Ending {
             why,
             start: Instant::now(),
@@ -50,7 +50,7 @@ impl Ending {
 }
 
 #[derive(Debug, Default)]
-pub struct Sessions {
+pub struct Census {
     inner: Arc<Inner>,
 }
 
@@ -87,7 +87,7 @@ pub struct Open {
     inner: Arc<Inner>,
 }
 
-impl Sessions {
+impl Census {
     pub fn enter(&self) -> Live {
         self.inner.live.fetch_add(1, Ordering::Relaxed);
         Live {
@@ -164,7 +164,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn moments_fall_within_the_spread() {
-        let e = Ending::now(Stop::Shutdown, Duration::from_secs(10));
+        let e = Ending::now(StopReason::Shutdown, Duration::from_secs(10));
         let moments: Vec<Duration> = (0..1000).map(|_| e.moment() - e.start).collect();
         assert!(moments.iter().all(|m| *m <= Duration::from_secs(10)));
         let early = moments

@@ -10,9 +10,9 @@
 use crate::accept::admission::{Admitted, Refused, Slot};
 use crate::accept::proxy_proto;
 use crate::conn::ConnInfo;
+use crate::http::conn::ConnCtx;
 use crate::http::serve::serve;
-use crate::http::upgrade::Client;
-use crate::metrics::{ListenerL, TlsL};
+use crate::metrics::{ListenerLabels, TlsLabels};
 use crate::runtime::Runtime;
 use futures_util::FutureExt;
 use std::net::SocketAddr;
@@ -164,10 +164,10 @@ fn client(
     accepted: Instant,
     slot: Slot,
     tls: &Option<tokio_rustls::TlsAcceptor>,
-) -> Option<Client> {
+) -> Option<ConnCtx> {
     let ticket = rt.admission.admit(peer.ip()).ok()?;
     rt.metrics.count_accepted(name);
-    Some(Client {
+    Some(ConnCtx {
         info: ConnInfo {
             peer,
             local,
@@ -176,13 +176,13 @@ fn client(
             client_subject: None,
             accepted,
         },
-        admitted: Arc::new(Admitted::new(slot, ticket, rt.sessions.open())),
+        admitted: Arc::new(Admitted::new(slot, ticket, rt.census.open())),
         generation: generation.clone(),
         rt: rt.clone(),
     })
 }
 
-async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, mut client: Client) {
+async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, mut client: ConnCtx) {
     let _ = tcp.set_nodelay(true);
     let peer = client.info.peer;
     match tls {
@@ -194,7 +194,7 @@ async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, mut 
                     .rt
                     .metrics
                     .tls_handshakes
-                    .get_or_create(&TlsL {
+                    .get_or_create(&TlsLabels {
                         listener: client.info.listener.to_string(),
                         version: version.into(),
                         result: result.into(),
@@ -210,7 +210,7 @@ async fn connection(tcp: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, mut 
                     };
                     counted(version, "ok");
                     if stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
-                        let l = ListenerL {
+                        let l = ListenerLabels {
                             listener: client.info.listener.to_string(),
                         };
                         client.rt.metrics.tls_resumed.get_or_create(&l).inc();

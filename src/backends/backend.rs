@@ -14,7 +14,7 @@
 //! carry over, while `apply` takes the new weight, drain flag and settings.
 //! Does not own: running the active checks (health.rs) or choosing among backends.
 
-use crate::census::{Ending, Stop};
+use crate::census::{Ending, StopReason};
 use crate::config::{self, Passive};
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -361,7 +361,7 @@ impl Backend {
 
     /// Resolves, for one session, with why and when it is to end: the moment is drawn
     /// in the request's spread when the request arrives.
-    pub fn session_end(&self) -> impl Future<Output = (Stop, Instant)> + Send + use<> {
+    pub fn session_end(&self) -> impl Future<Output = (StopReason, Instant)> + Send + use<> {
         let mut rx = self.ending.subscribe();
         async move {
             match rx.wait_for(Option::is_some).await.ok().and_then(|e| *e) {

@@ -44,7 +44,7 @@ pub struct ClientInfo {
 }
 
 /// The backend's answer to a forwarded upgrade.
-pub enum Answer {
+pub enum UpgradeReply {
     /// 101, checked: the stream, bytes it sent right after the head, and the
     /// headers to hand on to the client.
     Switched {
@@ -270,7 +270,7 @@ pub async fn open(
     forwarded: Request<Empty<Bytes>>,
     req: &UpgradeRequest,
     connect_time: &Histogram,
-) -> Result<Answer, UpstreamError> {
+) -> Result<UpgradeReply, UpstreamError> {
     let addr = backend.addr;
     let stream = connect(backend, pool, client.addrs, Some(connect_time)).await?;
     let exchange = async {
@@ -292,7 +292,7 @@ async fn upgrade<S>(
     forwarded: Request<Empty<Bytes>>,
     req: &UpgradeRequest,
     wrap: fn(S) -> BackendStream,
-) -> Result<Answer, UpstreamError>
+) -> Result<UpgradeReply, UpstreamError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -306,7 +306,7 @@ where
         .await
         .map_err(|e| UpstreamError::Http(addr, e))?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(Answer::Refused(resp));
+        return Ok(UpgradeReply::Refused(resp));
     }
     let extensions = check_switch(addr, req, resp.headers())?;
     let mut headers = end_to_end_headers(resp.headers());
@@ -318,7 +318,7 @@ where
     let parts = upgraded
         .downcast::<TokioIo<S>>()
         .map_err(|_| UpstreamError::NotWebSocket(addr))?;
-    Ok(Answer::Switched {
+    Ok(UpgradeReply::Switched {
         stream: wrap(parts.io.into_inner()),
         pre: parts.read_buf,
         headers,

@@ -13,7 +13,7 @@
 use crate::backends::backend::Backend;
 use crate::backends::balance::Pool;
 use crate::config::{Check, CheckKind, ProxyVersion};
-use crate::metrics::{CheckL, Metrics};
+use crate::metrics::{CheckLabels, Metrics};
 use crate::tls::upstream::UpstreamTls;
 use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
@@ -45,7 +45,7 @@ impl Checkers {
                 // A new backend's first probe: the pool's probes spread over one interval.
                 let first = now + check.interval.get() * i as u32 / n;
                 let counter = |result: &str| {
-                    metrics.backend_checks.get_or_create_owned(&CheckL {
+                    metrics.backend_checks.get_or_create_owned(&CheckLabels {
                         pool: pool.name.clone(),
                         backend: conf.address.clone(),
                         result: result.into(),

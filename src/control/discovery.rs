@@ -24,7 +24,7 @@
 //! Does not own: building and publishing generations (runtime/), reload (server.rs).
 
 use crate::config::{Config, Discover, Pool};
-use crate::metrics::{DnsL, Metrics};
+use crate::metrics::{DnsLabels, Metrics};
 use crate::runtime::Runtime;
 use hickory_resolver::config::{
     ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig,
@@ -64,7 +64,7 @@ fn key(p: &Pool, d: &Discover) -> Key {
 
 /// The outcome of one lookup.
 #[derive(Debug)]
-enum Answer {
+enum Resolved {
     Addrs(Vec<SocketAddr>),
     Empty,
     Failed(String),
@@ -86,26 +86,26 @@ struct State {
     /// Entries whose last lookup failed (logged once per episode).
     failing: BTreeSet<Key>,
     next: HashMap<Key, Instant>,
-    client: Client,
+    client: DnsClient,
 }
 
 /// The DNS client for one `[server] resolver` setting.
-struct Client {
+struct DnsClient {
     server: Option<SocketAddr>,
     resolver: Option<TokioResolver>,
 }
 
-impl std::fmt::Debug for Client {
+impl std::fmt::Debug for DnsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
+        f.debug_struct("DnsClient")
             .field("server", &self.server)
             .finish_non_exhaustive()
     }
 }
 
-impl Client {
-    fn new(server: Option<SocketAddr>) -> Client {
-        Client {
+impl DnsClient {
+    fn new(server: Option<SocketAddr>) -> DnsClient {
+        DnsClient {
             server,
             resolver: None,
         }
@@ -150,10 +150,10 @@ impl Client {
 }
 
 /// Looks `d` up once.
-async fn lookup(resolver: Result<TokioResolver, String>, d: Discover) -> Answer {
+async fn lookup(resolver: Result<TokioResolver, String>, d: Discover) -> Resolved {
     let r = match resolver {
         Ok(r) => r,
-        Err(e) => return Answer::Failed(e),
+        Err(e) => return Resolved::Failed(e),
     };
     match r.lookup_ip(d.host.as_str()).await {
         Ok(found) => {
@@ -162,20 +162,20 @@ async fn lookup(resolver: Result<TokioResolver, String>, d: Discover) -> Answer 
             addrs.sort();
             addrs.dedup();
             if addrs.is_empty() {
-                Answer::Empty
+                Resolved::Empty
             } else {
-                Answer::Addrs(addrs)
+                Resolved::Addrs(addrs)
             }
         }
-        Err(e) if e.is_no_records_found() || e.is_nx_domain() => Answer::Empty,
-        Err(e) => Answer::Failed(e.to_string()),
+        Err(e) if e.is_no_records_found() || e.is_nx_domain() => Resolved::Empty,
+        Err(e) => Resolved::Failed(e.to_string()),
     }
 }
 
 impl Discovery {
     /// Nothing found yet: `server::start` looks every entry up before it serves.
     pub fn new(base: Config) -> Discovery {
-        let client = Client::new(base.server.resolver);
+        let client = DnsClient::new(base.server.resolver);
         let mut st = State {
             base,
             found: Found::default(),
@@ -223,7 +223,7 @@ impl Locked<'_> {
     /// fails keeps the set it had, if it existed before.
     pub async fn lookup_all(&mut self, cfg: &Config, metrics: &Metrics) -> Found {
         if cfg.server.resolver != self.st.client.server {
-            self.st.client = Client::new(cfg.server.resolver);
+            self.st.client = DnsClient::new(cfg.server.resolver);
         }
         let st = &mut *self.st;
         lookup_all(cfg, &mut st.client, &st.found, &mut st.failing, metrics).await
@@ -249,7 +249,7 @@ fn entries(cfg: &Config) -> impl Iterator<Item = (&Pool, &Discover)> {
 /// Looks up every entry of `cfg` concurrently; failures keep `last`'s set.
 async fn lookup_all(
     cfg: &Config,
-    client: &mut Client,
+    client: &mut DnsClient,
     last: &Found,
     failing: &mut BTreeSet<Key>,
     metrics: &Metrics,
@@ -276,20 +276,20 @@ async fn lookup_all(
 /// the start and end of a failure episode and counts the lookup.
 fn settle(
     k: &Key,
-    a: Answer,
+    a: Resolved,
     last: Option<&Vec<SocketAddr>>,
     failing: &mut BTreeSet<Key>,
     metrics: &Metrics,
 ) -> Vec<SocketAddr> {
     let (pool, name) = (&k.0, &k.1);
     let result = match &a {
-        Answer::Addrs(_) => "ok",
-        Answer::Empty => "empty",
-        Answer::Failed(_) => "failed",
+        Resolved::Addrs(_) => "ok",
+        Resolved::Empty => "empty",
+        Resolved::Failed(_) => "failed",
     };
     metrics
         .dns_lookups
-        .get_or_create(&DnsL {
+        .get_or_create(&DnsLabels {
             pool: pool.clone(),
             backend: name.clone(),
             result: result.into(),
@@ -297,16 +297,16 @@ fn settle(
         .inc();
     let kept = last.cloned().unwrap_or_default();
     match a {
-        Answer::Addrs(addrs) => {
+        Resolved::Addrs(addrs) => {
             if failing.remove(k) {
                 tracing::info!(pool = %pool, backend = %name, "DNS lookup succeeds again: {} address(es)", addrs.len());
             }
             addrs
         }
-        Answer::Empty | Answer::Failed(_) => {
+        Resolved::Empty | Resolved::Failed(_) => {
             if failing.insert(k.clone()) {
                 let why = match a {
-                    Answer::Failed(e) => format!("failed ({e})"),
+                    Resolved::Failed(e) => format!("failed ({e})"),
                     _ => "returned no address".to_string(),
                 };
                 tracing::warn!(pool = %pool, backend = %name, "DNS lookup {why}; keeping the last {} address(es) (logged once until it succeeds again)", kept.len());
@@ -328,10 +328,10 @@ impl State {
 
 /// Re-resolves each entry on its interval and publishes a generation when a set
 /// changed, until `stop`.
-pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
-    let mut changed = rt.discovery.changed.subscribe();
+pub async fn run(rt: Arc<Runtime>, dns: Arc<Discovery>, mut stop: watch::Receiver<bool>) {
+    let mut changed = dns.changed.subscribe();
     loop {
-        let due = rt.discovery.state.lock().await.next.values().min().copied();
+        let due = dns.state.lock().await.next.values().min().copied();
         tokio::select! {
             _ = async {
                 match due {
@@ -342,17 +342,17 @@ pub async fn run(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
             _ = changed.changed() => continue,
             _ = stop.wait_for(|s| *s) => return,
         }
-        update(&rt).await;
+        update(&rt, &dns).await;
     }
 }
 
 /// One round: looks up the entries due (without the lock, so a reload is not held
 /// up by a slow DNS server), then, under the lock, applies the answers unless a
 /// reload came in between, and publishes if a set changed.
-async fn update(rt: &Runtime) {
+async fn update(rt: &Runtime, dns: &Discovery) {
     let now = Instant::now();
     let (jobs, resolver, server) = {
-        let mut st = rt.discovery.state.lock().await;
+        let mut st = dns.state.lock().await;
         let jobs: Vec<(Key, Discover)> = entries(&st.base)
             .filter(|(p, d)| st.next.get(&key(p, d)).is_some_and(|t| *t <= now))
             .map(|(p, d)| (key(p, d), d.clone()))
@@ -370,7 +370,7 @@ async fn update(rt: &Runtime) {
             .map(|(_, d)| lookup(resolver.clone(), d.clone())),
     )
     .await;
-    let mut st = rt.discovery.state.lock().await;
+    let mut st = dns.state.lock().await;
     let st = &mut *st;
     let mut changed = Vec::new();
     for ((k, d), a) in jobs.into_iter().zip(answers) {

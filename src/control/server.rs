@@ -13,6 +13,7 @@ use crate::accept::listen;
 use crate::config::{Config, KeyPath, Problem};
 use crate::control::activation::{self, Inherited};
 use crate::control::admin::Admin;
+use crate::control::discovery::{self, Discovery};
 use crate::runtime::{BuildError, Generation, Runtime};
 use std::fmt;
 use std::net::SocketAddr;
@@ -115,6 +116,9 @@ pub struct Reloaded {
 /// A running proxy.
 pub struct Running {
     rt: Arc<Runtime>,
+    /// DNS discovery; its lock is the publish lock, held by a reload and by a DNS
+    /// update from building their generation to publishing it.
+    dns: Arc<Discovery>,
     bound: Vec<Bound>,
     inherited: Vec<Inherited>,
     prune: Option<(watch::Sender<bool>, JoinHandle<()>)>,
@@ -215,12 +219,12 @@ impl Running {
     }
 
     pub fn live_sessions(&self) -> usize {
-        self.rt.sessions.live()
+        self.rt.census.live()
     }
 
     /// Admitted client connections still open (sessions included).
     pub fn open_connections(&self) -> usize {
-        self.rt.sessions.open_connections()
+        self.rt.census.open_connections()
     }
 
     /// A pool of the current generation by name: its backends' health, drain flags
@@ -257,7 +261,7 @@ impl Running {
     pub async fn reload(&mut self, cfg: &Config) -> Result<Reloaded, ServeError> {
         // The publish lock: no DNS update comes between this build and its publish.
         let rt = self.rt.clone();
-        let mut lock = rt.discovery.lock().await;
+        let mut lock = self.dns.lock().await;
         let found = lock.lookup_all(cfg, &rt.metrics).await;
         let next = self.rt.prepare(&found.expand(cfg))?;
         let keep = |b: &Bound| {
@@ -365,7 +369,7 @@ impl Running {
 
     /// Resolves when no session is live.
     pub async fn wait_sessions_done(&self) {
-        self.rt.sessions.wait_sessions_done().await
+        self.rt.census.wait_sessions_done().await
     }
 
     /// The whole shutdown: not ready (and, for `shutdown_grace`, still accepting),
@@ -382,7 +386,7 @@ impl Running {
         }
         self.stop_accepting().await;
         self.close_sessions(g.drain_spread());
-        let done = tokio::time::timeout(g.shutdown_timeout(), self.rt.sessions.wait_idle()).await;
+        let done = tokio::time::timeout(g.shutdown_timeout(), self.rt.census.wait_idle()).await;
         match done {
             Ok(()) => 0,
             Err(_) => self.open_connections(),
@@ -421,8 +425,8 @@ async fn prune_admission(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
 
 /// Before serving: looks up every `resolve` backend and, if any, publishes the
 /// generation with what was found (nothing is accepted under generation 1 then).
-async fn discover_first(rt: &Runtime, cfg: &Config) -> Result<(), ServeError> {
-    let mut lock = rt.discovery.lock().await;
+async fn discover_first(rt: &Runtime, dns: &Discovery, cfg: &Config) -> Result<(), ServeError> {
+    let mut lock = dns.lock().await;
     let found = lock.lookup_all(cfg, &rt.metrics).await;
     if cfg.pools.iter().any(|p| !p.discover.is_empty()) {
         let next = rt.prepare_keeping_files(&found.expand(cfg))?;
@@ -436,7 +440,8 @@ async fn discover_first(rt: &Runtime, cfg: &Config) -> Result<(), ServeError> {
 /// starts serving. Readiness is reported once every listener is bound.
 pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     let rt = Arc::new(Runtime::new(cfg)?);
-    discover_first(&rt, cfg).await?;
+    let dns = Arc::new(Discovery::new(cfg.clone()));
+    discover_first(&rt, &dns, cfg).await?;
     let mut inherited = activation::take().map_err(ServeError::Activation)?;
     let mut sockets = Vec::new();
     for i in 0..cfg.listeners.len() {
@@ -457,10 +462,11 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     let admin = bind_admin(cfg)?;
     let (stop, rx) = watch::channel(false);
     tokio::spawn(rt.overload.clone().watch_memory(rx.clone()));
-    tokio::spawn(crate::control::discovery::run(rt.clone(), rx.clone()));
+    tokio::spawn(discovery::run(rt.clone(), dns.clone(), rx.clone()));
     let prune = tokio::spawn(prune_admission(rt.clone(), rx));
     let mut running = Running {
         rt,
+        dns,
         bound: Vec::new(),
         inherited,
         prune: Some((stop, prune)),

@@ -19,12 +19,13 @@
 //! framing the response (write.rs), or the connection loop (serve.rs).
 
 use super::body::{self, BodyError, ReqBody};
+use super::conn::{
+    Conn, ConnCtx, identity_headers, reply_for, respond_and_close, respond_and_close_on, single,
+};
 use super::head::{Framing, Head};
 use super::idle::Sender;
-use super::serve::{Conn, Next, answer, answer_on, reply_for, single};
 use crate::backends::balance::{Lease, Pool};
 use crate::backends::connect::{self, ClientInfo};
-use crate::http::upgrade::Client;
 use crate::refusal::Refusal;
 use crate::route::Route;
 use hyper::body::Incoming;
@@ -64,13 +65,24 @@ struct Exchange {
     lease: Lease,
 }
 
+/// What the connection does after a proxied request (the connection loop maps it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarded {
+    /// The exchange ended cleanly: read the next request.
+    KeepAlive,
+    /// Close now (the client or the backend asked, or the client is gone).
+    Close,
+    /// Close after draining what the client may still send (its body was not read).
+    Linger,
+}
+
 /// Proxies `head` (whose body, if any, is still on the connection) to `route`.
 pub async fn forward<IO>(
     c: &mut Conn<IO>,
     head: Head,
     route: Arc<Route>,
-    client: &Arc<Client>,
-) -> Next
+    client: &Arc<ConnCtx>,
+) -> Forwarded
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -110,7 +122,7 @@ where
         .map(str::to_string);
     let ip = info.peer.ip();
     // Identity headers (claims, client subject) are never the client's own.
-    let identity = crate::http::upgrade::identity_headers(req.headers(), client, grant.as_ref());
+    let identity = identity_headers(req.headers(), client, grant.as_ref());
     let mut headers = connect::forwarded_headers(
         &identity,
         &host,
@@ -151,7 +163,7 @@ where
             .await
             .is_err()
     {
-        return Next::Close;
+        return Forwarded::Close;
     }
     let (done_tx, done_rx) = watch::channel(tx.is_none());
     let gap = client.generation.conn.request_body_timeout;
@@ -190,12 +202,12 @@ where
     };
     let ex = match got {
         Ok(ex) => ex,
-        Err(_) if fed == Some(Err(BodyError::ClientGone)) => return Next::Close,
+        Err(_) if fed == Some(Err(BodyError::ClientGone)) => return Forwarded::Close,
         Err(r) => {
             let body = fed.and_then(Result::ok);
             logged(client, &route, &req, By::Wsgate(&r), body, started);
-            answer_on(wr, r.response(), reply).await;
-            return Next::Linger;
+            respond_and_close_on(wr, r.response(), reply).await;
+            return Forwarded::Linger;
         }
     };
     let Exchange {
@@ -209,7 +221,7 @@ where
     if let Some(v) = pool.sticky_set_cookie(lease.index(), sticky.as_deref(), info.tls) {
         parts.headers.append(header::SET_COOKIE, v);
     }
-    let closing = *client.rt.sessions.closing().borrow();
+    let closing = *client.rt.census.closing().borrow();
     let reply = super::write::Reply {
         close: reply.close || closing,
         ..reply
@@ -240,13 +252,17 @@ where
             if pool.conf.send_proxy_protocol.is_none() {
                 give_back(sender, lease);
             }
-            if close { Next::Close } else { Next::KeepAlive }
+            if close {
+                Forwarded::Close
+            } else {
+                Forwarded::KeepAlive
+            }
         }
         // The response is complete but the client's body is not (the backend answered
         // early, or stopped reading it): the connection cannot be read in step any
         // more, and the client may still be sending.
-        Ok(_) => Next::Linger,
-        Err(_) => Next::Close,
+        Ok(_) => Forwarded::Linger,
+        Err(_) => Forwarded::Close,
     }
 }
 
@@ -265,14 +281,14 @@ fn body_refusal(e: BodyError) -> Refusal {
 async fn refuse<IO: AsyncWrite>(
     c: &mut Conn<IO>,
     r: Refusal,
-    client: &Client,
+    client: &ConnCtx,
     route: &Route,
     req: &Request<()>,
     started: Instant,
-) -> Next {
+) -> Forwarded {
     logged(client, route, req, By::Wsgate(&r), None, started);
-    answer(c, r.response(), reply_for(req, true)).await;
-    Next::Linger
+    respond_and_close(c, r.response(), reply_for(req, true)).await;
+    Forwarded::Linger
 }
 
 /// Who answered a plain request: wsgate (its refusal) or a backend (status, address).
@@ -283,7 +299,7 @@ enum By<'a> {
 
 /// Counts a plain request in `wsgate_http_requests_total` and writes its access line.
 fn logged(
-    client: &Client,
+    client: &ConnCtx,
     route: &Route,
     req: &Request<()>,
     by: By<'_>,

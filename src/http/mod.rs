@@ -11,6 +11,7 @@
 //! - `idle`: a backend's idle keep-alive connections (held by `backend::Backend`).
 
 pub mod body;
+pub mod conn;
 pub mod forward;
 pub mod handshake;
 pub mod head;

@@ -14,27 +14,22 @@
 //! the generation current when its head arrived (the first under the connection's).
 //! Does not own: what an upgrade or a proxied request does (proxy.rs, forward.rs).
 
+use super::conn::{Conn, ConnCtx, reply_for, respond_and_close};
+use super::forward::{self, Forwarded};
 use super::head::{self, Head};
 use super::write::{self, Reply};
 use crate::config::HttpMode;
 use crate::http::handshake::{UpgradeRequest, has_token};
-use crate::http::upgrade::{self, Client, Handled, Switch};
-use crate::refusal::{Body, Refusal};
+use crate::http::upgrade::{self, Handled, Switch};
+use crate::refusal::Refusal;
 use crate::route::Lookup;
 use bytes::{Buf, BytesMut};
+use hyper::StatusCode;
 use hyper::header::{self, HeaderMap};
-use hyper::{Method, Response, StatusCode, Version};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout, timeout_at};
-
-/// A client connection: its two halves and the bytes read but not used yet.
-pub struct Conn<IO> {
-    pub rd: ReadHalf<IO>,
-    pub wr: WriteHalf<IO>,
-    pub buf: BytesMut,
-}
 
 /// What the connection does after a request.
 pub enum Next {
@@ -49,8 +44,6 @@ pub enum Next {
     Switch(Box<Switch>),
 }
 
-/// Writing one of wsgate's own answers (or a backend's refusal) may take this long.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Draining before a close: at most this long, and this many bytes.
 const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: u64 = 1 << 20;
@@ -58,7 +51,7 @@ const LINGER_BYTES: u64 = 1 << 20;
 const HEAD_READ: usize = 4096;
 
 /// Serves the connection until it closes or becomes a session.
-pub async fn serve<IO>(io: IO, client: Arc<Client>)
+pub async fn serve<IO>(io: IO, client: Arc<ConnCtx>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -69,7 +62,7 @@ where
         buf: BytesMut::new(),
     };
     let mut client = client;
-    let mut closing = client.rt.sessions.closing();
+    let mut closing = client.rt.census.closing();
     let started = Instant::now();
     let mut first = true;
     let linger = loop {
@@ -96,14 +89,14 @@ where
                     tracing::debug!(client = %client.info.peer, "request header not received within {:?}", s.header_read_timeout);
                 }
                 // No head, so no path and no route: counted and logged as refused.
-                answer(&mut c, upgrade::refusal(r, &client, "", None), CLOSE).await;
+                respond_and_close(&mut c, upgrade::refusal(r, &client, "", None), CLOSE).await;
                 break true;
             }
         };
         if !first {
             let current = client.rt.current();
             if !Arc::ptr_eq(&current, &client.generation) {
-                client = Arc::new(Client {
+                client = Arc::new(ConnCtx {
                     info: client.info.clone(),
                     generation: current,
                     rt: client.rt.clone(),
@@ -168,24 +161,6 @@ const CLOSE: Reply = Reply {
     close: true,
 };
 
-/// Writes an answer after which the connection closes (bounded by `ANSWER_TIMEOUT`).
-pub async fn answer<IO: AsyncWrite>(c: &mut Conn<IO>, resp: Response<Body>, reply: Reply) {
-    answer_on(&mut c.wr, resp, reply).await
-}
-
-/// `answer`, on the connection's writing half.
-pub async fn answer_on<W: AsyncWrite + Unpin>(w: &mut W, resp: Response<Body>, reply: Reply) {
-    let reply = Reply {
-        close: true,
-        ..reply
-    };
-    let _ = timeout(
-        ANSWER_TIMEOUT,
-        write::write_response(w, resp, reply, Some(ANSWER_TIMEOUT)),
-    )
-    .await;
-}
-
 /// Ends the connection: flush and close our side; with `linger`, first read and drop
 /// what the client still sends (bounded), so a refused client reads our answer
 /// instead of a reset.
@@ -198,35 +173,15 @@ async fn close<IO: AsyncRead + AsyncWrite>(mut c: Conn<IO>, linger: bool) {
     }
 }
 
-/// The reply settings for the request `req`.
-pub fn reply_for(req: &hyper::Request<()>, close: bool) -> Reply {
-    let http11 = req.version() == Version::HTTP_11;
-    Reply {
-        head_request: req.method() == Method::HEAD,
-        http11,
-        close: close || !http11 || has_token(req.headers(), &header::CONNECTION, "close"),
-    }
-}
-
-/// The value of a header that appears exactly once.
-pub fn single<'a>(h: &'a HeaderMap, name: &header::HeaderName) -> Option<&'a str> {
-    let mut all = h.get_all(name).iter();
-    let first = all.next()?;
-    all.next()
-        .is_none()
-        .then_some(first)
-        .and_then(|v| v.to_str().ok())
-}
-
-async fn dispatch<IO>(c: &mut Conn<IO>, head: Head, client: &Arc<Client>) -> Next
+async fn dispatch<IO>(c: &mut Conn<IO>, head: Head, client: &Arc<ConnCtx>) -> Next
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let req = &head.req;
     if has_token(req.headers(), &header::UPGRADE, "websocket") {
         return match upgrade::handle(req, client).await {
-            Handled::Answer(resp) => {
-                answer(c, resp, reply_for(req, true)).await;
+            Handled::Respond(resp) => {
+                respond_and_close(c, resp, reply_for(req, true)).await;
                 Next::Linger
             }
             Handled::Switch(session) => {
@@ -256,7 +211,11 @@ where
     match client.generation.router.route(&lookup) {
         Some(route) if route.http == HttpMode::Proxy => {
             let route = route.clone();
-            super::forward::forward(c, head, route, client).await
+            match forward::forward(c, head, route, client).await {
+                Forwarded::KeepAlive => Next::KeepAlive,
+                Forwarded::Close => Next::Close,
+                Forwarded::Linger => Next::Linger,
+            }
         }
         _ => {
             // Not an upgrade, and no route proxies plain HTTP: the answer wsgate has
@@ -264,7 +223,7 @@ where
             let r = UpgradeRequest::parse(req)
                 .err()
                 .unwrap_or(Refusal::NotWebSocket);
-            answer(
+            respond_and_close(
                 c,
                 upgrade::refusal(r, client, req.uri().path(), None),
                 reply_for(req, true),

@@ -6,19 +6,17 @@
 //! any single step: each has its own module. The connection, and writing what
 //! `handle` decides, are `http::serve`'s; plain HTTP requests are `http::forward`'s.
 
-use crate::accept::admission::Admitted;
+use super::conn::{ConnCtx, identity_headers};
+use super::handshake::UpgradeRequest;
 use crate::access;
 use crate::backends::balance::{Lease, Pool};
-use crate::backends::connect::{self, Answer, BackendStream, ClientInfo};
+use crate::backends::connect::{self, BackendStream, ClientInfo, UpgradeReply};
 use crate::census::Live;
-use crate::conn::ConnInfo;
-use crate::http::handshake::UpgradeRequest;
-use crate::metrics::{BackendL, Ended, FailureL, Metrics, RouteL};
+use crate::metrics::{BackendLabels, Ended, FailureLabels, Metrics, RouteLabels};
 use crate::refusal::{Body, Refusal};
 use crate::relay::{self, RelayConfig, StopSignal};
 use crate::route::origin::OriginRefusal;
 use crate::route::{Lookup, Route};
-use crate::runtime::{Generation, Runtime};
 use bytes::Bytes;
 use http_body_util::Either;
 use hyper::header::{HeaderMap, SET_COOKIE};
@@ -27,20 +25,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// One admitted client connection: who it is, the generation its current request
-/// runs under, and the process state.
-#[derive(Debug)]
-pub struct Client {
-    pub info: ConnInfo,
-    pub generation: Arc<Generation>,
-    pub rt: Arc<Runtime>,
-    pub admitted: Arc<Admitted>,
-}
-
 /// What became of an upgrade request.
 pub enum Handled {
     /// An answer for the client; the connection closes after it.
-    Answer(Response<Body>),
+    Respond(Response<Body>),
     /// The backend switched protocols: write the 101 with these headers, then `run`.
     Switch(Box<Switch>),
 }
@@ -49,7 +37,7 @@ pub enum Handled {
 pub struct Switch {
     /// The 101's headers: the backend's (end to end), and a sticky cookie if needed.
     pub headers: HeaderMap,
-    client: Arc<Client>,
+    client: Arc<ConnCtx>,
     lease: Lease,
     stream: BackendStream,
     pre: Bytes,
@@ -117,7 +105,7 @@ impl Switch {
 }
 
 /// Handles one upgrade request (a request with `Upgrade: websocket`).
-pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
+pub async fn handle(req: &Request<()>, client: &Arc<ConnCtx>) -> Handled {
     let peer = client.info.peer;
     if crate::http::handshake::head_size(req) > client.generation.conn.max_header_bytes {
         return refuse(Refusal::HeaderTooLarge, client, req, None);
@@ -168,7 +156,7 @@ pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
     };
     let set_cookie = pool.sticky_set_cookie(lease.index(), sticky, client.info.tls);
     let (stream, pre, mut headers, extensions) = match answer {
-        Answer::Refused(resp) => {
+        UpgradeReply::Refused(resp) => {
             let status = resp.status().as_u16();
             count_upgrade(metrics, Some(&route.name), status);
             access::refused(&access::Refused {
@@ -188,9 +176,9 @@ pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
             if let Some(v) = set_cookie {
                 parts.headers.append(SET_COOKIE, v);
             }
-            return Handled::Answer(Response::from_parts(parts, Either::Right(body)));
+            return Handled::Respond(Response::from_parts(parts, Either::Right(body)));
         }
-        Answer::Switched {
+        UpgradeReply::Switched {
             stream,
             pre,
             headers,
@@ -217,7 +205,7 @@ pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
     count_upgrade(metrics, Some(&route.name), 101);
     metrics
         .handshake_duration
-        .get_or_create(&RouteL {
+        .get_or_create(&RouteLabels {
             route: route.name.to_string(),
         })
         .observe(client.info.accepted.elapsed().as_secs_f64());
@@ -233,29 +221,8 @@ pub async fn handle(req: &Request<()>, client: &Arc<Client>) -> Handled {
         subprotocol,
         route,
         stop,
-        live: client.rt.sessions.enter(),
+        live: client.rt.census.enter(),
     }))
-}
-
-/// The request's headers as the backend gets them: every identity header
-/// (claim headers of any route, client-subject headers of any listener) removed,
-/// then the ones this request earned (`grant`'s claims, this listener's verified
-/// client-certificate subject) set. Used by upgrades and plain requests alike.
-pub fn identity_headers<'a>(
-    headers: &'a HeaderMap,
-    client: &Client,
-    grant: Option<&crate::route::auth::Grant>,
-) -> std::borrow::Cow<'a, HeaderMap> {
-    let listener = client.generation.listener(&client.info.listener);
-    let subject = listener
-        .and_then(|l| l.client_subject_header.as_ref())
-        .zip(client.info.client_subject.as_deref());
-    crate::route::auth::backend_headers(
-        headers,
-        &client.generation.identity_headers,
-        grant,
-        subject,
-    )
 }
 
 /// Picks backends and opens one. A failed connect or upgrade counts against that
@@ -269,16 +236,16 @@ async fn open_any(
     client: ClientInfo,
     sticky: Option<&str>,
     metrics: &Metrics,
-) -> Result<(Lease, Answer), Refusal> {
-    let labels = |b: &crate::backends::backend::Backend| BackendL {
+) -> Result<(Lease, UpgradeReply), Refusal> {
+    let labels = |b: &crate::backends::backend::Backend| BackendLabels {
         pool: pool.name.clone(),
         backend: b.id.address.clone(),
     };
     let failed = |b: &crate::backends::backend::Backend, reason: &str| {
-        let BackendL { pool, backend } = labels(b);
+        let BackendLabels { pool, backend } = labels(b);
         metrics
             .backend_failures
-            .get_or_create(&FailureL {
+            .get_or_create(&FailureLabels {
                 pool,
                 backend,
                 reason: reason.into(),
@@ -352,13 +319,13 @@ fn short(e: &connect::UpstreamError) -> &'static str {
 }
 
 /// Counts, logs (the path only: query strings carry tokens) and answers a refusal.
-fn refuse(r: Refusal, client: &Client, req: &Request<()>, route: Option<&str>) -> Handled {
-    Handled::Answer(refusal(r, client, req.uri().path(), route))
+fn refuse(r: Refusal, client: &ConnCtx, req: &Request<()>, route: Option<&str>) -> Handled {
+    Handled::Respond(refusal(r, client, req.uri().path(), route))
 }
 
 /// Counts a refusal of the request for `path` in the handshake metrics, writes its
 /// access-log line (the path only: query strings carry tokens) and makes its answer.
-pub fn refusal(r: Refusal, client: &Client, path: &str, route: Option<&str>) -> Response<Body> {
+pub fn refusal(r: Refusal, client: &ConnCtx, path: &str, route: Option<&str>) -> Response<Body> {
     let status = r.status().as_u16();
     count_upgrade(&client.rt.metrics, route, status);
     access::refused(&access::Refused {

@@ -5,64 +5,64 @@ use crate::relay::Outcome;
 use prometheus_client::encoding::EncodeLabelSet;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ListenerL {
+pub struct ListenerLabels {
     pub listener: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TlsL {
+pub struct TlsLabels {
     pub listener: String,
     pub version: String,
     pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct UpgradeL {
+pub struct UpgradeLabels {
     /// Empty for requests refused before a route was chosen.
     pub route: String,
     pub status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteL {
+pub struct RouteLabels {
     pub route: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SessionL {
+pub struct SessionLabels {
     pub route: String,
     pub backend: String,
     pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CloseL {
+pub struct CloseLabels {
     pub route: String,
     pub side: String,
     pub code: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LimitL {
+pub struct LimitLabels {
     pub route: String,
     pub limit: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BackendL {
+pub struct BackendLabels {
     pub pool: String,
     pub backend: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CheckL {
+pub struct CheckLabels {
     pub pool: String,
     pub backend: String,
     pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FailureL {
+pub struct FailureLabels {
     pub pool: String,
     pub backend: String,
     pub reason: String,
@@ -107,7 +107,7 @@ pub fn outcome_label(o: &Outcome) -> &'static str {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DnsL {
+pub struct DnsLabels {
     pub pool: String,
     /// The `resolve` backend's address as written.
     pub backend: String,

@@ -35,14 +35,14 @@ type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
 /// What a session is counted under for its whole life (interned: sessions of one
 /// route and backend share the strings).
 #[derive(Debug, Clone)]
-pub struct SessionLabels {
+pub struct SessionKey {
     pub route: Arc<str>,
     pub backend: Arc<str>,
 }
 
 #[derive(Debug)]
 struct LiveSession {
-    labels: SessionLabels,
+    labels: SessionKey,
     stats: Arc<SessionStats>,
 }
 
@@ -94,23 +94,23 @@ fn rtt_hist() -> Histogram {
 /// Every event metric, and the live sessions.
 pub struct Metrics {
     registry: Registry,
-    pub accepted: Family<ListenerL, Counter>,
-    pub tls_handshakes: Family<TlsL, Counter>,
+    pub accepted: Family<ListenerLabels, Counter>,
+    pub tls_handshakes: Family<TlsLabels, Counter>,
     /// Successful handshakes that resumed a session (ticket or cache).
-    pub tls_resumed: Family<ListenerL, Counter>,
-    pub upgrades: Family<UpgradeL, Counter>,
+    pub tls_resumed: Family<ListenerLabels, Counter>,
+    pub upgrades: Family<UpgradeLabels, Counter>,
     /// Plain requests on `http = "proxy"` routes, by answer status.
-    pub http_requests: Family<UpgradeL, Counter>,
-    pub sessions_total: Family<SessionL, Counter>,
-    pub session_duration: Hist<RouteL>,
-    pub handshake_duration: Hist<RouteL>,
-    pub closes: Family<CloseL, Counter>,
-    pub limit_hits: Family<LimitL, Counter>,
-    pub client_rtt: Hist<RouteL>,
-    pub backend_checks: Family<CheckL, Counter>,
-    pub backend_connect: Hist<BackendL>,
-    pub backend_failures: Family<FailureL, Counter>,
-    pub dns_lookups: Family<DnsL, Counter>,
+    pub http_requests: Family<UpgradeLabels, Counter>,
+    pub sessions_total: Family<SessionLabels, Counter>,
+    pub session_duration: Hist<RouteLabels>,
+    pub handshake_duration: Hist<RouteLabels>,
+    pub closes: Family<CloseLabels, Counter>,
+    pub limit_hits: Family<LimitLabels, Counter>,
+    pub client_rtt: Hist<RouteLabels>,
+    pub backend_checks: Family<CheckLabels, Counter>,
+    pub backend_connect: Hist<BackendLabels>,
+    pub backend_failures: Family<FailureLabels, Counter>,
+    pub dns_lookups: Family<DnsLabels, Counter>,
     /// Plain totals for the status page (the families above cannot be read back).
     pub totals: Totals,
     sessions: Mutex<Sessions>,
@@ -297,7 +297,7 @@ impl Metrics {
     /// A client connection passed admission on `listener`.
     pub fn count_accepted(&self, listener: &str) {
         self.accepted
-            .get_or_create(&ListenerL {
+            .get_or_create(&ListenerLabels {
                 listener: listener.to_string(),
             })
             .inc();
@@ -307,7 +307,7 @@ impl Metrics {
     /// A plain HTTP request on `route` got `status` (the backend's, or wsgate's refusal).
     pub fn count_http(&self, route: &str, status: u16) {
         self.http_requests
-            .get_or_create(&UpgradeL {
+            .get_or_create(&UpgradeLabels {
                 route: route.to_string(),
                 status: status.to_string(),
             })
@@ -317,7 +317,7 @@ impl Metrics {
     /// An upgrade request got `status` (101, or a refusal); `route` if one was chosen.
     pub fn count_upgrade(&self, route: Option<&str>, status: u16) {
         self.upgrades
-            .get_or_create(&UpgradeL {
+            .get_or_create(&UpgradeLabels {
                 route: route.unwrap_or_default().to_string(),
                 status: status.to_string(),
             })
@@ -334,12 +334,12 @@ impl Metrics {
     /// A session of `route` on `backend` starts: its counters are readable from now on.
     pub fn session_start(self: &Arc<Self>, route: &str, backend: &str) -> LiveGuard {
         let stats = Arc::new(SessionStats::with_rtt(self.client_rtt.get_or_create_owned(
-            &RouteL {
+            &RouteLabels {
                 route: route.to_string(),
             },
         )));
         let mut s = self.lock();
-        let labels = SessionLabels {
+        let labels = SessionKey {
             route: intern(&mut s.names, route),
             backend: intern(&mut s.names, backend),
         };
@@ -379,18 +379,18 @@ impl Metrics {
     }
 
     /// Counts a session that ended: outcome, duration, closes by side, limit hits.
-    fn session_end(&self, labels: &SessionLabels, stats: &SessionStats, end: &Ended) {
+    fn session_end(&self, labels: &SessionKey, stats: &SessionStats, end: &Ended) {
         let route = &labels.route;
         self.totals.sessions_ended.fetch_add(1, Ordering::Relaxed);
         self.sessions_total
-            .get_or_create(&SessionL {
+            .get_or_create(&SessionLabels {
                 route: route.to_string(),
                 backend: labels.backend.to_string(),
                 outcome: outcome_label(&end.outcome).into(),
             })
             .inc();
         self.session_duration
-            .get_or_create(&RouteL {
+            .get_or_create(&RouteLabels {
                 route: route.to_string(),
             })
             .observe(end.duration.as_secs_f64());
@@ -404,7 +404,7 @@ impl Metrics {
         for (side, frame) in sides {
             if let Some(f) = frame {
                 self.closes
-                    .get_or_create(&CloseL {
+                    .get_or_create(&CloseLabels {
                         route: route.to_string(),
                         side: side.as_str().into(),
                         code: code_label(f.code).into(),
@@ -415,7 +415,7 @@ impl Metrics {
         let limit = |name: &str, n: u64| {
             if n > 0 {
                 self.limit_hits
-                    .get_or_create(&LimitL {
+                    .get_or_create(&LimitLabels {
                         route: route.to_string(),
                         limit: name.into(),
                     })
@@ -492,7 +492,7 @@ impl LiveGuard {
         }
     }
 
-    fn fold(&self) -> Option<SessionLabels> {
+    fn fold(&self) -> Option<SessionKey> {
         let mut s = self.metrics.lock();
         let live = s.live.remove(&self.id)?;
         add_flows(&mut s.ended, &live.labels.route, &live.stats);

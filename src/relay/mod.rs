@@ -36,7 +36,7 @@ mod pump;
 pub mod stats;
 pub mod utf8;
 
-pub use crate::census::Stop;
+pub use crate::census::StopReason;
 use crate::config::SessionLimits;
 use frame::{Extensions, Sender};
 use pump::{Pump, PumpEvent, PumpLimits};
@@ -92,7 +92,7 @@ pub enum Outcome {
 
 /// Resolves with why wsgate ends the session and when (shutdown, a removed backend,
 /// an expired token).
-pub type StopSignal = Pin<Box<dyn Future<Output = (Stop, Instant)> + Send>>;
+pub type StopSignal = Pin<Box<dyn Future<Output = (StopReason, Instant)> + Send>>;
 
 /// The two directions and how the session is going.
 struct Session {
@@ -359,7 +359,7 @@ where
     // Polled only when it fires, not at every read and write of the session.
     let mut stop = Some(gate::Gated::new(stop));
     // Armed (allocated) only once wsgate has asked the session to end.
-    let mut stop_at: Option<(Stop, Pin<Box<Sleep>>)> = None;
+    let mut stop_at: Option<(StopReason, Pin<Box<Sleep>>)> = None;
 
     poll_fn(|cx| {
         loop {
@@ -392,16 +392,16 @@ where
                 stop_at = None;
                 progressed = true;
                 match why {
-                    Stop::Shutdown => {
+                    StopReason::Shutdown => {
                         let msg = "server shutting down";
                         s.end(Outcome::Shutdown, Some((1001, msg)), Some((1001, msg)));
                     }
-                    Stop::BackendRemoved => s.end(
+                    StopReason::BackendRemoved => s.end(
                         Outcome::BackendRemoved,
                         Some((1012, "service restart")),
                         Some((1001, "backend removed from the configuration")),
                     ),
-                    Stop::TokenExpired => s.end(
+                    StopReason::TokenExpired => s.end(
                         Outcome::TokenExpired,
                         Some((1008, "token expired")),
                         Some((1001, "client token expired")),

@@ -22,7 +22,7 @@ use super::pool;
 use super::stats::{SessionStats, Side};
 use super::utf8::Utf8;
 use crate::config::OnExceed;
-use scan::{Scan, Stop};
+use scan::{Halt, Scan};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -293,9 +293,9 @@ impl Pump {
                         Err(stop) => {
                             self.stop_reading();
                             return Poll::Ready(match stop {
-                                Stop::Violation(v) => PumpEvent::Violation(v),
-                                Stop::TooBig => PumpEvent::TooBig,
-                                Stop::Rate => PumpEvent::RateExceeded,
+                                Halt::Violation(v) => PumpEvent::Violation(v),
+                                Halt::TooBig => PumpEvent::TooBig,
+                                Halt::Rate => PumpEvent::RateExceeded,
                             });
                         }
                     }

@@ -24,10 +24,9 @@ use crate::accept::overload::{self, Overload};
 use crate::backends::backend::Backend;
 use crate::backends::balance::Pool;
 use crate::backends::health::Checkers;
-use crate::census::{Ending, Sessions, Stop};
+use crate::census::{Census, Ending, StopReason};
 use crate::config::{BackendRemoved, Config, Limits};
 use crate::conn::ConnSettings;
-use crate::control::discovery::Discovery;
 use crate::metrics::Metrics;
 use crate::resources::{self, ConnectionLimit};
 use crate::route::Router;
@@ -157,10 +156,8 @@ pub struct Runtime {
     pub admission: Arc<Admission>,
     pub overload: Arc<Overload>,
     pub slots: Arc<Slots>,
-    pub sessions: Sessions,
+    pub census: Census,
     pub metrics: Arc<Metrics>,
-    /// The `resolve` backends' address sets, and the lock every publish holds.
-    pub discovery: Discovery,
     current: ArcSwap<Generation>,
     /// Every backend still alive (in the current generation, or kept by a session),
     /// removed ones included: shutdown reaches their sessions through it.
@@ -216,9 +213,8 @@ impl Runtime {
             admission: Arc::new(Admission::new(&cfg.limits)),
             overload: Arc::new(Overload::new(first.effective.overload)),
             slots: Slots::new(first.effective.max_connections.value),
-            sessions: Sessions::default(),
+            census: Census::default(),
             metrics: Arc::new(Metrics::new()),
-            discovery: Discovery::new(cfg.clone()),
             current: ArcSwap::from_pointee(first),
             registry: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(2),
@@ -328,7 +324,7 @@ impl Runtime {
                 tracing::info!(pool = %pool.name, backend = %b.addr, sessions = b.active(), "backend removed");
                 b.mark_removed();
                 if let BackendRemoved::Close { spread } = policy {
-                    b.end_sessions(Ending::now(Stop::BackendRemoved, spread));
+                    b.end_sessions(Ending::now(StopReason::BackendRemoved, spread));
                 }
             }
         }
@@ -340,8 +336,8 @@ impl Runtime {
     /// after their response.
     pub fn drain(&self, spread: Duration) {
         self.set_ready(false);
-        self.sessions.close_idle();
-        let ending = Ending::now(Stop::Shutdown, spread);
+        self.census.close_idle();
+        let ending = Ending::now(StopReason::Shutdown, spread);
         let reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         for b in reg.iter().filter_map(Weak::upgrade) {
             b.end_sessions(ending);

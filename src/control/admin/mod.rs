@@ -109,7 +109,7 @@ async fn accept_loop(listener: TcpListener, rt: Arc<Runtime>, mut stop: watch::R
             let _permit = permit;
             let svc = service_fn(move |req| {
                 let rt = rt.clone();
-                async move { Ok::<_, Infallible>(answer(&rt, peer.ip(), &req)) }
+                async move { Ok::<_, Infallible>(route_request(&rt, peer.ip(), &req)) }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -145,7 +145,7 @@ pub fn allowed(rt: &Runtime, ip: IpAddr) -> bool {
         .any(|c| c.contains(ip))
 }
 
-fn answer<B>(rt: &Runtime, ip: IpAddr, req: &Request<B>) -> Resp {
+fn route_request<B>(rt: &Runtime, ip: IpAddr, req: &Request<B>) -> Resp {
     if !allowed(rt, ip) {
         return text(
             StatusCode::FORBIDDEN,

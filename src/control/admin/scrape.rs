@@ -95,7 +95,7 @@ pub fn derived(rt: &Runtime) -> Samples {
         "Admitted client connections open (sessions included)",
         Kind::Gauge,
         None,
-        rt.sessions.open_connections() as f64,
+        rt.census.open_connections() as f64,
     );
     let mut up = Vec::new();
     let mut sessions = Vec::new();

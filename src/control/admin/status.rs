@@ -182,8 +182,8 @@ pub fn status(rt: &Runtime) -> Value {
         "routes": routes,
         "pools": pools(rt),
         "sessions": {
-            "live": rt.sessions.live(),
-            "open_connections": rt.sessions.open_connections(),
+            "live": rt.census.live(),
+            "open_connections": rt.census.open_connections(),
             "draining": rt.draining_sessions(),
         },
         "totals": {

@@ -25,21 +25,21 @@ pub(super) enum Scan {
     Wait(Instant),
 }
 
-pub(super) enum Stop {
+pub(super) enum Halt {
     Violation(Violation),
     TooBig,
     Rate,
 }
 
-impl From<Violation> for Stop {
-    fn from(v: Violation) -> Stop {
-        Stop::Violation(v)
+impl From<Violation> for Halt {
+    fn from(v: Violation) -> Halt {
+        Halt::Violation(v)
     }
 }
 
 impl Pump {
     /// Scans from `fwd`: approves payload bytes, checks one header at a time.
-    pub(super) fn scan(&mut self) -> Result<Scan, Stop> {
+    pub(super) fn scan(&mut self) -> Result<Scan, Halt> {
         if self.payload_left > 0 {
             let n = self.payload_left.min((self.end - self.fwd) as u64) as usize;
             if self.forwarding
@@ -125,7 +125,7 @@ impl Pump {
             };
             if over(self.limits.max_frame, h.payload_len) || over(self.limits.max_message, message)
             {
-                return Err(Stop::TooBig);
+                return Err(Halt::TooBig);
             }
             if forward {
                 text = match h.opcode {
@@ -153,7 +153,7 @@ impl Pump {
                         self.stats.throttle();
                         Ok(Scan::Wait(at))
                     }
-                    OnExceed::Close => Err(Stop::Rate),
+                    OnExceed::Close => Err(Halt::Rate),
                 };
             }
             self.message_bytes = message;

@@ -18,7 +18,7 @@ mod token;
 
 pub use keys::KeyError;
 
-use crate::census::Stop;
+use crate::census::StopReason;
 use crate::config::{JwtConf, TokenSource};
 use crate::refusal::Refusal;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -327,9 +327,9 @@ pub fn backend_headers<'a>(
 /// `end` (wsgate's own reasons to end a session), or the token's expiry at `expires`,
 /// whichever comes first.
 pub fn until_expiry(
-    end: impl Future<Output = (Stop, Instant)> + Send + 'static,
+    end: impl Future<Output = (StopReason, Instant)> + Send + 'static,
     expires: SystemTime,
-) -> impl Future<Output = (Stop, Instant)> + Send + 'static {
+) -> impl Future<Output = (StopReason, Instant)> + Send + 'static {
     let left = expires
         .duration_since(SystemTime::now())
         .unwrap_or(Duration::ZERO);
@@ -337,7 +337,7 @@ pub fn until_expiry(
     async move {
         tokio::select! {
             r = end => r,
-            _ = tokio::time::sleep_until(at) => (Stop::TokenExpired, at),
+            _ = tokio::time::sleep_until(at) => (StopReason::TokenExpired, at),
         }
     }
 }
