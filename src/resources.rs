@@ -7,48 +7,37 @@
 //! Kubernetes limits set it). Linux only; elsewhere each reading says "unknown".
 //! Does not own: acting on any of it (admission.rs, overload.rs).
 
-use std::io;
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 /// Descriptors kept back from sessions: stdio, the runtime's own (epoll, eventfd,
 /// timers), the notify socket, logs and the admin listener.
 const BASE_RESERVE: u64 = 32;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (as nginx's
-/// `worker_rlimit_nofile` and Go's runtime do) and returns the soft limit now.
-pub fn raise_nofile() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim.rlim_cur = lim.rlim_max;
-            }
+/// `worker_rlimit_nofile` and Go's runtime do) and returns the soft limit now (the
+/// old one if the kernel refused).
+pub fn raise_nofile() -> u64 {
+    // `None` is the kernel's RLIM_INFINITY.
+    let lim = getrlimit(Resource::Nofile);
+    let (soft, hard) = (
+        lim.current.unwrap_or(u64::MAX),
+        lim.maximum.unwrap_or(u64::MAX),
+    );
+    if soft < hard {
+        let raised = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return hard;
         }
     }
-    Ok(lim.rlim_cur)
+    soft
 }
 
-/// The soft `RLIMIT_NOFILE`.
+/// The soft `RLIMIT_NOFILE` (`None` from the kernel means unlimited).
 pub fn nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 1024;
-    }
-    lim.rlim_cur
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
 /// How `max_connections` was arrived at, for the start-up log line.
@@ -95,9 +84,12 @@ pub fn connection_limit(configured: Option<usize>, extra: u64) -> ConnectionLimi
 pub fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no memory effects.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).ok().filter(|p| *p > 0)?)
+    Some(pages * page_size())
+}
+
+/// The size of a memory page, in bytes.
+pub fn page_size() -> u64 {
+    rustix::param::page_size() as u64
 }
 
 /// The memory limit of this process's cgroup (v2), if one is set.

@@ -13,18 +13,13 @@ pub struct Process {
 
 impl Process {
     pub fn read() -> Process {
-        // SAFETY: sysconf takes an integer and returns one.
-        let (page, tck) = unsafe {
-            (
-                libc::sysconf(libc::_SC_PAGESIZE),
-                libc::sysconf(libc::_SC_CLK_TCK),
-            )
-        };
+        let page = crate::resources::page_size();
+        let tck = rustix::param::clock_ticks_per_second();
         let statm = std::fs::read_to_string("/proc/self/statm").ok();
         let resident_bytes = statm
             .as_deref()
             .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .map(|pages| pages * page.max(0) as u64);
+            .map(|pages| pages * page);
         let open_fds = std::fs::read_dir("/proc/self/fd")
             .ok()
             .map(|d| d.count() as u64);

@@ -87,39 +87,23 @@ pub fn on_thread_park() {
     }
 }
 
-/// The bytes this thread has freed since it started, read through the pointer
-/// jemalloc gives to its per-thread counter (`thread.deallocatedp`, asked once per
-/// thread); `None` if jemalloc does not keep it.
+/// The bytes this thread has freed since it started, read through jemalloc's
+/// per-thread counter (`thread.deallocatedp`, asked once per thread); `None` if
+/// jemalloc does not keep it.
 #[cfg(feature = "jemalloc")]
 fn freed_by_this_thread() -> Option<u64> {
     use std::cell::Cell;
+    use tikv_jemalloc_ctl::thread::{ThreadLocal, deallocatedp};
     thread_local! {
-        static COUNTER: Cell<Option<*const u64>> = const { Cell::new(None) };
+        /// `None` until asked; then the counter, or `None` if jemalloc has none.
+        static COUNTER: Cell<Option<Option<ThreadLocal<u64>>>> = const { Cell::new(None) };
     }
-    let p = COUNTER.with(|c| {
-        if c.get().is_none() {
-            let mut p: *mut u64 = std::ptr::null_mut();
-            let mut len = std::mem::size_of::<*mut u64>();
-            // SAFETY: "thread.deallocatedp" writes one `uint64_t *` into `p`, whose
-            // size `len` gives; nothing is written to jemalloc.
-            let rc = unsafe {
-                tikv_jemalloc_sys::mallctl(
-                    c"thread.deallocatedp".as_ptr(),
-                    (&raw mut p).cast(),
-                    &mut len,
-                    std::ptr::null_mut(),
-                    0,
-                )
-            };
-            c.set(Some(if rc == 0 {
-                p.cast_const()
-            } else {
-                std::ptr::null()
-            }));
-        }
-        c.get().unwrap_or(std::ptr::null())
-    });
-    // SAFETY: a non-null `p` points to this thread's counter, which lives as long as
-    // the thread; only this thread's frees change it.
-    (!p.is_null()).then(|| unsafe { std::ptr::read_volatile(p) })
+    COUNTER.with(|c| {
+        let counter = c.get().unwrap_or_else(|| {
+            let k = deallocatedp::read().ok();
+            c.set(Some(k));
+            k
+        });
+        counter.map(ThreadLocal::get)
+    })
 }

@@ -8,6 +8,7 @@ mod alloc;
 mod demo;
 
 use clap::{Parser, Subcommand};
+use rustix::process::{Pid, Signal, kill_process};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -53,9 +54,7 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run);
     // Before anything is opened or derived from it: the soft open-file limit up to
     // the hard one (max_connections is derived from it).
-    if let Err(e) = wsgate::resources::raise_nofile() {
-        eprintln!("wsgate: cannot read the open-file limit: {e}");
-    }
+    wsgate::resources::raise_nofile();
     match command {
         Command::Run => {
             let Some(cfg) = load(&cli.config) else {
@@ -155,16 +154,12 @@ fn reload_command(path: &Path, pid: Option<u32>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+    let Some(target) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
         eprintln!("bad pid {pid}");
         return ExitCode::FAILURE;
     };
-    // SAFETY: kill(2) takes plain integers and has no memory effects.
-    if unsafe { libc::kill(pid_t, libc::SIGHUP) } != 0 {
-        eprintln!(
-            "cannot signal process {pid}: {}",
-            std::io::Error::last_os_error()
-        );
+    if let Err(e) = kill_process(target, Signal::HUP) {
+        eprintln!("cannot signal process {pid}: {}", std::io::Error::from(e));
         return ExitCode::FAILURE;
     }
     println!("{}: configuration OK; sent SIGHUP to {pid}", path.display());
