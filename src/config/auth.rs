@@ -6,9 +6,9 @@
 //! checked `JwtConf` the runtime gets. Does not own: reading key files (done when a
 //! generation is built: auth/keys.rs) or validating tokens (auth/).
 
+use super::Dur;
+use super::finding::{Finding, KeyPath, resolve_path};
 use super::types::{HeaderKey, from_string};
-use super::validate::resolve_path;
-use super::{Dur, KeyPath};
 use hyper::header::HeaderName;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde::{Deserialize, Deserializer};
@@ -222,8 +222,6 @@ pub struct JwtConf {
     /// `route[i].auth`, to locate problems found when the keys are loaded.
     pub at: KeyPath,
 }
-
-type Finding = (KeyPath, String);
 
 /// Checks route `i`'s `[route.auth]`.
 pub(super) fn check(

@@ -11,6 +11,7 @@
 
 pub mod auth;
 mod duration;
+mod finding;
 mod health;
 mod limits;
 mod load;
@@ -22,9 +23,10 @@ mod validate;
 
 pub use auth::{JwtConf, KeySource, TokenSource};
 pub use duration::Dur;
+pub use finding::{KeyPath, Seg};
 pub use health::{Check, CheckKind, HealthConf};
 pub use limits::{Limits, OnExceed, RouteLimits, SessionLimits};
-pub use load::{ConfigError, KeyPath, Problem, Seg};
+pub use load::{ConfigError, Problem};
 pub use schema::{LogFormat, OnRemoved, ProxyVersion, Server};
 pub use tls::{CertPair, ClientCerts, ListenerTls, PoolTls};
 pub use types::{

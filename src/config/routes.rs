@@ -1,10 +1,10 @@
 //! Checking `[[route]]`s: the pool or weighted pools each names, its header, cookie
 //! and query conditions, and that no two routes match the same requests.
 
+use super::finding::{Finding, KeyPath};
 use super::schema::{self, File};
 use super::types::is_token;
-use super::validate::Finding;
-use super::{KeyPath, MatchOn, MatchValue, Route, RouteMatch, SessionLimits, Target};
+use super::{MatchOn, MatchValue, Route, RouteMatch, SessionLimits, Target};
 use std::collections::HashSet;
 use std::path::Path;
 

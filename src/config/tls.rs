@@ -7,10 +7,9 @@
 //! (`ListenerTls`, `ClientCerts`, `PoolTls`). Does not own: reading the files (that is
 //! done when a generation is built: tls/), or the other listener and pool keys.
 
-use super::KeyPath;
+use super::finding::{Finding, KeyPath, resolve_path};
 use super::schema;
 use super::types::{SuiteName, TlsVersion};
-use super::validate::resolve_path;
 use hyper::header::HeaderName;
 use rustls_pki_types::ServerName;
 use serde::Deserialize;
@@ -83,8 +82,6 @@ pub struct PoolTls {
     /// SNI and the name verified; `None`: each backend's host as written.
     pub server_name: Option<String>,
 }
-
-pub(super) type Finding = (KeyPath, String);
 
 /// The TLS part of listener `i` (`l.tls` is true).
 pub(super) fn listener(

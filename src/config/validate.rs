@@ -2,18 +2,17 @@
 //! finding is a key path and one message) and the conversions that go with them.
 //! Backend host names are resolved here, once per load, so the runtime never resolves.
 
+use super::finding::{Finding, KeyPath, resolve_path};
 use super::schema::{self, File, OnRemoved};
 use super::types::is_token;
 use super::{
-    Admin, Backend, BackendRemoved, Balance, Check, Config, Discover, KeyPath, Listener, Passive,
-    Pool, Secret, SessionLimits, Sticky,
+    Admin, Backend, BackendRemoved, Balance, Check, Config, Discover, Listener, Passive, Pool,
+    Secret, SessionLimits, Sticky,
 };
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-pub(super) type Finding = (KeyPath, String);
 
 pub(super) fn validate(file: File, source: &Path, text: &str) -> Result<Config, Vec<Finding>> {
     let mut out = Vec::new();
@@ -192,14 +191,6 @@ fn limits(file: &File, out: &mut Vec<Finding>) {
                 out.push((KeyPath::root("route").index(i).key("limits").key(k), m));
             }
         }
-    }
-}
-
-/// `p`, relative to the folder of the config file unless absolute.
-pub(super) fn resolve_path(source: &Path, p: &Path) -> PathBuf {
-    match source.parent() {
-        Some(dir) if !p.is_absolute() => dir.join(p),
-        _ => p.to_path_buf(),
     }
 }
 
