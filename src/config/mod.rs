@@ -21,20 +21,19 @@ pub mod tls;
 pub mod types;
 mod validate;
 
-pub use auth::{JwtConf, KeySource, TokenSource};
+pub use auth::{JwtConf, KeySource};
 pub use duration::Dur;
 pub use finding::{KeyPath, Seg};
 pub use health::{Check, CheckKind, HealthConf};
 pub use limits::{Limits, OnExceed, RouteLimits, SessionLimits};
 pub use load::{ConfigError, Problem};
-pub use schema::{LogFormat, OnRemoved, ProxyVersion, Server};
+pub use schema::{Balance, HttpMode, LogFormat, OnRemoved, ProxyVersion, Server, TokenSource};
 pub use tls::{CertPair, ClientCerts, ListenerTls, PoolTls};
 pub use types::{
     Cidr, HeaderKey, HostMatch, MatchOn, MatchValue, MemoryLimit, OriginPattern, RouteMatch,
     Secret, SuiteName, TlsVersion,
 };
 
-use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -125,28 +124,6 @@ pub struct Listener {
     pub proxy_protocol: Option<Vec<Cidr>>,
     /// `None` for a plain-TCP listener.
     pub tls: Option<ListenerTls>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Balance {
-    #[default]
-    RoundRobin,
-    IpHash,
-    LeastConn,
-    /// A cookie names the client's backend; clients without one get round robin.
-    Cookie,
-}
-
-/// What a route does with requests that are not WebSocket upgrades.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HttpMode {
-    /// 426 Upgrade Required (405, 505 ...), one request per connection.
-    #[default]
-    Refuse,
-    /// Reverse-proxied to the route's pool, with keep-alive.
-    Proxy,
 }
 
 /// `balance = "cookie"`: the cookie's name and the key its values are hashed with.
