@@ -1,8 +1,9 @@
 //! What every check reports: a `Finding` is a key path (`pool[1].backend[0].weight`)
 //! and one message; `load.rs` turns it into `file:line:column: key: message`.
 //!
-//! Owns: `KeyPath`/`Seg`, `Finding` and `resolve_path` (a path in the file, relative
-//! to the file's folder).
+//! Owns: `KeyPath`/`Seg`, `Finding`, `InvalidValue` (the error of every `FromStr` of a
+//! config value, its text the message serde places at the value) and `resolve_path`
+//! (a path in the file, relative to the file's folder).
 //! Does not own: any check, or locating a key in the text (load.rs). A leaf: it
 //! imports nothing else from `config`, so every check module can import it.
 
@@ -49,6 +50,25 @@ impl fmt::Display for KeyPath {
         Ok(())
     }
 }
+
+/// A value of the file that does not parse: the message says what was written and
+/// what is expected (`"10" is not ...`). Its text is the whole message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidValue(String);
+
+impl InvalidValue {
+    pub(super) fn new(message: impl Into<String>) -> InvalidValue {
+        InvalidValue(message.into())
+    }
+}
+
+impl fmt::Display for InvalidValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidValue {}
 
 /// `p`, relative to the folder of the config file unless absolute.
 pub(super) fn resolve_path(source: &Path, p: &Path) -> PathBuf {

@@ -23,7 +23,7 @@ mod validate;
 
 pub use auth::{JwtConf, KeySource};
 pub use duration::Dur;
-pub use finding::{KeyPath, Seg};
+pub use finding::{InvalidValue, KeyPath, Seg};
 pub use health::{Check, CheckKind, HealthConf};
 pub use limits::{Limits, OnExceed, RouteLimits, SessionLimits};
 pub use load::{ConfigError, Problem};

@@ -2,7 +2,7 @@
 //! finding is a key path and one message) and the conversions that go with them.
 //! Backend host names are resolved here, once per load, so the runtime never resolves.
 
-use super::finding::{Finding, KeyPath, resolve_path};
+use super::finding::{Finding, InvalidValue, KeyPath, resolve_path};
 use super::schema::{self, File, OnRemoved};
 use super::types::is_token;
 use super::{
@@ -444,7 +444,7 @@ fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> (Vec<Backend>
         }
         if let Some(every) = b.resolve {
             match host_port(&b.address) {
-                Err(m) => out.push((at(j, "address"), m)),
+                Err(e) => out.push((at(j, "address"), e.to_string())),
                 Ok(_) if every.get() < MIN_RESOLVE => out.push((
                     at(j, "resolve"),
                     format!("must be at least {MIN_RESOLVE:?}"),
@@ -496,8 +496,8 @@ fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> (Vec<Backend>
 
 /// A `resolve` backend's address: a DNS name and a port (not an IP address: there
 /// is nothing to look up).
-fn host_port(address: &str) -> Result<(String, u16), String> {
-    let bad = |why: &str| format!("{address:?} {why}");
+fn host_port(address: &str) -> Result<(String, u16), InvalidValue> {
+    let bad = |why: &str| InvalidValue::new(format!("{address:?} {why}"));
     let (host, port) = address
         .rsplit_once(':')
         .ok_or_else(|| bad("needs a port (host:port)"))?;

@@ -7,6 +7,7 @@
 //! the keys, ...) or the checked `JwtConf` (both ../auth.rs), or reading key files.
 
 use crate::config::duration::Dur;
+use crate::config::finding::InvalidValue;
 use crate::config::types::{HeaderKey, from_string};
 use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Deserializer};
@@ -82,17 +83,16 @@ const ALG_NAMES: &str =
     "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
 
 impl FromStr for JwtAlg {
-    type Err = String;
-    fn from_str(s: &str) -> Result<JwtAlg, String> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<JwtAlg, InvalidValue> {
         if s.eq_ignore_ascii_case("none") {
-            return Err(
-                "\"none\" is never accepted: an unsigned token proves nothing about who made it"
-                    .into(),
-            );
+            return Err(InvalidValue::new(
+                "\"none\" is never accepted: an unsigned token proves nothing about who made it",
+            ));
         }
-        Algorithm::from_str(s)
-            .map(JwtAlg)
-            .map_err(|_| format!("unknown JWT algorithm {s:?} (one of {ALG_NAMES})"))
+        Algorithm::from_str(s).map(JwtAlg).map_err(|_| {
+            InvalidValue::new(format!("unknown JWT algorithm {s:?} (one of {ALG_NAMES})"))
+        })
     }
 }
 
@@ -111,16 +111,18 @@ pub enum TokenSource {
 }
 
 impl FromStr for TokenSource {
-    type Err = String;
-    fn from_str(s: &str) -> Result<TokenSource, String> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<TokenSource, InvalidValue> {
         let (kind, arg) = match s.split_once(':') {
             Some((k, a)) => (k, Some(a)),
             None => (s, None),
         };
         let named = |what: &str, arg: Option<&str>, default: Option<&str>| {
-            let name = arg
-                .or(default)
-                .ok_or_else(|| format!("{s:?}: name the {what}, e.g. \"{kind}:access_token\""))?;
+            let name = arg.or(default).ok_or_else(|| {
+                InvalidValue::new(format!(
+                    "{s:?}: name the {what}, e.g. \"{kind}:access_token\""
+                ))
+            })?;
             let ok = !name.is_empty()
                 && name
                     .bytes()
@@ -128,7 +130,9 @@ impl FromStr for TokenSource {
             if ok {
                 Ok(name.to_string())
             } else {
-                Err(format!("{s:?}: {name:?} is not a usable {what} name"))
+                Err(InvalidValue::new(format!(
+                    "{s:?}: {name:?} is not a usable {what} name"
+                )))
             }
         };
         match (kind, arg) {
@@ -138,9 +142,9 @@ impl FromStr for TokenSource {
             ("protocol", a) => {
                 named("protocol prefix", a, Some("bearer.")).map(TokenSource::Protocol)
             }
-            _ => Err(format!(
+            _ => Err(InvalidValue::new(format!(
                 "unknown token source {s:?} (\"authorization\", \"cookie:NAME\", \"query[:NAME]\" or \"protocol[:PREFIX]\")"
-            )),
+            ))),
         }
     }
 }
@@ -185,10 +189,21 @@ mod tests {
     #[test]
     fn none_is_never_an_algorithm() {
         for s in ["none", "None", "NONE"] {
-            assert!(s.parse::<JwtAlg>().unwrap_err().contains("never accepted"));
+            assert!(
+                s.parse::<JwtAlg>()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("never accepted")
+            );
         }
         assert_eq!("ES256".parse::<JwtAlg>(), Ok(JwtAlg(Algorithm::ES256)));
-        assert!("HS1".parse::<JwtAlg>().unwrap_err().contains("unknown"));
+        assert!(
+            "HS1"
+                .parse::<JwtAlg>()
+                .unwrap_err()
+                .to_string()
+                .contains("unknown")
+        );
     }
 
     #[test]
