@@ -149,41 +149,8 @@ fn admin(a: Option<&schema::Admin>, out: &mut Vec<Finding>) -> Admin {
 
 fn limits(file: &File, out: &mut Vec<Finding>) {
     let l = &file.limits;
-    let at = |k: &str| KeyPath::root("limits").key(k);
-    if l.max_connections == Some(0) {
-        out.push((
-            at("max_connections"),
-            "must be at least 1 (leave it out to derive it from the open-file limit)".into(),
-        ));
-    }
-    if let Some(r) = l.max_connect_rate
-        && (!r.is_finite() || !(0.0..=1e7).contains(&r))
-    {
-        out.push((
-            at("max_connect_rate"),
-            "must be a number of connections per second >= 0 (0 = off)".into(),
-        ));
-    }
-    if l.max_connect_burst == Some(0) {
-        out.push((at("max_connect_burst"), "must be at least 1".into()));
-    }
-    if l.max_connections_per_ip == 0 {
-        out.push((at("max_connections_per_ip"), "must be at least 1".into()));
-    }
-    if !l.connect_rate.is_finite() || l.connect_rate <= 0.0 || l.connect_rate > 1e6 {
-        out.push((
-            at("connect_rate"),
-            "must be a number of connections per second, > 0".into(),
-        ));
-    }
-    if l.connect_burst == 0 {
-        out.push((at("connect_burst"), "must be at least 1".into()));
-    }
-    if !(1..=128).contains(&l.ipv6_prefix) {
-        out.push((at("ipv6_prefix"), "must be between 1 and 128".into()));
-    }
-    for (k, m) in SessionLimits::resolve(l, None).problems() {
-        out.push((at(k), m));
+    for (k, m) in l.problems() {
+        out.push((KeyPath::root("limits").key(k), m));
     }
     for (i, r) in file.routes.iter().enumerate() {
         if r.limits.is_some() {
