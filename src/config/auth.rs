@@ -64,8 +64,45 @@ pub(super) fn check(
     out: &mut Vec<Finding>,
 ) -> Option<JwtConf> {
     let base = KeyPath::root("route").index(i).key("auth");
-    let at = |k: &str| base.clone().key(k);
     let before = out.len();
+    let keys = key_source(a, &base, source, out);
+    let algorithms = a
+        .algorithms
+        .as_ref()
+        .map(|v| v.iter().map(|x| x.0).collect::<Vec<_>>());
+    if let (Some(algs), Some(keys)) = (&algorithms, &keys) {
+        check_algorithms(algs, keys, &base.clone().key("algorithms"), out);
+    }
+    check_claims_and_sources(a, &base, out);
+    if out.len() > before {
+        return None;
+    }
+    Some(JwtConf {
+        keys: keys?,
+        algorithms,
+        issuer: a.issuer.clone().unwrap_or_default().0,
+        audience: a.audience.clone().unwrap_or_default().0,
+        leeway: a.leeway.get(),
+        require_exp: a.require_exp,
+        sources: a.token_from.clone(),
+        forward_claims: a
+            .forward_claims
+            .iter()
+            .map(|(c, h)| (c.clone(), h.0.clone()))
+            .collect(),
+        enforce_expiry: a.enforce_expiry,
+        at: base,
+    })
+}
+
+/// Where `[route.auth]`'s keys come from: exactly one of its three key sources.
+fn key_source(
+    a: &AuthFile,
+    base: &KeyPath,
+    source: &Path,
+    out: &mut Vec<Finding>,
+) -> Option<KeySource> {
+    let at = |k: &str| base.clone().key(k);
     let keys = match (&a.secret_file, &a.public_keys, &a.jwks_file) {
         (Some(f), None, None) => Some(KeySource::Secret {
             file: resolve_path(source, f),
@@ -102,30 +139,34 @@ pub(super) fn check(
             "only meaningful with secret_file".into(),
         ));
     }
-    let algorithms = a
-        .algorithms
-        .as_ref()
-        .map(|v| v.iter().map(|x| x.0).collect::<Vec<_>>());
-    if let (Some(algs), Some(keys)) = (&algorithms, &keys) {
-        if algs.is_empty() {
-            out.push((
-                at("algorithms"),
-                "must not be empty (leave it out for every algorithm the keys can verify)".into(),
-            ));
-        }
-        let secret = matches!(keys, KeySource::Secret { .. });
-        for alg in algs {
-            let hmac = alg.family() == AlgorithmFamily::Hmac;
-            if hmac != secret {
-                let why = if secret {
-                    "needs a public key (public_keys or jwks_file), not secret_file"
-                } else {
-                    "is an HMAC algorithm: it needs secret_file, and a public key is never used as an HMAC secret"
-                };
-                out.push((at("algorithms"), format!("{alg:?} {why}")));
-            }
+    keys
+}
+
+/// `algorithms`: not empty, and each one usable with the keys given.
+fn check_algorithms(algs: &[Algorithm], keys: &KeySource, at: &KeyPath, out: &mut Vec<Finding>) {
+    if algs.is_empty() {
+        out.push((
+            at.clone(),
+            "must not be empty (leave it out for every algorithm the keys can verify)".into(),
+        ));
+    }
+    let secret = matches!(keys, KeySource::Secret { .. });
+    for alg in algs {
+        let hmac = alg.family() == AlgorithmFamily::Hmac;
+        if hmac != secret {
+            let why = if secret {
+                "needs a public key (public_keys or jwks_file), not secret_file"
+            } else {
+                "is an HMAC algorithm: it needs secret_file, and a public key is never used as an HMAC secret"
+            };
+            out.push((at.clone(), format!("{alg:?} {why}")));
         }
     }
+}
+
+/// The keys about the token's claims and where it is found, and `forward_claims`.
+fn check_claims_and_sources(a: &AuthFile, base: &KeyPath, out: &mut Vec<Finding>) {
+    let at = |k: &str| base.clone().key(k);
     for (k, v) in [("issuer", &a.issuer), ("audience", &a.audience)] {
         if let Some(list) = v
             && (list.0.is_empty() || list.0.iter().any(String::is_empty))
@@ -169,23 +210,4 @@ pub(super) fn check(
             ));
         }
     }
-    if out.len() > before {
-        return None;
-    }
-    Some(JwtConf {
-        keys: keys?,
-        algorithms,
-        issuer: a.issuer.clone().unwrap_or_default().0,
-        audience: a.audience.clone().unwrap_or_default().0,
-        leeway: a.leeway.get(),
-        require_exp: a.require_exp,
-        sources: a.token_from.clone(),
-        forward_claims: a
-            .forward_claims
-            .iter()
-            .map(|(c, h)| (c.clone(), h.0.clone()))
-            .collect(),
-        enforce_expiry: a.enforce_expiry,
-        at: base,
-    })
 }

@@ -1,5 +1,8 @@
 //! `Dur`: a duration written as a string with a unit ("250ms", "10s", "2m", "1h").
 //! Bare numbers are refused so that nobody has to guess the unit.
+//!
+//! Owns: that syntax and its message. Does not own: what a duration may be for a
+//! given key (zero allowed or not: the check modules).
 
 use super::finding::InvalidValue;
 use serde::{Deserialize, Deserializer};

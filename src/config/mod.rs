@@ -1,10 +1,10 @@
 //! The configuration: one TOML file, every key documented in `conf/wsgate.toml`.
 //!
-//! Owns: the file's schema (`schema.rs`, serde, unknown keys are errors), checked
-//! value types (`types.rs`), and the validated `Config` this module exports. A
-//! `Config` can only be made by `Config::load` or `Config::parse`, which run every
-//! check (`validate.rs`, backend names resolved) and report each problem as
-//! `file:line:column: key: message` (`load.rs`). So the runtime takes a `Config` and
+//! Owns: the file's schema (`schema/`, serde, unknown keys are errors), checked
+//! value types (`types.rs`, `duration.rs`), and the validated `Config` this module
+//! exports. A `Config` can only be made by `Config::load` or `Config::parse`, which
+//! run every check (`validate.rs` and the check modules, backend names resolved)
+//! and report each problem as `file:line:column: key: message` (`load.rs`). So the runtime takes a `Config` and
 //! cannot meet a value that was not checked; it never parses a string again.
 //! Does not own: building runtime objects (TLS configs, routers, pools: runtime/).
 //! Nothing here imports the runtime.

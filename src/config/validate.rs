@@ -1,6 +1,11 @@
 //! From a parsed `File` to a checked `Config`: the checks serde cannot express (each
 //! finding is a key path and one message) and the conversions that go with them.
 //! Backend host names are resolved here, once per load, so the runtime never resolves.
+//!
+//! Owns: the coordination (every table checked, findings gathered) and the checks of
+//! `[server]`, `[admin]`, `[[listener]]` and `[[pool]]`. Calls the check modules
+//! (tls.rs, routes.rs and, through it, auth.rs; limits.rs for `[limits]`); none of
+//! them imports this module. Does not own: the schema, or locating findings (load.rs).
 
 use super::finding::{Finding, InvalidValue, KeyPath, resolve_path};
 use super::schema::{self, File, OnRemoved};
@@ -263,70 +268,8 @@ fn pools(ps: &[schema::Pool], source: &Path, secret: &Secret, out: &mut Vec<Find
                 format!("duplicate pool name {:?}", p.name),
             ));
         }
-        for (k, d) in [
-            ("connect_timeout", p.connect_timeout),
-            ("upgrade_timeout", p.upgrade_timeout),
-            ("upstream_deadline", p.upstream_deadline),
-        ] {
-            if d.get().is_zero() {
-                out.push((at().key(k), "must be greater than zero".into()));
-            }
-        }
-        if let Some(h) = &p.host_header
-            && (h.is_empty()
-                || h.bytes()
-                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control()))
-        {
-            out.push((
-                at().key("host_header"),
-                "must be a host name, optionally with :port".into(),
-            ));
-        }
-        if p.max_fails > 0 && p.fail_timeout.get().is_zero() {
-            out.push((
-                at().key("fail_timeout"),
-                "must be greater than zero when max_fails > 0".into(),
-            ));
-        }
-        if p.retries > 16 {
-            out.push((at().key("retries"), "must be at most 16".into()));
-        }
-        if p.response_timeout.get().is_zero() {
-            out.push((
-                at().key("response_timeout"),
-                "must be greater than zero".into(),
-            ));
-        }
-        if p.keepalive > 10_000 {
-            out.push((at().key("keepalive"), "must be at most 10000".into()));
-        }
-        if p.keepalive > 0 && p.keepalive_timeout.get().is_zero() {
-            out.push((
-                at().key("keepalive_timeout"),
-                "must be greater than zero when keepalive > 0".into(),
-            ));
-        }
-        let sticky = match (&p.sticky_cookie, p.balance) {
-            (Some(_), b) if b != Balance::Cookie => {
-                out.push((
-                    at().key("sticky_cookie"),
-                    "only meaningful with balance = \"cookie\"".into(),
-                ));
-                None
-            }
-            (Some(c), _) if !is_token(c) => {
-                out.push((
-                    at().key("sticky_cookie"),
-                    format!("{c:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
-                ));
-                None
-            }
-            (name, Balance::Cookie) => Some(Sticky {
-                cookie: name.clone().unwrap_or_else(|| "wsgate_srv".into()),
-                key: secret.clone(),
-            }),
-            _ => None,
-        };
+        pool_values(i, p, out);
+        let sticky = sticky(i, p, secret, out);
         if p.backends.is_empty() {
             out.push((
                 at().key("backend"),
@@ -366,6 +309,81 @@ fn pools(ps: &[schema::Pool], source: &Path, secret: &Secret, out: &mut Vec<Find
         });
     }
     checked
+}
+
+/// The values of pool `i` that are checked one by one: timeouts, host_header,
+/// retries, passive checks and keep-alive.
+fn pool_values(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) {
+    let at = || KeyPath::root("pool").index(i);
+    for (k, d) in [
+        ("connect_timeout", p.connect_timeout),
+        ("upgrade_timeout", p.upgrade_timeout),
+        ("upstream_deadline", p.upstream_deadline),
+    ] {
+        if d.get().is_zero() {
+            out.push((at().key(k), "must be greater than zero".into()));
+        }
+    }
+    if let Some(h) = &p.host_header
+        && (h.is_empty()
+            || h.bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control()))
+    {
+        out.push((
+            at().key("host_header"),
+            "must be a host name, optionally with :port".into(),
+        ));
+    }
+    if p.max_fails > 0 && p.fail_timeout.get().is_zero() {
+        out.push((
+            at().key("fail_timeout"),
+            "must be greater than zero when max_fails > 0".into(),
+        ));
+    }
+    if p.retries > 16 {
+        out.push((at().key("retries"), "must be at most 16".into()));
+    }
+    if p.response_timeout.get().is_zero() {
+        out.push((
+            at().key("response_timeout"),
+            "must be greater than zero".into(),
+        ));
+    }
+    if p.keepalive > 10_000 {
+        out.push((at().key("keepalive"), "must be at most 10000".into()));
+    }
+    if p.keepalive > 0 && p.keepalive_timeout.get().is_zero() {
+        out.push((
+            at().key("keepalive_timeout"),
+            "must be greater than zero when keepalive > 0".into(),
+        ));
+    }
+}
+
+/// `sticky_cookie`, with `balance = "cookie"`: the cookie and the key it is hashed with.
+fn sticky(i: usize, p: &schema::Pool, secret: &Secret, out: &mut Vec<Finding>) -> Option<Sticky> {
+    let at = || KeyPath::root("pool").index(i);
+    match (&p.sticky_cookie, p.balance) {
+        (Some(_), b) if b != Balance::Cookie => {
+            out.push((
+                at().key("sticky_cookie"),
+                "only meaningful with balance = \"cookie\"".into(),
+            ));
+            None
+        }
+        (Some(c), _) if !is_token(c) => {
+            out.push((
+                at().key("sticky_cookie"),
+                format!("{c:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
+            ));
+            None
+        }
+        (name, Balance::Cookie) => Some(Sticky {
+            cookie: name.clone().unwrap_or_else(|| "wsgate_srv".into()),
+            key: secret.clone(),
+        }),
+        _ => None,
+    }
 }
 
 /// The shortest `resolve` interval accepted.
