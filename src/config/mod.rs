@@ -4,8 +4,8 @@
 //! value types (`types.rs`, `duration.rs`), and the validated `Config` this module
 //! exports. A `Config` can only be made by `Config::load` or `Config::parse`, which
 //! run every check (`validate.rs` and the check modules, backend names resolved)
-//! and report each problem as `file:line:column: key: message` (`load.rs`). So the runtime takes a `Config` and
-//! cannot meet a value that was not checked; it never parses a string again.
+//! and report each problem as `file:line:column: key: message` (`load.rs`). So the
+//! runtime takes a `Config` and cannot meet a value that was not checked.
 //! Does not own: building runtime objects (TLS configs, routers, pools: runtime/).
 //! Nothing here imports the runtime.
 
