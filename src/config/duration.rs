@@ -1,6 +1,10 @@
 //! `Dur`: a duration written as a string with a unit ("250ms", "10s", "2m", "1h").
 //! Bare numbers are refused so that nobody has to guess the unit.
+//!
+//! Owns: that syntax and its message. Does not own: what a duration may be for a
+//! given key (zero allowed or not: the check modules).
 
+use super::finding::InvalidValue;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::time::Duration;
@@ -27,12 +31,12 @@ impl fmt::Debug for Dur {
 }
 
 impl std::str::FromStr for Dur {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Dur, String> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Dur, InvalidValue> {
         let bad = || {
-            format!(
+            InvalidValue::new(format!(
                 "invalid duration {s:?}: expected a whole number followed by ms, s, m or h (e.g. \"10s\")"
-            )
+            ))
         };
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;

@@ -1,4 +1,8 @@
-//! `[pool.health]` (active checks) and the passive-check and failover keys of a pool.
+//! `[pool.health]` (active checks): its keys as written, a backend's overrides of
+//! them, the merged `Check` a backend runs and its checks.
+//!
+//! Owns: those keys, their defaults and problems. Does not own: the other pool keys
+//! (passive checks, failover: schema/ and validate.rs) or running checks (backends/).
 
 use super::Dur;
 use serde::Deserialize;

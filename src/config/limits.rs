@@ -1,77 +1,177 @@
 //! `[limits]`: admission control and per-session limits, and `[route.limits]`
 //! overrides. Connection-level keys are decided before TLS, when no route is known
 //! yet, so only session-level keys may be overridden per route.
+//!
+//! Owns: every limit, each written once in the `limits!` table below (key, type,
+//! default, its value when unlimited, the check of its value), from which the
+//! macro makes `Limits` (`[limits]`), `RouteLimits`, `SessionLimits` and their
+//! defaults, merge and checks. Does not own: enforcing them (accept/, relay/).
 
-use super::Dur;
+use super::duration::Dur;
 use super::types::{Cidr, MemoryLimit};
 use serde::Deserialize;
 
-/// `[limits]`. A value of 0 (or "0s") turns a session limit off.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Concurrent client connections, all IPs together; at the limit accept pauses.
-    /// Absent: derived from the open-file limit (two descriptors per session).
-    pub max_connections: Option<usize>,
-    /// Concurrent connections from one client IP (IPv6: one prefix).
-    pub max_connections_per_ip: usize,
-    /// New connections per second per client IP (token bucket refill rate).
-    pub connect_rate: f64,
-    /// Token bucket size: new connections one IP may open at once.
-    pub connect_burst: u32,
-    /// IPv6 clients are keyed by this prefix length.
-    pub ipv6_prefix: u8,
-    /// CIDRs exempt from the per-IP limits (not from max_connections).
-    pub exempt: Vec<Cidr>,
-    /// New connections per second, all clients together (a token bucket the accept
-    /// loop waits on). Absent: 1000 per worker thread. 0 turns it off.
-    pub max_connect_rate: Option<f64>,
-    /// That bucket's size. Absent: one second's worth.
-    pub max_connect_burst: Option<u32>,
-    /// Resident memory above which accepting pauses. Absent: 90 % of the cgroup's
-    /// memory limit if there is one, else none.
-    pub max_memory: Option<MemoryLimit>,
-    pub message_rate: f64,
-    pub message_burst: u32,
-    pub on_exceed: OnExceed,
-    pub max_message_bytes: u64,
-    pub max_frame_bytes: u64,
-    pub backend_max_message_bytes: u64,
-    pub backend_max_frame_bytes: u64,
-    /// Check that the client's text messages are UTF-8 (1007 if not).
-    pub validate_utf8: bool,
-    /// Check that the backend's text messages are UTF-8.
-    pub backend_validate_utf8: bool,
-    pub ping_interval: Dur,
-    pub idle_timeout: Dur,
-    pub max_session_duration: Dur,
+/// Makes the limit types from one table. Each entry is
+/// `key: Type = default[, unlimited value][, refuse |v| bad(v) => "message"];`:
+/// a `connection` key is a field of `Limits`; a `session` key (with its value in
+/// `SessionLimits::unlimited`) is also a field of `RouteLimits` (optional there) and
+/// of `SessionLimits` (the route's value, else `[limits]`'s). Session values are
+/// `Copy`. Keys are read and checked in table order; checks between two keys are
+/// in `SessionLimits::problems`.
+macro_rules! limits {
+    (
+        connection {$(
+            $(#[$cmeta:meta])*
+            $c:ident: $cty:ty = $cdefault:expr
+            $(, refuse |$cv:ident| $cbad:expr => $cmsg:literal)?;
+        )*}
+        session {$(
+            $(#[$smeta:meta])*
+            $s:ident: $sty:ty = $sdefault:expr, unlimited $soff:expr
+            $(, refuse |$sv:ident| $sbad:expr => $smsg:literal)?;
+        )*}
+    ) => {
+        /// `[limits]`. A value of 0 (or "0s") turns a session limit off.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Limits {
+            $($(#[$cmeta])* pub $c: $cty,)*
+            $($(#[$smeta])* pub $s: $sty,)*
+        }
+
+        impl Default for Limits {
+            fn default() -> Self {
+                Limits {
+                    $($c: $cdefault,)*
+                    $($s: $sdefault,)*
+                }
+            }
+        }
+
+        /// `[route.limits]`: the session keys of `[limits]`, each optional.
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RouteLimits {
+            $($(#[$smeta])* pub $s: Option<$sty>,)*
+        }
+
+        /// The limits one session runs under: `[limits]` with its route's overrides applied.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct SessionLimits {
+            $($(#[$smeta])* pub $s: $sty,)*
+        }
+
+        impl Limits {
+            /// Semantic problems of `[limits]` as (key, message): the connection keys,
+            /// then the session keys.
+            pub fn problems(&self) -> Vec<(&'static str, String)> {
+                let mut out = Vec::new();
+                $($(
+                    let $cv = &self.$c;
+                    if $cbad {
+                        out.push((stringify!($c), String::from($cmsg)));
+                    }
+                )?)*
+                out.extend(SessionLimits::resolve(self, None).problems());
+                out
+            }
+        }
+
+        impl SessionLimits {
+            pub fn resolve(d: &Limits, r: Option<&RouteLimits>) -> SessionLimits {
+                let r = r.cloned().unwrap_or_default();
+                SessionLimits {
+                    $($s: r.$s.unwrap_or(d.$s),)*
+                }
+            }
+
+            /// No limit at all (for tools and tests that want a bare relay); UTF-8 is
+            /// still checked, as by default.
+            pub fn unlimited() -> SessionLimits {
+                SessionLimits {
+                    $($s: $soff,)*
+                }
+            }
+
+            /// Semantic problems as (key, message), checked for `[limits]` and each
+            /// override: each key's own check, then those between keys.
+            pub fn problems(&self) -> Vec<(&'static str, String)> {
+                let mut out = Vec::new();
+                $($(
+                    let $sv = &self.$s;
+                    if $sbad {
+                        out.push((stringify!($s), String::from($smsg)));
+                    }
+                )?)*
+                out.extend(self.between_keys());
+                out
+            }
+        }
+    };
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: None,
-            max_connections_per_ip: 256,
-            connect_rate: 20.0,
-            connect_burst: 100,
-            ipv6_prefix: 64,
-            exempt: Vec::new(),
-            max_connect_rate: None,
-            max_connect_burst: None,
-            max_memory: None,
-            message_rate: 100.0,
-            message_burst: 200,
-            on_exceed: OnExceed::Throttle,
-            max_message_bytes: 16 << 20,
-            max_frame_bytes: 16 << 20,
-            backend_max_message_bytes: 0,
-            backend_max_frame_bytes: 0,
-            validate_utf8: true,
-            backend_validate_utf8: true,
-            ping_interval: Dur::secs(30),
-            idle_timeout: Dur::secs(90),
-            max_session_duration: Dur::secs(0),
-        }
+limits! {
+    connection {
+        /// Concurrent client connections, all IPs together; at the limit accept pauses.
+        /// Absent: derived from the open-file limit (two descriptors per session).
+        max_connections: Option<usize> = None,
+            refuse |n| *n == Some(0)
+                => "must be at least 1 (leave it out to derive it from the open-file limit)";
+        /// Concurrent connections from one client IP (IPv6: one prefix).
+        max_connections_per_ip: usize = 256,
+            refuse |n| *n == 0 => "must be at least 1";
+        /// New connections per second per client IP (token bucket refill rate).
+        connect_rate: f64 = 20.0,
+            refuse |r| !r.is_finite() || *r <= 0.0 || *r > 1e6
+                => "must be a number of connections per second, > 0";
+        /// Token bucket size: new connections one IP may open at once.
+        connect_burst: u32 = 100,
+            refuse |n| *n == 0 => "must be at least 1";
+        /// IPv6 clients are keyed by this prefix length.
+        ipv6_prefix: u8 = 64,
+            refuse |p| !(1..=128).contains(p) => "must be between 1 and 128";
+        /// CIDRs exempt from the per-IP limits (not from max_connections).
+        exempt: Vec<Cidr> = Vec::new();
+        /// New connections per second, all clients together (a token bucket the accept
+        /// loop waits on). Absent: 1000 per worker thread. 0 turns it off.
+        max_connect_rate: Option<f64> = None,
+            refuse |r| r.is_some_and(|r| !r.is_finite() || !(0.0..=1e7).contains(&r))
+                => "must be a number of connections per second >= 0 (0 = off)";
+        /// That bucket's size. Absent: one second's worth.
+        max_connect_burst: Option<u32> = None,
+            refuse |n| *n == Some(0) => "must be at least 1";
+        /// Resident memory above which accepting pauses. Absent: 90 % of the cgroup's
+        /// memory limit if there is one, else none.
+        max_memory: Option<MemoryLimit> = None;
+    }
+    session {
+        /// Data messages per second the client may send to the backend (0: no limit).
+        message_rate: f64 = 100.0, unlimited 0.0,
+            refuse |r| !r.is_finite() || *r < 0.0
+                => "must be a number of messages per second >= 0 (0 = off)";
+        /// The burst: messages the client may send at once.
+        message_burst: u32 = 200, unlimited 1,
+            refuse |n| *n == 0 => "must be at least 1";
+        /// Over `message_rate`: throttle (stop reading from the client) or close (1008).
+        on_exceed: OnExceed = OnExceed::Throttle, unlimited OnExceed::Throttle;
+        /// Client -> backend: largest message, fragments summed (then 1009; 0: no limit).
+        max_message_bytes: u64 = 16 << 20, unlimited 0;
+        /// Client -> backend: largest frame (then 1009; 0: no limit).
+        max_frame_bytes: u64 = 16 << 20, unlimited 0;
+        /// Backend -> client: largest message (0: no limit, the default).
+        backend_max_message_bytes: u64 = 0, unlimited 0;
+        /// Backend -> client: largest frame (0: no limit, the default).
+        backend_max_frame_bytes: u64 = 0, unlimited 0;
+        /// Check that the client's text messages are UTF-8 (1007 if not).
+        validate_utf8: bool = true, unlimited true;
+        /// Check that the backend's text messages are UTF-8.
+        backend_validate_utf8: bool = true, unlimited true;
+        /// Silence from the client after which it is sent a Ping ("0s": never).
+        ping_interval: Dur = Dur::secs(30), unlimited Dur::secs(0);
+        /// Silence from the client after which the session ends ("0s": never).
+        idle_timeout: Dur = Dur::secs(90), unlimited Dur::secs(0);
+        /// Hard cap on a session's life, 1001 to both sides ("0s": none).
+        max_session_duration: Dur = Dur::secs(0), unlimited Dur::secs(0);
     }
 }
 
@@ -85,102 +185,15 @@ pub enum OnExceed {
     Close,
 }
 
-/// `[route.limits]`: the session keys of `[limits]`, each optional.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteLimits {
-    pub message_rate: Option<f64>,
-    pub message_burst: Option<u32>,
-    pub on_exceed: Option<OnExceed>,
-    pub max_message_bytes: Option<u64>,
-    pub max_frame_bytes: Option<u64>,
-    pub backend_max_message_bytes: Option<u64>,
-    pub backend_max_frame_bytes: Option<u64>,
-    pub validate_utf8: Option<bool>,
-    pub backend_validate_utf8: Option<bool>,
-    pub ping_interval: Option<Dur>,
-    pub idle_timeout: Option<Dur>,
-    pub max_session_duration: Option<Dur>,
-}
-
-/// The limits one session runs under: `[limits]` with its route's overrides applied.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionLimits {
-    pub message_rate: f64,
-    pub message_burst: u32,
-    pub on_exceed: OnExceed,
-    pub max_message_bytes: u64,
-    pub max_frame_bytes: u64,
-    pub backend_max_message_bytes: u64,
-    pub backend_max_frame_bytes: u64,
-    pub validate_utf8: bool,
-    pub backend_validate_utf8: bool,
-    pub ping_interval: Dur,
-    pub idle_timeout: Dur,
-    pub max_session_duration: Dur,
-}
-
 impl SessionLimits {
-    pub fn resolve(d: &Limits, r: Option<&RouteLimits>) -> SessionLimits {
-        let r = r.cloned().unwrap_or_default();
-        SessionLimits {
-            message_rate: r.message_rate.unwrap_or(d.message_rate),
-            message_burst: r.message_burst.unwrap_or(d.message_burst),
-            on_exceed: r.on_exceed.unwrap_or(d.on_exceed),
-            max_message_bytes: r.max_message_bytes.unwrap_or(d.max_message_bytes),
-            max_frame_bytes: r.max_frame_bytes.unwrap_or(d.max_frame_bytes),
-            backend_max_message_bytes: r
-                .backend_max_message_bytes
-                .unwrap_or(d.backend_max_message_bytes),
-            backend_max_frame_bytes: r
-                .backend_max_frame_bytes
-                .unwrap_or(d.backend_max_frame_bytes),
-            validate_utf8: r.validate_utf8.unwrap_or(d.validate_utf8),
-            backend_validate_utf8: r.backend_validate_utf8.unwrap_or(d.backend_validate_utf8),
-            ping_interval: r.ping_interval.unwrap_or(d.ping_interval),
-            idle_timeout: r.idle_timeout.unwrap_or(d.idle_timeout),
-            max_session_duration: r.max_session_duration.unwrap_or(d.max_session_duration),
-        }
-    }
-
-    /// No limit at all (for tools and tests that want a bare relay); UTF-8 is still
-    /// checked, as by default.
-    pub fn unlimited() -> SessionLimits {
-        SessionLimits {
-            message_rate: 0.0,
-            message_burst: 1,
-            on_exceed: OnExceed::Throttle,
-            max_message_bytes: 0,
-            max_frame_bytes: 0,
-            backend_max_message_bytes: 0,
-            backend_max_frame_bytes: 0,
-            validate_utf8: true,
-            backend_validate_utf8: true,
-            ping_interval: Dur::secs(0),
-            idle_timeout: Dur::secs(0),
-            max_session_duration: Dur::secs(0),
-        }
-    }
-
-    /// Semantic problems as (key, message), checked for `[limits]` and each override.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if !self.message_rate.is_finite() || self.message_rate < 0.0 {
-            out.push((
-                "message_rate",
-                "must be a number of messages per second >= 0 (0 = off)".into(),
-            ));
-        }
-        if self.message_burst == 0 {
-            out.push(("message_burst", "must be at least 1".into()));
-        }
+    /// The checks that involve two keys.
+    fn between_keys(&self) -> Option<(&'static str, String)> {
         let (p, i) = (self.ping_interval.get(), self.idle_timeout.get());
-        if !p.is_zero() && !i.is_zero() && i <= p {
-            out.push((
+        (!p.is_zero() && !i.is_zero() && i <= p).then(|| {
+            (
                 "idle_timeout",
                 format!("must be longer than ping_interval ({p:?}) so a ping can be answered"),
-            ));
-        }
-        out
+            )
+        })
     }
 }

@@ -3,61 +3,28 @@
 //! Owns: the error types, turning serde/TOML errors and semantic findings into
 //! located messages. The location of a semantic finding is found by walking the
 //! spanned TOML document along the finding's key path.
+//! Does not own: the key paths and findings themselves (finding.rs) or the checks
+//! (validate.rs and the check modules it calls).
 
 use super::Config;
+use super::finding::{KeyPath, Seg};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 
-/// One step of a key path: a table key or an array index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-/// A key path such as `pool[1].backend[0].weight`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyPath(pub Vec<Seg>);
-
-impl KeyPath {
-    pub fn key(mut self, k: &str) -> KeyPath {
-        self.0.push(Seg::Key(k.to_string()));
-        self
-    }
-    pub fn index(mut self, i: usize) -> KeyPath {
-        self.0.push(Seg::Index(i));
-        self
-    }
-    pub fn root(k: &str) -> KeyPath {
-        KeyPath::default().key(k)
-    }
-    fn from_serde(p: &serde_path_to_error::Path) -> KeyPath {
-        use serde_path_to_error::Segment;
-        let segs = p
-            .iter()
-            .filter_map(|s| match s {
-                Segment::Seq { index } => Some(Seg::Index(*index)),
-                Segment::Map { key } => Some(Seg::Key(key.clone())),
-                Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
-                Segment::Unknown => None,
-            })
-            .collect();
-        KeyPath(segs)
-    }
-}
-
-impl fmt::Display for KeyPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, s) in self.0.iter().enumerate() {
-            match s {
-                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
-                Seg::Key(k) => write!(f, ".{k}")?,
-                Seg::Index(n) => write!(f, "[{n}]")?,
-            }
-        }
-        Ok(())
-    }
+/// The key path of a serde error.
+fn key_path_of(p: &serde_path_to_error::Path) -> KeyPath {
+    use serde_path_to_error::Segment;
+    let segs = p
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Seq { index } => Some(Seg::Index(*index)),
+            Segment::Map { key } => Some(Seg::Key(key.clone())),
+            Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
+            Segment::Unknown => None,
+        })
+        .collect();
+    KeyPath(segs)
 }
 
 /// One located problem in a config file.
@@ -150,7 +117,7 @@ pub(super) fn parse_str(text: &str, source: &Path) -> Result<Config, ConfigError
         ConfigError::Invalid(vec![doc.at_span(e.span(), String::new(), e.message())])
     })?;
     let file: super::schema::File = serde_path_to_error::deserialize(de).map_err(|e| {
-        let mut path = KeyPath::from_serde(e.path());
+        let mut path = key_path_of(e.path());
         let inner = e.into_inner();
         let msg = inner.message().to_string();
         if let Some(field) = unknown_field(&msg)

@@ -1,16 +1,17 @@
 //! The configuration: one TOML file, every key documented in `conf/wsgate.toml`.
 //!
-//! Owns: the file's schema (`schema.rs`, serde, unknown keys are errors), checked
-//! value types (`types.rs`), and the validated `Config` this module exports. A
-//! `Config` can only be made by `Config::load` or `Config::parse`, which run every
-//! check (`validate.rs`, backend names resolved) and report each problem as
-//! `file:line:column: key: message` (`load.rs`). So the runtime takes a `Config` and
-//! cannot meet a value that was not checked; it never parses a string again.
+//! Owns: the file's schema (`schema/`, serde, unknown keys are errors), checked
+//! value types (`types.rs`, `duration.rs`), and the validated `Config` this module
+//! exports. A `Config` can only be made by `Config::load` or `Config::parse`, which
+//! run every check (`validate.rs` and the check modules, backend names resolved)
+//! and report each problem as `file:line:column: key: message` (`load.rs`). So the
+//! runtime takes a `Config` and cannot meet a value that was not checked.
 //! Does not own: building runtime objects (TLS configs, routers, pools: runtime/).
 //! Nothing here imports the runtime.
 
 pub mod auth;
 mod duration;
+mod finding;
 mod health;
 mod limits;
 mod load;
@@ -20,19 +21,19 @@ pub mod tls;
 pub mod types;
 mod validate;
 
-pub use auth::{JwtConf, KeySource, TokenSource};
+pub use auth::{JwtConf, KeySource};
 pub use duration::Dur;
+pub use finding::{InvalidValue, KeyPath, Seg};
 pub use health::{Check, CheckKind, HealthConf};
 pub use limits::{Limits, OnExceed, RouteLimits, SessionLimits};
-pub use load::{ConfigError, KeyPath, Problem, Seg};
-pub use schema::{LogFormat, OnRemoved, ProxyVersion, Server};
+pub use load::{ConfigError, Problem};
+pub use schema::{Balance, HttpMode, LogFormat, OnRemoved, ProxyVersion, Server, TokenSource};
 pub use tls::{CertPair, ClientCerts, ListenerTls, PoolTls};
 pub use types::{
     Cidr, HeaderKey, HostMatch, MatchOn, MatchValue, MemoryLimit, OriginPattern, RouteMatch,
     Secret, SuiteName, TlsVersion,
 };
 
-use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -123,28 +124,6 @@ pub struct Listener {
     pub proxy_protocol: Option<Vec<Cidr>>,
     /// `None` for a plain-TCP listener.
     pub tls: Option<ListenerTls>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Balance {
-    #[default]
-    RoundRobin,
-    IpHash,
-    LeastConn,
-    /// A cookie names the client's backend; clients without one get round robin.
-    Cookie,
-}
-
-/// What a route does with requests that are not WebSocket upgrades.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HttpMode {
-    /// 426 Upgrade Required (405, 505 ...), one request per connection.
-    #[default]
-    Refuse,
-    /// Reverse-proxied to the route's pool, with keep-alive.
-    Proxy,
 }
 
 /// `balance = "cookie"`: the cookie's name and the key its values are hashed with.

@@ -1,10 +1,14 @@
 //! Checking `[[route]]`s: the pool or weighted pools each names, its header, cookie
 //! and query conditions, and that no two routes match the same requests.
+//!
+//! Owns: those checks and the default route names (`pool`, `pool#2`, ...). Does not
+//! own: the `Route` it builds (mod.rs), `[route.auth]` (auth.rs), the merge of
+//! `[route.limits]` over `[limits]` (limits.rs) or the other tables (validate.rs).
 
+use super::finding::{Finding, KeyPath};
 use super::schema::{self, File};
 use super::types::is_token;
-use super::validate::Finding;
-use super::{KeyPath, MatchOn, MatchValue, Route, RouteMatch, SessionLimits, Target};
+use super::{MatchOn, MatchValue, Route, RouteMatch, SessionLimits, Target};
 use std::collections::HashSet;
 use std::path::Path;
 

@@ -3,37 +3,17 @@
 //! `client_auth`, the header the verified subject is forwarded in), and a pool's TLS
 //! to its backends (`tls`, `tls_ca`, `tls_server_name`).
 //!
-//! Owns: those keys' schema, their checks, and the checked values the runtime gets
-//! (`ListenerTls`, `ClientCerts`, `PoolTls`). Does not own: reading the files (that is
-//! done when a generation is built: tls/), or the other listener and pool keys.
+//! Owns: those keys' checks and the checked values the runtime gets (`ListenerTls`,
+//! `ClientCerts`, `PoolTls`). Does not own: the keys as written (schema/), reading
+//! the files (done when a generation is built: tls/), or the other listener and
+//! pool keys (validate.rs).
 
-use super::KeyPath;
-use super::schema;
+use super::finding::{Finding, KeyPath, resolve_path};
+use super::schema::{self, ClientAuth};
 use super::types::{SuiteName, TlsVersion};
-use super::validate::resolve_path;
 use hyper::header::HeaderName;
 use rustls_pki_types::ServerName;
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
-
-/// One `[[listener.certificate]]`: a full chain and its key.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CertificateFile {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-/// `client_auth`: whether a client must present a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientAuth {
-    /// A client without a certificate is served (a certificate it does present must verify).
-    Optional,
-    /// The handshake fails without a certificate that verifies.
-    #[default]
-    Required,
-}
 
 /// Header the verified client subject is forwarded in, unless `client_subject_header` says.
 pub const DEFAULT_SUBJECT_HEADER: &str = "x-client-subject";
@@ -83,8 +63,6 @@ pub struct PoolTls {
     /// SNI and the name verified; `None`: each backend's host as written.
     pub server_name: Option<String>,
 }
-
-pub(super) type Finding = (KeyPath, String);
 
 /// The TLS part of listener `i` (`l.tls` is true).
 pub(super) fn listener(

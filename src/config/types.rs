@@ -7,6 +7,7 @@
 //! Does not own: what the values mean at run time (admission, routing, origin checks
 //! and TLS use them).
 
+use super::finding::InvalidValue;
 use rustls::{CipherSuite, SupportedCipherSuite};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -45,9 +46,13 @@ pub struct Cidr {
 }
 
 impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Cidr, String> {
-        let bad = || format!("{s:?} is not a CIDR such as \"10.0.0.0/8\" or \"2001:db8::/32\"");
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Cidr, InvalidValue> {
+        let bad = || {
+            InvalidValue::new(format!(
+                "{s:?} is not a CIDR such as \"10.0.0.0/8\" or \"2001:db8::/32\""
+            ))
+        };
         let (ip, len) = match s.split_once('/') {
             Some((ip, len)) => (
                 ip.parse::<IpAddr>().map_err(|_| bad())?,
@@ -103,11 +108,13 @@ pub enum HostMatch {
 }
 
 impl FromStr for HostMatch {
-    type Err = String;
-    fn from_str(s: &str) -> Result<HostMatch, String> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<HostMatch, InvalidValue> {
         let lower = s.trim().to_ascii_lowercase();
         let bad = || {
-            format!("{s:?} is not a host name (\"chat.example.com\" or \"*.example.com\", no port)")
+            InvalidValue::new(format!(
+                "{s:?} is not a host name (\"chat.example.com\" or \"*.example.com\", no port)"
+            ))
         };
         let (wild, name) = match lower.strip_prefix("*.") {
             Some(rest) => (true, rest.to_string()),
@@ -204,23 +211,23 @@ pub enum OriginPattern {
 }
 
 impl FromStr for OriginPattern {
-    type Err = String;
-    fn from_str(s: &str) -> Result<OriginPattern, String> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<OriginPattern, InvalidValue> {
         if s == "*" {
             return Ok(OriginPattern::Any);
         }
         let bad = || {
-            format!(
+            InvalidValue::new(format!(
                 "{s:?} is not an origin like \"https://chat.example.com\" or \"https://*.example.com\""
-            )
+            ))
         };
         let (scheme, rest) = s.split_once("://").ok_or_else(bad)?;
         if let Some(suffix) = rest.strip_prefix("*.") {
             let o = Origin::parse(&format!("{scheme}://{suffix}")).ok_or_else(bad)?;
             if !o.host.contains('.') && o.host != "localhost" {
-                return Err(format!(
+                return Err(InvalidValue::new(format!(
                     "{s:?}: a wildcard must be under a domain with at least two labels"
-                ));
+                )));
             }
             return Ok(OriginPattern::Subdomains {
                 scheme: o.scheme,
@@ -229,9 +236,9 @@ impl FromStr for OriginPattern {
             });
         }
         if rest.contains('*') {
-            return Err(format!(
+            return Err(InvalidValue::new(format!(
                 "{s:?}: '*' is only allowed as the first label (\"https://*.example.com\")"
-            ));
+            )));
         }
         Origin::parse(s).map(OriginPattern::Exact).ok_or_else(bad)
     }
@@ -289,18 +296,18 @@ const RESERVED_HEADERS: [&str; 17] = [
 ];
 
 impl FromStr for HeaderKey {
-    type Err = String;
-    fn from_str(s: &str) -> Result<HeaderKey, String> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<HeaderKey, InvalidValue> {
         let name = hyper::header::HeaderName::from_bytes(s.as_bytes())
-            .map_err(|_| format!("{s:?} is not a valid header name"))?;
+            .map_err(|_| InvalidValue::new(format!("{s:?} is not a valid header name")))?;
         let n = name.as_str();
         if RESERVED_HEADERS.contains(&n)
             || n.starts_with("sec-websocket-")
             || n.starts_with("x-forwarded-")
         {
-            return Err(format!(
+            return Err(InvalidValue::new(format!(
                 "{s:?} is a header wsgate or the protocol owns; pick another (e.g. \"X-User-Id\")"
-            ));
+            )));
         }
         Ok(HeaderKey(name))
     }
@@ -318,12 +325,12 @@ pub enum MemoryLimit {
 }
 
 impl FromStr for MemoryLimit {
-    type Err = String;
-    fn from_str(s: &str) -> Result<MemoryLimit, String> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<MemoryLimit, InvalidValue> {
         let bad = || {
-            format!(
+            InvalidValue::new(format!(
                 "{s:?} is not a memory size (\"512MiB\", \"2GiB\", bytes) or a share (\"80%\"), or \"0\""
-            )
+            ))
         };
         let t = s.trim();
         if t == "0" {
@@ -332,7 +339,9 @@ impl FromStr for MemoryLimit {
         if let Some(p) = t.strip_suffix('%') {
             let p: f64 = p.trim().parse().map_err(|_| bad())?;
             if !(p > 0.0 && p <= 100.0) {
-                return Err(format!("{s:?}: a share must be above 0% and at most 100%"));
+                return Err(InvalidValue::new(format!(
+                    "{s:?}: a share must be above 0% and at most 100%"
+                )));
             }
             return Ok(MemoryLimit::OfCgroup(p));
         }
@@ -447,8 +456,8 @@ fn suite_name(s: CipherSuite) -> String {
 }
 
 impl FromStr for SuiteName {
-    type Err = String;
-    fn from_str(n: &str) -> Result<SuiteName, String> {
+    type Err = InvalidValue;
+    fn from_str(n: &str) -> Result<SuiteName, InvalidValue> {
         let offered = offered_suites();
         if let Some(s) = offered.iter().find(|s| suite_name(s.suite()) == n) {
             return Ok(SuiteName(*s));
@@ -456,15 +465,15 @@ impl FromStr for SuiteName {
         let names: Vec<String> = offered.iter().map(|s| suite_name(s.suite())).collect();
         let known = (0..=u16::MAX).any(|v| CipherSuite::from(v).as_str() == Some(n));
         Err(if known {
-            format!(
+            InvalidValue::new(format!(
                 "{n:?} is not allowed: only AEAD suites with forward secrecy are offered (one of {})",
                 names.join(", ")
-            )
+            ))
         } else {
-            format!(
+            InvalidValue::new(format!(
                 "unknown cipher suite {n:?} (expected one of {})",
                 names.join(", ")
-            )
+            ))
         })
     }
 }
@@ -543,9 +552,10 @@ mod tests {
         );
         let e = "TLS_RSA_WITH_AES_128_CBC_SHA"
             .parse::<SuiteName>()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is not allowed"), "{e}");
-        let e = "TLS_BOGUS".parse::<SuiteName>().unwrap_err();
+        let e = "TLS_BOGUS".parse::<SuiteName>().unwrap_err().to_string();
         assert!(e.contains("unknown cipher suite"), "{e}");
     }
 }

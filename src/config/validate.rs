@@ -1,19 +1,23 @@
 //! From a parsed `File` to a checked `Config`: the checks serde cannot express (each
 //! finding is a key path and one message) and the conversions that go with them.
 //! Backend host names are resolved here, once per load, so the runtime never resolves.
+//!
+//! Owns: the coordination (every table checked, findings gathered) and the checks of
+//! `[server]`, `[admin]`, `[[listener]]` and `[[pool]]`. Calls the check modules
+//! (tls.rs, routes.rs and, through it, auth.rs; limits.rs for `[limits]`); none of
+//! them imports this module. Does not own: the schema, or locating findings (load.rs).
 
+use super::finding::{Finding, InvalidValue, KeyPath, resolve_path};
 use super::schema::{self, File, OnRemoved};
 use super::types::is_token;
 use super::{
-    Admin, Backend, BackendRemoved, Balance, Check, Config, Discover, KeyPath, Listener, Passive,
-    Pool, Secret, SessionLimits, Sticky,
+    Admin, Backend, BackendRemoved, Balance, Check, Config, Discover, Listener, Passive, Pool,
+    Secret, SessionLimits, Sticky,
 };
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-pub(super) type Finding = (KeyPath, String);
 
 pub(super) fn validate(file: File, source: &Path, text: &str) -> Result<Config, Vec<Finding>> {
     let mut out = Vec::new();
@@ -150,41 +154,8 @@ fn admin(a: Option<&schema::Admin>, out: &mut Vec<Finding>) -> Admin {
 
 fn limits(file: &File, out: &mut Vec<Finding>) {
     let l = &file.limits;
-    let at = |k: &str| KeyPath::root("limits").key(k);
-    if l.max_connections == Some(0) {
-        out.push((
-            at("max_connections"),
-            "must be at least 1 (leave it out to derive it from the open-file limit)".into(),
-        ));
-    }
-    if let Some(r) = l.max_connect_rate
-        && (!r.is_finite() || !(0.0..=1e7).contains(&r))
-    {
-        out.push((
-            at("max_connect_rate"),
-            "must be a number of connections per second >= 0 (0 = off)".into(),
-        ));
-    }
-    if l.max_connect_burst == Some(0) {
-        out.push((at("max_connect_burst"), "must be at least 1".into()));
-    }
-    if l.max_connections_per_ip == 0 {
-        out.push((at("max_connections_per_ip"), "must be at least 1".into()));
-    }
-    if !l.connect_rate.is_finite() || l.connect_rate <= 0.0 || l.connect_rate > 1e6 {
-        out.push((
-            at("connect_rate"),
-            "must be a number of connections per second, > 0".into(),
-        ));
-    }
-    if l.connect_burst == 0 {
-        out.push((at("connect_burst"), "must be at least 1".into()));
-    }
-    if !(1..=128).contains(&l.ipv6_prefix) {
-        out.push((at("ipv6_prefix"), "must be between 1 and 128".into()));
-    }
-    for (k, m) in SessionLimits::resolve(l, None).problems() {
-        out.push((at(k), m));
+    for (k, m) in l.problems() {
+        out.push((KeyPath::root("limits").key(k), m));
     }
     for (i, r) in file.routes.iter().enumerate() {
         if r.limits.is_some() {
@@ -192,14 +163,6 @@ fn limits(file: &File, out: &mut Vec<Finding>) {
                 out.push((KeyPath::root("route").index(i).key("limits").key(k), m));
             }
         }
-    }
-}
-
-/// `p`, relative to the folder of the config file unless absolute.
-pub(super) fn resolve_path(source: &Path, p: &Path) -> PathBuf {
-    match source.parent() {
-        Some(dir) if !p.is_absolute() => dir.join(p),
-        _ => p.to_path_buf(),
     }
 }
 
@@ -305,70 +268,8 @@ fn pools(ps: &[schema::Pool], source: &Path, secret: &Secret, out: &mut Vec<Find
                 format!("duplicate pool name {:?}", p.name),
             ));
         }
-        for (k, d) in [
-            ("connect_timeout", p.connect_timeout),
-            ("upgrade_timeout", p.upgrade_timeout),
-            ("upstream_deadline", p.upstream_deadline),
-        ] {
-            if d.get().is_zero() {
-                out.push((at().key(k), "must be greater than zero".into()));
-            }
-        }
-        if let Some(h) = &p.host_header
-            && (h.is_empty()
-                || h.bytes()
-                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control()))
-        {
-            out.push((
-                at().key("host_header"),
-                "must be a host name, optionally with :port".into(),
-            ));
-        }
-        if p.max_fails > 0 && p.fail_timeout.get().is_zero() {
-            out.push((
-                at().key("fail_timeout"),
-                "must be greater than zero when max_fails > 0".into(),
-            ));
-        }
-        if p.retries > 16 {
-            out.push((at().key("retries"), "must be at most 16".into()));
-        }
-        if p.response_timeout.get().is_zero() {
-            out.push((
-                at().key("response_timeout"),
-                "must be greater than zero".into(),
-            ));
-        }
-        if p.keepalive > 10_000 {
-            out.push((at().key("keepalive"), "must be at most 10000".into()));
-        }
-        if p.keepalive > 0 && p.keepalive_timeout.get().is_zero() {
-            out.push((
-                at().key("keepalive_timeout"),
-                "must be greater than zero when keepalive > 0".into(),
-            ));
-        }
-        let sticky = match (&p.sticky_cookie, p.balance) {
-            (Some(_), b) if b != Balance::Cookie => {
-                out.push((
-                    at().key("sticky_cookie"),
-                    "only meaningful with balance = \"cookie\"".into(),
-                ));
-                None
-            }
-            (Some(c), _) if !is_token(c) => {
-                out.push((
-                    at().key("sticky_cookie"),
-                    format!("{c:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
-                ));
-                None
-            }
-            (name, Balance::Cookie) => Some(Sticky {
-                cookie: name.clone().unwrap_or_else(|| "wsgate_srv".into()),
-                key: secret.clone(),
-            }),
-            _ => None,
-        };
+        pool_values(i, p, out);
+        let sticky = sticky(i, p, secret, out);
         if p.backends.is_empty() {
             out.push((
                 at().key("backend"),
@@ -408,6 +309,81 @@ fn pools(ps: &[schema::Pool], source: &Path, secret: &Secret, out: &mut Vec<Find
         });
     }
     checked
+}
+
+/// The values of pool `i` that are checked one by one: timeouts, host_header,
+/// retries, passive checks and keep-alive.
+fn pool_values(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) {
+    let at = || KeyPath::root("pool").index(i);
+    for (k, d) in [
+        ("connect_timeout", p.connect_timeout),
+        ("upgrade_timeout", p.upgrade_timeout),
+        ("upstream_deadline", p.upstream_deadline),
+    ] {
+        if d.get().is_zero() {
+            out.push((at().key(k), "must be greater than zero".into()));
+        }
+    }
+    if let Some(h) = &p.host_header
+        && (h.is_empty()
+            || h.bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control()))
+    {
+        out.push((
+            at().key("host_header"),
+            "must be a host name, optionally with :port".into(),
+        ));
+    }
+    if p.max_fails > 0 && p.fail_timeout.get().is_zero() {
+        out.push((
+            at().key("fail_timeout"),
+            "must be greater than zero when max_fails > 0".into(),
+        ));
+    }
+    if p.retries > 16 {
+        out.push((at().key("retries"), "must be at most 16".into()));
+    }
+    if p.response_timeout.get().is_zero() {
+        out.push((
+            at().key("response_timeout"),
+            "must be greater than zero".into(),
+        ));
+    }
+    if p.keepalive > 10_000 {
+        out.push((at().key("keepalive"), "must be at most 10000".into()));
+    }
+    if p.keepalive > 0 && p.keepalive_timeout.get().is_zero() {
+        out.push((
+            at().key("keepalive_timeout"),
+            "must be greater than zero when keepalive > 0".into(),
+        ));
+    }
+}
+
+/// `sticky_cookie`, with `balance = "cookie"`: the cookie and the key it is hashed with.
+fn sticky(i: usize, p: &schema::Pool, secret: &Secret, out: &mut Vec<Finding>) -> Option<Sticky> {
+    let at = || KeyPath::root("pool").index(i);
+    match (&p.sticky_cookie, p.balance) {
+        (Some(_), b) if b != Balance::Cookie => {
+            out.push((
+                at().key("sticky_cookie"),
+                "only meaningful with balance = \"cookie\"".into(),
+            ));
+            None
+        }
+        (Some(c), _) if !is_token(c) => {
+            out.push((
+                at().key("sticky_cookie"),
+                format!("{c:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
+            ));
+            None
+        }
+        (name, Balance::Cookie) => Some(Sticky {
+            cookie: name.clone().unwrap_or_else(|| "wsgate_srv".into()),
+            key: secret.clone(),
+        }),
+        _ => None,
+    }
 }
 
 /// The shortest `resolve` interval accepted.
@@ -453,7 +429,7 @@ fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> (Vec<Backend>
         }
         if let Some(every) = b.resolve {
             match host_port(&b.address) {
-                Err(m) => out.push((at(j, "address"), m)),
+                Err(e) => out.push((at(j, "address"), e.to_string())),
                 Ok(_) if every.get() < MIN_RESOLVE => out.push((
                     at(j, "resolve"),
                     format!("must be at least {MIN_RESOLVE:?}"),
@@ -505,8 +481,8 @@ fn backends(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) -> (Vec<Backend>
 
 /// A `resolve` backend's address: a DNS name and a port (not an IP address: there
 /// is nothing to look up).
-fn host_port(address: &str) -> Result<(String, u16), String> {
-    let bad = |why: &str| format!("{address:?} {why}");
+fn host_port(address: &str) -> Result<(String, u16), InvalidValue> {
+    let bad = |why: &str| InvalidValue::new(format!("{address:?} {why}"));
     let (host, port) = address
         .rsplit_once(':')
         .ok_or_else(|| bad("needs a port (host:port)"))?;

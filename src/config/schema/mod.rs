@@ -1,16 +1,21 @@
 //! The file as written: serde types for every table and key of the TOML file
-//! (`conf/wsgate.toml` documents each one). Unknown keys are errors everywhere.
+//! (`conf/wsgate.toml` documents each one); `[route.auth]` is in auth.rs here.
+//! Unknown keys are errors everywhere. Imports no check module: they import it.
 //!
 //! Owns: key names, their types and their defaults. Values with a syntax of their
 //! own (durations, CIDRs, host and Origin patterns, cipher suites) are checked types
 //! already (types.rs), so a bad one is reported at its line and column by serde.
-//! Does not own: cross-key checks or name resolution (validate.rs), which turn a
-//! `File` into a `Config`; nothing outside `config` sees a `File`.
+//! Does not own: `[limits]` and `[pool.health]` (limits.rs, health.rs), cross-key
+//! checks or name resolution (validate.rs and the check modules).
 
-use super::auth::AuthFile;
-use super::tls::{CertificateFile, ClientAuth};
+mod auth;
+
+pub use auth::{AuthFile, AuthKind, JwtAlg, SecretEncoding, StringOrList, TokenSource};
+
+use super::duration::Dur;
+use super::health::HealthConf;
+use super::limits::{Limits, RouteLimits};
 use super::types::{Cidr, HeaderKey, HostMatch, OriginPattern, SuiteName, TlsVersion};
-use super::{Balance, Dur, HealthConf, HttpMode, Limits, RouteLimits};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -132,6 +137,25 @@ impl Default for Server {
     }
 }
 
+/// One `[[listener.certificate]]`: a full chain and its key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFile {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `client_auth`: whether a client must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// A client without a certificate is served (a certificate it does present must verify).
+    Optional,
+    /// The handshake fails without a certificate that verifies.
+    #[default]
+    Required,
+}
+
 /// One `[[listener]]`: an address, TLS or plain TCP.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,6 +195,29 @@ pub struct Listener {
 
 fn yes() -> bool {
     true
+}
+
+/// `balance`: how a pool picks a client's backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    IpHash,
+    LeastConn,
+    /// A cookie names the client's backend; clients without one get round robin.
+    Cookie,
+}
+
+/// What a route does with requests that are not WebSocket upgrades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpMode {
+    /// 426 Upgrade Required (405, 505 ...), one request per connection.
+    #[default]
+    Refuse,
+    /// Reverse-proxied to the route's pool, with keep-alive.
+    Proxy,
 }
 
 /// What happens to the live sessions of a backend a reload removed.
