@@ -1,0 +1,166 @@
+//! The registry of live sessions: each session's counters from its start, read by a
+//! scrape while it runs and folded into the totals (in the same step that removes
+//! it) when it ends, so a long session shows up as it goes, every message is
+//! counted exactly once, and the relay never writes a shared counter.
+//!
+//! Owns: session start and end bookkeeping (`Metrics::session_start`, `LiveGuard`),
+//! the label strings of sessions (interned), and the live view a scrape reads
+//! (`Metrics::live`: sessions per route and backend, flows per route and
+//! direction). Does not own: the event families a session's end is counted in
+//! (mod.rs), or the text exposition (mod.rs `encode`).
+
+use super::{Metrics, RouteLabels};
+use crate::relay::Outcome;
+use crate::relay::stats::SessionStats;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a session is counted under for its whole life (interned: sessions of one
+/// route and backend share the strings).
+#[derive(Debug, Clone)]
+pub struct SessionKey {
+    pub route: Arc<str>,
+    pub backend: Arc<str>,
+}
+
+#[derive(Debug)]
+struct LiveSession {
+    labels: SessionKey,
+    stats: Arc<SessionStats>,
+}
+
+/// Messages and payload bytes of one route, one direction.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Flow {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Sessions {
+    next: u64,
+    live: HashMap<u64, LiveSession>,
+    /// Label strings in use (bounded by the configurations run).
+    names: HashSet<Arc<str>>,
+    /// Totals of ended sessions per (route, direction).
+    ended: Flows,
+}
+
+impl Metrics {
+    /// A session of `route` on `backend` starts: its counters are readable from now on.
+    pub fn session_start(self: &Arc<Self>, route: &str, backend: &str) -> LiveGuard {
+        let stats = Arc::new(SessionStats::with_rtt(self.client_rtt.get_or_create_owned(
+            &RouteLabels {
+                route: route.to_string(),
+            },
+        )));
+        let mut s = self.lock();
+        let labels = SessionKey {
+            route: intern(&mut s.names, route),
+            backend: intern(&mut s.names, backend),
+        };
+        let id = s.next;
+        s.next += 1;
+        s.live.insert(
+            id,
+            LiveSession {
+                labels,
+                stats: stats.clone(),
+            },
+        );
+        LiveGuard {
+            metrics: self.clone(),
+            id,
+            stats,
+        }
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Live sessions per (route, backend), and messages and bytes per (route,
+    /// direction), ended and live sessions together.
+    pub fn live(&self) -> (ActiveSessions, Flows) {
+        let s = self.lock();
+        let mut active = BTreeMap::new();
+        let mut flows = s.ended.clone();
+        for l in s.live.values() {
+            *active
+                .entry((l.labels.route.clone(), l.labels.backend.clone()))
+                .or_insert(0) += 1;
+            add_flows(&mut flows, &l.labels.route, &l.stats);
+        }
+        (active, flows)
+    }
+}
+
+fn intern(names: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
+    if let Some(n) = names.get(s) {
+        return n.clone();
+    }
+    let n: Arc<str> = s.into();
+    names.insert(n.clone());
+    n
+}
+
+fn add_flows(flows: &mut Flows, route: &Arc<str>, s: &SessionStats) {
+    for (dir, f) in [
+        ("client_to_backend", &s.client),
+        ("backend_to_client", &s.backend),
+    ] {
+        let e = flows.entry((route.clone(), dir)).or_default();
+        e.messages += f.messages();
+        e.bytes += f.bytes();
+    }
+}
+
+/// Live sessions per (route, backend).
+pub type ActiveSessions = BTreeMap<(Arc<str>, Arc<str>), usize>;
+/// Messages and bytes per (route, direction).
+pub type Flows = BTreeMap<(Arc<str>, &'static str), Flow>;
+
+/// How a session ended, for `LiveGuard::end`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ended {
+    pub outcome: Outcome,
+    pub duration: Duration,
+}
+
+/// A live session's place in the registry. `end` (or dropping it) folds its counts
+/// into the totals, in the same step that removes it, so a scrape counts every
+/// message exactly once.
+#[derive(Debug)]
+pub struct LiveGuard {
+    metrics: Arc<Metrics>,
+    id: u64,
+    stats: Arc<SessionStats>,
+}
+
+impl LiveGuard {
+    pub fn stats(&self) -> &Arc<SessionStats> {
+        &self.stats
+    }
+
+    /// The session ended: counts its outcome, closes and limits.
+    pub fn end(self, end: &Ended) {
+        let labels = self.fold();
+        if let Some(l) = labels {
+            self.metrics.session_end(&l, &self.stats, end);
+        }
+    }
+
+    fn fold(&self) -> Option<SessionKey> {
+        let mut s = self.metrics.lock();
+        let live = s.live.remove(&self.id)?;
+        add_flows(&mut s.ended, &live.labels.route, &live.stats);
+        Some(live.labels)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.fold();
+    }
+}
