@@ -6,13 +6,14 @@
 //! Owns: session start and end bookkeeping (`Metrics::session_start`, `LiveGuard`),
 //! the label strings of sessions (interned), and the live view a scrape reads
 //! (`Metrics::live`: sessions per route and backend, flows per route and
-//! direction). Does not own: the event families a session's end is counted in
+//! direction), and the configured route × backend pairs whose live-session series
+//! exist at 0 (`Metrics::configure_sessions`, from the runtime at each publish). Does not own: the event families a session's end is counted in
 //! (mod.rs), or the text exposition (mod.rs `encode`).
 
 use super::{Metrics, RouteLabels};
 use crate::relay::Outcome;
 use crate::relay::stats::SessionStats;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +46,11 @@ pub(super) struct Sessions {
     names: HashSet<Arc<str>>,
     /// Totals of ended sessions per (route, direction).
     ended: Flows,
+    /// Every (route, backend) the generation in effect can open sessions on: each
+    /// has a live-session series, 0 while idle.
+    configured: BTreeSet<(Arc<str>, Arc<str>)>,
+    /// The generation `configured` was taken from (an older one is not applied).
+    configured_by: u64,
 }
 
 impl Metrics {
@@ -80,11 +86,34 @@ impl Metrics {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Live sessions per (route, backend), and messages and bytes per (route,
-    /// direction), ended and live sessions together.
+    /// The (route, backend) pairs of configuration `generation` (backend labels as
+    /// `session_start` gets them): from now on each has a live-session series, 0
+    /// while it has no session, and a pair it no longer lists keeps one only while
+    /// sessions on it run. Called at start and at each publish; a generation older
+    /// than the one applied last changes nothing.
+    pub fn configure_sessions<'a>(
+        &self,
+        generation: u64,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) {
+        let mut s = self.lock();
+        if generation < s.configured_by {
+            return;
+        }
+        let s = &mut *s;
+        s.configured_by = generation;
+        s.configured = pairs
+            .into_iter()
+            .map(|(r, b)| (intern(&mut s.names, r), intern(&mut s.names, b)))
+            .collect();
+    }
+
+    /// Live sessions per (route, backend), 0 for each configured pair without one;
+    /// and messages and bytes per (route, direction), ended and live sessions
+    /// together.
     pub fn live(&self) -> (ActiveSessions, Flows) {
         let s = self.lock();
-        let mut active = BTreeMap::new();
+        let mut active: ActiveSessions = s.configured.iter().map(|k| (k.clone(), 0)).collect();
         let mut flows = s.ended.clone();
         for l in s.live.values() {
             *active
@@ -116,7 +145,7 @@ fn add_flows(flows: &mut Flows, route: &Arc<str>, s: &SessionStats) {
     }
 }
 
-/// Live sessions per (route, backend).
+/// Live sessions per (route, backend), configured pairs included (at 0).
 pub type ActiveSessions = BTreeMap<(Arc<str>, Arc<str>), usize>;
 /// Messages and bytes per (route, direction).
 pub type Flows = BTreeMap<(Arc<str>, &'static str), Flow>;
@@ -162,5 +191,36 @@ impl LiveGuard {
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         self.fold();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn active(m: &Metrics) -> Vec<(String, String, usize)> {
+        let (a, _) = m.live();
+        a.into_iter()
+            .map(|((r, b), n)| (r.to_string(), b.to_string(), n))
+            .collect()
+    }
+
+    fn row(r: &str, b: &str, n: usize) -> (String, String, usize) {
+        (r.into(), b.into(), n)
+    }
+
+    #[test]
+    fn configured_pairs_stay_at_zero_and_removed_ones_last_while_sessions_run() {
+        let m = Arc::new(Metrics::new());
+        m.configure_sessions(1, [("r", "a"), ("r", "b")]);
+        assert_eq!(active(&m), [row("r", "a", 0), row("r", "b", 0)]);
+        let g = m.session_start("r", "a");
+        assert_eq!(active(&m), [row("r", "a", 1), row("r", "b", 0)]);
+        m.configure_sessions(2, [("r", "b")]);
+        assert_eq!(active(&m), [row("r", "a", 1), row("r", "b", 0)], "live");
+        drop(g);
+        assert_eq!(active(&m), [row("r", "b", 0)]);
+        m.configure_sessions(1, [("old", "x")]);
+        assert_eq!(active(&m), [row("r", "b", 0)], "an older generation");
     }
 }
