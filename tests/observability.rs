@@ -3,6 +3,8 @@
 //! a backend killed and restarted, JSON access log lines parse and carry their
 //! fields, and secrets planted in a session (cookie, Authorization, a query token,
 //! Sec-WebSocket-Key, the payload) appear in no log line and no admin answer.
+//! `wsgate_sessions_active` has a 0 series for each configured route × backend from
+//! the start, and loses one only when a reload removed it and its sessions ended.
 mod common;
 use common::admin;
 use common::bin::{Bin, bin_config};
@@ -375,4 +377,113 @@ async fn a_proxied_plain_request_gets_an_access_line_without_its_secrets() {
     for secret in ["token=abc", "cookiesecret", "authsecret"] {
         assert!(!log.contains(secret), "{secret} in the log");
     }
+}
+
+/// Pool `p` (round robin over `p`), pool `q` (`q_backend`); route `chat` on `p`,
+/// route `split` on `p` and on `q` at weight 0 (no client goes there).
+fn pairs_config(p: &[SocketAddr], q_backend: SocketAddr) -> String {
+    let backends: String = p
+        .iter()
+        .map(|a| format!("[[pool.backend]]\naddress = \"{a}\"\n"))
+        .collect();
+    format!(
+        "[admin]\naddress = \"127.0.0.1:0\"\n\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\n\
+         cert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n\
+         [[pool]]\nname = \"p\"\n{backends}\n\
+         [[pool]]\nname = \"q\"\n[[pool.backend]]\naddress = \"{q_backend}\"\n\n\
+         [[route]]\nname = \"chat\"\npath_prefix = \"/chat\"\npool = \"p\"\n\n\
+         [[route]]\nname = \"split\"\npath_prefix = \"/split\"\n\
+         pools = [{{ pool = \"p\", weight = 1 }}, {{ pool = \"q\", weight = 0 }}]\n"
+    )
+}
+
+fn active(s: &admin::Scrape, route: &str, backend: SocketAddr) -> Option<f64> {
+    let b = backend.to_string();
+    s.value(
+        "wsgate_sessions_active",
+        &[("route", route), ("backend", b.as_str())],
+    )
+}
+
+fn active_series(s: &admin::Scrape) -> usize {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == "wsgate_sessions_active")
+        .count()
+}
+
+#[tokio::test]
+async fn sessions_active_keeps_a_zero_series_per_configured_route_and_backend() {
+    let (one, two, canary) = (echo("one").await, echo("two").await, echo("canary").await);
+    let addr_of = |name: &str| match name {
+        "one" => one.addr,
+        "two" => two.addr,
+        other => panic!("landed on {other}"),
+    };
+    let mut p = start_proxy_raw(&pairs_config(&[one.addr, two.addr], canary.addr)).await;
+    let adm = p.running.admin_addr().expect("admin listener runs");
+
+    // Before any session: a 0 for each route × backend a route can send to.
+    let s = admin::scrape(adm).await;
+    for (route, b) in [("chat", one.addr), ("chat", two.addr)] {
+        assert_eq!(active(&s, route, b), Some(0.0), "{route} {b}\n{}", s.text);
+    }
+    assert_eq!(active(&s, "split", one.addr), Some(0.0));
+    assert_eq!(active(&s, "split", two.addr), Some(0.0));
+    assert_eq!(
+        active(&s, "split", canary.addr),
+        None,
+        "weight 0: no client"
+    );
+    assert_eq!(active_series(&s), 4, "{}", s.text);
+
+    // One session: 1 on its backend, the other stays 0; after it, 0 (not absent).
+    let (ws, resp) = ws_connect(p.addr, "/chat").await;
+    let used = addr_of(&landed(&resp));
+    let other = if used == one.addr { two.addr } else { one.addr };
+    let s = poll("the session counted", async || {
+        let s = admin::scrape(adm).await;
+        (active(&s, "chat", used) == Some(1.0)).then_some(s)
+    })
+    .await;
+    assert_eq!(active(&s, "chat", other), Some(0.0));
+    close_session(ws).await;
+    let s = poll("the series back at 0", async || {
+        let s = admin::scrape(adm).await;
+        (active(&s, "chat", used) == Some(0.0)).then_some(s)
+    })
+    .await;
+    assert_eq!(active_series(&s), 4, "{}", s.text);
+
+    // A reload removes a backend while a session runs on it (on_backend_removed =
+    // keep): its series stays while the session does, then goes.
+    let (ws, resp) = ws_connect(p.addr, "/chat").await;
+    let removed = addr_of(&landed(&resp));
+    let kept = if removed == one.addr {
+        two.addr
+    } else {
+        one.addr
+    };
+    let cfg = wsgate::config::Config::parse(
+        &pairs_config(&[kept], canary.addr),
+        std::path::Path::new("t.toml"),
+    )
+    .unwrap();
+    p.running.reload(&cfg).await.expect("reload");
+    let s = admin::scrape(adm).await;
+    assert_eq!(s.value("wsgate_config_generation", &[]), Some(2.0));
+    assert_eq!(active(&s, "chat", removed), Some(1.0), "{}", s.text);
+    assert_eq!(active(&s, "split", removed), None, "removed, no session");
+    assert_eq!(active(&s, "chat", kept), Some(0.0));
+    assert_eq!(active(&s, "split", kept), Some(0.0));
+    close_session(ws).await;
+    let s = poll("the removed backend's series to go", async || {
+        let s = admin::scrape(adm).await;
+        active(&s, "chat", removed).is_none().then_some(s)
+    })
+    .await;
+    assert_eq!(active(&s, "chat", kept), Some(0.0), "{}", s.text);
+    assert_eq!(active(&s, "split", kept), Some(0.0));
+    assert_eq!(active_series(&s), 2, "{}", s.text);
 }

@@ -5,63 +5,33 @@
 //! limit hits, backend checks, connects and failures, DNS lookups, client RTT), their label sets
 //! (bounded: listener, route and pool names, backend addresses as configured,
 //! statuses, outcomes, close codes folded into a fixed set; never a client address or
-//! a request path), the registry of live sessions (their counters are read by a
-//! scrape and folded into the totals when they end, so a long session shows up as it
-//! goes and the relay never writes a shared counter), and the text exposition of all
-//! this (`encode`). Does not own: values derived from the runtime at scrape time
-//! (backend state, generation, reloads: admin/scrape.rs builds those with `Samples`).
+//! a request path), what a session's end is counted in, and the text exposition of
+//! all this and of the live sessions (`encode`). Does not own: the registry of live
+//! sessions (live.rs), or values derived from the runtime at scrape time (backend
+//! state, generation, reloads: admin/scrape.rs builds those with `Samples`).
 
 mod labels;
+mod live;
 mod process;
 pub mod samples;
 
 pub use labels::*;
+pub use live::{ActiveSessions, Ended, Flow, Flows, LiveGuard, SessionKey};
 pub use process::Process;
 pub use samples::{Kind, Samples};
 
 use crate::relay::Outcome;
 use crate::relay::stats::{CloseFrame, SessionStats, Side};
+use live::Sessions;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
-
-/// What a session is counted under for its whole life (interned: sessions of one
-/// route and backend share the strings).
-#[derive(Debug, Clone)]
-pub struct SessionKey {
-    pub route: Arc<str>,
-    pub backend: Arc<str>,
-}
-
-#[derive(Debug)]
-struct LiveSession {
-    labels: SessionKey,
-    stats: Arc<SessionStats>,
-}
-
-/// Messages and payload bytes of one route, one direction.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Flow {
-    pub messages: u64,
-    pub bytes: u64,
-}
-
-#[derive(Debug, Default)]
-struct Sessions {
-    next: u64,
-    live: HashMap<u64, LiveSession>,
-    /// Label strings in use (bounded by the configurations run).
-    names: HashSet<Arc<str>>,
-    /// Totals of ended sessions per (route, direction).
-    ended: Flows,
-}
 
 /// Buckets: session durations out to a day, handshakes and connects from 1 ms (0.5
 /// ms) to 10 s (5 s), round trips from 5 ms to 6.4 s (800 ms is a bucket bound, for
@@ -331,53 +301,6 @@ impl Metrics {
             .or_insert(0) += 1;
     }
 
-    /// A session of `route` on `backend` starts: its counters are readable from now on.
-    pub fn session_start(self: &Arc<Self>, route: &str, backend: &str) -> LiveGuard {
-        let stats = Arc::new(SessionStats::with_rtt(self.client_rtt.get_or_create_owned(
-            &RouteLabels {
-                route: route.to_string(),
-            },
-        )));
-        let mut s = self.lock();
-        let labels = SessionKey {
-            route: intern(&mut s.names, route),
-            backend: intern(&mut s.names, backend),
-        };
-        let id = s.next;
-        s.next += 1;
-        s.live.insert(
-            id,
-            LiveSession {
-                labels,
-                stats: stats.clone(),
-            },
-        );
-        LiveGuard {
-            metrics: self.clone(),
-            id,
-            stats,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Live sessions per (route, backend), and messages and bytes per (route,
-    /// direction), ended and live sessions together.
-    pub fn live(&self) -> (ActiveSessions, Flows) {
-        let s = self.lock();
-        let mut active = BTreeMap::new();
-        let mut flows = s.ended.clone();
-        for l in s.live.values() {
-            *active
-                .entry((l.labels.route.clone(), l.labels.backend.clone()))
-                .or_insert(0) += 1;
-            add_flows(&mut flows, &l.labels.route, &l.stats);
-        }
-        (active, flows)
-    }
-
     /// Counts a session that ended: outcome, duration, closes by side, limit hits.
     fn session_end(&self, labels: &SessionKey, stats: &SessionStats, end: &Ended) {
         let route = &labels.route;
@@ -437,78 +360,11 @@ impl Metrics {
     }
 }
 
-fn intern(names: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
-    if let Some(n) = names.get(s) {
-        return n.clone();
-    }
-    let n: Arc<str> = s.into();
-    names.insert(n.clone());
-    n
-}
-
-fn add_flows(flows: &mut Flows, route: &Arc<str>, s: &SessionStats) {
-    for (dir, f) in [
-        ("client_to_backend", &s.client),
-        ("backend_to_client", &s.backend),
-    ] {
-        let e = flows.entry((route.clone(), dir)).or_default();
-        e.messages += f.messages();
-        e.bytes += f.bytes();
-    }
-}
-
-/// Live sessions per (route, backend).
-pub type ActiveSessions = BTreeMap<(Arc<str>, Arc<str>), usize>;
-/// Messages and bytes per (route, direction).
-pub type Flows = BTreeMap<(Arc<str>, &'static str), Flow>;
-
-/// How a session ended, for `LiveGuard::end`.
-#[derive(Debug, Clone, Copy)]
-pub struct Ended {
-    pub outcome: Outcome,
-    pub duration: Duration,
-}
-
-/// A live session's place in the registry. `end` (or dropping it) folds its counts
-/// into the totals, in the same step that removes it, so a scrape counts every
-/// message exactly once.
-#[derive(Debug)]
-pub struct LiveGuard {
-    metrics: Arc<Metrics>,
-    id: u64,
-    stats: Arc<SessionStats>,
-}
-
-impl LiveGuard {
-    pub fn stats(&self) -> &Arc<SessionStats> {
-        &self.stats
-    }
-
-    /// The session ended: counts its outcome, closes and limits.
-    pub fn end(self, end: &Ended) {
-        let labels = self.fold();
-        if let Some(l) = labels {
-            self.metrics.session_end(&l, &self.stats, end);
-        }
-    }
-
-    fn fold(&self) -> Option<SessionKey> {
-        let mut s = self.metrics.lock();
-        let live = s.live.remove(&self.id)?;
-        add_flows(&mut s.ended, &live.labels.route, &live.stats);
-        Some(live.labels)
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.fold();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
 
     #[test]
     fn close_codes_fold_into_the_fixed_set() {

@@ -8,7 +8,8 @@
 //! a reload re-reads them and a bad one fails it), publishing it
 //! (`Runtime::publish`: backends take their new settings, the new generation's
 //! health checks start and the old one's stop, backends the config dropped are
-//! signalled), and the registry that reconciles backends by identity across
+//! signalled, metrics learn the route × backend pairs that keep a live-session
+//! series), and the registry that reconciles backends by identity across
 //! generations, so health, failure history, slow start and session counts carry
 //! over. A connection takes `current()` once, when it is accepted, and keeps that
 //! snapshot for its life; a session keeps its route (and so its pool and limits).
@@ -33,6 +34,7 @@ use crate::route::Router;
 use crate::tls;
 use arc_swap::ArcSwap;
 use hyper::header::HeaderName;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -130,6 +132,22 @@ impl Generation {
         &self.config.limits
     }
 
+    /// Every (route name, backend address as written) a session of this generation
+    /// can run on: the backends of each route's pools that get clients (weight
+    /// above 0, or the route's only pool). The labels of `wsgate_sessions_active`.
+    pub fn session_pairs(&self) -> BTreeSet<(&str, &str)> {
+        let mut pairs = BTreeSet::new();
+        for route in self.router.routes() {
+            let only = route.targets.len() == 1;
+            for t in route.targets.iter().filter(|t| only || t.weight > 0) {
+                for b in &t.pool.backends {
+                    pairs.insert((&*route.name, b.id.address.as_str()));
+                }
+            }
+        }
+        pairs
+    }
+
     fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
         self.pools.iter().flat_map(|p| p.backends.iter())
     }
@@ -223,7 +241,9 @@ impl Runtime {
             tickets,
         };
         rt.reloads.last_success.store(unix_now(), Ordering::Relaxed);
-        rt.start(&rt.current());
+        let g = rt.current();
+        rt.metrics.configure_sessions(g.id, g.session_pairs());
+        rt.start(&g);
         Ok(rt)
     }
 
@@ -274,6 +294,8 @@ impl Runtime {
         self.overload.configure(next.effective.overload);
         self.slots.resize(next.effective.max_connections.value);
         let old = self.current.swap(next.clone());
+        self.metrics
+            .configure_sessions(next.id, next.session_pairs());
         if old.effective != next.effective {
             tracing::info!(
                 "{}; {}",
