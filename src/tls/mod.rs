@@ -19,7 +19,7 @@ mod tickets;
 pub mod upstream;
 
 pub use chain::{check_chain, leaf_names, load_chain, load_key};
-pub use error::TlsError;
+pub use error::{ErrorChain, TlsError, X509ParseError};
 pub use tickets::TicketKeys;
 
 use crate::config::{CertPair, KeyPath, ListenerTls, TlsVersion};
@@ -87,9 +87,9 @@ fn load_pair(
             cert: p.cert.clone(),
             key: p.key.clone(),
         },
-        other => TlsError::BadKey {
+        source => TlsError::BadKey {
             file: p.key.clone(),
-            reason: other.to_string(),
+            source,
         },
     })?;
     let served = Served {
@@ -151,7 +151,8 @@ pub fn load_listener(
         .map_err(|e| Located {
             at: at.clone().key("min_version"),
             error: Box::new(TlsError::Provider {
-                reason: e.to_string(),
+                what: "refused the protocol versions",
+                source: e,
             }),
         })?;
     let builder = match &l.client_certs {
