@@ -1,7 +1,7 @@
 //! `TlsError`: why a certificate, key or CA bundle cannot be used, naming the file;
 //! and `ErrorChain`, the one-line text of an error with all its causes.
 //!
-//! Owns: the convention every wsgate error follows: `Display` says what failed (and
+//! Owns: the convention wsgate's errors follow: `Display` says what failed (and
 //! names the file or backend), `source()` gives the underlying error, and no cause
 //! shows in both; `ErrorChain` joins them back for logs and the command line.
 //! Does not own: loading or checking anything (chain.rs, mod.rs, upstream.rs).

@@ -9,6 +9,8 @@
 //! keys (`tickets.rs`, kept across generations); and a pool's client side
 //! (`upstream.rs`). Every generation loads these files afresh, so a reload
 //! serves a renewed certificate to new handshakes and re-reads every CA bundle.
+//! Also `TlsError`, which keeps the io, PEM, x509 or rustls error as its source, and
+//! `ErrorChain`, which prints any error with its causes (error.rs).
 //! Does not own: the handshake itself or its timeout (listen.rs).
 
 mod chain;
