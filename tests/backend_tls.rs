@@ -111,7 +111,10 @@ async fn backend_becomes(p: &Proxy, up: bool) -> Option<String> {
         loop {
             let s = b.snapshot();
             if s.up == up && s.last_check.is_some() {
-                return s.last_check.and_then(|(_, r)| r.err());
+                return s
+                    .last_check
+                    .and_then(|(_, r)| r.err())
+                    .map(|e| wsgate::tls::ErrorChain(&*e).to_string());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -14,11 +14,12 @@
 //! carry over, while `apply` takes the new weight, drain flag and settings.
 //! Does not own: running the active checks (health.rs) or choosing among backends.
 
+use crate::backends::health::ProbeError;
 use crate::census::{Ending, StopReason};
 use crate::config::{self, Passive};
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -71,7 +72,7 @@ struct Health {
     up_since: Option<Instant>,
     /// Wall-clock time of the last state change and of the last active check.
     changed_at: Option<SystemTime>,
-    last_check: Option<(SystemTime, Result<(), String>)>,
+    last_check: Option<(SystemTime, CheckResult)>,
 }
 
 /// When the next active probe is due, and whether one is running: shared by the
@@ -90,8 +91,12 @@ pub struct Snapshot {
     pub slow_start: bool,
     pub sessions: usize,
     pub changed_at: Option<SystemTime>,
-    pub last_check: Option<(SystemTime, Result<(), String>)>,
+    pub last_check: Option<(SystemTime, CheckResult)>,
 }
+
+/// An active check's verdict as kept for the status page: shared, since snapshots
+/// are copies.
+pub type CheckResult = Result<(), Arc<ProbeError>>;
 
 impl Backend {
     /// A backend as `conf` describes it, in pool `pool`; it starts healthy.
@@ -245,26 +250,25 @@ impl Backend {
     }
 
     /// An active check's result; `rise`/`fall` consecutive results change state.
-    pub fn record_check(&self, ok: bool, rise: u32, fall: u32, why: &str) {
+    pub fn record_check(&self, result: Result<(), ProbeError>, rise: u32, fall: u32) {
         let mut h = self.lock();
-        h.last_check = Some((
-            SystemTime::now(),
-            if ok { Ok(()) } else { Err(why.to_string()) },
-        ));
-        if ok {
+        let result = result.map_err(Arc::new);
+        h.last_check = Some((SystemTime::now(), result.clone()));
+        if let Err(why) = &result {
+            h.ok_streak = 0;
+            h.fail_streak = h.fail_streak.saturating_add(1);
+            if h.active_up && h.fail_streak >= fall {
+                h.active_up = false;
+                let why = crate::tls::ErrorChain(&**why);
+                tracing::warn!(pool = %self.id.pool, backend = %self.addr, "health check failed {fall} times: {why}");
+            }
+        } else {
             h.fail_streak = 0;
             h.ok_streak = h.ok_streak.saturating_add(1);
             if !h.active_up && h.ok_streak >= rise {
                 h.active_up = true;
                 // Active checks decide: a passing check also clears a passive mark.
                 h.down_until = None;
-            }
-        } else {
-            h.ok_streak = 0;
-            h.fail_streak = h.fail_streak.saturating_add(1);
-            if h.active_up && h.fail_streak >= fall {
-                h.active_up = false;
-                tracing::warn!(pool = %self.id.pool, backend = %self.addr, "health check failed {fall} times: {why}");
             }
         }
         self.refresh(&mut h, Instant::now());
@@ -401,6 +405,11 @@ mod tests {
         .unwrap()
     }
 
+    /// A failed active check.
+    fn failed() -> ProbeError {
+        ProbeError::Timeout(Duration::from_secs(1))
+    }
+
     fn b(text: &str) -> Backend {
         let c = conf(text);
         Backend::new(&c.pools[0], &c.pools[0].backends[0])
@@ -409,14 +418,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn rise_and_fall() {
         let b = b("");
-        b.record_check(false, 2, 3, "x");
-        b.record_check(false, 2, 3, "x");
+        b.record_check(Err(failed()), 2, 3);
+        b.record_check(Err(failed()), 2, 3);
         assert!(b.pickable());
-        b.record_check(false, 2, 3, "x");
+        b.record_check(Err(failed()), 2, 3);
         assert!(!b.pickable());
-        b.record_check(true, 2, 3, "");
+        b.record_check(Ok(()), 2, 3);
         assert!(!b.pickable());
-        b.record_check(true, 2, 3, "");
+        b.record_check(Ok(()), 2, 3);
         assert!(b.pickable());
     }
 
@@ -437,7 +446,7 @@ mod tests {
         b.record_failure(true);
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(!b.pickable(), "active checks decide after a passive mark");
-        b.record_check(true, 1, 1, "");
+        b.record_check(Ok(()), 1, 1);
         assert!(b.pickable());
     }
 
@@ -448,8 +457,8 @@ mod tests {
         assert!(!b.pickable());
         assert!(b.is_up());
         b.set_drain(false);
-        b.record_check(false, 1, 1, "x");
-        b.record_check(true, 1, 1, "");
+        b.record_check(Err(failed()), 1, 1);
+        b.record_check(Ok(()), 1, 1);
         assert_eq!(b.effective_weight(), 1);
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(b.effective_weight(), 2);
@@ -462,7 +471,7 @@ mod tests {
     async fn apply_keeps_health_and_takes_settings() {
         let c = conf("[pool.health]\nkind = \"tcp\"");
         let b = Backend::new(&c.pools[0], &c.pools[0].backends[0]);
-        b.record_check(false, 1, 1, "x");
+        b.record_check(Err(failed()), 1, 1);
         assert!(!b.is_up());
         let mut newer = c.pools[0].clone();
         newer.backends[0].weight = 9;

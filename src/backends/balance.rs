@@ -407,7 +407,13 @@ mod tests {
             Balance::Cookie,
         ] {
             let p = pool(&[5, 1, 1], balance);
-            p.backends[0].record_check(false, 1, 1, "test"); // down
+            p.backends[0].record_check(
+                Err(crate::backends::health::ProbeError::Timeout(
+                    std::time::Duration::from_secs(1),
+                )),
+                1,
+                1,
+            ); // down
             p.backends[2].set_drain(true);
             for i in 0..50u32 {
                 let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
@@ -417,7 +423,7 @@ mod tests {
                 p.pick(LOCAL, &[1]).is_none(),
                 "{balance:?}: only down/draining/excluded left"
             );
-            p.backends[0].record_check(true, 1, 1, "");
+            p.backends[0].record_check(Ok(()), 1, 1);
             assert!(
                 (0..20).any(|_| p.pick(LOCAL, &[]).unwrap().index() == 0),
                 "{balance:?}: back up"
@@ -476,7 +482,13 @@ mod tests {
     #[test]
     fn smooth_weights_hold_over_the_healthy_set() {
         let p = pool(&[5, 1, 1, 3], Balance::RoundRobin);
-        p.backends[3].record_check(false, 1, 1, "test");
+        p.backends[3].record_check(
+            Err(crate::backends::health::ProbeError::Timeout(
+                std::time::Duration::from_secs(1),
+            )),
+            1,
+            1,
+        );
         let seq: String = (0..7)
             .map(|_| (b'a' + p.pick(LOCAL, &[]).unwrap().index() as u8) as char)
             .collect();

@@ -58,6 +58,8 @@ pub enum UpgradeReply {
 }
 
 /// Why a backend could not be used; each counts against it and may be retried elsewhere.
+/// `Display` names the backend and what failed; `source()` gives the io, TLS or HTTP
+/// error beneath (log it with `tls::ErrorChain`).
 #[derive(Debug)]
 pub enum UpstreamError {
     Connect(SocketAddr, std::io::Error),
@@ -76,10 +78,10 @@ impl fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use UpstreamError::*;
         match self {
-            Connect(a, e) => write!(f, "backend {a}: connect failed: {e}"),
+            Connect(a, _) => write!(f, "backend {a}: connect failed"),
             ConnectTimeout(a) => write!(f, "backend {a}: connect timed out"),
-            Tls(a, e) => write!(f, "backend {a}: TLS handshake failed: {e}"),
-            Http(a, e) => write!(f, "backend {a}: bad HTTP answer to the upgrade: {e}"),
+            Tls(a, _) => write!(f, "backend {a}: TLS handshake failed"),
+            Http(a, _) => write!(f, "backend {a}: bad HTTP answer to the upgrade"),
             UpgradeTimeout(a) => write!(f, "backend {a}: no answer to the upgrade in time"),
             NotWebSocket(a) => write!(
                 f,
@@ -100,10 +102,12 @@ impl fmt::Display for UpstreamError {
 
 impl std::error::Error for UpstreamError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        use UpstreamError::*;
         match self {
-            UpstreamError::Connect(_, e) => Some(e),
-            UpstreamError::Http(_, e) => Some(e),
-            _ => None,
+            Connect(_, e) | Tls(_, e) => Some(e),
+            Http(_, e) => Some(e),
+            ConnectTimeout(_) | UpgradeTimeout(_) | NotWebSocket(_) | BadAccept(_)
+            | BadProtocol(..) | BadExtension(..) => None,
         }
     }
 }
@@ -371,6 +375,18 @@ fn check_switch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_cause_shows_once() {
+        let addr: SocketAddr = "192.0.2.1:443".parse().unwrap();
+        let e = UpstreamError::Tls(addr, std::io::Error::other("UnknownIssuer"));
+        assert_eq!(e.to_string(), "backend 192.0.2.1:443: TLS handshake failed");
+        assert_eq!(
+            crate::tls::ErrorChain(&e).to_string(),
+            "backend 192.0.2.1:443: TLS handshake failed: UnknownIssuer"
+        );
+        assert_eq!(e.reason(), "tls_failed");
+    }
 
     #[test]
     fn hop_by_hop_headers_are_dropped_and_forwarding_headers_set() {

@@ -9,6 +9,8 @@
 //! no probe twice. Results go to `Backend::record_check` (rise/fall, logging).
 //! A `tls = true` pool's probes talk TLS too, verified like its sessions: a tcp check
 //! is then a connect and a TLS handshake, an http or websocket check runs inside it.
+//! Why a probe failed is a `ProbeError`; its `label()` is the `result` of
+//! `wsgate_backend_checks_total` (`ok` or one of a fixed few, never a message).
 
 use crate::backends::backend::Backend;
 use crate::backends::balance::Pool;
@@ -17,13 +19,141 @@ use crate::metrics::{CheckLabels, Metrics};
 use crate::tls::upstream::UpstreamTls;
 use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
+
+/// Why a probe failed. `Display` says what failed; `source()` gives the io, TLS or
+/// WebSocket error beneath.
+#[derive(Debug)]
+pub enum ProbeError {
+    /// The TCP connect failed.
+    Connect(std::io::Error),
+    /// The PROXY header could not be sent.
+    ProxyHeader(std::io::Error),
+    /// The TLS handshake failed (certificate not verified...).
+    Tls(std::io::Error),
+    /// No verdict within the check's `timeout`.
+    Timeout(Duration),
+    /// Sending the http check's request or reading its answer failed.
+    Io(std::io::Error),
+    /// The http check's answer does not start with an HTTP/1.x status line.
+    BadStatusLine(String),
+    /// The http check's answer has another status than `expect_status`.
+    BadStatus {
+        path: String,
+        status: u16,
+        expected: u16,
+    },
+    /// The websocket check's upgrade was answered with another status than 101.
+    Not101 { path: String, status: u16 },
+    /// The websocket check's upgrade failed otherwise (bad Accept, connection lost...).
+    Upgrade {
+        path: String,
+        source: tungstenite::Error,
+    },
+    /// The close after a successful upgrade failed.
+    Close(tungstenite::Error),
+}
+
+impl ProbeError {
+    /// The `result` label of `wsgate_backend_checks_total` for this failure.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProbeError::Connect(_) => "connect_failed",
+            ProbeError::ProxyHeader(_) => "proxy_header_failed",
+            ProbeError::Tls(_) => "tls_failed",
+            ProbeError::Timeout(_) => "timeout",
+            ProbeError::Io(_) => "io_failed",
+            ProbeError::BadStatusLine(_) => "bad_http",
+            ProbeError::BadStatus { .. } => "bad_status",
+            ProbeError::Not101 { .. } => "not_101",
+            ProbeError::Upgrade { .. } => "upgrade_failed",
+            ProbeError::Close(_) => "close_failed",
+        }
+    }
+
+    /// Every value `label` can take, for the metric's documentation and tests.
+    pub const LABELS: [&'static str; 10] = [
+        "connect_failed",
+        "proxy_header_failed",
+        "tls_failed",
+        "timeout",
+        "io_failed",
+        "bad_http",
+        "bad_status",
+        "not_101",
+        "upgrade_failed",
+        "close_failed",
+    ];
+}
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeError::Connect(_) => f.write_str("connect failed"),
+            ProbeError::ProxyHeader(_) => f.write_str("cannot write the PROXY header"),
+            ProbeError::Tls(_) => f.write_str("TLS handshake failed"),
+            ProbeError::Timeout(t) => write!(f, "no answer within {t:?}"),
+            ProbeError::Io(_) => f.write_str("HTTP exchange failed"),
+            ProbeError::BadStatusLine(line) => write!(f, "bad status line {line:?}"),
+            ProbeError::BadStatus {
+                path,
+                status,
+                expected,
+            } => write!(f, "GET {path} answered {status}, expected {expected}"),
+            ProbeError::Not101 { path, status } => {
+                write!(f, "upgrade to {path} answered {status}, not 101")
+            }
+            ProbeError::Upgrade { path, .. } => write!(f, "upgrade to {path} failed"),
+            ProbeError::Close(_) => f.write_str("close after the upgrade failed"),
+        }
+    }
+}
+
+impl std::error::Error for ProbeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProbeError::Connect(e)
+            | ProbeError::ProxyHeader(e)
+            | ProbeError::Tls(e)
+            | ProbeError::Io(e) => Some(e),
+            ProbeError::Upgrade { source: e, .. } | ProbeError::Close(e) => Some(e),
+            ProbeError::Timeout(_)
+            | ProbeError::BadStatusLine(_)
+            | ProbeError::BadStatus { .. }
+            | ProbeError::Not101 { .. } => None,
+        }
+    }
+}
+
+/// One backend's `wsgate_backend_checks_total` series: `ok` made up front, each
+/// failure's when it first happens.
+struct Counts {
+    family: Family<CheckLabels, Counter>,
+    pool: String,
+    backend: String,
+    ok: Counter,
+}
+
+impl Counts {
+    fn failed(&self, e: &ProbeError) {
+        self.family
+            .get_or_create(&CheckLabels {
+                pool: self.pool.clone(),
+                backend: self.backend.clone(),
+                result: e.label().into(),
+            })
+            .inc();
+    }
+}
 
 /// The checker tasks of one generation.
 #[derive(Debug)]
@@ -44,14 +174,16 @@ impl Checkers {
                 let Some(check) = &conf.check else { continue };
                 // A new backend's first probe: the pool's probes spread over one interval.
                 let first = now + check.interval.get() * i as u32 / n;
-                let counter = |result: &str| {
-                    metrics.backend_checks.get_or_create_owned(&CheckLabels {
+                let counts = Counts {
+                    family: metrics.backend_checks.clone(),
+                    pool: pool.name.clone(),
+                    backend: conf.address.clone(),
+                    ok: metrics.backend_checks.get_or_create_owned(&CheckLabels {
                         pool: pool.name.clone(),
                         backend: conf.address.clone(),
-                        result: result.into(),
-                    })
+                        result: "ok".into(),
+                    }),
                 };
-                let counts = [counter("ok"), counter("failed")];
                 tasks.push(tokio::spawn(run(
                     backend.clone(),
                     check.clone(),
@@ -101,7 +233,7 @@ async fn run(
     proxy: Option<ProxyVersion>,
     first: Instant,
     mut retire: watch::Receiver<bool>,
-    [ok, failed]: [Counter; 2],
+    counts: Counts,
 ) {
     let interval = check.interval.get();
     loop {
@@ -121,19 +253,18 @@ async fn run(
         .await
         {
             Ok(r) => r,
-            Err(_) => Err(format!("no answer within {:?}", check.timeout.get())),
+            Err(_) => Err(ProbeError::Timeout(check.timeout.get())),
         };
         match result {
             Ok(()) => {
-                ok.inc();
-                backend.record_check(true, check.rise, check.fall, "")
+                counts.ok.inc();
             }
-            Err(why) => {
-                failed.inc();
-                tracing::debug!(backend = %backend.addr, "health check failed: {why}");
-                backend.record_check(false, check.rise, check.fall, &why);
+            Err(ref why) => {
+                counts.failed(why);
+                tracing::debug!(backend = %backend.addr, "health check failed: {}", crate::tls::ErrorChain(why));
             }
-        }
+        };
+        backend.record_check(result, check.rise, check.fall);
     }
 }
 
@@ -146,15 +277,15 @@ pub async fn probe(
     check: &Check,
     tls: Option<&UpstreamTls>,
     proxy: Option<ProxyVersion>,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let addr = backend.addr;
     let mut tcp = TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(ProbeError::Connect)?;
     if let Some(v) = proxy {
         crate::accept::proxy_proto::write_header(&mut tcp, v, None)
             .await
-            .map_err(|e| format!("write PROXY header: {e}"))?;
+            .map_err(ProbeError::ProxyHeader)?;
     }
     match tls {
         None => speak(tcp, addr, check).await,
@@ -163,14 +294,14 @@ pub async fn probe(
             let s = t
                 .connect(&backend.id.address, tcp)
                 .await
-                .map_err(|e| format!("TLS handshake: {e}"))?;
+                .map_err(ProbeError::Tls)?;
             speak(s, addr, check).await
         }
     }
 }
 
 /// The http or websocket part of a probe, over an open stream.
-async fn speak<S>(mut stream: S, addr: SocketAddr, check: &Check) -> Result<(), String>
+async fn speak<S>(mut stream: S, addr: SocketAddr, check: &Check) -> Result<(), ProbeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -185,23 +316,33 @@ where
             stream
                 .write_all(req.as_bytes())
                 .await
-                .map_err(|e| format!("write: {e}"))?;
+                .map_err(ProbeError::Io)?;
             let status = read_status(&mut stream).await?;
             if status == check.expect_status {
                 Ok(())
             } else {
-                Err(format!(
-                    "GET {} answered {status}, expected {}",
-                    check.path, check.expect_status
-                ))
+                Err(ProbeError::BadStatus {
+                    path: check.path.clone(),
+                    status,
+                    expected: check.expect_status,
+                })
             }
         }
         CheckKind::Websocket => {
             let url = format!("ws://{host}{}", check.path);
             let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
                 .await
-                .map_err(|e| format!("upgrade to {}: {e}", check.path))?;
-            ws.close(None).await.map_err(|e| format!("close: {e}"))?;
+                .map_err(|e| match e {
+                    tungstenite::Error::Http(r) => ProbeError::Not101 {
+                        path: check.path.clone(),
+                        status: r.status().as_u16(),
+                    },
+                    source => ProbeError::Upgrade {
+                        path: check.path.clone(),
+                        source,
+                    },
+                })?;
+            ws.close(None).await.map_err(ProbeError::Close)?;
             while let Some(msg) = ws.next().await {
                 if msg.is_err() {
                     break;
@@ -213,12 +354,14 @@ where
 }
 
 /// Reads the status code from an HTTP/1.x status line.
-async fn read_status<S: AsyncRead + Unpin>(tcp: &mut S) -> Result<u16, String> {
+async fn read_status<S: AsyncRead + Unpin>(tcp: &mut S) -> Result<u16, ProbeError> {
     let mut line = Vec::with_capacity(64);
     let mut b = [0u8; 1];
     while !line.ends_with(b"\r\n") {
-        if line.len() > 1024 || tcp.read(&mut b).await.map_err(|e| format!("read: {e}"))? == 0 {
-            return Err("no HTTP status line".into());
+        if line.len() > 1024 || tcp.read(&mut b).await.map_err(ProbeError::Io)? == 0 {
+            // What arrived, as far as it went (empty: the backend closed at once).
+            let text = String::from_utf8_lossy(&line);
+            return Err(ProbeError::BadStatusLine(text.trim_end().to_string()));
         }
         line.push(b[0]);
     }
@@ -226,6 +369,46 @@ async fn read_status<S: AsyncRead + Unpin>(tcp: &mut S) -> Result<u16, String> {
     let mut parts = text.split(' ');
     match (parts.next(), parts.next().and_then(|c| c.parse().ok())) {
         (Some(v), Some(code)) if v.starts_with("HTTP/1.") => Ok(code),
-        _ => Err(format!("bad status line {:?}", text.trim_end())),
+        _ => Err(ProbeError::BadStatusLine(text.trim_end().to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_few_and_fixed() {
+        let io = || std::io::Error::other("x");
+        let all = [
+            ProbeError::Connect(io()),
+            ProbeError::ProxyHeader(io()),
+            ProbeError::Tls(io()),
+            ProbeError::Timeout(Duration::from_secs(1)),
+            ProbeError::Io(io()),
+            ProbeError::BadStatusLine(String::new()),
+            ProbeError::BadStatus {
+                path: "/h".into(),
+                status: 500,
+                expected: 200,
+            },
+            ProbeError::Not101 {
+                path: "/".into(),
+                status: 404,
+            },
+            ProbeError::Upgrade {
+                path: "/".into(),
+                source: tungstenite::Error::ConnectionClosed,
+            },
+            ProbeError::Close(tungstenite::Error::ConnectionClosed),
+        ];
+        let labels: Vec<&str> = all.iter().map(ProbeError::label).collect();
+        assert_eq!(labels, ProbeError::LABELS);
+        let e = ProbeError::Tls(io());
+        assert_eq!(e.to_string(), "TLS handshake failed");
+        assert_eq!(
+            crate::tls::ErrorChain(&e).to_string(),
+            "TLS handshake failed: x"
+        );
     }
 }

@@ -20,7 +20,8 @@
 //! A/AAAA record) both keep the last good set: DNS never empties a pool, health
 //! checks take dead backends out. The first failure of an episode is logged (a
 //! warning), the return is logged, and every lookup is counted in
-//! `wsgate_dns_lookups_total{pool, backend, result = ok | empty | failed}`.
+//! `wsgate_dns_lookups_total{pool, backend, result = ok | empty | failed}`. Why a
+//! lookup failed is a `DnsError` (the resolver's error as its source).
 //! Does not own: building and publishing generations (runtime/), reload (server.rs).
 
 use crate::config::{Config, Discover, Pool};
@@ -29,6 +30,7 @@ use crate::runtime::Runtime;
 use hickory_resolver::config::{
     ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig,
 };
+use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::{Resolver, TokioResolver};
 use std::collections::{BTreeSet, HashMap};
@@ -67,7 +69,39 @@ fn key(p: &Pool, d: &Discover) -> Key {
 enum Resolved {
     Addrs(Vec<SocketAddr>),
     Empty,
-    Failed(String),
+    Failed(DnsError),
+}
+
+/// Why a lookup failed (an empty answer is not a failure). Cloned to every lookup
+/// of a round when the client itself cannot be set up.
+#[derive(Debug, Clone)]
+pub enum DnsError {
+    /// No `[server] resolver`, and /etc/resolv.conf cannot be used.
+    SystemSettings(NetError),
+    /// The resolver cannot be built from its settings.
+    Setup(NetError),
+    /// The query failed: timeout, SERVFAIL, refused...
+    Lookup { host: String, source: NetError },
+}
+
+impl std::fmt::Display for DnsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DnsError::SystemSettings(_) => f.write_str("cannot read the system's DNS settings"),
+            DnsError::Setup(_) => f.write_str("cannot set up the DNS client"),
+            DnsError::Lookup { host, .. } => write!(f, "no answer for {host}"),
+        }
+    }
+}
+
+impl std::error::Error for DnsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DnsError::SystemSettings(e)
+            | DnsError::Setup(e)
+            | DnsError::Lookup { source: e, .. } => Some(e),
+        }
+    }
 }
 
 /// Discovery state; its lock is the publish lock.
@@ -113,7 +147,7 @@ impl DnsClient {
 
     /// The resolver, built on first use (so a config without `resolve` never reads
     /// /etc/resolv.conf).
-    fn get(&mut self) -> Result<TokioResolver, String> {
+    fn get(&mut self) -> Result<TokioResolver, DnsError> {
         if let Some(r) = &self.resolver {
             return Ok(r.clone());
         }
@@ -131,8 +165,7 @@ impl DnsClient {
                 );
                 Resolver::builder_with_config(ResolverConfig::from_name_servers(vec![ns]), provider)
             }
-            None => Resolver::builder(provider)
-                .map_err(|e| format!("cannot read the system's DNS settings: {e}"))?,
+            None => Resolver::builder(provider).map_err(DnsError::SystemSettings)?,
         };
         let o = builder.options_mut();
         o.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
@@ -141,16 +174,14 @@ impl DnsClient {
         o.negative_max_ttl = Some(Duration::ZERO);
         o.timeout = QUERY_TIMEOUT;
         o.attempts = ATTEMPTS;
-        let r = builder
-            .build()
-            .map_err(|e| format!("cannot set up the DNS client: {e}"))?;
+        let r = builder.build().map_err(DnsError::Setup)?;
         self.resolver = Some(r.clone());
         Ok(r)
     }
 }
 
 /// Looks `d` up once.
-async fn lookup(resolver: Result<TokioResolver, String>, d: Discover) -> Resolved {
+async fn lookup(resolver: Result<TokioResolver, DnsError>, d: Discover) -> Resolved {
     let r = match resolver {
         Ok(r) => r,
         Err(e) => return Resolved::Failed(e),
@@ -168,7 +199,10 @@ async fn lookup(resolver: Result<TokioResolver, String>, d: Discover) -> Resolve
             }
         }
         Err(e) if e.is_no_records_found() || e.is_nx_domain() => Resolved::Empty,
-        Err(e) => Resolved::Failed(e.to_string()),
+        Err(source) => Resolved::Failed(DnsError::Lookup {
+            host: d.host.clone(),
+            source,
+        }),
     }
 }
 
@@ -306,7 +340,7 @@ fn settle(
         Resolved::Empty | Resolved::Failed(_) => {
             if failing.insert(k.clone()) {
                 let why = match a {
-                    Resolved::Failed(e) => format!("failed ({e})"),
+                    Resolved::Failed(e) => format!("failed ({})", crate::tls::ErrorChain(&e)),
                     _ => "returned no address".to_string(),
                 };
                 tracing::warn!(pool = %pool, backend = %name, "DNS lookup {why}; keeping the last {} address(es) (logged once until it succeeds again)", kept.len());
@@ -393,7 +427,7 @@ async fn update(rt: &Runtime, dns: &Discovery) {
         Ok(next) => {
             rt.publish(next);
         }
-        Err(e) => tracing::warn!("DNS update not applied: {e}"),
+        Err(e) => tracing::warn!("DNS update not applied: {}", crate::tls::ErrorChain(&e)),
     }
 }
 

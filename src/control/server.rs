@@ -11,7 +11,7 @@
 use crate::accept::admission::Admission;
 use crate::accept::listen;
 use crate::config::{Config, KeyPath, Problem};
-use crate::control::activation::{self, Inherited};
+use crate::control::activation::{self, ActivationError, Inherited};
 use crate::control::admin::Admin;
 use crate::control::discovery::{self, Discovery};
 use crate::runtime::{BuildError, Generation, Runtime};
@@ -26,6 +26,8 @@ use tokio::task::JoinHandle;
 pub use crate::runtime::{check_files, check_tls};
 
 /// Why a config could not be started or reloaded. Each names file, line and key.
+/// `Display` says what failed; `source()` gives the cause beneath (print with
+/// `tls::ErrorChain` to show it).
 #[derive(Debug)]
 pub enum ServeError {
     /// A certificate or key cannot be served.
@@ -36,7 +38,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     /// `LISTEN_FDS` is unusable.
-    Activation(String),
+    Activation(ActivationError),
 }
 
 impl fmt::Display for ServeError {
@@ -44,7 +46,7 @@ impl fmt::Display for ServeError {
         match self {
             ServeError::Build(e) => write!(f, "{e}"),
             ServeError::Bind { problem, .. } => write!(f, "{problem}"),
-            ServeError::Activation(e) => f.write_str(e),
+            ServeError::Activation(e) => write!(f, "{e}"),
         }
     }
 }
@@ -52,9 +54,10 @@ impl fmt::Display for ServeError {
 impl std::error::Error for ServeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ServeError::Build(e) => Some(e),
+            // Shown as they are: their causes come next.
+            ServeError::Build(e) => e.source(),
             ServeError::Bind { source, .. } => Some(source),
-            ServeError::Activation(_) => None,
+            ServeError::Activation(e) => e.source(),
         }
     }
 }
@@ -81,8 +84,9 @@ impl fmt::Display for ReloadError {
 impl std::error::Error for ReloadError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ReloadError::Config(e) => Some(e),
-            ReloadError::Serve(e) => Some(e),
+            // Shown as they are: their causes come next.
+            ReloadError::Config(e) => e.source(),
+            ReloadError::Serve(e) => e.source(),
         }
     }
 }
@@ -138,7 +142,7 @@ fn bind_admin(cfg: &Config) -> Result<Option<(SocketAddr, TcpListener)>, ServeEr
         Err(source) if cfg.admin.explicit => Err(ServeError::Bind {
             problem: Box::new(cfg.problem(
                 &KeyPath::root("admin").key("address"),
-                &format!("cannot listen on {addr}: {source}"),
+                &format!("cannot listen on {addr}"),
             )),
             source,
         }),
@@ -161,7 +165,7 @@ fn open_listener(
     let bind_err = |source: std::io::Error| ServeError::Bind {
         problem: Box::new(cfg.problem(
             &KeyPath::root("listener").index(index).key("address"),
-            &format!("cannot listen on {}: {source}", l.address),
+            &format!("cannot listen on {}", l.address),
         )),
         source,
     };

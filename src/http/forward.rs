@@ -433,7 +433,7 @@ async fn exchange(
                 None => match connect(&backend, pool, to.addrs).await {
                     Ok(s) => s,
                     Err(e) => {
-                        tracing::warn!(pool = %pool.name, "{e}");
+                        tracing::warn!(pool = %pool.name, "{}", crate::tls::ErrorChain(&e));
                         backend.record_failure(active);
                         last = Some(e);
                         continue 'backends;
@@ -480,7 +480,7 @@ async fn exchange(
                         ));
                     }
                     let e = connect::UpstreamError::Http(backend.addr, e.into_error());
-                    tracing::warn!(pool = %pool.name, "{e}");
+                    tracing::warn!(pool = %pool.name, "{}", crate::tls::ErrorChain(&e));
                     backend.record_failure(active);
                     last = Some(e);
                     if body.is_none() {

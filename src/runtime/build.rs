@@ -1,7 +1,9 @@
 //! Building a generation from a checked config: every file it names is read here
 //! (certificates and keys, CA bundles, JWT keys), or kept from the current generation
 //! for a DNS update, and listeners keep their TLS session-ticket keys across reloads
-//! (tls/tickets.rs). A failure is a `BuildError` located in the file.
+//! (tls/tickets.rs). A failure is a `BuildError` located in the file; its
+//! `Display` is the located line (what failed), its `source()` the error beneath
+//! (print it with `tls::ErrorChain` to show every cause).
 //! Does not own: publishing (mod.rs) or what a generation's parts do at run time.
 
 use super::{Effective, Generation, ListenerGen, RELAY_BUFFER};
@@ -19,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio_rustls::TlsAcceptor;
 /// A config that cannot be served: a certificate, key, CA bundle or JWT key problem,
-/// located in the file.
+/// located in the file. `problem` says what failed (the error's own message);
+/// `source()` is that error, whose own `source()` is the cause beneath.
 #[derive(Debug)]
 pub struct BuildError {
     pub problem: Box<Problem>,
@@ -34,7 +37,8 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.source)
+        // `problem` already says what `source` says: go on from its cause.
+        self.source.source()
     }
 }
 

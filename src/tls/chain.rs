@@ -34,13 +34,10 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 fn read_err(path: &Path, e: rustls_pki_types::pem::Error) -> TlsError {
-    let reason = match e {
-        rustls_pki_types::pem::Error::Io(io) => io.to_string(),
-        other => format!("{other:?}"),
-    };
-    TlsError::Read {
-        file: path.to_path_buf(),
-        reason,
+    let file = path.to_path_buf();
+    match e {
+        rustls_pki_types::pem::Error::Io(source) => TlsError::Read { file, source },
+        source => TlsError::Pem { file, source },
     }
 }
 
@@ -57,10 +54,10 @@ pub fn check_chain(
         .map(|(index, der)| {
             x509_parser::parse_x509_certificate(der.as_ref())
                 .map(|(_, c)| c)
-                .map_err(|e| TlsError::BadCertificate {
+                .map_err(|source| TlsError::BadCertificate {
                     file: path.to_path_buf(),
                     index,
-                    reason: e.to_string(),
+                    source,
                 })
         })
         .collect::<Result<_, _>>()?;

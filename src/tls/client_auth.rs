@@ -23,18 +23,19 @@ pub fn verifier(
     let cas = chain::load_cas(&c.ca)?;
     let mut roots = rustls::RootCertStore::empty();
     for (i, ca) in cas.into_iter().enumerate() {
-        roots.add(ca).map_err(|e| TlsError::BadCa {
+        roots.add(ca).map_err(|source| TlsError::BadCa {
             file: c.ca.clone(),
-            reason: format!("certificate #{}: {e}", i + 1),
+            index: i,
+            source,
         })?;
     }
     let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
     if !c.required {
         b = b.allow_unauthenticated();
     }
-    b.build().map_err(|e| TlsError::BadCa {
+    b.build().map_err(|source| TlsError::BadCaVerifier {
         file: c.ca.clone(),
-        reason: e.to_string(),
+        source,
     })
 }
 

@@ -1,15 +1,31 @@
-//! `TlsError`: why a certificate, key or CA bundle cannot be used, naming the file.
+//! `TlsError`: why a certificate, key or CA bundle cannot be used, naming the file;
+//! and `ErrorChain`, the one-line text of an error with all its causes.
+//!
+//! Owns: the convention wsgate's errors follow: `Display` says what failed (and
+//! names the file or backend), `source()` gives the underlying error, and no cause
+//! shows in both; `ErrorChain` joins them back for logs and the command line.
+//! Does not own: loading or checking anything (chain.rs, mod.rs, upstream.rs).
 
+use std::error::Error;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// An x509 certificate that cannot be parsed, as x509-parser reports it.
+pub type X509ParseError = x509_parser::nom::Err<x509_parser::error::X509Error>;
+
 /// Why a certificate, key or CA bundle cannot be used. Every variant but
-/// `NoSystemRoots` names the file.
+/// `NoSystemRoots` and `Provider` names the file.
 #[derive(Debug)]
 pub enum TlsError {
+    /// The file cannot be read.
     Read {
         file: PathBuf,
-        reason: String,
+        source: std::io::Error,
+    },
+    /// The file is not well-formed PEM.
+    Pem {
+        file: PathBuf,
+        source: rustls_pki_types::pem::Error,
     },
     NoCertificate {
         file: PathBuf,
@@ -20,11 +36,11 @@ pub enum TlsError {
     BadCertificate {
         file: PathBuf,
         index: usize,
-        reason: String,
+        source: X509ParseError,
     },
     BadKey {
         file: PathBuf,
-        reason: String,
+        source: rustls::Error,
     },
     KeyMismatch {
         cert: PathBuf,
@@ -45,26 +61,31 @@ pub enum TlsError {
         issuer: String,
         next: String,
     },
-    Rustls {
-        file: PathBuf,
-        reason: String,
-    },
     /// A CA bundle (`client_ca`, `tls_ca`) with no certificate in it.
     NoCaCertificate {
         file: PathBuf,
     },
-    /// A CA bundle rustls cannot use as trust anchors.
+    /// A certificate of a CA bundle rustls cannot use as a trust anchor.
     BadCa {
         file: PathBuf,
-        reason: String,
+        index: usize,
+        source: rustls::Error,
     },
-    /// A pool verifies against the system's roots, and none could be loaded.
+    /// rustls cannot build a client-certificate verifier from a CA bundle.
+    BadCaVerifier {
+        file: PathBuf,
+        source: rustls::server::VerifierBuilderError,
+    },
+    /// A pool verifies against the system's roots, and none could be loaded
+    /// (`source`: the first error met, `None` when the store is just empty).
     NoSystemRoots {
-        reason: String,
+        source: Option<rustls_native_certs::Error>,
     },
-    /// rustls refused the provider's settings (not expected with aws-lc-rs).
+    /// rustls refused the provider's settings (not expected with aws-lc-rs); `what`
+    /// says which.
     Provider {
-        reason: String,
+        what: &'static str,
+        source: rustls::Error,
     },
 }
 
@@ -72,28 +93,21 @@ impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use TlsError::*;
         match self {
-            Read { file, reason } => write!(f, "{}: cannot read: {reason}", file.display()),
+            Read { file, .. } => write!(f, "{}: cannot read", file.display()),
+            Pem { file, .. } => write!(f, "{}: cannot read as PEM", file.display()),
             NoCertificate { file } => write!(f, "{}: holds no PEM certificate", file.display()),
             NoKey { file } => write!(
                 f,
                 "{}: holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
                 file.display()
             ),
-            BadCertificate {
-                file,
-                index,
-                reason,
-            } => {
-                write!(
-                    f,
-                    "{}: certificate #{} cannot be parsed: {reason}",
-                    file.display(),
-                    index + 1
-                )
-            }
-            BadKey { file, reason } => {
-                write!(f, "{}: private key unusable: {reason}", file.display())
-            }
+            BadCertificate { file, index, .. } => write!(
+                f,
+                "{}: certificate #{} cannot be parsed",
+                file.display(),
+                index + 1
+            ),
+            BadKey { file, .. } => write!(f, "{}: private key unusable", file.display()),
             KeyMismatch { cert, key } => write!(
                 f,
                 "{}: private key does not match the first (leaf) certificate in {}",
@@ -125,25 +139,54 @@ impl fmt::Display for TlsError {
                 file.display(),
                 index + 1
             ),
-            Rustls { file, reason } => write!(f, "{}: {reason}", file.display()),
             NoCaCertificate { file } => write!(
                 f,
                 "{}: holds no PEM certificate (expected the CA certificates to trust)",
                 file.display()
             ),
-            BadCa { file, reason } => {
-                write!(f, "{}: unusable as trust anchors: {reason}", file.display())
-            }
-            NoSystemRoots { reason } => write!(
+            BadCa { file, index, .. } => write!(
                 f,
-                "no system root certificates could be loaded ({reason}); install ca-certificates or set tls_ca"
+                "{}: unusable as trust anchors: certificate #{}",
+                file.display(),
+                index + 1
             ),
-            Provider { reason } => write!(f, "TLS provider: {reason}"),
+            BadCaVerifier { file, .. } => {
+                write!(f, "{}: unusable as trust anchors", file.display())
+            }
+            NoSystemRoots { source } => write!(
+                f,
+                "no system root certificates could be loaded{}; install ca-certificates or set tls_ca",
+                if source.is_none() {
+                    " (the store is empty)"
+                } else {
+                    ""
+                }
+            ),
+            Provider { what, .. } => write!(f, "TLS provider: {what}"),
         }
     }
 }
 
-impl std::error::Error for TlsError {}
+impl Error for TlsError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        use TlsError::*;
+        match self {
+            Read { source, .. } => Some(source),
+            Pem { source, .. } => Some(source),
+            BadCertificate { source, .. } => Some(source),
+            BadKey { source, .. } | BadCa { source, .. } | Provider { source, .. } => Some(source),
+            BadCaVerifier { source, .. } => Some(source),
+            NoSystemRoots { source } => source.as_ref().map(|e| e as &(dyn Error + 'static)),
+            NoCertificate { .. }
+            | NoKey { .. }
+            | KeyMismatch { .. }
+            | Expired { .. }
+            | NotYetValid { .. }
+            | OutOfOrder { .. }
+            | NoCaCertificate { .. } => None,
+        }
+    }
+}
 
 impl TlsError {
     /// The file the problem is in (for a key that does not match: the key).
@@ -151,6 +194,7 @@ impl TlsError {
         use TlsError::*;
         match self {
             Read { file, .. }
+            | Pem { file, .. }
             | NoCertificate { file }
             | NoKey { file }
             | BadCertificate { file, .. }
@@ -158,11 +202,74 @@ impl TlsError {
             | Expired { file, .. }
             | NotYetValid { file, .. }
             | OutOfOrder { file, .. }
-            | Rustls { file, .. }
             | NoCaCertificate { file }
-            | BadCa { file, .. } => Some(file),
+            | BadCa { file, .. }
+            | BadCaVerifier { file, .. } => Some(file),
             KeyMismatch { key, .. } => Some(key),
             NoSystemRoots { .. } | Provider { .. } => None,
         }
+    }
+}
+
+/// An error and every cause under it (`source()`, then its source...), on one line
+/// joined by ": ": what logs and the command line print. A cause whose text the
+/// line already ends with is not repeated (some libraries put their source in their
+/// own message too).
+pub struct ErrorChain<'a>(pub &'a (dyn Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            let text = e.to_string();
+            if !text.is_empty() && !last.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_shows_once() {
+        let e = TlsError::Read {
+            file: PathBuf::from("/x/cert.pem"),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        };
+        assert_eq!(e.to_string(), "/x/cert.pem: cannot read");
+        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("gone"));
+        assert_eq!(ErrorChain(&e).to_string(), "/x/cert.pem: cannot read: gone");
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        #[derive(Debug)]
+        struct Loud(std::io::Error);
+        impl fmt::Display for Loud {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "IO error: {}", self.0)
+            }
+        }
+        impl Error for Loud {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Loud(std::io::Error::other("reset"));
+        assert_eq!(ErrorChain(&e).to_string(), "IO error: reset");
     }
 }

@@ -9,6 +9,8 @@
 //! keys (`tickets.rs`, kept across generations); and a pool's client side
 //! (`upstream.rs`). Every generation loads these files afresh, so a reload
 //! serves a renewed certificate to new handshakes and re-reads every CA bundle.
+//! Also `TlsError`, which keeps the io, PEM, x509 or rustls error as its source, and
+//! `ErrorChain`, which prints any error with its causes (error.rs).
 //! Does not own: the handshake itself or its timeout (listen.rs).
 
 mod chain;
@@ -19,7 +21,7 @@ mod tickets;
 pub mod upstream;
 
 pub use chain::{check_chain, leaf_names, load_chain, load_key};
-pub use error::TlsError;
+pub use error::{ErrorChain, TlsError, X509ParseError};
 pub use tickets::TicketKeys;
 
 use crate::config::{CertPair, KeyPath, ListenerTls, TlsVersion};
@@ -87,9 +89,9 @@ fn load_pair(
             cert: p.cert.clone(),
             key: p.key.clone(),
         },
-        other => TlsError::BadKey {
+        source => TlsError::BadKey {
             file: p.key.clone(),
-            reason: other.to_string(),
+            source,
         },
     })?;
     let served = Served {
@@ -151,7 +153,8 @@ pub fn load_listener(
         .map_err(|e| Located {
             at: at.clone().key("min_version"),
             error: Box::new(TlsError::Provider {
-                reason: e.to_string(),
+                what: "refused the protocol versions",
+                source: e,
             }),
         })?;
     let builder = match &l.client_certs {

@@ -56,7 +56,8 @@ impl TicketKeys {
 }
 
 fn fresh() -> Result<Arc<dyn ProducesTickets>, TlsError> {
-    Ticketer::new().map_err(|e| TlsError::Provider {
-        reason: format!("session-ticket keys: {e}"),
+    Ticketer::new().map_err(|source| TlsError::Provider {
+        what: "cannot make session-ticket keys",
+        source,
     })
 }

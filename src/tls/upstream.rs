@@ -45,9 +45,10 @@ impl UpstreamTls {
         let from = match &t.ca {
             Some(file) => {
                 for (i, ca) in chain::load_cas(file)?.into_iter().enumerate() {
-                    roots.add(ca).map_err(|e| TlsError::BadCa {
+                    roots.add(ca).map_err(|source| TlsError::BadCa {
                         file: file.clone(),
-                        reason: format!("certificate #{}: {e}", i + 1),
+                        index: i,
+                        source,
                     })?;
                 }
                 file.display().to_string()
@@ -56,11 +57,9 @@ impl UpstreamTls {
                 let found = rustls_native_certs::load_native_certs();
                 let (added, _) = roots.add_parsable_certificates(found.certs);
                 if added == 0 {
-                    let reason = found
-                        .errors
-                        .first()
-                        .map_or_else(|| "the store is empty".to_string(), |e| e.to_string());
-                    return Err(TlsError::NoSystemRoots { reason });
+                    return Err(TlsError::NoSystemRoots {
+                        source: found.errors.into_iter().next(),
+                    });
                 }
                 "the system store".to_string()
             }
@@ -68,8 +67,9 @@ impl UpstreamTls {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Provider {
-                reason: e.to_string(),
+            .map_err(|source| TlsError::Provider {
+                what: "refused the protocol versions",
+                source,
             })?
             .with_root_certificates(roots.clone())
             .with_no_client_auth();

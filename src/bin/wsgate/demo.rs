@@ -72,7 +72,7 @@ pool = "echo"
     let mut running = match wsgate::control::server::start(&cfg).await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("demo: {e}");
+            eprintln!("demo: {}", wsgate::tls::ErrorChain(&e));
             return ExitCode::FAILURE;
         }
     };

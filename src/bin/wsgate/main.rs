@@ -18,6 +18,7 @@ use tracing_subscriber::{EnvFilter, Registry};
 use wsgate::config::{Config, LogFormat, Server};
 use wsgate::control::notify;
 use wsgate::control::server::Running;
+use wsgate::tls::ErrorChain;
 
 #[derive(Parser)]
 #[command(
@@ -94,7 +95,7 @@ fn load(path: &Path) -> Option<Config> {
     match Config::load(path) {
         Ok(c) => Some(c),
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", ErrorChain(&e));
             None
         }
     }
@@ -111,7 +112,7 @@ fn checked(path: &Path) -> Option<Config> {
             Some(cfg)
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", ErrorChain(&e));
             None
         }
     }
@@ -227,7 +228,7 @@ async fn run(path: &Path, cfg: Config) -> ExitCode {
     let mut running = match wsgate::control::server::start(&cfg).await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", ErrorChain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -315,6 +316,7 @@ async fn reload(running: &mut Running, path: &Path, log: Option<&LogHandle>, at_
         }
         Err(e) => {
             let g = running.generation().id;
+            let e = ErrorChain(&e);
             tracing::error!("reload failed, still serving generation {g}: {e}");
             notify::ready(&format!("reload failed: {e}; {}", status_line(running)));
         }

@@ -63,7 +63,11 @@ fn backend(b: &Backend) -> Value {
     let (check_time, check_result, check_error) = match &s.last_check {
         None => (None, Value::Null, Value::Null),
         Some((t, Ok(()))) => (Some(*t), json!("ok"), Value::Null),
-        Some((t, Err(why))) => (Some(*t), json!("failed"), json!(why)),
+        Some((t, Err(why))) => (
+            Some(*t),
+            json!("failed"),
+            json!(crate::tls::ErrorChain(&**why).to_string()),
+        ),
     };
     json!({
         "address": b.id.address,

@@ -6,13 +6,16 @@
 //! RS*/PS*, EC keys by curve, Ed25519 EdDSA; intersected with `algorithms`), the
 //! refusals that keep keys safe (a secret shorter than its hash, an RSA key under
 //! 2048 bits, a private key where a public one belongs, a symmetric key in a JWKS),
-//! and `KeyError`. Does not own: checking tokens (mod.rs).
+//! and `KeyError` (what failed, naming the file) with `KeyProblem` (what is wrong
+//! with one key). Does not own: checking tokens (mod.rs).
 
 use crate::config::KeySource;
+use crate::tls::X509ParseError;
 use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use rustls_pki_types::pem::{PemObject, SectionKind};
+use std::error::Error;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use x509_parser::prelude::FromDer;
@@ -36,7 +39,9 @@ impl fmt::Debug for Key {
     }
 }
 
-/// Why a route's keys cannot be used. Every variant names the file.
+/// Why a route's keys cannot be used. Every variant names the file; `source()`
+/// gives the underlying error (a key's problem shows in the message, its cause, if
+/// any, comes through `source()`).
 #[derive(Debug)]
 pub enum KeyError {
     Read {
@@ -58,14 +63,26 @@ pub enum KeyError {
         file: PathBuf,
         hint: &'static str,
     },
+    /// Key `index` (from 0) of a PEM file.
     BadPublicKey {
         file: PathBuf,
         index: usize,
-        reason: String,
+        problem: KeyProblem,
     },
-    BadJwks {
+    /// A JWKS file that is not JSON.
+    JwksNotJson {
         file: PathBuf,
-        reason: String,
+        source: serde_json::Error,
+    },
+    /// A JWKS file without a `keys` array.
+    NoJwksKeys {
+        file: PathBuf,
+    },
+    /// Key `index` (from 0) of a JWKS file.
+    BadJwk {
+        file: PathBuf,
+        index: usize,
+        problem: KeyProblem,
     },
     /// `None` for a file that only held keys without any usable algorithm.
     NoUsableKey {
@@ -77,7 +94,7 @@ impl fmt::Display for KeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use KeyError::*;
         match self {
-            Read { file, source } => write!(f, "{}: cannot read: {source}", file.display()),
+            Read { file, .. } => write!(f, "{}: cannot read", file.display()),
             SecretTooShort { file, len, need } => write!(
                 f,
                 "{}: the secret is {len} bytes; the allowed HMAC algorithms need at least {need} (RFC 7518 section 3.2)",
@@ -101,9 +118,19 @@ impl fmt::Display for KeyError {
             BadPublicKey {
                 file,
                 index,
-                reason,
-            } => write!(f, "{}: key #{}: {reason}", file.display(), index + 1),
-            BadJwks { file, reason } => write!(f, "{}: {reason}", file.display()),
+                problem,
+            }
+            | BadJwk {
+                file,
+                index,
+                problem,
+            } => write!(f, "{}: key #{}: {problem}", file.display(), index + 1),
+            JwksNotJson { file, .. } => write!(f, "{}: not JSON", file.display()),
+            NoJwksKeys { file } => write!(
+                f,
+                "{}: a JWKS is an object with a \"keys\" array",
+                file.display()
+            ),
             NoUsableKey { file } => write!(
                 f,
                 "{}: no key in it can verify any of the allowed algorithms",
@@ -113,11 +140,94 @@ impl fmt::Display for KeyError {
     }
 }
 
-impl std::error::Error for KeyError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl Error for KeyError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             KeyError::Read { source, .. } => Some(source),
+            KeyError::JwksNotJson { source, .. } => Some(source),
+            // The problem is in the message: go on from its cause.
+            KeyError::BadPublicKey { problem, .. } | KeyError::BadJwk { problem, .. } => {
+                problem.source()
+            }
             _ => None,
+        }
+    }
+}
+
+/// What is wrong with one key of a PEM or JWKS file.
+#[derive(Debug)]
+pub enum KeyProblem {
+    /// A PEM section that cannot be read.
+    Pem(rustls_pki_types::pem::Error),
+    Certificate(X509ParseError),
+    NotSpki(X509ParseError),
+    RsaUnparsable,
+    RsaTooSmall {
+        bits: usize,
+    },
+    /// An EC key on a curve other than P-256 or P-384.
+    EcCurve,
+    /// An OKP key on a curve other than Ed25519.
+    OkpCurve,
+    /// A key type (its OID) JWT signatures do not use here.
+    KeyType(String),
+    /// A JWKS entry that is not a JWK.
+    NotJwk(serde_json::Error),
+    /// An RSA JWK whose `n` is not base64url.
+    NotBase64Url(base64::DecodeError),
+    /// An `oct` JWK.
+    Symmetric,
+    /// A JWK whose `alg` is not one of its key type's.
+    AlgMismatch,
+    /// A JWK jsonwebtoken cannot use.
+    Unusable(jsonwebtoken::errors::Error),
+}
+
+impl fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use KeyProblem::*;
+        match self {
+            Pem(_) => f.write_str("not valid PEM"),
+            Certificate(_) => f.write_str("certificate cannot be parsed"),
+            NotSpki(_) => f.write_str("not a SubjectPublicKeyInfo"),
+            RsaUnparsable => f.write_str("RSA key cannot be parsed"),
+            RsaTooSmall { bits } => write!(
+                f,
+                "RSA key of {bits} bits; at least {RSA_MIN_BITS} are required"
+            ),
+            EcCurve => f.write_str("EC key on a curve JWT cannot use (P-256 or P-384)"),
+            OkpCurve => f.write_str("OKP curve other than Ed25519"),
+            KeyType(oid) => write!(
+                f,
+                "key type {oid} is not one JWT signatures use here (RSA, EC P-256/P-384, Ed25519)"
+            ),
+            NotJwk(_) => f.write_str("not a JWK"),
+            NotBase64Url(_) => f.write_str("\"n\" is not base64url"),
+            Symmetric => f.write_str(
+                "a symmetric (\"oct\") key: a JWKS holds public keys; put an HMAC secret in secret_file",
+            ),
+            AlgMismatch => f.write_str("its \"alg\" does not fit its key type"),
+            Unusable(_) => f.write_str("unusable"),
+        }
+    }
+}
+
+impl Error for KeyProblem {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        use KeyProblem::*;
+        match self {
+            Pem(e) => Some(e),
+            Certificate(e) | NotSpki(e) => Some(e),
+            NotJwk(e) => Some(e),
+            NotBase64Url(e) => Some(e),
+            Unusable(e) => Some(e),
+            RsaUnparsable
+            | RsaTooSmall { .. }
+            | EcCurve
+            | OkpCurve
+            | KeyType(_)
+            | Symmetric
+            | AlgMismatch => None,
         }
     }
 }
@@ -253,19 +363,19 @@ fn secret(
 /// Every public key (or certificate's key) in a PEM file.
 fn pem_keys(file: &Path) -> Result<Vec<Key>, KeyError> {
     let raw = read(file)?;
-    let bad = |index: usize, reason: String| KeyError::BadPublicKey {
+    let bad = |index: usize, problem: KeyProblem| KeyError::BadPublicKey {
         file: file.to_path_buf(),
         index,
-        reason,
+        problem,
     };
     let mut keys = Vec::new();
     for (index, section) in <(SectionKind, Vec<u8>)>::pem_slice_iter(&raw).enumerate() {
-        let (kind, der) = section.map_err(|e| bad(index, format!("{e:?}")))?;
+        let (kind, der) = section.map_err(|e| bad(index, KeyProblem::Pem(e)))?;
         let spki_der = match kind {
             SectionKind::PublicKey => der,
             SectionKind::Certificate => {
                 let (_, cert) = x509_parser::parse_x509_certificate(&der)
-                    .map_err(|e| bad(index, format!("certificate cannot be parsed: {e}")))?;
+                    .map_err(|e| bad(index, KeyProblem::Certificate(e)))?;
                 cert.public_key().raw.to_vec()
             }
             SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey => {
@@ -298,15 +408,14 @@ const OID_P384: &str = "1.3.132.0.34";
 const OID_ED25519: &str = "1.3.101.112";
 
 /// A key from its SubjectPublicKeyInfo.
-fn spki(der: &[u8]) -> Result<Key, String> {
-    let (_, info) = SubjectPublicKeyInfo::from_der(der)
-        .map_err(|e| format!("not a SubjectPublicKeyInfo: {e}"))?;
+fn spki(der: &[u8]) -> Result<Key, KeyProblem> {
+    let (_, info) = SubjectPublicKeyInfo::from_der(der).map_err(KeyProblem::NotSpki)?;
     let bits = &info.subject_public_key.data;
     let (key, algs) = match info.algorithm.algorithm.to_id_string().as_str() {
         OID_RSA => {
             let modulus = match info.parsed() {
                 Ok(x509_parser::public_key::PublicKey::RSA(k)) => k.modulus.to_vec(),
-                _ => return Err("RSA key cannot be parsed".into()),
+                _ => return Err(KeyProblem::RsaUnparsable),
             };
             rsa_size_ok(&modulus)?;
             (
@@ -324,16 +433,12 @@ fn spki(der: &[u8]) -> Result<Key, String> {
             let alg = match curve.as_deref() {
                 Some(OID_P256) => Algorithm::ES256,
                 Some(OID_P384) => Algorithm::ES384,
-                _ => return Err("EC key on a curve JWT cannot use (P-256 or P-384)".into()),
+                _ => return Err(KeyProblem::EcCurve),
             };
             (DecodingKey::from_ec_der(bits), vec![alg])
         }
         OID_ED25519 => (DecodingKey::from_ed_der(bits), vec![Algorithm::EdDSA]),
-        other => {
-            return Err(format!(
-                "key type {other} is not one JWT signatures use here (RSA, EC P-256/P-384, Ed25519)"
-            ));
-        }
+        other => return Err(KeyProblem::KeyType(other.to_string())),
     };
     Ok(Key {
         kid: None,
@@ -342,7 +447,7 @@ fn spki(der: &[u8]) -> Result<Key, String> {
     })
 }
 
-fn rsa_size_ok(modulus: &[u8]) -> Result<(), String> {
+fn rsa_size_ok(modulus: &[u8]) -> Result<(), KeyProblem> {
     let m: &[u8] = {
         let skip = modulus.iter().take_while(|b| **b == 0).count();
         &modulus[skip..]
@@ -351,9 +456,7 @@ fn rsa_size_ok(modulus: &[u8]) -> Result<(), String> {
         .first()
         .map_or(0, |b| m.len() * 8 - b.leading_zeros() as usize);
     if bits < RSA_MIN_BITS {
-        return Err(format!(
-            "RSA key of {bits} bits; at least {RSA_MIN_BITS} are required"
-        ));
+        return Err(KeyProblem::RsaTooSmall { bits });
     }
     Ok(())
 }
@@ -361,20 +464,25 @@ fn rsa_size_ok(modulus: &[u8]) -> Result<(), String> {
 /// The signature keys of a JWKS file (`use = "enc"` keys are skipped).
 fn jwks(file: &Path) -> Result<Vec<Key>, KeyError> {
     let raw = read(file)?;
-    let bad = |reason: String| KeyError::BadJwks {
-        file: file.to_path_buf(),
-        reason,
-    };
     let doc: serde_json::Value =
-        serde_json::from_slice(&raw).map_err(|e| bad(format!("not JSON: {e}")))?;
+        serde_json::from_slice(&raw).map_err(|source| KeyError::JwksNotJson {
+            file: file.to_path_buf(),
+            source,
+        })?;
     let list = doc
         .get("keys")
         .and_then(|k| k.as_array())
-        .ok_or_else(|| bad("a JWKS is an object with a \"keys\" array".into()))?;
+        .ok_or_else(|| KeyError::NoJwksKeys {
+            file: file.to_path_buf(),
+        })?;
     let mut keys = Vec::new();
-    for (i, v) in list.iter().enumerate() {
-        let at = |r: &str| bad(format!("key #{}: {r}", i + 1));
-        let jwk: Jwk = serde_json::from_value(v.clone()).map_err(|e| at(&e.to_string()))?;
+    for (index, v) in list.iter().enumerate() {
+        let at = |problem: KeyProblem| KeyError::BadJwk {
+            file: file.to_path_buf(),
+            index,
+            problem,
+        };
+        let jwk: Jwk = serde_json::from_value(v.clone()).map_err(|e| at(KeyProblem::NotJwk(e)))?;
         if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
             continue;
         }
@@ -382,32 +490,28 @@ fn jwks(file: &Path) -> Result<Vec<Key>, KeyError> {
             AlgorithmParameters::RSA(p) => {
                 let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(p.n.trim_end_matches('='))
-                    .map_err(|_| at("\"n\" is not base64url"))?;
-                rsa_size_ok(&n).map_err(|r| at(&r))?;
+                    .map_err(|e| at(KeyProblem::NotBase64Url(e)))?;
+                rsa_size_ok(&n).map_err(at)?;
                 AlgorithmFamily::Rsa.algorithms().to_vec()
             }
             AlgorithmParameters::EllipticCurve(p) => match p.curve {
                 EllipticCurve::P256 => vec![Algorithm::ES256],
                 EllipticCurve::P384 => vec![Algorithm::ES384],
-                _ => return Err(at("EC curve JWT cannot use here (P-256 or P-384)")),
+                _ => return Err(at(KeyProblem::EcCurve)),
             },
             AlgorithmParameters::OctetKeyPair(p) => match p.curve {
                 EllipticCurve::Ed25519 => vec![Algorithm::EdDSA],
-                _ => return Err(at("OKP curve other than Ed25519")),
+                _ => return Err(at(KeyProblem::OkpCurve)),
             },
-            AlgorithmParameters::OctetKey(_) => {
-                return Err(at(
-                    "a symmetric (\"oct\") key: a JWKS holds public keys; put an HMAC secret in secret_file",
-                ));
-            }
+            AlgorithmParameters::OctetKey(_) => return Err(at(KeyProblem::Symmetric)),
             _ => continue, // a key type this version cannot use
         };
         let algs = match jwk.common.key_algorithm.map(Algorithm::try_from) {
             None => family,
             Some(Ok(a)) if family.contains(&a) => vec![a],
-            Some(_) => return Err(at("its \"alg\" does not fit its key type")),
+            Some(_) => return Err(at(KeyProblem::AlgMismatch)),
         };
-        let key = DecodingKey::from_jwk(&jwk).map_err(|e| at(&e.to_string()))?;
+        let key = DecodingKey::from_jwk(&jwk).map_err(|e| at(KeyProblem::Unusable(e)))?;
         keys.push(Key {
             kid: jwk.common.key_id.clone(),
             key,
