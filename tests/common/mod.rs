@@ -549,3 +549,24 @@ pub async fn eventually(d: Duration, what: &str, mut f: impl FnMut() -> bool) {
     })
     .await
 }
+
+/// Runs table rows one after the other, each `(name, check)` in a task of its
+/// own, and fails naming every row whose check panicked, with its message.
+pub async fn run_rows<F>(rows: impl IntoIterator<Item = (&'static str, F)>)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut failed = Vec::new();
+    for (name, check) in rows {
+        if let Err(e) = tokio::spawn(check).await {
+            let e = e.into_panic();
+            let why = e
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| e.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            failed.push(format!("{name}: {why}"));
+        }
+    }
+    assert!(failed.is_empty(), "rows failed:\n{}", failed.join("\n"));
+}
