@@ -157,11 +157,11 @@ async fn clients_of_a_killed_backend_get_1014_within_a_second() {
         assert_eq!((resp.status, resp.header("x-backend")), (101, Some("a")));
         write_all(
             &mut s,
-            &encode_frame(true, 0, 1, &[b'0' + i], Some([1, 2, 3, 4])),
+            &encode_frame(true, 0, op::TEXT, &[b'0' + i], Some([1, 2, 3, 4])),
         )
         .await;
         let f = within("echo", read_frame(&mut s)).await.unwrap();
-        assert_eq!((f.opcode, f.payload), (1, vec![b'0' + i]));
+        assert_eq!((f.opcode, f.payload), (op::TEXT, vec![b'0' + i]));
         clients.push(s);
     }
     assert_eq!(backend(&p, 0).active(), 5);

@@ -381,7 +381,7 @@ async fn enforce_expiry_closes_the_session_with_1008_when_exp_passes() {
     // Traffic flows until then.
     write_all(
         &mut client,
-        &encode_frame(true, 0, 1, b"hi", Some([1, 2, 3, 4])),
+        &encode_frame(true, 0, op::TEXT, b"hi", Some([1, 2, 3, 4])),
     )
     .await;
     let f = within("relayed frame", read_frame(&mut backend))

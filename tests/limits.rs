@@ -2,6 +2,7 @@
 //! (throttle and close), frame and message sizes judged from headers, keepalive
 //! pings and the idle timeout, the session time limit, and per-route overrides.
 mod common;
+use common::op::{BINARY, CLOSE, CONT, PING, PONG, TEXT};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -10,12 +11,6 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 const KEY: [u8; 4] = [0x1f, 0x8b, 0x42, 0xe7];
-const TEXT: u8 = 1;
-const BINARY: u8 = 2;
-const CONT: u8 = 0;
-const CLOSE: u8 = 8;
-const PING: u8 = 9;
-const PONG: u8 = 10;
 
 /// A whole config: loopback exempt from admission limits, `[limits]` extended by
 /// `limits`, one TLS listener, then `rest`.
@@ -138,7 +133,7 @@ async fn a_message_over_max_message_bytes_is_refused_at_the_fragment_that_crosse
     // The backend answers the 1001 with its Close: the client gets its 1009 instead.
     write_all(
         &mut t.backend,
-        &encode_frame(true, 0, 8, &[0x03, 0xe9], None),
+        &encode_frame(true, 0, CLOSE, &[0x03, 0xe9], None),
     )
     .await;
     let f = within_for(Duration::from_secs(2), "1009", read_frame(&mut t.client))

@@ -303,12 +303,16 @@ async fn planted_secrets_appear_in_no_log_line_and_no_admin_answer() {
         write_all(&mut s, head.as_bytes()).await;
         assert_eq!(read_response(&mut s).await.status, 101);
         let mask = Some([1, 2, 3, 4]);
-        write_all(&mut s, &encode_frame(true, 0, 1, b"SECRETPAYLOAD5", mask)).await;
+        write_all(
+            &mut s,
+            &encode_frame(true, 0, op::TEXT, b"SECRETPAYLOAD5", mask),
+        )
+        .await;
         let echoed = within("echo", read_frame(&mut s)).await.unwrap();
         assert_eq!(echoed.payload, b"SECRETPAYLOAD5");
         write_all(
             &mut s,
-            &encode_frame(true, 0, 8, &1000u16.to_be_bytes(), mask),
+            &encode_frame(true, 0, op::CLOSE, &1000u16.to_be_bytes(), mask),
         )
         .await;
         let _ = read_frames_to_eof(&mut s).await;

@@ -2,6 +2,7 @@
 //! reset) without a Close, and protocol violations from either side, each answered
 //! with the right Close code to the right side.
 mod common;
+use common::op::{CLOSE, CONT, PING, TEXT};
 use common::*;
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -10,10 +11,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 const KEY: [u8; 4] = [0x5a, 0x01, 0xc3, 0x96];
-const TEXT: u8 = 1;
-const CONT: u8 = 0;
-const CLOSE: u8 = 8;
-const PING: u8 = 9;
 
 /// A proxy to `backend` whose close timeout is far beyond every deadline here, so a
 /// session that ends within a deadline ended on its own, not by timing out.

@@ -152,7 +152,13 @@ async fn a_handshake_waiting_on_its_backend_is_finished_then_drained() {
                 }
                 // The proxy's Close to us is masked; answer with an unmasked Close.
                 let _ = s
-                    .write_all(&encode_frame(true, 0, 8, &1001u16.to_be_bytes(), None))
+                    .write_all(&encode_frame(
+                        true,
+                        0,
+                        op::CLOSE,
+                        &1001u16.to_be_bytes(),
+                        None,
+                    ))
                     .await;
             }
         }

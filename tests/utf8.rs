@@ -4,6 +4,7 @@
 //! client); compressed (RSV1) messages and directions turned off pass untouched;
 //! and what either side sent before a violation arrives before the Close.
 mod common;
+use common::op::{BINARY, CLOSE, CONT, PING, TEXT};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -11,11 +12,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-const CONT: u8 = 0;
-const TEXT: u8 = 1;
-const BINARY: u8 = 2;
-const CLOSE: u8 = 8;
-const PING: u8 = 9;
 
 fn config(backend: std::net::SocketAddr, limits: &str) -> String {
     let pool = pool_and_route("p", "round_robin", &[(backend, 1)]);

@@ -357,6 +357,19 @@ pub fn switching(head: &str, extra: &str) -> String {
     )
 }
 
+/// Frame opcodes (RFC 6455 section 5.2): the one definition for every test that
+/// writes or reads raw frames. Reserved opcodes (3-7, 11-15) stay literals where a
+/// test sends one on purpose.
+pub mod op {
+    /// The continuation of a fragmented message.
+    pub const CONT: u8 = 0x0;
+    pub const TEXT: u8 = 0x1;
+    pub const BINARY: u8 = 0x2;
+    pub const CLOSE: u8 = 0x8;
+    pub const PING: u8 = 0x9;
+    pub const PONG: u8 = 0xA;
+}
+
 /// One frame as seen on the wire, payload unmasked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawFrame {
@@ -370,7 +383,7 @@ pub struct RawFrame {
 impl RawFrame {
     /// The code of a Close frame.
     pub fn close_code(&self) -> Option<u16> {
-        (self.opcode == 8 && self.payload.len() >= 2)
+        (self.opcode == op::CLOSE && self.payload.len() >= 2)
             .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
     }
 }
@@ -535,7 +548,7 @@ pub async fn frames_of(mut b: &[u8]) -> Vec<RawFrame> {
 pub fn assert_close(f: &RawFrame, code: u16, masked: bool, what: &str) {
     assert_eq!(
         (f.opcode, f.fin, f.masked, f.close_code()),
-        (8, true, masked, Some(code)),
+        (op::CLOSE, true, masked, Some(code)),
         "{what}: {f:?}"
     );
 }

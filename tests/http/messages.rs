@@ -154,13 +154,22 @@ async fn an_upgrade_after_plain_requests_on_one_connection() {
     assert_eq!(read_http(&mut s, false).await.status, 200);
     // The upgrade head and the first frame in one write.
     let mut bytes = upgrade_head("/ws", "").into_bytes();
-    bytes.extend(encode_frame(true, 0, 1, b"after http", Some([1, 2, 3, 4])));
+    bytes.extend(encode_frame(
+        true,
+        0,
+        op::TEXT,
+        b"after http",
+        Some([1, 2, 3, 4]),
+    ));
     write_all(&mut s, &bytes).await;
     let r = read_response(&mut s).await;
     assert_eq!(r.status, 101, "{r:?}");
     assert_eq!(r.header("x-backend"), Some("b"));
     let f = within("echo", read_frame(&mut s)).await.unwrap();
-    assert_eq!((f.opcode, f.payload.as_slice()), (1, &b"after http"[..]));
+    assert_eq!(
+        (f.opcode, f.payload.as_slice()),
+        (op::TEXT, &b"after http"[..])
+    );
     assert_eq!(p.running.live_sessions(), 1);
 }
 
