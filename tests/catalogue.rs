@@ -423,7 +423,10 @@ async fn catalogue(addr: SocketAddr) {
 async fn every_row_gets_its_answer_and_nothing_leaks() {
     let e = echo("e").await;
     let p = start_proxy(&format!(
-        "[server]\nheader_read_timeout = \"2s\"\n\n{}",
+        r#"[server]
+header_read_timeout = "2s"
+
+{}"#,
         pool_and_route("p", "round_robin", &[(e.addr, 1)])
     ))
     .await;

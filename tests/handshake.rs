@@ -488,7 +488,7 @@ async fn plain_get_426_closes_the_connection() {
 async fn half_a_head_gets_408_after_header_read_timeout() {
     let e = echo("e").await;
     let p = proxy_with_server(
-        "header_read_timeout = \"300ms\"",
+        r#"header_read_timeout = "300ms""#,
         &pool_and_route("p", "round_robin", &[(e.addr, 1)]),
     )
     .await;
@@ -512,7 +512,7 @@ async fn half_a_head_gets_408_after_header_read_timeout() {
 async fn header_timeout_does_not_end_an_open_session() {
     let e = echo("e").await;
     let p = proxy_with_server(
-        "header_read_timeout = \"300ms\"",
+        r#"header_read_timeout = "300ms""#,
         &pool_and_route("p", "round_robin", &[(e.addr, 1)]),
     )
     .await;
@@ -625,8 +625,15 @@ async fn forwarded_request_headers() {
 async fn pool_host_header_replaces_host() {
     let (b, mut heads) = recording_backend().await;
     let p = start_proxy(&format!(
-        "[[pool]]\nname = \"p\"\nhost_header = \"backend.internal\"\n\
-         [[pool.backend]]\naddress = \"{}\"\n\n[[route]]\npool = \"p\"\n",
+        r#"[[pool]]
+name = "p"
+host_header = "backend.internal"
+[[pool.backend]]
+address = "{}"
+
+[[route]]
+pool = "p"
+"#,
         b.addr
     ))
     .await;

@@ -20,7 +20,12 @@ async fn proxy_to(backend: std::net::SocketAddr) -> Proxy {
 
 fn proxy_config(backend: std::net::SocketAddr) -> String {
     let pool = pool_and_route("p", "round_robin", &[(backend, 1)]);
-    format!("[server]\nclose_timeout = \"60s\"\n\n{pool}")
+    format!(
+        r#"[server]
+close_timeout = "60s"
+
+{pool}"#
+    )
 }
 
 async fn raw_session() -> RawSession {
@@ -285,7 +290,14 @@ async fn sigterm_closes_sessions_and_exits() {
     std::fs::write(
         &conf,
         format!(
-            "[server]\ndrain_spread = \"0s\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n{}",
+            r#"[server]
+drain_spread = "0s"
+[[listener]]
+address = "127.0.0.1:{port}"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+
+{}"#,
             pool_and_route("p", "round_robin", &[(backend.addr, 1)])
         ),
     )

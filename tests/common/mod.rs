@@ -54,10 +54,18 @@ pub fn config_text(rest: &str) -> String {
     let limits = if rest.contains("[limits]") {
         ""
     } else {
-        "[limits]\nexempt = [\"127.0.0.0/8\"]\n\n"
+        r#"[limits]
+exempt = ["127.0.0.0/8"]
+
+"#
     };
     format!(
-        "{limits}[[listener]]\naddress = \"127.0.0.1:0\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n{rest}"
+        r#"{limits}[[listener]]
+address = "127.0.0.1:0"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+
+{rest}"#
     )
 }
 
@@ -81,11 +89,26 @@ pub async fn start_proxy_raw(text: &str) -> Proxy {
 
 /// `[[pool]]` named `name` with `(address, weight)` backends, plus a catch-all route to it.
 pub fn pool_and_route(name: &str, balance: &str, backends: &[(SocketAddr, u32)]) -> String {
-    let mut s = format!("[[pool]]\nname = \"{name}\"\nbalance = \"{balance}\"\n");
+    let mut s = format!(
+        r#"[[pool]]
+name = "{name}"
+balance = "{balance}"
+"#
+    );
     for (a, w) in backends {
-        s += &format!("[[pool.backend]]\naddress = \"{a}\"\nweight = {w}\n");
+        s += &format!(
+            r#"[[pool.backend]]
+address = "{a}"
+weight = {w}
+"#
+        );
     }
-    s += &format!("\n[[route]]\npool = \"{name}\"\n");
+    s += &format!(
+        r#"
+[[route]]
+pool = "{name}"
+"#
+    );
     s
 }
 

@@ -177,8 +177,17 @@ async fn an_upgrade_after_plain_requests_on_one_connection() {
 async fn refuse_routes_answer_as_before_next_to_proxy_routes() {
     let b = HttpBackend::spawn("b").await;
     let p = start_proxy(&format!(
-        "[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"{}\"\n\
-         [[route]]\npool = \"p\"\n[[route]]\npath_prefix = \"/api\"\npool = \"p\"\nhttp = \"proxy\"\n",
+        r#"[[pool]]
+name = "p"
+[[pool.backend]]
+address = "{}"
+[[route]]
+pool = "p"
+[[route]]
+path_prefix = "/api"
+pool = "p"
+http = "proxy"
+"#,
         b.addr
     ))
     .await;
@@ -332,7 +341,9 @@ async fn a_backend_answering_before_the_body_ends_gets_its_answer_through() {
 #[tokio::test]
 async fn plain_requests_are_counted_by_route_and_status() {
     let b = HttpBackend::spawn("b").await;
-    let admin = "[admin]\naddress = \"127.0.0.1:0\"\n";
+    let admin = r#"[admin]
+address = "127.0.0.1:0"
+"#;
     let p = proxy_to(&b, admin, "", "max_request_body_bytes = 10").await;
     let adm = p.running.admin_addr().expect("admin listener runs");
     let mut s = tls_connect(p.addr).await;
