@@ -20,8 +20,15 @@ use tokio_tungstenite::tungstenite::Message;
 /// listener, then `rest`.
 fn config(limits: &str, rest: &str) -> String {
     format!(
-        "[limits]\n{limits}\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\
-         cert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n{rest}"
+        r#"[limits]
+{limits}
+
+[[listener]]
+address = "127.0.0.1:0"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+
+{rest}"#
     )
 }
 
@@ -205,7 +212,9 @@ async fn connect_burst_then_connect_rate() {
 #[tokio::test]
 async fn exempt_cidr_is_not_limited_while_another_ip_is() {
     let a = echo("a").await;
-    let limits = "max_connections_per_ip = 1\nconnect_burst = 1\nexempt = [\"127.0.0.9/32\"]";
+    let limits = r#"max_connections_per_ip = 1
+connect_burst = 1
+exempt = ["127.0.0.9/32"]"#;
     let p = proxy(limits, a.addr).await;
     let free = ip("127.0.0.9");
     let mut held = Vec::new();
@@ -270,7 +279,12 @@ async fn keyed_state_stays_bounded_across_many_addresses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_max_connections_accepting_pauses_until_a_slot_frees() {
     let a = echo("a").await;
-    let p = proxy("max_connections = 4\nexempt = [\"127.0.0.0/8\"]", a.addr).await;
+    let p = proxy(
+        r#"max_connections = 4
+exempt = ["127.0.0.0/8"]"#,
+        a.addr,
+    )
+    .await;
     let mut held = Vec::new();
     for _ in 0..4 {
         held.push(ws_connect(p.addr, "/").await.0);
@@ -316,9 +330,14 @@ async fn at_max_connections_accepting_pauses_until_a_slot_frees() {
 async fn accept_errors_do_not_crash_the_process() {
     let a = echo("a").await;
     let text = config(
-        "max_connections = 100000\nmax_connections_per_ip = 100000\nexempt = [\"127.0.0.0/8\"]",
+        r#"max_connections = 100000
+max_connections_per_ip = 100000
+exempt = ["127.0.0.0/8"]"#,
         &format!(
-            "[server]\nlog_level = \"info\"\n\n{}",
+            r#"[server]
+log_level = "info"
+
+{}"#,
             pool_and_route("p", "round_robin", &[(a.addr, 1)])
         ),
     );

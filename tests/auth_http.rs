@@ -16,13 +16,23 @@ async fn plain_requests_on_a_route_with_auth_need_the_token_and_get_claim_header
     let s = jwt::fresh(&d, Algorithm::ES256, "k");
     let b = HttpBackend::spawn("b").await;
     let auth = format!(
-        "[route.auth]\nkind = \"jwt\"\npublic_keys = [\"{}\"]\nissuer = \"{ISS}\"\n\
-         audience = \"{AUD}\"\nforward_claims = {{ sub = \"X-User-Id\" }}\n",
+        r#"[route.auth]
+kind = "jwt"
+public_keys = ["{}"]
+issuer = "{ISS}"
+audience = "{AUD}"
+forward_claims = {{ sub = "X-User-Id" }}
+"#,
         s.file.display()
     );
     // A second route to the same pool, without auth.
-    let open =
-        "\n[[route]]\nname = \"open\"\npool = \"p\"\npath_prefix = \"/open\"\nhttp = \"proxy\"\n";
+    let open = r#"
+[[route]]
+name = "open"
+pool = "p"
+path_prefix = "/open"
+http = "proxy"
+"#;
     let p = start_proxy(&format!(
         "{}{open}",
         http_pool("p", "round_robin", &[b.addr], "", &auth)

@@ -15,7 +15,16 @@ use tokio_tungstenite::tungstenite::Message;
 
 fn pool(backend: &TlsEcho, tls: &str) -> String {
     format!(
-        "[[pool]]\nname = \"p\"\ntls = true\n{tls}\n[[pool.backend]]\naddress = \"{}\"\n\n[[route]]\npool = \"p\"\n",
+        r#"[[pool]]
+name = "p"
+tls = true
+{tls}
+[[pool.backend]]
+address = "{}"
+
+[[route]]
+pool = "p"
+"#,
         backend.addr
     )
 }
@@ -36,7 +45,7 @@ fn backend_pki(name: &str) -> CertFiles {
 async fn a_verified_tls_backend_carries_sessions() {
     let files = backend_pki("btls-ok");
     let b = tls_echo(&files).await;
-    let p = start_proxy(&pool(&b, &format!("tls_ca = \"{}\"", files.ca.display()))).await;
+    let p = start_proxy(&pool(&b, &format!(r#"tls_ca = "{}""#, files.ca.display()))).await;
     echoes(p.addr).await;
     assert_eq!(
         *b.sni.lock().unwrap(),
@@ -59,7 +68,8 @@ async fn tls_server_name_is_sent_and_verified() {
     let p = start_proxy(&pool(
         &b,
         &format!(
-            "tls_ca = \"{}\"\ntls_server_name = \"localhost\"",
+            r#"tls_ca = "{}"
+tls_server_name = "localhost""#,
             files.ca.display()
         ),
     ))
@@ -71,7 +81,9 @@ async fn tls_server_name_is_sent_and_verified() {
     let p = start_proxy(&pool(
         &b,
         &format!(
-            "tls_ca = \"{}\"\ntls_server_name = \"other.test\"\nretries = 0",
+            r#"tls_ca = "{}"
+tls_server_name = "other.test"
+retries = 0"#,
             files.ca.display()
         ),
     ))
@@ -90,7 +102,11 @@ async fn a_backend_certificate_from_another_ca_is_refused() {
     let b = tls_echo(&files).await;
     let p = start_proxy(&pool(
         &b,
-        &format!("tls_ca = \"{}\"\nretries = 0", other.ca.display()),
+        &format!(
+            r#"tls_ca = "{}"
+retries = 0"#,
+            other.ca.display()
+        ),
     ))
     .await;
     let r = raw_http(p.addr, upgrade_head("/", "").as_bytes()).await;
@@ -127,10 +143,20 @@ async fn health_checks_talk_tls_too() {
     let files = backend_pki("btls-health");
     let other = backend_pki("btls-health-other");
     let b = tls_echo(&files).await;
-    let health = "[pool.health]\nkind = \"websocket\"\ninterval = \"1s\"\ntimeout = \"1s\"\nrise = 1\nfall = 1\n";
+    let health = r#"[pool.health]
+kind = "websocket"
+interval = "1s"
+timeout = "1s"
+rise = 1
+fall = 1
+"#;
     let p = start_proxy(&pool(
         &b,
-        &format!("tls_ca = \"{}\"\n{health}", files.ca.display()),
+        &format!(
+            r#"tls_ca = "{}"
+{health}"#,
+            files.ca.display()
+        ),
     ))
     .await;
     assert_eq!(backend_becomes(&p, true).await, None);
@@ -147,7 +173,11 @@ async fn health_checks_talk_tls_too() {
         let health = health.replace("websocket", kind);
         let p = start_proxy(&pool(
             &b,
-            &format!("tls_ca = \"{}\"\n{health}", other.ca.display()),
+            &format!(
+                r#"tls_ca = "{}"
+{health}"#,
+                other.ca.display()
+            ),
         ))
         .await;
         let why = backend_becomes(&p, false).await.unwrap_or_default();
@@ -198,26 +228,44 @@ fn backend_tls_config_errors_are_located() {
     let parse = |pool: &str| {
         wsgate::config::Config::parse(
             &format!(
-                "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n[[pool]]\nname = \"p\"\n{pool}\n[[route]]\npool = \"p\"\n"
+                r#"[[listener]]
+address = "127.0.0.1:0"
+tls = false
+[[pool]]
+name = "p"
+{pool}
+[[route]]
+pool = "p"
+"#
             ),
             std::path::Path::new("t.toml"),
         )
     };
-    let e = parse("tls_ca = \"ca.pem\"\n[[pool.backend]]\naddress = \"127.0.0.1:1\"")
-        .unwrap_err()
-        .to_string();
+    let e = parse(
+        r#"tls_ca = "ca.pem"
+[[pool.backend]]
+address = "127.0.0.1:1""#,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("pool[0].tls_ca: only allowed when tls = true"),
         "{e}"
     );
     let e = parse(
-        "tls = true\ntls_server_name = \"bad name\"\n[[pool.backend]]\naddress = \"127.0.0.1:1\"",
+        r#"tls = true
+tls_server_name = "bad name"
+[[pool.backend]]
+address = "127.0.0.1:1""#,
     )
     .unwrap_err()
     .to_string();
     assert!(e.contains("pool[0].tls_server_name"), "{e}");
     let cfg = parse(
-        "tls = true\ntls_ca = \"/nonexistent.pem\"\n[[pool.backend]]\naddress = \"127.0.0.1:1\"",
+        r#"tls = true
+tls_ca = "/nonexistent.pem"
+[[pool.backend]]
+address = "127.0.0.1:1""#,
     )
     .unwrap();
     let e = wsgate::control::server::check_files(&cfg)
@@ -276,7 +324,17 @@ async fn plain_http_to_a_tls_pool_reuses_connections_until_a_reload() {
     let files = backend_pki("btls-http");
     let (backend, conns) = tls_http_backend(&files).await;
     let rest = format!(
-        "[[pool]]\nname = \"p\"\ntls = true\ntls_ca = \"{}\"\n[[pool.backend]]\naddress = \"{backend}\"\n\n[[route]]\npool = \"p\"\nhttp = \"proxy\"\n",
+        r#"[[pool]]
+name = "p"
+tls = true
+tls_ca = "{}"
+[[pool.backend]]
+address = "{backend}"
+
+[[route]]
+pool = "p"
+http = "proxy"
+"#,
         files.ca.display()
     );
     let p = start_proxy(&rest).await;

@@ -25,12 +25,25 @@ fn client(i: u32) -> IpAddr {
 
 fn config(v1: SocketAddr, v2: SocketAddr, w1: u32, w2: u32) -> String {
     format!(
-        "[limits]\nexempt = [\"127.0.0.0/8\"]\n\
-         [[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n\
-         [[pool]]\nname = \"v1\"\n[[pool.backend]]\naddress = \"{v1}\"\n\
-         [[pool]]\nname = \"v2\"\n[[pool.backend]]\naddress = \"{v2}\"\n\
-         [[route]]\npools = [{{ pool = \"v1\", weight = {w1} }}, {{ pool = \"v2\", weight = {w2} }}]\n\
-         [[route]]\npool = \"v2\"\nmatch_header = {{ name = \"X-Canary\", value = \"true\" }}\n"
+        r#"[limits]
+exempt = ["127.0.0.0/8"]
+[[listener]]
+address = "127.0.0.1:0"
+tls = false
+[[pool]]
+name = "v1"
+[[pool.backend]]
+address = "{v1}"
+[[pool]]
+name = "v2"
+[[pool.backend]]
+address = "{v2}"
+[[route]]
+pools = [{{ pool = "v1", weight = {w1} }}, {{ pool = "v2", weight = {w2} }}]
+[[route]]
+pool = "v2"
+match_header = {{ name = "X-Canary", value = "true" }}
+"#
     )
 }
 

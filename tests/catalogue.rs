@@ -65,7 +65,13 @@ async fn ws_rows(addr: SocketAddr, frames: &[u8], one_byte_writes: bool) -> Vec<
     // The client ends every row with a Close (where the row's frames did not
     // already end the session), so that the session ends by itself.
     let _ = s
-        .write_all(&encode_frame(true, 0, 8, &1000u16.to_be_bytes(), Some(KEY)))
+        .write_all(&encode_frame(
+            true,
+            0,
+            op::CLOSE,
+            &1000u16.to_be_bytes(),
+            Some(KEY),
+        ))
         .await;
     let _ = s.flush().await;
     let mut out = Vec::new();
@@ -82,7 +88,7 @@ fn m(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 fn close(code: u16, reason: &[u8]) -> Vec<u8> {
     let mut p = code.to_be_bytes().to_vec();
     p.extend_from_slice(reason);
-    m(true, 8, &p)
+    m(true, op::CLOSE, &p)
 }
 
 /// The frames end with a Close carrying `code`.
@@ -94,7 +100,7 @@ fn ends_with_close(frames: &[RawFrame], code: u16) -> bool {
 fn texts(frames: &[RawFrame]) -> Vec<String> {
     frames
         .iter()
-        .filter(|f| f.opcode == 1)
+        .filter(|f| f.opcode == op::TEXT)
         .map(|f| String::from_utf8_lossy(&f.payload).into_owned())
         .collect()
 }
@@ -289,11 +295,14 @@ async fn catalogue(addr: SocketAddr) {
     // --- Bytes pipelined after the upgrade head are WebSocket bytes.
     let mut s = tls_connect(addr).await;
     let mut out = good_with("");
-    out.extend_from_slice(&m(true, 1, b"pipelined"));
+    out.extend_from_slice(&m(true, op::TEXT, b"pipelined"));
     write_all(&mut s, &out).await;
     assert_eq!(read_response(&mut s).await.status, 101);
     let f = within("pipelined echo", read_frame(&mut s)).await.unwrap();
-    assert_eq!((f.opcode, f.payload.as_slice()), (1, &b"pipelined"[..]));
+    assert_eq!(
+        (f.opcode, f.payload.as_slice()),
+        (op::TEXT, &b"pipelined"[..])
+    );
     drop(s);
     let mut s = tls_connect(addr).await;
     let mut out = good_with("");
@@ -323,7 +332,12 @@ async fn catalogue(addr: SocketAddr) {
             false,
             1009,
         ),
-        ("Close with a 1-byte payload", m(true, 8, &[3]), false, 1002),
+        (
+            "Close with a 1-byte payload",
+            m(true, op::CLOSE, &[3]),
+            false,
+            1002,
+        ),
         ("Close code 999", close(999, b""), false, 1002),
         ("Close code 1005", close(1005, b""), false, 1002),
         ("Close code 1006", close(1006, b""), false, 1002),
@@ -335,7 +349,12 @@ async fn catalogue(addr: SocketAddr) {
             false,
             1007,
         ),
-        ("text not UTF-8", m(true, 1, b"\xc0\xaf"), false, 1007),
+        (
+            "text not UTF-8",
+            m(true, op::TEXT, b"\xc0\xaf"),
+            false,
+            1007,
+        ),
     ];
     for (what, bytes, one_byte, code) in ws_rows_table {
         let frames = ws_rows(addr, &bytes, one_byte).await;
@@ -345,9 +364,9 @@ async fn catalogue(addr: SocketAddr) {
     // Control frames between fragments are legal and pass (the echo backend answers
     // the ping and echoes the whole message).
     let fragmented = [
-        m(false, 1, b"frag"),
-        m(true, 9, b"ping"),
-        m(true, 0, b"mented"),
+        m(false, op::TEXT, b"frag"),
+        m(true, op::PING, b"ping"),
+        m(true, op::CONT, b"mented"),
     ]
     .concat();
     let frames = ws_rows(addr, &fragmented, false).await;
@@ -355,16 +374,16 @@ async fn catalogue(addr: SocketAddr) {
     assert!(
         frames
             .iter()
-            .any(|f| f.opcode == 10 && f.payload == b"ping")
+            .any(|f| f.opcode == op::PONG && f.payload == b"ping")
     );
     assert!(ends_with_close(&frames, 1000), "{frames:?}");
     // Frames split into 1-byte writes pass.
     let frames = ws_rows(
         addr,
         &[
-            m(true, 1, "één".as_bytes()),
-            m(false, 1, b"a"),
-            m(true, 0, b"b"),
+            m(true, op::TEXT, "één".as_bytes()),
+            m(false, op::TEXT, b"a"),
+            m(true, op::CONT, b"b"),
         ]
         .concat(),
         true,
@@ -404,7 +423,10 @@ async fn catalogue(addr: SocketAddr) {
 async fn every_row_gets_its_answer_and_nothing_leaks() {
     let e = echo("e").await;
     let p = start_proxy(&format!(
-        "[server]\nheader_read_timeout = \"2s\"\n\n{}",
+        r#"[server]
+header_read_timeout = "2s"
+
+{}"#,
         pool_and_route("p", "round_robin", &[(e.addr, 1)])
     ))
     .await;

@@ -19,9 +19,19 @@ fn tempdir(name: &str) -> PathBuf {
 /// A whole config whose one TLS listener uses `cert` and `key`.
 fn config_for(cert: &Path, key: &Path) -> String {
     format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n\n\
-         [[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n\n\
-         [[route]]\npool = \"p\"\n",
+        r#"[[listener]]
+address = "127.0.0.1:0"
+cert = "{}"
+key = "{}"
+
+[[pool]]
+name = "p"
+[[pool.backend]]
+address = "127.0.0.1:9"
+
+[[route]]
+pool = "p"
+"#,
         cert.display(),
         key.display()
     )

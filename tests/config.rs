@@ -5,12 +5,24 @@ use std::path::Path;
 use std::process::Command;
 use wsgate::config::Config;
 
-const LISTENER: &str = "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n";
-const POOL: &str = "[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n";
-const ROUTE: &str = "[[route]]\npool = \"p\"\n";
+const LISTENER: &str = r#"[[listener]]
+address = "127.0.0.1:0"
+tls = false
+"#;
+const POOL: &str = r#"[[pool]]
+name = "p"
+[[pool.backend]]
+address = "127.0.0.1:9"
+"#;
+const ROUTE: &str = r#"[[route]]
+pool = "p"
+"#;
 /// A TLS listener whose files are never read (parsing does not load them).
-const TLS_LISTENER: &str =
-    "[[listener]]\naddress = \"127.0.0.1:0\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
+const TLS_LISTENER: &str = r#"[[listener]]
+address = "127.0.0.1:0"
+cert = "c.pem"
+key = "k.pem"
+"#;
 
 /// The error `Config::parse` gives for `text` read as `t.toml`.
 fn error(text: &str) -> String {
@@ -87,7 +99,11 @@ fn unknown_keys_have_the_exact_shape() {
 #[test]
 fn wrong_type() {
     assert_error(
-        &format!("[server]\nmax_header_bytes = \"big\"\n{LISTENER}{POOL}{ROUTE}"),
+        &format!(
+            r#"[server]
+max_header_bytes = "big"
+{LISTENER}{POOL}{ROUTE}"#
+        ),
         "t.toml:2:20: server.max_header_bytes: ",
         "invalid type: string \"big\"",
     );
@@ -96,7 +112,11 @@ fn wrong_type() {
 #[test]
 fn invalid_duration() {
     assert_error(
-        &format!("[server]\nclose_timeout = \"10x\"\n{LISTENER}{POOL}{ROUTE}"),
+        &format!(
+            r#"[server]
+close_timeout = "10x"
+{LISTENER}{POOL}{ROUTE}"#
+        ),
         "t.toml:2:17: server.close_timeout: ",
         "invalid duration \"10x\"",
     );
@@ -105,7 +125,10 @@ fn invalid_duration() {
 #[test]
 fn min_version_1_1() {
     assert_error(
-        &format!("{TLS_LISTENER}min_version = \"1.1\"\n{POOL}{ROUTE}"),
+        &format!(
+            r#"{TLS_LISTENER}min_version = "1.1"
+{POOL}{ROUTE}"#
+        ),
         "t.toml:5:15: listener[0].min_version: ",
         "`1.1`",
     );
@@ -115,8 +138,12 @@ fn min_version_1_1() {
 fn balance_random() {
     assert_error(
         &format!(
-            "{LISTENER}[[pool]]\nname = \"p\"\nbalance = \"random\"\n\
-             [[pool.backend]]\naddress = \"127.0.0.1:9\"\n{ROUTE}"
+            r#"{LISTENER}[[pool]]
+name = "p"
+balance = "random"
+[[pool.backend]]
+address = "127.0.0.1:9"
+{ROUTE}"#
         ),
         "t.toml:6:11: pool[0].balance: ",
         "unknown variant `random`",
@@ -129,7 +156,10 @@ fn balance_random() {
 #[test]
 fn unknown_cipher_suite() {
     assert_error(
-        &format!("{TLS_LISTENER}cipher_suites = [\"TLS_BOGUS\"]\n{POOL}{ROUTE}"),
+        &format!(
+            r#"{TLS_LISTENER}cipher_suites = ["TLS_BOGUS"]
+{POOL}{ROUTE}"#
+        ),
         "t.toml:5:18: listener[0].cipher_suites[0]: ",
         "unknown cipher suite \"TLS_BOGUS\"",
     );
@@ -138,7 +168,10 @@ fn unknown_cipher_suite() {
 #[test]
 fn known_but_disallowed_cipher_suite() {
     assert_error(
-        &format!("{TLS_LISTENER}cipher_suites = [\"TLS_RSA_WITH_AES_128_CBC_SHA\"]\n{POOL}{ROUTE}"),
+        &format!(
+            r#"{TLS_LISTENER}cipher_suites = ["TLS_RSA_WITH_AES_128_CBC_SHA"]
+{POOL}{ROUTE}"#
+        ),
         "t.toml:5:18: listener[0].cipher_suites[0]: ",
         "\"TLS_RSA_WITH_AES_128_CBC_SHA\" is not allowed",
     );
@@ -149,12 +182,21 @@ fn known_but_disallowed_cipher_suite() {
 #[test]
 fn bad_cidr_and_host_are_located_at_the_value() {
     assert_error(
-        &format!("[limits]\nexempt = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n{LISTENER}{POOL}{ROUTE}"),
+        &format!(
+            r#"[limits]
+exempt = ["10.0.0.0/8", "10.0.0.0/33"]
+{LISTENER}{POOL}{ROUTE}"#
+        ),
         "t.toml:2:25: limits.exempt[1]: ",
         "\"10.0.0.0/33\" is not a CIDR",
     );
     assert_error(
-        &format!("{LISTENER}{POOL}[[route]]\npool = \"p\"\nhost = \"a b\"\n"),
+        &format!(
+            r#"{LISTENER}{POOL}[[route]]
+pool = "p"
+host = "a b"
+"#
+        ),
         "t.toml:10:8: route[0].host: ",
         "\"a b\" is not a host name",
     );
@@ -164,7 +206,9 @@ fn bad_cidr_and_host_are_located_at_the_value() {
 fn min_version_1_3_needs_a_tls13_suite() {
     assert_error(
         &format!(
-            "{TLS_LISTENER}min_version = \"1.3\"\ncipher_suites = [\"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\"]\n{POOL}{ROUTE}"
+            r#"{TLS_LISTENER}min_version = "1.3"
+cipher_suites = ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+{POOL}{ROUTE}"#
         ),
         "t.toml:6:1: listener[0].cipher_suites: ",
         "no TLS13_* suite",
@@ -175,7 +219,10 @@ fn min_version_1_3_needs_a_tls13_suite() {
 fn shutdown_timeout_must_exceed_drain_spread() {
     assert_error(
         &format!(
-            "[server]\ndrain_spread = \"30s\"\nshutdown_timeout = \"30s\"\n{LISTENER}{POOL}{ROUTE}"
+            r#"[server]
+drain_spread = "30s"
+shutdown_timeout = "30s"
+{LISTENER}{POOL}{ROUTE}"#
         ),
         "t.toml:3:1: server.shutdown_timeout: ",
         "longer than drain_spread",
@@ -185,7 +232,13 @@ fn shutdown_timeout_must_exceed_drain_spread() {
 #[test]
 fn listener_names_are_unique() {
     let l = |port: u16| {
-        format!("[[listener]]\nname = \"public\"\naddress = \"127.0.0.1:{port}\"\ntls = false\n")
+        format!(
+            r#"[[listener]]
+name = "public"
+address = "127.0.0.1:{port}"
+tls = false
+"#
+        )
     };
     assert_error(
         &format!("{}{}{POOL}{ROUTE}", l(8000), l(8001)),
@@ -197,7 +250,11 @@ fn listener_names_are_unique() {
 #[test]
 fn route_to_a_missing_pool() {
     assert_error(
-        &format!("{LISTENER}{POOL}[[route]]\npool = \"nope\"\n"),
+        &format!(
+            r#"{LISTENER}{POOL}[[route]]
+pool = "nope"
+"#
+        ),
         "t.toml:9:1: route[0].pool: ",
         "no [[pool]] is named \"nope\"",
     );
@@ -214,7 +271,10 @@ fn weight_zero() {
 
 #[test]
 fn duplicate_listener_addresses() {
-    let l = "[[listener]]\naddress = \"127.0.0.1:8000\"\ntls = false\n";
+    let l = r#"[[listener]]
+address = "127.0.0.1:8000"
+tls = false
+"#;
     assert_error(
         &format!("{l}{l}{POOL}{ROUTE}"),
         "t.toml:5:1: listener[1].address: ",
@@ -226,7 +286,11 @@ fn duplicate_listener_addresses() {
 fn empty_pool() {
     // `backend` is absent, so the problem is reported at the pool's table.
     assert_error(
-        &format!("{LISTENER}[[pool]]\nname = \"p\"\n{ROUTE}"),
+        &format!(
+            r#"{LISTENER}[[pool]]
+name = "p"
+{ROUTE}"#
+        ),
         "t.toml:4:1: pool[0].backend: ",
         "has no backends",
     );
@@ -236,7 +300,10 @@ fn empty_pool() {
 fn tls_listener_without_cert() {
     assert_error(
         &format!(
-            "{LISTENER}{POOL}{ROUTE}[[listener]]\naddress = \"127.0.0.1:0\"\nkey = \"k.pem\"\n"
+            r#"{LISTENER}{POOL}{ROUTE}[[listener]]
+address = "127.0.0.1:0"
+key = "k.pem"
+"#
         ),
         "t.toml:10:1: listener[1].cert: ",
         "needs `cert`",
@@ -246,7 +313,12 @@ fn tls_listener_without_cert() {
 #[test]
 fn path_prefix_without_slash() {
     assert_error(
-        &format!("{LISTENER}{POOL}[[route]]\npool = \"p\"\npath_prefix = \"chat\"\n"),
+        &format!(
+            r#"{LISTENER}{POOL}[[route]]
+pool = "p"
+path_prefix = "chat"
+"#
+        ),
         "t.toml:10:1: route[0].path_prefix: ",
         "must start with '/'",
     );
@@ -256,8 +328,10 @@ fn path_prefix_without_slash() {
 fn bad_origin_pattern() {
     assert_error(
         &format!(
-            "{LISTENER}{POOL}[[route]]\npool = \"p\"\n\
-             allowed_origins = [\"https://ok.example\", \"chat.example.com\"]\n"
+            r#"{LISTENER}{POOL}[[route]]
+pool = "p"
+allowed_origins = ["https://ok.example", "chat.example.com"]
+"#
         ),
         "t.toml:10:42: route[0].allowed_origins[1]: ",
         "\"chat.example.com\" is not an origin",
@@ -267,7 +341,10 @@ fn bad_origin_pattern() {
 #[test]
 fn every_problem_is_reported_on_its_own_line() {
     let e = error(&format!(
-        "{LISTENER}{POOL}weight = 0\n[[route]]\npool = \"nope\"\n"
+        r#"{LISTENER}{POOL}weight = 0
+[[route]]
+pool = "nope"
+"#
     ));
     let lines: Vec<&str> = e.lines().collect();
     assert_eq!(lines.len(), 2, "{e}");
@@ -347,50 +424,83 @@ fn assert_key(text: &str, key: &str, says: &str) {
     assert!(e.contains(says), "message lacks {says:?}: {e}");
 }
 
-const TWO_POOLS: &str = "[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n\
-                         [[pool]]\nname = \"q\"\n[[pool.backend]]\naddress = \"127.0.0.1:10\"\n";
+const TWO_POOLS: &str = r#"[[pool]]
+name = "p"
+[[pool.backend]]
+address = "127.0.0.1:9"
+[[pool]]
+name = "q"
+[[pool.backend]]
+address = "127.0.0.1:10"
+"#;
 
 #[test]
 fn route_pools_are_checked() {
     let r = |route: &str| format!("{LISTENER}{TWO_POOLS}[[route]]\n{route}");
     assert_key(
-        &r("pool = \"p\"\npools = [{ pool = \"q\", weight = 1 }]\n"),
+        &r(r#"pool = "p"
+pools = [{ pool = "q", weight = 1 }]
+"#),
         "route[0].pools",
         "either pool or pools",
     );
-    assert_key(&r("path_prefix = \"/\"\n"), "route[0].pool", "needs pool");
     assert_key(
-        &r("pools = [{ pool = \"p\", weight = 0 }, { pool = \"q\", weight = 0 }]\n"),
+        &r(r#"path_prefix = "/"
+"#),
+        "route[0].pool",
+        "needs pool",
+    );
+    assert_key(
+        &r(
+            r#"pools = [{ pool = "p", weight = 0 }, { pool = "q", weight = 0 }]
+"#,
+        ),
         "route[0].pools",
         "weight above 0",
     );
     assert_key(
-        &r("pools = [{ pool = \"p\", weight = 1 }, { pool = \"x\", weight = 1 }]\n"),
+        &r(
+            r#"pools = [{ pool = "p", weight = 1 }, { pool = "x", weight = 1 }]
+"#,
+        ),
         "route[0].pools[1].pool",
         "no [[pool]] is named \"x\"",
     );
     assert_key(
-        &r("pools = [{ pool = \"p\", weight = 1 }, { pool = \"p\", weight = 2 }]\n"),
+        &r(
+            r#"pools = [{ pool = "p", weight = 1 }, { pool = "p", weight = 2 }]
+"#,
+        ),
         "route[0].pools[1].pool",
         "listed twice",
     );
     assert_key(
-        &r("pools = [{ pool = \"p\", weight = 10001 }]\n"),
+        &r(r#"pools = [{ pool = "p", weight = 10001 }]
+"#),
         "route[0].pools[0].weight",
         "between 0 and 10000",
     );
     assert_key(
-        &r("pool = \"p\"\nsplit_cookie = \"uid\"\n"),
+        &r(r#"pool = "p"
+split_cookie = "uid"
+"#),
         "route[0].split_cookie",
         "only meaningful together with pools",
     );
     assert_key(
-        &r("pool = \"p\"\nhttp = \"maybe\"\n"),
+        &r(r#"pool = "p"
+http = "maybe"
+"#),
         "route[0].http",
         "unknown variant `maybe`",
     );
     Config::parse(
-        &r("pools = [{ pool = \"p\", weight = 95 }, { pool = \"q\", weight = 5 }]\nsplit_cookie = \"uid\"\nhttp = \"proxy\"\n"),
+        &r(
+            r#"pools = [{ pool = "p", weight = 95 }, { pool = "q", weight = 5 }]
+split_cookie = "uid"
+http = "proxy"
+"#,
+        ),
         Path::new("t.toml"),
     )
     .unwrap();
@@ -398,35 +508,55 @@ fn route_pools_are_checked() {
 
 #[test]
 fn match_conditions_are_checked() {
-    let r = |route: &str| format!("{LISTENER}{POOL}[[route]]\npool = \"p\"\n{route}");
+    let r = |route: &str| {
+        format!(
+            r#"{LISTENER}{POOL}[[route]]
+pool = "p"
+{route}"#
+        )
+    };
     assert_key(
-        &r("match_header = { name = \"X-A\", value = \"1\", prefix = \"1\" }\n"),
+        &r(
+            r#"match_header = { name = "X-A", value = "1", prefix = "1" }
+"#,
+        ),
         "route[0].match_header.value",
         "exactly one of value",
     );
     assert_key(
-        &r("match_cookie = { name = \"a\" }\n"),
+        &r(r#"match_cookie = { name = "a" }
+"#),
         "route[0].match_cookie.value",
         "exactly one of value",
     );
     assert_key(
-        &r("match_header = { name = \"Host\", value = \"x\" }\n"),
+        &r(r#"match_header = { name = "Host", value = "x" }
+"#),
         "route[0].match_header.name",
         "cannot be matched",
     );
     assert_key(
-        &r("match_header = { name = \"X A\", value = \"x\" }\n"),
+        &r(r#"match_header = { name = "X A", value = "x" }
+"#),
         "route[0].match_header.name",
         "not a header name",
     );
     assert_key(
-        &r("match_query = { name = \"\", value = \"x\" }\n"),
+        &r(r#"match_query = { name = "", value = "x" }
+"#),
         "route[0].match_query.name",
         "must not be empty",
     );
     // The same host and prefix twice is fine when the conditions differ, not otherwise.
-    let base = format!("{LISTENER}{POOL}[[route]]\npool = \"p\"\n");
-    let canary = "[[route]]\npool = \"p\"\nmatch_header = { name = \"x-canary\", value = \"1\" }\n";
+    let base = format!(
+        r#"{LISTENER}{POOL}[[route]]
+pool = "p"
+"#
+    );
+    let canary = r#"[[route]]
+pool = "p"
+match_header = { name = "x-canary", value = "1" }
+"#;
     Config::parse(&format!("{base}{canary}"), Path::new("t.toml")).unwrap();
     assert_key(
         &format!("{base}{canary}{canary}"),
@@ -439,42 +569,61 @@ fn match_conditions_are_checked() {
 fn sticky_and_http_pool_keys_are_checked() {
     let pool = |extra: &str| {
         format!(
-            "{LISTENER}[[pool]]\nname = \"p\"\n{extra}\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n{ROUTE}"
+            r#"{LISTENER}[[pool]]
+name = "p"
+{extra}
+[[pool.backend]]
+address = "127.0.0.1:9"
+{ROUTE}"#
         )
     };
     assert_key(
-        &pool("sticky_cookie = \"srv\""),
+        &pool(r#"sticky_cookie = "srv""#),
         "pool[0].sticky_cookie",
-        "only meaningful with balance = \"cookie\"",
+        r#"only meaningful with balance = "cookie""#,
     );
     assert_key(
-        &pool("balance = \"cookie\"\nsticky_cookie = \"a b\""),
+        &pool(
+            r#"balance = "cookie"
+sticky_cookie = "a b""#,
+        ),
         "pool[0].sticky_cookie",
         "not a cookie name",
     );
     assert_key(
-        &pool("response_timeout = \"0s\""),
+        &pool(r#"response_timeout = "0s""#),
         "pool[0].response_timeout",
         "greater than zero",
     );
     assert_key(
-        &pool("keepalive_timeout = \"0s\""),
+        &pool(r#"keepalive_timeout = "0s""#),
         "pool[0].keepalive_timeout",
         "greater than zero when keepalive > 0",
     );
     Config::parse(
-        &pool("keepalive = 0\nkeepalive_timeout = \"0s\""),
+        &pool(
+            r#"keepalive = 0
+keepalive_timeout = "0s""#,
+        ),
         Path::new("t.toml"),
     )
     .unwrap();
-    Config::parse(&pool("balance = \"cookie\""), Path::new("t.toml")).unwrap();
+    Config::parse(&pool(r#"balance = "cookie""#), Path::new("t.toml")).unwrap();
     assert_key(
-        &format!("[server]\nkeepalive_timeout = \"0s\"\n{LISTENER}{POOL}{ROUTE}"),
+        &format!(
+            r#"[server]
+keepalive_timeout = "0s"
+{LISTENER}{POOL}{ROUTE}"#
+        ),
         "server.keepalive_timeout",
         "greater than zero",
     );
     assert_key(
-        &format!("[server]\ncookie_secret_file = \"/nonexistent/key\"\n{LISTENER}{POOL}{ROUTE}"),
+        &format!(
+            r#"[server]
+cookie_secret_file = "/nonexistent/key"
+{LISTENER}{POOL}{ROUTE}"#
+        ),
         "server.cookie_secret_file",
         "cannot read /nonexistent/key",
     );
@@ -493,20 +642,27 @@ fn proxy_protocol_needs_trusted_proxies() {
         "must not be empty",
     );
     assert_error(
-        &format!("{LISTENER}trusted_proxies = [\"10.0.0.0/8\"]\n{POOL}{ROUTE}"),
+        &format!(
+            r#"{LISTENER}trusted_proxies = ["10.0.0.0/8"]
+{POOL}{ROUTE}"#
+        ),
         "t.toml:4:1: listener[0].trusted_proxies: ",
         "only allowed when proxy_protocol = true",
     );
     assert_error(
         &format!(
-            "{LISTENER}proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/99\"]\n{POOL}{ROUTE}"
+            r#"{LISTENER}proxy_protocol = true
+trusted_proxies = ["10.0.0.0/99"]
+{POOL}{ROUTE}"#
         ),
         "t.toml:5:",
         "is not a CIDR",
     );
     Config::parse(
         &format!(
-            "{LISTENER}proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n{POOL}{ROUTE}"
+            r#"{LISTENER}proxy_protocol = true
+trusted_proxies = ["10.0.0.0/8", "::1"]
+{POOL}{ROUTE}"#
         ),
         Path::new("t.toml"),
     )
@@ -517,14 +673,26 @@ fn proxy_protocol_needs_trusted_proxies() {
 fn send_proxy_protocol_is_v1_or_v2() {
     assert_error(
         &format!(
-            "{LISTENER}[[pool]]\nname = \"p\"\nsend_proxy_protocol = \"v3\"\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n{ROUTE}"
+            r#"{LISTENER}[[pool]]
+name = "p"
+send_proxy_protocol = "v3"
+[[pool.backend]]
+address = "127.0.0.1:9"
+{ROUTE}"#
         ),
         "t.toml:6:23: pool[0].send_proxy_protocol: ",
         "unknown variant `v3`",
     );
     for v in ["v1", "v2"] {
         Config::parse(
-            &format!("{LISTENER}[[pool]]\nname = \"p\"\nsend_proxy_protocol = \"{v}\"\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n{ROUTE}"),
+            &format!(
+                r#"{LISTENER}[[pool]]
+name = "p"
+send_proxy_protocol = "{v}"
+[[pool.backend]]
+address = "127.0.0.1:9"
+{ROUTE}"#
+            ),
             Path::new("t.toml"),
         )
         .unwrap();

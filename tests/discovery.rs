@@ -40,9 +40,23 @@ fn ip(last: u8) -> IpAddr {
 
 fn config(dns: SocketAddr, port: u16, pool_keys: &str) -> String {
     format!(
-        "[server]\nresolver = \"{dns}\"\n\n[[pool]]\nname = \"p\"\n{pool_keys}\n\
-         [pool.health]\nkind = \"tcp\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\
-         [[pool.backend]]\naddress = \"echo.test:{port}\"\nresolve = \"200ms\"\n\n[[route]]\npool = \"p\"\n"
+        r#"[server]
+resolver = "{dns}"
+
+[[pool]]
+name = "p"
+{pool_keys}
+[pool.health]
+kind = "tcp"
+interval = "200ms"
+timeout = "150ms"
+[[pool.backend]]
+address = "echo.test:{port}"
+resolve = "200ms"
+
+[[route]]
+pool = "p"
+"#
     )
 }
 
@@ -157,7 +171,8 @@ async fn removed_address_sessions_get_1012_with_close() {
     let dns = DnsServer::start().await;
     let (port, _echoes) = echoes_on_one_port(2).await;
     dns.set("echo.test", &[ip(2), ip(3)]);
-    let keys = "on_backend_removed = \"close\"\nremoved_close_spread = \"200ms\"";
+    let keys = r#"on_backend_removed = "close"
+removed_close_spread = "200ms""#;
     let p = start_proxy(&config(dns.addr, port, keys)).await;
     wait_backends(&p, &["127.0.0.2", "127.0.0.3"]).await;
     let mut on = std::collections::HashMap::new();
@@ -198,7 +213,10 @@ async fn silent_server_keeps_the_last_set_and_logs_once() {
     let text = bin_config(
         0,
         &format!(
-            "{}\n[admin]\naddress = \"127.0.0.1:0\"\n",
+            r#"{}
+[admin]
+address = "127.0.0.1:0"
+"#,
             config(dns.addr, port, "")
         ),
     );
@@ -253,29 +271,47 @@ async fn silent_server_keeps_the_last_set_and_logs_once() {
 fn bad_resolve_and_resolver_values_are_located() {
     let cases = [
         (
-            "[[pool.backend]]\naddress = \"echo.test:9000\"\nresolve = \"10ms\"",
+            r#"[[pool.backend]]
+address = "echo.test:9000"
+resolve = "10ms""#,
             "pool[0].backend[0].resolve: must be at least 100ms",
         ),
         (
-            "[[pool.backend]]\naddress = \"127.0.0.1:9000\"\nresolve = \"10s\"",
+            r#"[[pool.backend]]
+address = "127.0.0.1:9000"
+resolve = "10s""#,
             "pool[0].backend[0].address: \"127.0.0.1:9000\" is an IP address",
         ),
         (
-            "[[pool.backend]]\naddress = \"echo.test\"\nresolve = \"10s\"",
+            r#"[[pool.backend]]
+address = "echo.test"
+resolve = "10s""#,
             "pool[0].backend[0].address: \"echo.test\" needs a port",
         ),
         (
-            "[[pool.backend]]\naddress = \"echo.test:9000\"\nresolve = \"often\"",
+            r#"[[pool.backend]]
+address = "echo.test:9000"
+resolve = "often""#,
             "invalid duration \"often\"",
         ),
         (
-            "[[pool.backend]]\naddress = \"bad name!:9000\"\nresolve = \"10s\"",
+            r#"[[pool.backend]]
+address = "bad name!:9000"
+resolve = "10s""#,
             "is not a host name",
         ),
     ];
     for (backend, want) in cases {
         let text = format!(
-            "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n[[route]]\npool = \"p\"\n[[pool]]\nname = \"p\"\n{backend}\n"
+            r#"[[listener]]
+address = "127.0.0.1:0"
+tls = false
+[[route]]
+pool = "p"
+[[pool]]
+name = "p"
+{backend}
+"#
         );
         let err = wsgate::config::Config::parse(&text, std::path::Path::new("t.toml"))
             .unwrap_err()
@@ -293,7 +329,18 @@ fn bad_resolve_and_resolver_values_are_located() {
         ("\"dns.local\"", "t.toml:2:12: server.resolver"),
     ] {
         let text = format!(
-            "[server]\nresolver = {resolver}\n[[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n[[route]]\npool = \"p\"\n[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"127.0.0.1:1\"\n"
+            r#"[server]
+resolver = {resolver}
+[[listener]]
+address = "127.0.0.1:0"
+tls = false
+[[route]]
+pool = "p"
+[[pool]]
+name = "p"
+[[pool.backend]]
+address = "127.0.0.1:1"
+"#
         );
         let err = wsgate::config::Config::parse(&text, std::path::Path::new("t.toml"))
             .unwrap_err()

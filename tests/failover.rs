@@ -18,14 +18,28 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// A catch-all route to pool `p` after `pool` (full `[[pool]]` text).
 fn with_route(pool: &str) -> String {
-    format!("{pool}\n[[route]]\npool = \"p\"\n")
+    format!(
+        r#"{pool}
+[[route]]
+pool = "p"
+"#
+    )
 }
 
 /// Pool `p` with extra pool keys `keys` and these backends, plus its route.
 fn pool(keys: &str, addrs: &[SocketAddr]) -> String {
-    let mut s = format!("[[pool]]\nname = \"p\"\n{keys}\n");
+    let mut s = format!(
+        r#"[[pool]]
+name = "p"
+{keys}
+"#
+    );
     for a in addrs {
-        s += &format!("[[pool.backend]]\naddress = \"{a}\"\n");
+        s += &format!(
+            r#"[[pool.backend]]
+address = "{a}"
+"#
+        );
     }
     with_route(&s)
 }
@@ -93,7 +107,8 @@ async fn passive_marks_down_for_fail_timeout_then_tries_again() {
     // Round robin over [dead, counted, good]: the first client is given dead, then
     // (retry) counted, then (retry) good.
     let p = start_proxy(&pool(
-        "max_fails = 1\nfail_timeout = \"2s\"",
+        r#"max_fails = 1
+fail_timeout = "2s""#,
         &[dead, counted, good.addr],
     ))
     .await;
@@ -157,11 +172,11 @@ async fn clients_of_a_killed_backend_get_1014_within_a_second() {
         assert_eq!((resp.status, resp.header("x-backend")), (101, Some("a")));
         write_all(
             &mut s,
-            &encode_frame(true, 0, 1, &[b'0' + i], Some([1, 2, 3, 4])),
+            &encode_frame(true, 0, op::TEXT, &[b'0' + i], Some([1, 2, 3, 4])),
         )
         .await;
         let f = within("echo", read_frame(&mut s)).await.unwrap();
-        assert_eq!((f.opcode, f.payload), (1, vec![b'0' + i]));
+        assert_eq!((f.opcode, f.payload), (op::TEXT, vec![b'0' + i]));
         clients.push(s);
     }
     assert_eq!(backend(&p, 0).active(), 5);
@@ -243,9 +258,14 @@ async fn a_backends_own_401_is_not_retried() {
 async fn backend_draining_in_config_gets_no_sessions() {
     let (a, b) = (echo("a").await, echo("b").await);
     let p = start_proxy(&with_route(&format!(
-        "[[pool]]\nname = \"p\"\n\
-         [[pool.backend]]\naddress = \"{}\"\n\
-         [[pool.backend]]\naddress = \"{}\"\ndrain = true\n",
+        r#"[[pool]]
+name = "p"
+[[pool.backend]]
+address = "{}"
+[[pool.backend]]
+address = "{}"
+drain = true
+"#,
         a.addr, b.addr
     )))
     .await;
@@ -352,7 +372,7 @@ async fn hanging_backend_is_retried_after_upgrade_timeout_and_marked_down() {
     let (silent, requests) = silent_backend().await;
     let good = echo("good").await;
     let p = start_proxy(&pool(
-        "upgrade_timeout = \"200ms\"",
+        r#"upgrade_timeout = "200ms""#,
         &[silent.addr, good.addr],
     ))
     .await;
@@ -381,7 +401,8 @@ async fn upstream_deadline_bounds_all_attempts_with_504() {
     let (s1, n1) = silent_backend().await;
     let (s2, n2) = silent_backend().await;
     let p = start_proxy(&pool(
-        "upgrade_timeout = \"10s\"\nupstream_deadline = \"300ms\"",
+        r#"upgrade_timeout = "10s"
+upstream_deadline = "300ms""#,
         &[s1.addr, s2.addr],
     ))
     .await;

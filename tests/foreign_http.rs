@@ -167,7 +167,7 @@ async fn socket_io_polling_then_upgrade_with_cookie_stickiness_and_a_backend_res
         "p",
         "cookie",
         &[a_addr, b_addr],
-        "fail_timeout = \"1s\"",
+        r#"fail_timeout = "1s""#,
         "",
     ))
     .await;

@@ -19,7 +19,7 @@ const BASE: &[(&str, &str, &str)] = &[
     ("[limits]", "max_connections", "100"),
     ("[limits]", "message_rate", "10.5"),
     ("[limits]", "on_exceed", "\"close\""),
-    ("[limits]", "exempt", "[\"127.0.0.0/8\", \"::1/128\"]"),
+    ("[limits]", "exempt", r#"["127.0.0.0/8", "::1/128"]"#),
     ("[limits]", "validate_utf8", "true"),
     ("[limits]", "idle_timeout", "\"90s\""),
     ("[[listener]]", "address", "\"127.0.0.1:8443\""),
@@ -35,7 +35,7 @@ const BASE: &[(&str, &str, &str)] = &[
     (
         "[[route]]",
         "allowed_origins",
-        "[\"https://a.example.com\"]",
+        r#"["https://a.example.com"]"#,
     ),
 ];
 
@@ -53,7 +53,7 @@ fn value() -> impl Strategy<Value = String> {
         Just("\"300.0.0.1/40\"".to_string()),
         Just("[]".to_string()),
         Just("{}".to_string()),
-        Just("[1, \"a\"]".to_string()),
+        Just(r#"[1, "a"]"#.to_string()),
         Just("1979-05-27T07:32:00Z".to_string()),
         any::<i64>().prop_map(|n| n.to_string()),
         any::<f64>().prop_map(|f| format!("{f:?}")),
@@ -133,7 +133,11 @@ fn file() -> impl Strategy<Value = String> {
                 let mut text = String::from_utf8_lossy(&text).into_owned();
                 // The backend last, never garbled: an IP literal (or no address).
                 text.push_str(&format!(
-                    "\n\n[[pool.backend]]\naddress = \"{backend}\"\n"
+                    r#"
+
+[[pool.backend]]
+address = "{backend}"
+"#
                 ));
                 text
             },
@@ -180,7 +184,10 @@ fn base_file_is_valid() {
             (s, section)
         })
         .0
-        + "\n[[pool.backend]]\naddress = \"127.0.0.1:9000\"\n";
+        + r#"
+[[pool.backend]]
+address = "127.0.0.1:9000"
+"#;
     if let Err(e) = Config::parse(&text, Path::new("fuzz.toml")) {
         panic!("{e}\n{text}");
     }

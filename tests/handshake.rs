@@ -1,7 +1,7 @@
 //! The upgrade handshake as a client and a backend see it, over real TLS on
-//! loopback: every refusal's status, headers and one-line body; the Origin
-//! allowlist; the checks on a backend's answer; the request a backend receives;
-//! the header and head-size limits.
+//! loopback: every refusal's status, headers and one-line body (one table); the
+//! requests that the same setups let through (another); the checks on a
+//! backend's answer; the request a backend receives; the header deadline.
 
 mod common;
 use common::*;
@@ -12,17 +12,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A proxy with one echo backend behind a catch-all route, plus `more` config.
-async fn proxy_to_echo(more: &str) -> (Proxy, EchoServer) {
-    let e = echo("e").await;
-    let p = start_proxy(&format!(
-        "{}{more}",
-        pool_and_route("p", "round_robin", &[(e.addr, 1)])
-    ))
-    .await;
-    (p, e)
-}
 
 /// A proxy whose catch-all route goes to `backend`.
 async fn proxy_to(backend: SocketAddr) -> Proxy {
@@ -37,17 +26,6 @@ async fn proxy_with_server(server: &str, rest: &str) -> Proxy {
 /// Asserts a refusal wsgate wrote itself: `status`, plain text, a single
 /// non-empty line that contains `says`, and `Connection: close`.
 fn assert_refusal(r: &RawResponse, status: u16, says: &str) {
-    assert_refusal_text(r, status, says);
-    assert!(connection_has(r, "close"), "no Connection: close: {r:?}");
-}
-
-fn connection_has(r: &RawResponse, token: &str) -> bool {
-    r.header("connection")
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-}
-
-/// Status, plain text, one non-empty line containing `says`.
-fn assert_refusal_text(r: &RawResponse, status: u16, says: &str) {
     assert_eq!(r.status, status, "{r:?}");
     assert!(
         r.header("content-type")
@@ -61,10 +39,16 @@ fn assert_refusal_text(r: &RawResponse, status: u16, says: &str) {
         r.body
     );
     assert!(line.contains(says), "body {:?} lacks {says:?}", r.body);
+    assert!(connection_has(r, "close"), "no Connection: close: {r:?}");
 }
 
-/// An upgrade head with `Host: localhost`, `first_line`, and every other header
-/// given by the caller (so a test can leave any of them out).
+fn connection_has(r: &RawResponse, token: &str) -> bool {
+    r.header("connection")
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// A request head: `first_line`, then exactly the header lines given (so a row
+/// can leave any of them out).
 fn head(first_line: &str, headers: &[&str]) -> String {
     let mut s = format!("{first_line}\r\n");
     for h in headers {
@@ -79,48 +63,410 @@ const UPGRADE: &str = "Upgrade: websocket";
 const CONN: &str = "Connection: Upgrade";
 const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==";
 const VERSION: &str = "Sec-WebSocket-Version: 13";
+/// The `Sec-WebSocket-Accept` for `KEY` (RFC 6455 section 1.3).
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// `GET /` with these header lines.
+fn get(headers: &[&str]) -> String {
+    head("GET / HTTP/1.1", headers)
+}
+
+/// A valid upgrade for `/` with one more header line.
+fn upgrade_with(line: &str) -> String {
+    upgrade_head("/", &format!("{line}\r\n"))
+}
 
 // ---------------------------------------------------------------------------
-// The client's request.
+// What a row's proxy is set up with.
+
+#[derive(Debug, Clone, Copy)]
+enum Setup {
+    /// A catch-all route to an echo backend.
+    Echo,
+    /// An echo backend routed for `Host: only.example` only.
+    OnlyHost,
+    /// A catch-all route to an echo backend, `max_header_bytes = 2048`.
+    SmallHeads,
+    /// A route with an Origin allowlist (`https://app.example.com`,
+    /// `https://*.example.org`), with or without `allow_missing_origin`.
+    Origins { allow_missing: bool },
+    /// A backend whose 101 carries a wrong `Sec-WebSocket-Accept`.
+    WrongAccept,
+    /// A backend whose 101 picks the subprotocol `superchat`.
+    PicksSuperchat,
+    /// A backend address where nothing listens.
+    DeadBackend,
+}
+
+/// A started row: the proxy, the backend kept alive for it, and the backend's
+/// address (which no refusal may show the client).
+struct Rig {
+    proxy: Proxy,
+    backend_addr: SocketAddr,
+    _echo: Option<EchoServer>,
+    _raw: Option<RawBackend>,
+}
+
+/// A backend that writes `answer(request head)` and holds the socket until the
+/// proxy closes it.
+async fn scripted(answer: fn(&str) -> String) -> RawBackend {
+    raw_backend(move |head, mut s| async move {
+        let _ = s.write_all(answer(&head).as_bytes()).await;
+        hold_until_closed(&mut s).await;
+    })
+    .await
+}
+
+impl Setup {
+    async fn start(self) -> Rig {
+        let mut echo_backend = None;
+        let mut raw = None;
+        let backend_addr = match self {
+            Setup::Echo | Setup::OnlyHost | Setup::SmallHeads | Setup::Origins { .. } => {
+                echo_backend.insert(echo("e").await).addr
+            }
+            Setup::WrongAccept => {
+                raw.insert(
+                    scripted(|_| {
+                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                         Connection: Upgrade\r\n\
+                         Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n"
+                            .to_string()
+                    })
+                    .await,
+                )
+                .addr
+            }
+            Setup::PicksSuperchat => {
+                raw.insert(
+                    scripted(|head| switching(head, "Sec-WebSocket-Protocol: superchat\r\n")).await,
+                )
+                .addr
+            }
+            Setup::DeadBackend => {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap()
+            }
+        };
+        let a = backend_addr;
+        let proxy = match self {
+            Setup::OnlyHost => {
+                start_proxy(&format!(
+                    r#"
+[[pool]]
+name = "p"
+[[pool.backend]]
+address = "{a}"
+
+[[route]]
+host = "only.example"
+pool = "p"
+"#
+                ))
+                .await
+            }
+            Setup::SmallHeads => {
+                proxy_with_server(
+                    "max_header_bytes = 2048",
+                    &pool_and_route("p", "round_robin", &[(a, 1)]),
+                )
+                .await
+            }
+            Setup::Origins { allow_missing } => {
+                start_proxy(&format!(
+                    r#"
+[[pool]]
+name = "p"
+[[pool.backend]]
+address = "{a}"
+
+[[route]]
+pool = "p"
+allowed_origins = ["https://app.example.com", "https://*.example.org"]
+allow_missing_origin = {allow_missing}
+"#
+                ))
+                .await
+            }
+            _ => proxy_to(a).await,
+        };
+        Rig {
+            proxy,
+            backend_addr,
+            _echo: echo_backend,
+            _raw: raw,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Refusals: one row each, all checked by `every_refusal_row`.
+
+/// A request wsgate refuses with a one-line text body of its own: `status`, a
+/// body containing `says`, `Connection: close` (plus any `connection` tokens),
+/// exactly these `headers`, and never the backend's address.
+struct Refusal {
+    name: &'static str,
+    setup: Setup,
+    request: String,
+    status: u16,
+    says: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    connection: &'static [&'static str],
+}
+
+fn refused(
+    name: &'static str,
+    setup: Setup,
+    request: String,
+    status: u16,
+    says: &'static str,
+) -> Refusal {
+    Refusal {
+        name,
+        setup,
+        request,
+        status,
+        says,
+        headers: &[],
+        connection: &[],
+    }
+}
+
+impl Refusal {
+    fn headers(self, headers: &'static [(&'static str, &'static str)]) -> Refusal {
+        Refusal { headers, ..self }
+    }
+    fn connection(self, connection: &'static [&'static str]) -> Refusal {
+        Refusal { connection, ..self }
+    }
+}
+
+fn refusals() -> Vec<Refusal> {
+    use Setup::*;
+    let all = [HOST, UPGRADE, CONN, KEY, VERSION];
+    vec![
+        refused("POST", Echo, head("POST / HTTP/1.1", &all), 405, "GET")
+            .headers(&[("allow", "GET")]),
+        refused(
+            "HTTP/1.0",
+            Echo,
+            head("GET / HTTP/1.0", &all),
+            505,
+            "HTTP/1.1",
+        ),
+        // RFC 9110 section 7.8: whoever sends Upgrade also lists it in Connection.
+        refused("a plain GET", Echo, get(&[HOST]), 426, "WebSocket")
+            .headers(&[("upgrade", "websocket")])
+            .connection(&["upgrade"]),
+        refused(
+            "Connection: keep-alive without Upgrade",
+            Echo,
+            get(&[HOST, UPGRADE, "Connection: keep-alive", KEY, VERSION]),
+            400,
+            "Connection",
+        ),
+        refused(
+            "no Host",
+            Echo,
+            get(&[UPGRADE, CONN, KEY, VERSION]),
+            400,
+            "Host",
+        ),
+        // base64 of the 5 bytes "short"
+        refused(
+            "a key that is not 16 bytes",
+            Echo,
+            get(&[HOST, UPGRADE, CONN, "Sec-WebSocket-Key: c2hvcnQ=", VERSION]),
+            400,
+            "Sec-WebSocket-Key",
+        ),
+        refused(
+            "version 8",
+            Echo,
+            get(&[HOST, UPGRADE, CONN, KEY, "Sec-WebSocket-Version: 8"]),
+            426,
+            "Sec-WebSocket-Version",
+        )
+        .headers(&[("sec-websocket-version", "13")]),
+        refused(
+            "a request with a body",
+            Echo,
+            get(&[HOST, UPGRADE, CONN, KEY, VERSION, "Content-Length: 5"]) + "hello",
+            400,
+            "body",
+        ),
+        refused(
+            "an unrouted host",
+            OnlyHost,
+            upgrade_head("/", ""),
+            404,
+            "route",
+        ),
+        refused(
+            "a head over max_header_bytes",
+            SmallHeads,
+            upgrade_with(&format!("X-Big: {}", "a".repeat(4096))),
+            431,
+            "header",
+        ),
+        refused(
+            "an Origin not listed",
+            Origins {
+                allow_missing: false,
+            },
+            upgrade_with("Origin: https://evil.com"),
+            403,
+            "Origin",
+        ),
+        // The bare parent of the wildcard is not a subdomain of it.
+        refused(
+            "the wildcard's bare parent as Origin",
+            Origins {
+                allow_missing: false,
+            },
+            upgrade_with("Origin: https://example.org"),
+            403,
+            "Origin",
+        ),
+        refused(
+            "no Origin",
+            Origins {
+                allow_missing: false,
+            },
+            upgrade_head("/", ""),
+            403,
+            "Origin",
+        ),
+        // allow_missing_origin does not open the door to a wrong Origin.
+        refused(
+            "an Origin not listed, missing ones allowed",
+            Origins {
+                allow_missing: true,
+            },
+            upgrade_with("Origin: https://evil.com"),
+            403,
+            "Origin",
+        ),
+        refused(
+            "a backend's wrong Accept",
+            WrongAccept,
+            upgrade_head("/", ""),
+            502,
+            "Accept",
+        ),
+        refused(
+            "a subprotocol the client did not offer",
+            PicksSuperchat,
+            upgrade_with("Sec-WebSocket-Protocol: chat"),
+            502,
+            "subprotocol",
+        ),
+        refused(
+            "a backend that refuses connections",
+            DeadBackend,
+            upgrade_head("/", ""),
+            502,
+            "unreachable",
+        ),
+    ]
+}
+
+/// Sends one row's request to a proxy of its own and checks the answer.
+async fn check_refusal(row: Refusal) {
+    let rig = row.setup.start().await;
+    let r = raw_http(rig.proxy.addr, row.request.as_bytes()).await;
+    assert_refusal(&r, row.status, row.says);
+    for (name, value) in row.headers {
+        assert_eq!(r.header(name), Some(*value), "{name}: {r:?}");
+    }
+    for token in row.connection {
+        assert!(connection_has(&r, token), "no {token} in Connection: {r:?}");
+    }
+    let backend = rig.backend_addr.to_string();
+    assert!(
+        !r.body.contains(&backend),
+        "leaks the backend address: {r:?}"
+    );
+}
 
 #[tokio::test]
-async fn post_is_405_with_allow_get() {
-    let (p, _e) = proxy_to_echo("").await;
-    let r = raw_http(
-        p.addr,
-        head("POST / HTTP/1.1", &[HOST, UPGRADE, CONN, KEY, VERSION]).as_bytes(),
-    )
+async fn every_refusal_row() {
+    run_rows(refusals().into_iter().map(|r| (r.name, check_refusal(r)))).await;
+}
+
+// ---------------------------------------------------------------------------
+// The same setups let these through: 101 with the right Accept.
+
+fn accepted() -> Vec<(&'static str, Setup, String)> {
+    use Setup::*;
+    vec![
+        (
+            "Connection: keep-alive, Upgrade",
+            Echo,
+            get(&[
+                HOST,
+                UPGRADE,
+                "Connection: keep-alive, Upgrade",
+                KEY,
+                VERSION,
+            ]),
+        ),
+        (
+            "the routed host",
+            OnlyHost,
+            upgrade_head("/", "").replace(HOST, "Host: only.example"),
+        ),
+        (
+            "a head under max_header_bytes",
+            SmallHeads,
+            upgrade_with(&format!("X-Small: {}", "a".repeat(512))),
+        ),
+        (
+            "an exact Origin",
+            Origins {
+                allow_missing: false,
+            },
+            upgrade_with("Origin: https://app.example.com"),
+        ),
+        (
+            "an Origin under the wildcard",
+            Origins {
+                allow_missing: false,
+            },
+            upgrade_with("Origin: https://chat.example.org"),
+        ),
+        (
+            "no Origin, missing ones allowed",
+            Origins {
+                allow_missing: true,
+            },
+            upgrade_head("/", ""),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_accepted_row() {
+    run_rows(accepted().into_iter().map(|(name, setup, request)| {
+        (name, async move {
+            let rig = setup.start().await;
+            let r = raw_http(rig.proxy.addr, request.as_bytes()).await;
+            assert_eq!(r.status, 101, "{r:?}");
+            assert_eq!(r.header("sec-websocket-accept"), Some(ACCEPT), "{r:?}");
+        })
+    }))
     .await;
-    assert_refusal(&r, 405, "GET");
-    assert_eq!(r.header("allow"), Some("GET"));
 }
 
-#[tokio::test]
-async fn http_1_0_is_505() {
-    let (p, _e) = proxy_to_echo("").await;
-    let r = raw_http(
-        p.addr,
-        head("GET / HTTP/1.0", &[HOST, UPGRADE, CONN, KEY, VERSION]).as_bytes(),
-    )
-    .await;
-    assert_refusal(&r, 505, "HTTP/1.1");
-}
-
-#[tokio::test]
-async fn plain_get_is_426_with_upgrade_websocket() {
-    let (p, _e) = proxy_to_echo("").await;
-    let r = raw_http(p.addr, head("GET / HTTP/1.1", &[HOST]).as_bytes()).await;
-    assert_refusal_text(&r, 426, "WebSocket");
-    assert_eq!(r.header("upgrade"), Some("websocket"));
-    // RFC 9110 section 7.8: whoever sends Upgrade also lists it in Connection.
-    assert!(connection_has(&r, "upgrade"), "{r:?}");
-}
+// ---------------------------------------------------------------------------
+// More than a status: one request per connection, the header deadline.
 
 #[tokio::test]
 async fn plain_get_426_closes_the_connection() {
-    let (p, _e) = proxy_to_echo("").await;
-    let mut s = tls_connect(p.addr).await;
-    write_all(&mut s, head("GET / HTTP/1.1", &[HOST]).as_bytes()).await;
+    let rig = Setup::Echo.start().await;
+    let mut s = tls_connect(rig.proxy.addr).await;
+    write_all(&mut s, get(&[HOST]).as_bytes()).await;
     let r = read_response(&mut s).await;
     assert_eq!(r.status, 426, "{r:?}");
     assert!(connection_has(&r, "close"), "no Connection: close: {r:?}");
@@ -139,127 +485,10 @@ async fn plain_get_426_closes_the_connection() {
 }
 
 #[tokio::test]
-async fn connection_keep_alive_alone_is_400() {
-    let (p, _e) = proxy_to_echo("").await;
-    let r = raw_http(
-        p.addr,
-        head(
-            "GET / HTTP/1.1",
-            &[HOST, UPGRADE, "Connection: keep-alive", KEY, VERSION],
-        )
-        .as_bytes(),
-    )
-    .await;
-    assert_refusal(&r, 400, "Connection");
-}
-
-#[tokio::test]
-async fn connection_keep_alive_upgrade_is_101() {
-    let (p, _e) = proxy_to_echo("").await;
-    let r = raw_http(
-        p.addr,
-        head(
-            "GET / HTTP/1.1",
-            &[
-                HOST,
-                UPGRADE,
-                "Connection: keep-alive, Upgrade",
-                KEY,
-                VERSION,
-            ],
-        )
-        .as_bytes(),
-    )
-    .await;
-    assert_eq!(r.status, 101, "{r:?}");
-    assert_eq!(
-        r.header("sec-websocket-accept"),
-        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
-    );
-}
-
-#[tokio::test]
-async fn missing_host_is_400() {
-    let (p, _e) = proxy_to_echo("").await;
-    let r = raw_http(
-        p.addr,
-        head("GET / HTTP/1.1", &[UPGRADE, CONN, KEY, VERSION]).as_bytes(),
-    )
-    .await;
-    assert_refusal(&r, 400, "Host");
-}
-
-#[tokio::test]
-async fn key_not_16_bytes_is_400() {
-    let (p, _e) = proxy_to_echo("").await;
-    // base64 of the 5 bytes "short"
-    let r = raw_http(
-        p.addr,
-        head(
-            "GET / HTTP/1.1",
-            &[HOST, UPGRADE, CONN, "Sec-WebSocket-Key: c2hvcnQ=", VERSION],
-        )
-        .as_bytes(),
-    )
-    .await;
-    assert_refusal(&r, 400, "Sec-WebSocket-Key");
-}
-
-#[tokio::test]
-async fn version_8_is_426_with_version_13() {
-    let (p, _e) = proxy_to_echo("").await;
-    let r = raw_http(
-        p.addr,
-        head(
-            "GET / HTTP/1.1",
-            &[HOST, UPGRADE, CONN, KEY, "Sec-WebSocket-Version: 8"],
-        )
-        .as_bytes(),
-    )
-    .await;
-    assert_refusal(&r, 426, "Sec-WebSocket-Version");
-    assert_eq!(r.header("sec-websocket-version"), Some("13"));
-}
-
-#[tokio::test]
-async fn request_with_a_body_is_400() {
-    let (p, _e) = proxy_to_echo("").await;
-    let mut req = head(
-        "GET / HTTP/1.1",
-        &[HOST, UPGRADE, CONN, KEY, VERSION, "Content-Length: 5"],
-    );
-    req += "hello";
-    let r = raw_http(p.addr, req.as_bytes()).await;
-    assert_refusal(&r, 400, "body");
-}
-
-#[tokio::test]
-async fn unrouted_host_is_404() {
-    let e = echo("e").await;
-    let p = start_proxy(&format!(
-        "[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"{}\"\n\n\
-         [[route]]\nhost = \"only.example\"\npool = \"p\"\n",
-        e.addr
-    ))
-    .await;
-    let r = raw_http(p.addr, upgrade_head("/", "").as_bytes()).await;
-    assert_refusal(&r, 404, "route");
-    // The same request for the routed host goes through.
-    let r = raw_http(
-        p.addr,
-        upgrade_head("/", "")
-            .replace(HOST, "Host: only.example")
-            .as_bytes(),
-    )
-    .await;
-    assert_eq!(r.status, 101, "{r:?}");
-}
-
-#[tokio::test]
 async fn half_a_head_gets_408_after_header_read_timeout() {
     let e = echo("e").await;
     let p = proxy_with_server(
-        "header_read_timeout = \"300ms\"",
+        r#"header_read_timeout = "300ms""#,
         &pool_and_route("p", "round_robin", &[(e.addr, 1)]),
     )
     .await;
@@ -280,28 +509,10 @@ async fn half_a_head_gets_408_after_header_read_timeout() {
 }
 
 #[tokio::test]
-async fn head_over_max_header_bytes_is_431() {
-    let e = echo("e").await;
-    let p = proxy_with_server(
-        "max_header_bytes = 2048",
-        &pool_and_route("p", "round_robin", &[(e.addr, 1)]),
-    )
-    .await;
-    let big = format!("X-Big: {}\r\n", "a".repeat(4096));
-    let r = raw_http(p.addr, upgrade_head("/", &big).as_bytes()).await;
-    assert_eq!(r.status, 431, "{r:?}");
-    assert!(connection_has(&r, "close"), "{r:?}");
-    // Under the limit, the same settings let an upgrade through.
-    let small = format!("X-Small: {}\r\n", "a".repeat(512));
-    let r = raw_http(p.addr, upgrade_head("/", &small).as_bytes()).await;
-    assert_eq!(r.status, 101, "{r:?}");
-}
-
-#[tokio::test]
 async fn header_timeout_does_not_end_an_open_session() {
     let e = echo("e").await;
     let p = proxy_with_server(
-        "header_read_timeout = \"300ms\"",
+        r#"header_read_timeout = "300ms""#,
         &pool_and_route("p", "round_robin", &[(e.addr, 1)]),
     )
     .await;
@@ -319,72 +530,6 @@ async fn header_timeout_does_not_end_an_open_session() {
     assert_eq!(p.running.live_sessions(), 1);
 }
 
-#[tokio::test]
-async fn head_over_max_header_bytes_431_has_a_text_body() {
-    let e = echo("e").await;
-    let p = proxy_with_server(
-        "max_header_bytes = 2048",
-        &pool_and_route("p", "round_robin", &[(e.addr, 1)]),
-    )
-    .await;
-    let big = format!("X-Big: {}\r\n", "a".repeat(4096));
-    let r = raw_http(p.addr, upgrade_head("/", &big).as_bytes()).await;
-    assert_refusal(&r, 431, "header");
-}
-
-// ---------------------------------------------------------------------------
-// Origin allowlist.
-
-async fn origin_proxy(allow_missing: bool) -> (Proxy, EchoServer) {
-    let e = echo("e").await;
-    let mut route = format!(
-        "[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"{}\"\n\n[[route]]\npool = \"p\"\n\
-         allowed_origins = [\"https://app.example.com\", \"https://*.example.org\"]\n",
-        e.addr
-    );
-    if allow_missing {
-        route += "allow_missing_origin = true\n";
-    }
-    (start_proxy(&route).await, e)
-}
-
-async fn with_origin(p: &Proxy, origin: Option<&str>) -> RawResponse {
-    let extra = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
-    raw_http(p.addr, upgrade_head("/", &extra).as_bytes()).await
-}
-
-#[tokio::test]
-async fn origin_exact_and_wildcard_pass() {
-    let (p, _e) = origin_proxy(false).await;
-    let r = with_origin(&p, Some("https://app.example.com")).await;
-    assert_eq!(r.status, 101, "{r:?}");
-    let r = with_origin(&p, Some("https://chat.example.org")).await;
-    assert_eq!(r.status, 101, "{r:?}");
-}
-
-#[tokio::test]
-async fn origin_not_listed_is_403() {
-    let (p, _e) = origin_proxy(false).await;
-    let r = with_origin(&p, Some("https://evil.com")).await;
-    assert_refusal(&r, 403, "Origin");
-    // The bare parent of the wildcard is not a subdomain of it.
-    let r = with_origin(&p, Some("https://example.org")).await;
-    assert_refusal(&r, 403, "Origin");
-}
-
-#[tokio::test]
-async fn origin_missing_is_403_unless_allowed() {
-    let (p, _e) = origin_proxy(false).await;
-    let r = with_origin(&p, None).await;
-    assert_refusal(&r, 403, "Origin");
-    let (p, _e) = origin_proxy(true).await;
-    let r = with_origin(&p, None).await;
-    assert_eq!(r.status, 101, "{r:?}");
-    // allow_missing_origin does not open the door to a wrong Origin.
-    let r = with_origin(&p, Some("https://evil.com")).await;
-    assert_refusal(&r, 403, "Origin");
-}
-
 // ---------------------------------------------------------------------------
 // The backend's answer.
 
@@ -396,40 +541,6 @@ async fn hold_until_closed(s: &mut TcpStream) {
             break;
         }
     }
-}
-
-#[tokio::test]
-async fn wrong_accept_from_backend_is_502() {
-    let b = raw_backend(|_head, mut s| async move {
-        let _ = s
-            .write_all(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                  Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n",
-            )
-            .await;
-        hold_until_closed(&mut s).await;
-    })
-    .await;
-    let p = proxy_to(b.addr).await;
-    let r = raw_http(p.addr, upgrade_head("/", "").as_bytes()).await;
-    assert_refusal(&r, 502, "Accept");
-}
-
-#[tokio::test]
-async fn subprotocol_not_offered_is_502() {
-    let b = raw_backend(|head, mut s| async move {
-        let resp = switching(&head, "Sec-WebSocket-Protocol: superchat\r\n");
-        let _ = s.write_all(resp.as_bytes()).await;
-        hold_until_closed(&mut s).await;
-    })
-    .await;
-    let p = proxy_to(b.addr).await;
-    let r = raw_http(
-        p.addr,
-        upgrade_head("/", "Sec-WebSocket-Protocol: chat\r\n").as_bytes(),
-    )
-    .await;
-    assert_refusal(&r, 502, "subprotocol");
 }
 
 #[tokio::test]
@@ -447,17 +558,6 @@ async fn backend_refusal_is_passed_through() {
     let r = raw_http(p.addr, upgrade_head("/", "").as_bytes()).await;
     assert_eq!(r.status, 403, "{r:?}");
     assert_eq!(r.body, "nope");
-}
-
-#[tokio::test]
-async fn refused_backend_connection_is_502() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = l.local_addr().unwrap();
-    drop(l);
-    let p = proxy_to(dead).await;
-    let r = raw_http(p.addr, upgrade_head("/", "").as_bytes()).await;
-    assert_refusal(&r, 502, "unreachable");
-    assert!(!r.body.contains(&dead.to_string()), "leaks the address");
 }
 
 // ---------------------------------------------------------------------------
@@ -525,8 +625,15 @@ async fn forwarded_request_headers() {
 async fn pool_host_header_replaces_host() {
     let (b, mut heads) = recording_backend().await;
     let p = start_proxy(&format!(
-        "[[pool]]\nname = \"p\"\nhost_header = \"backend.internal\"\n\
-         [[pool.backend]]\naddress = \"{}\"\n\n[[route]]\npool = \"p\"\n",
+        r#"[[pool]]
+name = "p"
+host_header = "backend.internal"
+[[pool.backend]]
+address = "{}"
+
+[[route]]
+pool = "p"
+"#,
         b.addr
     ))
     .await;

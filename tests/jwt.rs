@@ -41,16 +41,22 @@ async fn recording() -> (RawBackend, mpsc::UnboundedReceiver<String>) {
 /// `[route.auth]` lines for a route with ISS/AUD and `keys` (e.g. `public_keys = [...]`).
 fn auth(keys: &str, extra: &str) -> String {
     format!(
-        "[route.auth]\nkind = \"jwt\"\n{keys}\nissuer = \"{ISS}\"\naudience = \"{AUD}\"\n{extra}\n"
+        r#"[route.auth]
+kind = "jwt"
+{keys}
+issuer = "{ISS}"
+audience = "{AUD}"
+{extra}
+"#
     )
 }
 
 fn key_line(s: &Signer) -> String {
     match s.alg {
         Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-            format!("secret_file = \"{}\"", s.file.display())
+            format!(r#"secret_file = "{}""#, s.file.display())
         }
-        _ => format!("public_keys = [\"{}\"]", s.file.display()),
+        _ => format!(r#"public_keys = ["{}"]"#, s.file.display()),
     }
 }
 
@@ -125,7 +131,7 @@ async fn a_jwks_key_is_chosen_by_kid() {
     let (b, mut heads) = recording().await;
     let p = proxy_with(
         b.addr,
-        &auth(&format!("jwks_file = \"{}\"", jwks.display()), ""),
+        &auth(&format!(r#"jwks_file = "{}""#, jwks.display()), ""),
     )
     .await;
     for (s, kid) in [(&ec, "key-ec"), (&ed, "key-ed")] {
@@ -162,7 +168,7 @@ async fn the_token_is_taken_from_each_source() {
         b.addr,
         &auth(
             &key_line(&s),
-            "token_from = [\"authorization\", \"cookie:at\", \"query\", \"protocol\"]",
+            r#"token_from = ["authorization", "cookie:at", "query", "protocol"]"#,
         ),
     )
     .await;
@@ -245,7 +251,7 @@ async fn bad_tokens_are_refused_with_their_reason() {
     let d = common::bin::scratch_dir("jwt-refusals");
     let rsa = jwt::rsa(&d, Algorithm::RS256);
     let (b, mut heads) = recording().await;
-    let p = proxy_with(b.addr, &auth(&key_line(&rsa), "leeway = \"30s\"")).await;
+    let p = proxy_with(b.addr, &auth(&key_line(&rsa), r#"leeway = "30s""#)).await;
     let now = jwt::now();
     let cases = [
         (
@@ -317,13 +323,21 @@ async fn claims_reach_the_backend_and_spoofed_claim_headers_do_not() {
     let s = jwt::hmac(&d);
     let (b, mut heads) = recording().await;
     let text = format!(
-        "[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"{}\"\n\
-         [[route]]\npath_prefix = \"/open\"\npool = \"p\"\n\
-         [[route]]\npath_prefix = \"/\"\npool = \"p\"\n{}",
+        r#"[[pool]]
+name = "p"
+[[pool.backend]]
+address = "{}"
+[[route]]
+path_prefix = "/open"
+pool = "p"
+[[route]]
+path_prefix = "/"
+pool = "p"
+{}"#,
         b.addr,
         auth(
             &key_line(&s),
-            "forward_claims = { sub = \"X-User-Id\", roles = \"X-User-Roles\", level = \"X-Level\", team = \"X-Team\" }"
+            r#"forward_claims = { sub = "X-User-Id", roles = "X-User-Roles", level = "X-Level", team = "X-Team" }"#
         )
     );
     let p = start_proxy(&text).await;
@@ -370,7 +384,11 @@ async fn enforce_expiry_closes_the_session_with_1008_when_exp_passes() {
     let (b, mut backends) = handoff().await;
     let p = proxy_with(
         b.addr,
-        &auth(&key_line(&s), "leeway = \"0s\"\nenforce_expiry = true"),
+        &auth(
+            &key_line(&s),
+            r#"leeway = "0s"
+enforce_expiry = true"#,
+        ),
     )
     .await;
     let exp = jwt::now() + 2;
@@ -381,7 +399,7 @@ async fn enforce_expiry_closes_the_session_with_1008_when_exp_passes() {
     // Traffic flows until then.
     write_all(
         &mut client,
-        &encode_frame(true, 0, 1, b"hi", Some([1, 2, 3, 4])),
+        &encode_frame(true, 0, op::TEXT, b"hi", Some([1, 2, 3, 4])),
     )
     .await;
     let f = within("relayed frame", read_frame(&mut backend))
@@ -425,7 +443,7 @@ async fn a_reload_reads_the_keys_again() {
     let text = format!(
         "{}{}",
         pool_and_route("p", "round_robin", &[(b.addr, 1)]),
-        auth(&format!("public_keys = [\"{}\"]", key_file.display()), "")
+        auth(&format!(r#"public_keys = ["{}"]"#, key_file.display()), "")
     );
     let mut p = start_proxy(&text).await;
     let (t_old, t_new) = (token(&old, &jwt::claims()), token(&new, &jwt::claims()));

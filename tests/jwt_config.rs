@@ -14,8 +14,19 @@ use wsgate::config::Config;
 
 fn text(auth: &str) -> String {
     format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n[[pool]]\nname = \"p\"\n\
-         [[pool.backend]]\naddress = \"127.0.0.1:9\"\n[[route]]\npool = \"p\"\n[route.auth]\nkind = \"jwt\"\n{auth}\n"
+        r#"[[listener]]
+address = "127.0.0.1:0"
+tls = false
+[[pool]]
+name = "p"
+[[pool.backend]]
+address = "127.0.0.1:9"
+[[route]]
+pool = "p"
+[route.auth]
+kind = "jwt"
+{auth}
+"#
     )
 }
 
@@ -38,68 +49,82 @@ fn load_error(auth: &str) -> String {
 fn mistakes_in_route_auth_are_located() {
     let cases = [
         (
-            "secret_file = \"s\"\nalgorithms = [\"none\"]",
+            r#"secret_file = "s"
+algorithms = ["none"]"#,
             "wsgate.toml:13:15:",
             "route[0].auth.algorithms[0]: \"none\" is never accepted",
         ),
         (
-            "public_keys = [\"k.pem\"]\nalgorithms = [\"RS256\", \"HS256\"]",
+            r#"public_keys = ["k.pem"]
+algorithms = ["RS256", "HS256"]"#,
             "",
             "route[0].auth.algorithms: HS256 is an HMAC algorithm: it needs secret_file, and a public key is never used as an HMAC secret",
         ),
         (
-            "secret_file = \"s\"\nalgorithms = [\"ES256\"]",
+            r#"secret_file = "s"
+algorithms = ["ES256"]"#,
             "",
             "route[0].auth.algorithms: ES256 needs a public key",
         ),
         (
-            "secret_file = \"s\"\njwks_file = \"j.json\"",
+            r#"secret_file = "s"
+jwks_file = "j.json""#,
             "",
             "route[0].auth: set only one of secret_file, public_keys and jwks_file",
         ),
         ("", "", "route[0].auth: needs its keys"),
         (
-            "secret_file = \"s\"\nrequire_exp = false\nenforce_expiry = true",
+            r#"secret_file = "s"
+require_exp = false
+enforce_expiry = true"#,
             "",
             "route[0].auth.enforce_expiry: needs require_exp = true",
         ),
         (
-            "secret_file = \"s\"\nforward_claims = { sub = \"Host\" }",
+            r#"secret_file = "s"
+forward_claims = { sub = "Host" }"#,
             "",
             "route[0].auth.forward_claims.sub",
         ),
         (
-            "secret_file = \"s\"\nforward_claims = { sub = \"X-Id\", email = \"x-id\" }",
+            r#"secret_file = "s"
+forward_claims = { sub = "X-Id", email = "x-id" }"#,
             "",
             "header x-id already carries another claim",
         ),
         (
-            "secret_file = \"s\"\ntoken_from = [\"header\"]",
+            r#"secret_file = "s"
+token_from = ["header"]"#,
             "",
             "route[0].auth.token_from[0]: unknown token source \"header\"",
         ),
         (
-            "secret_file = \"s\"\ntoken_from = [\"cookie\"]",
+            r#"secret_file = "s"
+token_from = ["cookie"]"#,
             "",
             "name the cookie",
         ),
         (
-            "secret_file = \"s\"\nleeway = \"1h\"",
+            r#"secret_file = "s"
+leeway = "1h""#,
             "",
             "route[0].auth.leeway: must be at most",
         ),
         (
-            "public_keys = [\"k.pem\"]\nsecret_encoding = \"base64\"",
+            r#"public_keys = ["k.pem"]
+secret_encoding = "base64""#,
             "",
             "route[0].auth.secret_encoding: only meaningful with secret_file",
         ),
         (
-            "secret_file = \"s\"\naudience = []",
+            r#"secret_file = "s"
+audience = []"#,
             "",
             "route[0].auth.audience: must be a non-empty string",
         ),
         (
-            "secret_file = \"s\"\nkind2 = 1",
+            r#"secret_file = "s"
+kind2 = 1"#,
             "",
             "unknown field `kind2`",
         ),
@@ -110,7 +135,7 @@ fn mistakes_in_route_auth_are_located() {
         assert!(e.contains(at), "{auth:?}: not at {at}: {e}");
     }
     let e = Config::parse(
-        &text("secret_file = \"s\"").replace("kind = \"jwt\"", "kind = \"basic\""),
+        &text(r#"secret_file = "s""#).replace(r#"kind = "jwt""#, r#"kind = "basic""#),
         Path::new("wsgate.toml"),
     )
     .unwrap_err()
@@ -130,7 +155,7 @@ fn key_files_that_cannot_be_used_fail_the_load() {
         p.display().to_string()
     };
     let short = write("short.secret", "tooshort\n");
-    let e = load_error(&format!("secret_file = \"{short}\""));
+    let e = load_error(&format!(r#"secret_file = "{short}""#));
     assert!(
         e.contains("wsgate.toml:12:1: route[0].auth.secret_file:")
             && e.contains("short.secret")
@@ -140,35 +165,38 @@ fn key_files_that_cannot_be_used_fail_the_load() {
     );
     let long = write("hs256.secret", &"x".repeat(40));
     let e = load_error(&format!(
-        "secret_file = \"{long}\"\nalgorithms = [\"HS512\"]"
+        r#"secret_file = "{long}"
+algorithms = ["HS512"]"#
     ));
     assert!(e.contains("at least 64"), "{e}");
     let e = load_error(&format!(
-        "secret_file = \"{}\"\nsecret_encoding = \"base64\"",
+        r#"secret_file = "{}"
+secret_encoding = "base64""#,
         write("b64.secret", "!!! not base64 !!!")
     ));
     assert!(e.contains("not standard base64"), "{e}");
 
     let private = write("private.pem", common::certs::TEST_RSA_PKCS8_PEM);
-    let e = load_error(&format!("public_keys = [\"{private}\"]"));
+    let e = load_error(&format!(r#"public_keys = ["{private}"]"#));
     assert!(
         e.contains("route[0].auth.public_keys") && e.contains("holds a private key"),
         "{e}"
     );
     let e = load_error(&format!(
-        "public_keys = [\"{}\"]",
+        r#"public_keys = ["{}"]"#,
         write("empty.pem", "nothing here\n")
     ));
     assert!(e.contains("holds no PEM \"PUBLIC KEY\""), "{e}");
     let e = load_error(&format!(
-        "public_keys = [\"{}\"]",
+        r#"public_keys = ["{}"]"#,
         d.join("missing.pem").display()
     ));
     assert!(e.contains("missing.pem: cannot read"), "{e}");
     // An ES256 key where only RS256 is allowed: nothing can verify.
     let ec = jwt::fresh(&d, Algorithm::ES256, "ec");
     let e = load_error(&format!(
-        "public_keys = [\"{}\"]\nalgorithms = [\"RS256\"]",
+        r#"public_keys = ["{}"]
+algorithms = ["RS256"]"#,
         ec.file.display()
     ));
     assert!(e.contains("no key in it can verify"), "{e}");
@@ -177,20 +205,20 @@ fn key_files_that_cannot_be_used_fail_the_load() {
         "oct.json",
         r#"{"keys":[{"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0","kid":"s"}]}"#,
     );
-    let e = load_error(&format!("jwks_file = \"{oct}\""));
+    let e = load_error(&format!(r#"jwks_file = "{oct}""#));
     assert!(
         e.contains("route[0].auth.jwks_file") && e.contains("symmetric"),
         "{e}"
     );
     let e = load_error(&format!(
-        "jwks_file = \"{}\"",
+        r#"jwks_file = "{}""#,
         write("bad.json", "{\"keys\": 3}")
     ));
     assert!(e.contains("\"keys\" array"), "{e}");
     // A certificate's public key is accepted like a PEM public key.
     let files = common::certs::good_chain(&d);
     let cfg = Config::parse(
-        &text(&format!("public_keys = [\"{}\"]", files.cert.display())),
+        &text(&format!(r#"public_keys = ["{}"]"#, files.cert.display())),
         Path::new("wsgate.toml"),
     )
     .unwrap();
@@ -205,7 +233,7 @@ fn check_refuses_a_bad_key_file() {
     std::fs::write(
         &conf,
         text(&format!(
-            "secret_file = \"{}\"",
+            r#"secret_file = "{}""#,
             d.join("absent.secret").display()
         )),
     )
@@ -233,14 +261,23 @@ async fn tokens_cookies_and_query_strings_never_reach_the_log() {
     let conf = bin_config(
         0,
         &format!(
-            "{}[route.auth]\nkind = \"jwt\"\nsecret_file = \"{}\"\naudience = \"{}\"\n\
-             token_from = [\"authorization\", \"cookie:at\", \"query\"]\n",
+            r#"{}[route.auth]
+kind = "jwt"
+secret_file = "{}"
+audience = "{}"
+token_from = ["authorization", "cookie:at", "query"]
+"#,
             pool_and_route("p", "round_robin", &[(e.addr, 1)]),
             s.file.display(),
             jwt::AUD
         ),
     )
-    .replace("[server]\n", "[server]\nlog_level = \"debug\"\n");
+    .replace(
+        "[server]\n",
+        r#"[server]
+log_level = "debug"
+"#,
+    );
     let bin = Bin::start("jwt-logs", &conf).await;
     let good = token(&s, &jwt::claims());
     let expired = token(

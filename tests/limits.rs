@@ -2,6 +2,7 @@
 //! (throttle and close), frame and message sizes judged from headers, keepalive
 //! pings and the idle timeout, the session time limit, and per-route overrides.
 mod common;
+use common::op::{BINARY, CLOSE, CONT, PING, PONG, TEXT};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -10,19 +11,21 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 const KEY: [u8; 4] = [0x1f, 0x8b, 0x42, 0xe7];
-const TEXT: u8 = 1;
-const BINARY: u8 = 2;
-const CONT: u8 = 0;
-const CLOSE: u8 = 8;
-const PING: u8 = 9;
-const PONG: u8 = 10;
 
 /// A whole config: loopback exempt from admission limits, `[limits]` extended by
 /// `limits`, one TLS listener, then `rest`.
 fn config(limits: &str, rest: &str) -> String {
     format!(
-        "[limits]\nexempt = [\"127.0.0.0/8\"]\n{limits}\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\
-         cert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n{rest}"
+        r#"[limits]
+exempt = ["127.0.0.0/8"]
+{limits}
+
+[[listener]]
+address = "127.0.0.1:0"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+
+{rest}"#
     )
 }
 
@@ -74,7 +77,12 @@ async fn throttle_holds_messages_to_the_rate_and_loses_none() {
 
 #[tokio::test]
 async fn close_mode_answers_a_flood_with_1008_and_the_backend_gets_1001() {
-    let mut t = raw_session("on_exceed = \"close\"\nmessage_rate = 5.0\nmessage_burst = 2").await;
+    let mut t = raw_session(
+        r#"on_exceed = "close"
+message_rate = 5.0
+message_burst = 2"#,
+    )
+    .await;
     // Ten messages in one write: all arrive at once, the burst lets two through.
     let mut flood = Vec::new();
     for i in 0..10u8 {
@@ -138,7 +146,7 @@ async fn a_message_over_max_message_bytes_is_refused_at_the_fragment_that_crosse
     // The backend answers the 1001 with its Close: the client gets its 1009 instead.
     write_all(
         &mut t.backend,
-        &encode_frame(true, 0, 8, &[0x03, 0xe9], None),
+        &encode_frame(true, 0, CLOSE, &[0x03, 0xe9], None),
     )
     .await;
     let f = within_for(Duration::from_secs(2), "1009", read_frame(&mut t.client))
@@ -170,7 +178,11 @@ async fn a_backend_message_over_its_limit_gets_the_client_1014_and_the_backend_1
 
 #[tokio::test]
 async fn a_silent_client_gets_keepalive_pings_then_is_dropped_as_idle() {
-    let mut t = raw_session("ping_interval = \"200ms\"\nidle_timeout = \"600ms\"").await;
+    let mut t = raw_session(
+        r#"ping_interval = "200ms"
+idle_timeout = "600ms""#,
+    )
+    .await;
     let t0 = Instant::now();
     // The client reads nothing until the backend has been told.
     let f = within("1001 at the backend", read_frame(&mut t.backend))
@@ -214,7 +226,8 @@ async fn echo_by_hand(ws: &mut Ws, s: &mut TcpStream, text: &str) {
 async fn a_client_answering_pings_stays_and_its_pongs_never_reach_the_backend() {
     let (b, mut rx) = handoff().await;
     let p = proxy(
-        "ping_interval = \"200ms\"\nidle_timeout = \"600ms\"",
+        r#"ping_interval = "200ms"
+idle_timeout = "600ms""#,
         b.addr,
     )
     .await;
@@ -250,7 +263,7 @@ async fn a_client_answering_pings_stays_and_its_pongs_never_reach_the_backend() 
 
 #[tokio::test]
 async fn max_session_duration_ends_the_session_with_1001_both_ways() {
-    let mut t = raw_session("max_session_duration = \"500ms\"").await;
+    let mut t = raw_session(r#"max_session_duration = "500ms""#).await;
     let t0 = Instant::now();
     let at_client = frames_of(&bytes_to_eof("client EOF", &mut t.client).await).await;
     let after = t0.elapsed();
@@ -273,7 +286,14 @@ async fn max_session_duration_ends_the_session_with_1001_both_ways() {
 async fn a_route_can_lower_max_message_bytes() {
     let a = echo("a").await;
     let rest = format!(
-        "{}\n[[route]]\npath_prefix = \"/small\"\npool = \"p\"\n\n[route.limits]\nmax_message_bytes = 100\n",
+        r#"{}
+[[route]]
+path_prefix = "/small"
+pool = "p"
+
+[route.limits]
+max_message_bytes = 100
+"#,
         pool_and_route("p", "round_robin", &[(a.addr, 1)])
     );
     let p = start_proxy_raw(&config("max_message_bytes = 1000", &rest)).await;

@@ -24,15 +24,39 @@ fn ip(s: &str) -> IpAddr {
 
 fn config(backend: SocketAddr, admin_allow: &str) -> String {
     format!(
-        "[limits]\nexempt = [\"127.0.0.1/32\"]\nmax_connections_per_ip = 2\n\
-         connect_rate = 0.01\nconnect_burst = 3\n\n\
-         [admin]\naddress = \"127.0.0.1:0\"\n{admin_allow}\n\n\
-         [[listener]]\naddress = \"127.0.0.1:0\"\nname = \"public\"\n\
-         cert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n\
-         [[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"{backend}\"\n\n\
-         [[route]]\nname = \"chat\"\npath_prefix = \"/chat\"\npool = \"p\"\n\n\
-         [[route]]\nname = \"small\"\npath_prefix = \"/small\"\npool = \"p\"\n\
-         [route.limits]\nmax_message_bytes = 100\n"
+        r#"[limits]
+exempt = ["127.0.0.1/32"]
+max_connections_per_ip = 2
+connect_rate = 0.01
+connect_burst = 3
+
+[admin]
+address = "127.0.0.1:0"
+{admin_allow}
+
+[[listener]]
+address = "127.0.0.1:0"
+name = "public"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+
+[[pool]]
+name = "p"
+[[pool.backend]]
+address = "{backend}"
+
+[[route]]
+name = "chat"
+path_prefix = "/chat"
+pool = "p"
+
+[[route]]
+name = "small"
+path_prefix = "/small"
+pool = "p"
+[route.limits]
+max_message_bytes = 100
+"#
     )
 }
 
@@ -298,7 +322,7 @@ async fn live_sessions_are_counted_while_they_run() {
 #[tokio::test]
 async fn admin_answers_and_refuses_clients_outside_allow() {
     let backend = echo("e").await;
-    let p = start_proxy_raw(&config(backend.addr, "allow = [\"127.0.0.2/32\"]")).await;
+    let p = start_proxy_raw(&config(backend.addr, r#"allow = ["127.0.0.2/32"]"#)).await;
     let adm = p.running.admin_addr().unwrap();
     let inside = Some(ip("127.0.0.2"));
     for path in ["/metrics", "/healthz", "/readyz", "/backends", "/"] {
@@ -343,8 +367,12 @@ async fn an_admin_address_that_cannot_be_bound_is_a_located_error_unless_it_is_t
     let addr = taken.local_addr().unwrap();
     let backend = echo("e").await;
     let text = config(backend.addr, "").replace(
-        "[admin]\naddress = \"127.0.0.1:0\"",
-        &format!("[admin]\naddress = \"{addr}\""),
+        r#"[admin]
+address = "127.0.0.1:0""#,
+        &format!(
+            r#"[admin]
+address = "{addr}""#
+        ),
     );
     let cfg = wsgate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
     let e = match wsgate::control::server::start(&cfg).await {
@@ -353,8 +381,10 @@ async fn an_admin_address_that_cannot_be_bound_is_a_located_error_unless_it_is_t
     };
     assert!(e.contains("admin.address") && e.contains("t.toml:"), "{e}");
     let bad = config(backend.addr, "").replace(
-        "[admin]\naddress = \"127.0.0.1:0\"",
-        "[admin]\naddress = \"nonsense\"",
+        r#"[admin]
+address = "127.0.0.1:0""#,
+        r#"[admin]
+address = "nonsense""#,
     );
     let e = wsgate::config::Config::parse(&bad, std::path::Path::new("t.toml")).unwrap_err();
     assert!(e.to_string().contains("admin.address"), "{e}");
@@ -365,11 +395,16 @@ async fn keepalive_round_trips_feed_the_client_rtt_histogram() {
     let backend = echo("e").await;
     let text = config(backend.addr, "").replace(
         "[route.limits]\nmax_message_bytes = 100\n",
-        "[route.limits]\nping_interval = \"100ms\"\nidle_timeout = \"5s\"\n",
+        r#"[route.limits]
+ping_interval = "100ms"
+idle_timeout = "5s"
+"#,
     );
     let text = text.replace(
-        "name = \"small\"\npath_prefix = \"/small\"",
-        "name = \"quiet\"\npath_prefix = \"/quiet\"",
+        r#"name = "small"
+path_prefix = "/small""#,
+        r#"name = "quiet"
+path_prefix = "/quiet""#,
     );
     let p = start_proxy_raw(&text).await;
     let adm = p.running.admin_addr().unwrap();
@@ -453,7 +488,7 @@ async fn the_alert_rules_use_only_exported_metrics() {
 #[tokio::test]
 async fn a_reload_applies_the_allow_list_and_moves_the_admin_listener() {
     let backend = echo("e").await;
-    let mut p = start_proxy_raw(&config(backend.addr, "allow = [\"127.0.0.2/32\"]")).await;
+    let mut p = start_proxy_raw(&config(backend.addr, r#"allow = ["127.0.0.2/32"]"#)).await;
     let first = p.running.admin_addr().unwrap();
     assert_eq!(admin::get(first, "/healthz").await.status, 403);
     let cfg =
@@ -473,8 +508,12 @@ async fn a_reload_applies_the_allow_list_and_moves_the_admin_listener() {
         .local_addr()
         .unwrap();
     let moved = config(backend.addr, "").replace(
-        "[admin]\naddress = \"127.0.0.1:0\"",
-        &format!("[admin]\naddress = \"{free}\""),
+        r#"[admin]
+address = "127.0.0.1:0""#,
+        &format!(
+            r#"[admin]
+address = "{free}""#
+        ),
     );
     p.running.reload(&cfg(&moved)).await.unwrap();
     assert_eq!(p.running.admin_addr(), Some(free));
@@ -491,8 +530,10 @@ async fn a_reload_applies_the_allow_list_and_moves_the_admin_listener() {
         "Running::reload is not reload_file: only the file reloads are counted"
     );
     let off = config(backend.addr, "").replace(
-        "[admin]\naddress = \"127.0.0.1:0\"",
-        "[admin]\naddress = \"\"",
+        r#"[admin]
+address = "127.0.0.1:0""#,
+        r#"[admin]
+address = """#,
     );
     p.running.reload(&cfg(&off)).await.unwrap();
     assert_eq!(p.running.admin_addr(), None);
@@ -503,7 +544,9 @@ async fn a_reload_applies_the_allow_list_and_moves_the_admin_listener() {
 async fn failed_and_timed_out_tls_handshakes_are_counted() {
     let backend = echo("e").await;
     let text = format!(
-        "[server]\ntls_handshake_timeout = \"200ms\"\n{}",
+        r#"[server]
+tls_handshake_timeout = "200ms"
+{}"#,
         config(backend.addr, "")
     );
     let p = start_proxy_raw(&text).await;

@@ -62,9 +62,18 @@ async fn upgrade(addr: SocketAddr, identity: Option<(&Path, &Path)>, extra: &str
 
 fn config(listener_extra: &str, backend: SocketAddr) -> String {
     format!(
-        "[limits]\nexempt = [\"127.0.0.0/8\"]\n[[listener]]\naddress = \"127.0.0.1:0\"\n\
-         cert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n{listener_extra}\n\
-         [[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n\n{}",
+        r#"[limits]
+exempt = ["127.0.0.0/8"]
+[[listener]]
+address = "127.0.0.1:0"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+{listener_extra}
+[[listener]]
+address = "127.0.0.1:0"
+tls = false
+
+{}"#,
         pool_and_route("p", "round_robin", &[(backend, 1)])
     )
 }
@@ -81,7 +90,8 @@ async fn required_client_certificates() {
     let (b, mut heads) = recording().await;
     let p = start_proxy_raw(&config(
         &format!(
-            "client_ca = \"{}\"\nclient_auth = \"required\"",
+            r#"client_ca = "{}"
+client_auth = "required""#,
             ca.ca.display()
         ),
         b.addr,
@@ -133,7 +143,9 @@ async fn optional_client_certificates() {
     let (b, mut heads) = recording().await;
     let p = start_proxy_raw(&config(
         &format!(
-            "client_ca = \"{}\"\nclient_auth = \"optional\"\nclient_subject_header = \"X-SSL-Client-DN\"",
+            r#"client_ca = "{}"
+client_auth = "optional"
+client_subject_header = "X-SSL-Client-DN""#,
             ca.ca.display()
         ),
         b.addr,
@@ -172,24 +184,32 @@ fn client_certificate_config_errors_are_located() {
             Path::new("t.toml"),
         )
     };
-    let e = parse("client_auth = \"optional\"").unwrap_err().to_string();
+    let e = parse(r#"client_auth = "optional""#)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("listener[0].client_auth: needs `client_ca`"),
         "{e}"
     );
-    let e = parse("client_ca = \"x.pem\"\nclient_subject_header = \"Authorization\"")
-        .unwrap_err()
-        .to_string();
+    let e = parse(
+        r#"client_ca = "x.pem"
+client_subject_header = "Authorization""#,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("listener[0].client_subject_header") && e.contains("owns"),
         "{e}"
     );
-    let e = parse("client_ca = \"x.pem\"\nclient_auth = \"sometimes\"")
-        .unwrap_err()
-        .to_string();
+    let e = parse(
+        r#"client_ca = "x.pem"
+client_auth = "sometimes""#,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("client_auth"), "{e}");
     // A CA file that is missing, or holds no certificate, fails the load, located.
-    let cfg = parse("client_ca = \"/nonexistent/ca.pem\"").unwrap();
+    let cfg = parse(r#"client_ca = "/nonexistent/ca.pem""#).unwrap();
     let e = wsgate::control::server::check_files(&cfg)
         .unwrap_err()
         .to_string();
@@ -200,7 +220,7 @@ fn client_certificate_config_errors_are_located() {
     let d = common::bin::scratch_dir("mtls-empty");
     let empty = d.join("empty.pem");
     std::fs::write(&empty, "not a certificate\n").unwrap();
-    let cfg = parse(&format!("client_ca = \"{}\"", empty.display())).unwrap();
+    let cfg = parse(&format!(r#"client_ca = "{}""#, empty.display())).unwrap();
     let e = wsgate::control::server::check_files(&cfg)
         .unwrap_err()
         .to_string();

@@ -18,12 +18,22 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-const ADMIN: &str = "[admin]\naddress = \"127.0.0.1:0\"\n";
+const ADMIN: &str = r#"[admin]
+address = "127.0.0.1:0"
+"#;
 
 fn chat_route(backend: SocketAddr) -> String {
     format!(
-        "[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"{backend}\"\n\n\
-         [[route]]\nname = \"chat\"\npath_prefix = \"/chat\"\npool = \"p\"\n"
+        r#"[[pool]]
+name = "p"
+[[pool.backend]]
+address = "{backend}"
+
+[[route]]
+name = "chat"
+path_prefix = "/chat"
+pool = "p"
+"#
     )
 }
 
@@ -45,7 +55,11 @@ async fn readyz_turns_503_at_sigterm_before_any_session_is_closed() {
     let config = bin_config(
         0,
         &format!(
-            "[server]\ndrain_spread = \"0s\"\nshutdown_grace = \"1s\"\n{ADMIN}\n{}",
+            r#"[server]
+drain_spread = "0s"
+shutdown_grace = "1s"
+{ADMIN}
+{}"#,
             chat_route(backend.addr)
         ),
     );
@@ -108,10 +122,22 @@ async fn backends_follows_a_backend_killed_and_restarted() {
     let addr = e.addr;
     let other = echo("o").await;
     let p = start_proxy(&format!(
-        "{ADMIN}[[pool]]\nname = \"p\"\n\
-         [pool.health]\nkind = \"websocket\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nrise = 1\nfall = 1\n\
-         [[pool.backend]]\naddress = \"{addr}\"\n[[pool.backend]]\naddress = \"{}\"\n\n\
-         [[route]]\npool = \"p\"\n",
+        r#"{ADMIN}[[pool]]
+name = "p"
+[pool.health]
+kind = "websocket"
+interval = "200ms"
+timeout = "150ms"
+rise = 1
+fall = 1
+[[pool.backend]]
+address = "{addr}"
+[[pool.backend]]
+address = "{}"
+
+[[route]]
+pool = "p"
+"#,
         other.addr
     ))
     .await;
@@ -197,7 +223,11 @@ async fn json_access_log_lines_parse_and_carry_the_fields() {
     let config = bin_config(
         0,
         &format!(
-            "[server]\ndrain_spread = \"0s\"\nlog_format = \"json\"\n{ADMIN}\n{}",
+            r#"[server]
+drain_spread = "0s"
+log_format = "json"
+{ADMIN}
+{}"#,
             chat_route(backend.addr)
         ),
     );
@@ -296,7 +326,12 @@ async fn planted_secrets_appear_in_no_log_line_and_no_admin_answer() {
         let config = bin_config(
             0,
             &format!(
-                "[server]\ndrain_spread = \"0s\"\nlog_level = \"debug\"\nlog_format = \"{format}\"\n{ADMIN}\n{}",
+                r#"[server]
+drain_spread = "0s"
+log_level = "debug"
+log_format = "{format}"
+{ADMIN}
+{}"#,
                 chat_route(backend.addr)
             ),
         );
@@ -310,12 +345,16 @@ async fn planted_secrets_appear_in_no_log_line_and_no_admin_answer() {
         write_all(&mut s, head.as_bytes()).await;
         assert_eq!(read_response(&mut s).await.status, 101);
         let mask = Some([1, 2, 3, 4]);
-        write_all(&mut s, &encode_frame(true, 0, 1, b"SECRETPAYLOAD5", mask)).await;
+        write_all(
+            &mut s,
+            &encode_frame(true, 0, op::TEXT, b"SECRETPAYLOAD5", mask),
+        )
+        .await;
         let echoed = within("echo", read_frame(&mut s)).await.unwrap();
         assert_eq!(echoed.payload, b"SECRETPAYLOAD5");
         write_all(
             &mut s,
-            &encode_frame(true, 0, 8, &1000u16.to_be_bytes(), mask),
+            &encode_frame(true, 0, op::CLOSE, &1000u16.to_be_bytes(), mask),
         )
         .await;
         let _ = read_frames_to_eof(&mut s).await;
@@ -355,7 +394,12 @@ async fn a_proxied_plain_request_gets_an_access_line_without_its_secrets() {
     let pool = common::http::http_pool("p", "round_robin", &[backend.addr], "", "");
     let config = bin_config(
         0,
-        &format!("[server]\ndrain_spread = \"0s\"\nlog_format = \"json\"\n{pool}"),
+        &format!(
+            r#"[server]
+drain_spread = "0s"
+log_format = "json"
+{pool}"#
+        ),
     );
     let b = Bin::start("httplog", &config).await;
     let req = "POST /plain/x?token=abc HTTP/1.1\r\nHost: localhost\r\n\

@@ -87,7 +87,15 @@ async fn a_connect_storm_is_paced_and_live_sessions_stay_prompt() {
     let text = bin_config(
         0,
         &format!(
-            "[server]\ndrain_spread = \"0s\"\n[admin]\naddress = \"127.0.0.1:0\"\n[limits]\nexempt = [\"127.0.0.0/8\"]\nmax_connect_rate = 40\nmax_connect_burst = 10\n{}",
+            r#"[server]
+drain_spread = "0s"
+[admin]
+address = "127.0.0.1:0"
+[limits]
+exempt = ["127.0.0.0/8"]
+max_connect_rate = 40
+max_connect_burst = 10
+{}"#,
             pool_and_route("p", "round_robin", &[(e.addr, 1)])
         ),
     );
@@ -160,7 +168,14 @@ async fn above_max_memory_accepting_pauses_and_live_sessions_go_on() {
         bin_config(
             0,
             &format!(
-                "[server]\ndrain_spread = \"0s\"\n[admin]\naddress = \"127.0.0.1:0\"\n[limits]\nexempt = [\"127.0.0.0/8\"]\nmax_memory = \"{max_memory}\"\n{}",
+                r#"[server]
+drain_spread = "0s"
+[admin]
+address = "127.0.0.1:0"
+[limits]
+exempt = ["127.0.0.0/8"]
+max_memory = "{max_memory}"
+{}"#,
                 pool_and_route("p", "round_robin", &[(e.addr, 1)])
             ),
         )

@@ -135,9 +135,23 @@ fn header_text(buf: &[u8]) -> Option<String> {
 
 fn config(trusted: &str, limits: &str, pool_extra: &str, backend: SocketAddr) -> String {
     format!(
-        "{limits}\n[[listener]]\naddress = \"127.0.0.1:0\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\
-         proxy_protocol = true\ntrusted_proxies = [{trusted}]\n\n\
-         [[pool]]\nname = \"p\"\n{pool_extra}\n[[pool.backend]]\naddress = \"{backend}\"\n\n[[route]]\npool = \"p\"\n"
+        r#"{limits}
+[[listener]]
+address = "127.0.0.1:0"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+proxy_protocol = true
+trusted_proxies = [{trusted}]
+
+[[pool]]
+name = "p"
+{pool_extra}
+[[pool.backend]]
+address = "{backend}"
+
+[[route]]
+pool = "p"
+"#
     )
 }
 
@@ -185,7 +199,7 @@ async fn the_header_source_is_the_client_everywhere() {
     let p = start_proxy_raw(&config(
         "\"127.0.0.1/32\"",
         "",
-        "send_proxy_protocol = \"v2\"",
+        r#"send_proxy_protocol = "v2""#,
         backend,
     ))
     .await;
@@ -205,7 +219,7 @@ async fn the_header_source_is_the_client_everywhere() {
     let p1 = start_proxy_raw(&config(
         "\"127.0.0.0/8\"",
         "",
-        "send_proxy_protocol = \"v1\"",
+        r#"send_proxy_protocol = "v1""#,
         backend1,
     ))
     .await;
@@ -269,7 +283,10 @@ async fn a_silent_connection_is_closed_at_the_header_deadline() {
     let (backend, _) = proxy_backend().await;
     let text = config("\"127.0.0.1\"", "", "", backend).replace(
         "[[listener]]",
-        "[server]\ntls_handshake_timeout = \"300ms\"\n\n[[listener]]",
+        r#"[server]
+tls_handshake_timeout = "300ms"
+
+[[listener]]"#,
     );
     let p = start_proxy_raw(&text).await;
     let mut tcp = TcpStream::connect(p.addr).await.unwrap();
@@ -314,7 +331,12 @@ async fn health_checks_of_a_proxy_pool_send_a_local_header() {
     let p = start_proxy_raw(&config(
         "\"127.0.0.1\"",
         "",
-        "send_proxy_protocol = \"v2\"\n[pool.health]\nkind = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\n",
+        r#"send_proxy_protocol = "v2"
+[pool.health]
+kind = "tcp"
+interval = "100ms"
+timeout = "100ms"
+"#,
         backend,
     ))
     .await;
@@ -393,9 +415,10 @@ async fn plain_http_backend_connections_carry_their_clients_header() {
     let text = config(
         "\"127.0.0.1/32\"",
         "",
-        "send_proxy_protocol = \"v2\"",
+        r#"send_proxy_protocol = "v2""#,
         backend,
-    ) + "http = \"proxy\"\n";
+    ) + r#"http = "proxy"
+"#;
     let p = start_proxy_raw(&text).await;
     async fn client(addr: SocketAddr, src: SocketAddr) -> TlsStream<TcpStream> {
         let dst: SocketAddr = "198.51.100.1:443".parse().unwrap();

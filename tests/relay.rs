@@ -3,6 +3,7 @@
 //! bytes read ahead with the HTTP heads, and backpressure.
 //! Close codes, vanishing peers and protocol violations live in relay_close.rs.
 mod common;
+use common::op::{BINARY, CLOSE, CONT, TEXT};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -12,10 +13,6 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-const TEXT: u8 = 1;
-const BINARY: u8 = 2;
-const CONT: u8 = 0;
-const CLOSE: u8 = 8;
 const DEFLATE: &str = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
 
 /// A raw backend that answers every upgrade with a 101 (plus `extra` header lines)

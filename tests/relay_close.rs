@@ -2,6 +2,7 @@
 //! reset) without a Close, and protocol violations from either side, each answered
 //! with the right Close code to the right side.
 mod common;
+use common::op::{CLOSE, CONT, PING, TEXT};
 use common::*;
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -10,10 +11,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 const KEY: [u8; 4] = [0x5a, 0x01, 0xc3, 0x96];
-const TEXT: u8 = 1;
-const CONT: u8 = 0;
-const CLOSE: u8 = 8;
-const PING: u8 = 9;
 
 /// A proxy to `backend` whose close timeout is far beyond every deadline here, so a
 /// session that ends within a deadline ended on its own, not by timing out.
@@ -23,7 +20,12 @@ async fn proxy_to(backend: std::net::SocketAddr) -> Proxy {
 
 fn proxy_config(backend: std::net::SocketAddr) -> String {
     let pool = pool_and_route("p", "round_robin", &[(backend, 1)]);
-    format!("[server]\nclose_timeout = \"60s\"\n\n{pool}")
+    format!(
+        r#"[server]
+close_timeout = "60s"
+
+{pool}"#
+    )
 }
 
 async fn raw_session() -> RawSession {
@@ -288,7 +290,14 @@ async fn sigterm_closes_sessions_and_exits() {
     std::fs::write(
         &conf,
         format!(
-            "[server]\ndrain_spread = \"0s\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n{}",
+            r#"[server]
+drain_spread = "0s"
+[[listener]]
+address = "127.0.0.1:{port}"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+
+{}"#,
             pool_and_route("p", "round_robin", &[(backend.addr, 1)])
         ),
     )

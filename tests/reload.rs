@@ -29,15 +29,31 @@ async fn open(addr: SocketAddr, path: &str) -> (Ws, String) {
 }
 
 fn pool(name: &str, balance: &str, extra: &str, backends: &[&EchoServer]) -> String {
-    let mut s = format!("[[pool]]\nname = \"{name}\"\nbalance = \"{balance}\"\n{extra}\n");
+    let mut s = format!(
+        r#"[[pool]]
+name = "{name}"
+balance = "{balance}"
+{extra}
+"#
+    );
     for b in backends {
-        s += &format!("[[pool.backend]]\naddress = \"{}\"\n", b.addr);
+        s += &format!(
+            r#"[[pool.backend]]
+address = "{}"
+"#,
+            b.addr
+        );
     }
     s
 }
 
 fn route(prefix: &str, pool: &str) -> String {
-    format!("[[route]]\npath_prefix = \"{prefix}\"\npool = \"{pool}\"\n")
+    format!(
+        r#"[[route]]
+path_prefix = "{prefix}"
+pool = "{pool}"
+"#
+    )
 }
 
 /// Waits until the log has `pat` (a line wsgate logs once, e.g. a state change).
@@ -57,8 +73,21 @@ async fn log_has(b: &Bin, pat: &str) {
 /// with no status line) and stays down (rise = 100); `y` is checked by tcp.
 fn down_pool(x: &EchoServer, y: &EchoServer) -> String {
     format!(
-        "[[pool]]\nname = \"d\"\n[pool.health]\nkind = \"http\"\ninterval = \"60s\"\ntimeout = \"1s\"\nrise = 100\nfall = 1\n\
-         [[pool.backend]]\naddress = \"{}\"\n[[pool.backend]]\naddress = \"{}\"\n[pool.backend.health]\nkind = \"tcp\"\n",
+        r#"[[pool]]
+name = "d"
+[pool.health]
+kind = "http"
+interval = "60s"
+timeout = "1s"
+rise = 100
+fall = 1
+[[pool.backend]]
+address = "{}"
+[[pool.backend]]
+address = "{}"
+[pool.backend.health]
+kind = "tcp"
+"#,
         x.addr, y.addr
     )
 }
@@ -228,8 +257,15 @@ async fn a_certificate_swapped_on_reload_is_served_to_new_clients() {
     std::fs::copy(&a.cert, &cert).unwrap();
     std::fs::copy(&a.key, &key).unwrap();
     let text = format!(
-        "[server]\ndrain_spread = \"0s\"\n[limits]\nexempt = [\"127.0.0.0/8\"]\n\
-         [[listener]]\naddress = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n{}{}",
+        r#"[server]
+drain_spread = "0s"
+[limits]
+exempt = ["127.0.0.0/8"]
+[[listener]]
+address = "127.0.0.1:0"
+cert = "{}"
+key = "{}"
+{}{}"#,
         cert.display(),
         key.display(),
         pool("p", "round_robin", "", &[&e]),
@@ -262,9 +298,19 @@ async fn listeners_added_and_removed_by_a_reload() {
     let e = echo("e").await;
     let rest = format!("{}{}", pool("p", "round_robin", "", &[&e]), route("/", "p"));
     let two = format!(
-        "[[listener]]\nname = \"two\"\naddress = \"127.0.0.1:0\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n"
+        r#"[[listener]]
+name = "two"
+address = "127.0.0.1:0"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+"#
     );
-    let one = bin_config(0, &rest).replace("[[listener]]\n", "[[listener]]\nname = \"one\"\n");
+    let one = bin_config(0, &rest).replace(
+        "[[listener]]\n",
+        r#"[[listener]]
+name = "one"
+"#,
+    );
     let mut w = Bin::start("reload-listeners", &one).await;
     let first = w.addr();
     let (mut via_first, _) = open(first, "/").await;
@@ -294,7 +340,8 @@ async fn listeners_added_and_removed_by_a_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_of_a_removed_backend_get_1012_spread_over_the_window() {
     let (e1, e2) = (echo("e1").await, echo("e2").await);
-    let keys = "on_backend_removed = \"close\"\nremoved_close_spread = \"2s\"";
+    let keys = r#"on_backend_removed = "close"
+removed_close_spread = "2s""#;
     let text = |bs: &[&EchoServer]| {
         bin_config(
             0,
@@ -373,8 +420,18 @@ async fn health_checks_run_on_without_gap_or_duplicate_across_reloads() {
         }
     });
     let text = format!(
-        "[[pool]]\nname = \"p\"\n[pool.health]\nkind = \"tcp\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n\
-         [[pool.backend]]\naddress = \"{backend}\"\n\n[[route]]\npool = \"p\"\n"
+        r#"[[pool]]
+name = "p"
+[pool.health]
+kind = "tcp"
+interval = "200ms"
+timeout = "100ms"
+[[pool.backend]]
+address = "{backend}"
+
+[[route]]
+pool = "p"
+"#
     );
     let mut p = start_proxy(&text).await;
     within("the first probe", rx.recv()).await;
@@ -383,7 +440,11 @@ async fn health_checks_run_on_without_gap_or_duplicate_across_reloads() {
         tokio::time::sleep(Duration::from_millis(130)).await;
         // Alternate the config so each reload really builds a new generation.
         let next = if i % 2 == 0 {
-            text.replace("[[route]]", "[[route]]\npath_prefix = \"/x\"")
+            text.replace(
+                "[[route]]",
+                r#"[[route]]
+path_prefix = "/x""#,
+            )
         } else {
             text.clone()
         };
@@ -420,7 +481,10 @@ async fn log_level_follows_the_file_on_reload() {
         bin_config(
             0,
             &format!(
-                "[server]\ndrain_spread = \"0s\"\nlog_level = \"{level}\"\n{}{}",
+                r#"[server]
+drain_spread = "0s"
+log_level = "{level}"
+{}{}"#,
                 pool("p", "round_robin", "", &[&e]),
                 route("/", "p")
             ),

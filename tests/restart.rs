@@ -84,14 +84,24 @@ fn client_loops(
 
 fn config_with(listener: &str, backend: SocketAddr) -> String {
     format!(
-        "[server]\ndrain_spread = \"0s\"\n[limits]\nexempt = [\"127.0.0.0/8\"]\n{listener}\n{}",
+        r#"[server]
+drain_spread = "0s"
+[limits]
+exempt = ["127.0.0.0/8"]
+{listener}
+{}"#,
         pool_and_route("p", "round_robin", &[(backend, 1)])
     )
 }
 
 fn tls_listener(name: &str, addr: &str, extra: &str) -> String {
     format!(
-        "[[listener]]\nname = \"{name}\"\naddress = \"{addr}\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n{extra}"
+        r#"[[listener]]
+name = "{name}"
+address = "{addr}"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+{extra}"#
     )
 }
 
@@ -269,7 +279,14 @@ async fn upgrade_scenario() {
     };
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let text = format!(
-        "[server]\ndrain_spread = \"2s\"\nshutdown_timeout = \"5s\"\nclose_timeout = \"1s\"\n[limits]\nexempt = [\"127.0.0.0/8\"]\n{}\n{}",
+        r#"[server]
+drain_spread = "2s"
+shutdown_timeout = "5s"
+close_timeout = "1s"
+[limits]
+exempt = ["127.0.0.0/8"]
+{}
+{}"#,
         tls_listener("public", &addr.to_string(), "reuse_port = true\n"),
         pool_and_route("p", "round_robin", &[(e.addr, 1)])
     );

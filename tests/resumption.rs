@@ -48,11 +48,19 @@ async fn session(addr: SocketAddr, cfg: &Arc<rustls::ClientConfig>) -> Handshake
 /// `routes` extra routes (so that a reload builds a different generation).
 fn config(listener_extra: &str, backend: SocketAddr, routes: usize) -> String {
     let mut rest = format!(
-        "[admin]\naddress = \"127.0.0.1:0\"\n\n{}",
+        r#"[admin]
+address = "127.0.0.1:0"
+
+{}"#,
         pool_and_route("p", "round_robin", &[(backend, 1)])
     );
     for i in 0..routes {
-        rest += &format!("[[route]]\npath_prefix = \"/extra{i}\"\npool = \"p\"\n");
+        rest += &format!(
+            r#"[[route]]
+path_prefix = "/extra{i}"
+pool = "p"
+"#
+        );
     }
     // The listener's own keys go right after its cert and key.
     bin_config(0, &rest).replacen("\n\n", &format!("\n{listener_extra}\n\n"), 1)
@@ -119,7 +127,8 @@ async fn a_client_certificate_listener_takes_new_ticket_keys_at_a_reload() {
     // Optional client certificates: the test's client presents none, and its
     // session would carry that (verified) state into a resumption.
     let extra = format!(
-        "client_ca = \"{}\"\nclient_auth = \"optional\"",
+        r#"client_ca = "{}"
+client_auth = "optional""#,
         ca.ca.display()
     );
     let mut b = Bin::start("resume-mtls", &config(&extra, e.addr, 0)).await;
@@ -137,9 +146,17 @@ async fn a_client_certificate_listener_takes_new_ticket_keys_at_a_reload() {
 
 #[test]
 fn session_tickets_on_a_plain_listener_is_a_located_error() {
-    let text = "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\nsession_tickets = true\n\
-                [[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"127.0.0.1:1\"\n\
-                [[route]]\npool = \"p\"\n";
+    let text = r#"[[listener]]
+address = "127.0.0.1:0"
+tls = false
+session_tickets = true
+[[pool]]
+name = "p"
+[[pool.backend]]
+address = "127.0.0.1:1"
+[[route]]
+pool = "p"
+"#;
     let e = wsgate::config::Config::parse(text, std::path::Path::new("/etc/wsgate/wsgate.toml"))
         .expect_err("a plain listener has no TLS sessions");
     let e = e.to_string();

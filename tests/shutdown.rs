@@ -32,7 +32,11 @@ async fn close_code(ws: &mut Ws) -> u16 {
 async fn sigterm_spreads_1001_over_drain_spread_and_exits() {
     let e = echo("e").await;
     let text = format!(
-        "[server]\ndrain_spread = \"3s\"\nshutdown_timeout = \"6s\"\nclose_timeout = \"1s\"\n{}",
+        r#"[server]
+drain_spread = "3s"
+shutdown_timeout = "6s"
+close_timeout = "1s"
+{}"#,
         rest(e.addr)
     );
     let mut w = Bin::start("drain", &bin_config(0, &text)).await;
@@ -111,7 +115,11 @@ async fn shutdown_timeout_bounds_the_exit() {
     // The session's Close comes within 1.5 s, the client never answers it, and
     // close_timeout is long: only shutdown_timeout (2 s) ends the process.
     let text = format!(
-        "[server]\ndrain_spread = \"1500ms\"\nshutdown_timeout = \"2s\"\nclose_timeout = \"30s\"\n{}",
+        r#"[server]
+drain_spread = "1500ms"
+shutdown_timeout = "2s"
+close_timeout = "30s"
+{}"#,
         rest(e.addr)
     );
     let mut w = Bin::start("shutdown-timeout", &bin_config(0, &text)).await;
@@ -152,7 +160,13 @@ async fn a_handshake_waiting_on_its_backend_is_finished_then_drained() {
                 }
                 // The proxy's Close to us is masked; answer with an unmasked Close.
                 let _ = s
-                    .write_all(&encode_frame(true, 0, 8, &1001u16.to_be_bytes(), None))
+                    .write_all(&encode_frame(
+                        true,
+                        0,
+                        op::CLOSE,
+                        &1001u16.to_be_bytes(),
+                        None,
+                    ))
                     .await;
             }
         }
@@ -160,7 +174,10 @@ async fn a_handshake_waiting_on_its_backend_is_finished_then_drained() {
     .await;
     // The raw client below never answers wsgate's Close: close_timeout ends it.
     let text = format!(
-        "[server]\ndrain_spread = \"0s\"\nclose_timeout = \"1s\"\n{}",
+        r#"[server]
+drain_spread = "0s"
+close_timeout = "1s"
+{}"#,
         rest(slow.addr)
     );
     let mut w = Bin::start("shutdown-handshake", &bin_config(0, &text)).await;
@@ -257,7 +274,10 @@ async fn the_reload_command_checks_then_signals_through_the_pid_file() {
     let text = bin_config(
         0,
         &format!(
-            "[server]\ndrain_spread = \"0s\"\npid_file = \"{}\"\n{}",
+            r#"[server]
+drain_spread = "0s"
+pid_file = "{}"
+{}"#,
             pid_file.display(),
             rest(e.addr)
         ),

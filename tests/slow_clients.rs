@@ -102,9 +102,19 @@ async fn eventually(d: Duration, what: &str, mut f: impl FnMut() -> bool) {
 async fn slow_and_half_open_clients_neither_starve_others_nor_leak() {
     let a = echo("a").await;
     let text = format!(
-        "[server]\ntls_handshake_timeout = \"1s\"\nheader_read_timeout = \"1s\"\n\n\
-         [limits]\nmax_connections = 5000\n\n\
-         [[listener]]\naddress = \"127.0.0.1:0\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n{}",
+        r#"[server]
+tls_handshake_timeout = "1s"
+header_read_timeout = "1s"
+
+[limits]
+max_connections = 5000
+
+[[listener]]
+address = "127.0.0.1:0"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+
+{}"#,
         pool_and_route("p", "round_robin", &[(a.addr, 1)])
     );
     let p = start_proxy_raw(&text).await;

@@ -21,9 +21,17 @@ async fn echo_through_the_proxy() {
 async fn tls_and_plain_listeners_side_by_side() {
     let a = echo("a").await;
     let text = format!(
-        "[limits]\nexempt = [\"127.0.0.0/8\"]\n\
-         [[listener]]\naddress = \"127.0.0.1:0\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\
-         [[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n\n{}",
+        r#"[limits]
+exempt = ["127.0.0.0/8"]
+[[listener]]
+address = "127.0.0.1:0"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+[[listener]]
+address = "127.0.0.1:0"
+tls = false
+
+{}"#,
         pool_and_route("p", "round_robin", &[(a.addr, 1)])
     );
     let p = start_proxy_raw(&text).await;

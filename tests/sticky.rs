@@ -107,8 +107,15 @@ async fn an_unpickable_backend_rebalances_its_clients_and_resets_the_cookie() {
     let mut text = config_text(&sticky_pool(&[&a, &b], ""));
     let addr = if drained == 0 { a.addr } else { b.addr };
     text = text.replace(
-        &format!("address = \"{addr}\"\n"),
-        &format!("address = \"{addr}\"\ndrain = true\n"),
+        &format!(
+            r#"address = "{addr}"
+"#
+        ),
+        &format!(
+            r#"address = "{addr}"
+drain = true
+"#
+        ),
     );
     let cfg = wsgate::config::Config::parse(&text, Path::new("t.toml")).unwrap();
     p.running.reload(&cfg).await.unwrap();
@@ -129,7 +136,7 @@ async fn an_unpickable_backend_rebalances_its_clients_and_resets_the_cookie() {
 #[tokio::test]
 async fn values_agree_across_instances_and_follow_the_secret() {
     let a = HttpBackend::spawn("a").await;
-    let text = sticky_pool(&[&a], "sticky_cookie = \"srv\"");
+    let text = sticky_pool(&[&a], r#"sticky_cookie = "srv""#);
     let p1 = start_proxy(&text).await;
     let p2 = start_proxy(&text).await;
     let v1 = get(&p1, None, None).await.1.unwrap();
@@ -142,7 +149,9 @@ async fn values_agree_across_instances_and_follow_the_secret() {
     let secret = dir.join("cookie.key");
     std::fs::write(&secret, "a secret of more than sixteen bytes\n").unwrap();
     let with_secret = format!(
-        "[server]\ncookie_secret_file = \"{}\"\n{text}",
+        r#"[server]
+cookie_secret_file = "{}"
+{text}"#,
         secret.display()
     );
     let p3 = start_proxy(&with_secret).await;

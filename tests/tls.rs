@@ -17,8 +17,16 @@ use tokio_tungstenite::tungstenite::Message;
 async fn proxy(server: &str, listener_extra: &str) -> (Proxy, EchoServer) {
     let e = echo("e").await;
     let text = format!(
-        "[server]\n{server}\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\
-         cert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n{listener_extra}\n\n{}",
+        r#"[server]
+{server}
+
+[[listener]]
+address = "127.0.0.1:0"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+{listener_extra}
+
+{}"#,
         pool_and_route("p", "round_robin", &[(e.addr, 1)])
     );
     (start_proxy_raw(&text).await, e)
@@ -98,7 +106,7 @@ async fn alpn_is_http11_by_default_client() {
 
 #[tokio::test]
 async fn min_version_13_refuses_a_tls12_only_client() {
-    let (p, _e) = proxy("", "min_version = \"1.3\"").await;
+    let (p, _e) = proxy("", r#"min_version = "1.3""#).await;
     let r = within(
         "TLS 1.2 connect",
         tls_connect_with(p.addr, client_for(&[&rustls::version::TLS12]), None),
@@ -116,7 +124,8 @@ async fn min_version_13_refuses_a_tls12_only_client() {
 async fn cipher_suites_setting_is_what_gets_negotiated() {
     let (p, _e) = proxy(
         "",
-        "min_version = \"1.3\"\ncipher_suites = [\"TLS13_AES_128_GCM_SHA256\"]",
+        r#"min_version = "1.3"
+cipher_suites = ["TLS13_AES_128_GCM_SHA256"]"#,
     )
     .await;
     // The client's default order prefers AES-256; the server allows only AES-128.
@@ -223,7 +232,7 @@ async fn tls11_client_hello_is_refused() {
 
 #[tokio::test]
 async fn silent_client_is_dropped_after_tls_handshake_timeout() {
-    let (p, _e) = proxy("tls_handshake_timeout = \"300ms\"", "").await;
+    let (p, _e) = proxy(r#"tls_handshake_timeout = "300ms""#, "").await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     let started = Instant::now();
     let mut b = [0u8; 16];

@@ -130,7 +130,10 @@ fn leaf_of(files: &CertFiles) -> Vec<u8> {
 
 fn cert_entry(f: &CertFiles) -> String {
     format!(
-        "[[listener.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+        r#"[[listener.certificate]]
+cert = "{}"
+key = "{}"
+"#,
         f.cert.display(),
         f.key.display()
     )
@@ -141,7 +144,12 @@ fn cert_entry(f: &CertFiles) -> String {
 async fn proxy(listener: &str) -> (Proxy, EchoServer) {
     let e = echo("e").await;
     let text = format!(
-        "[limits]\nexempt = [\"127.0.0.0/8\"]\n[[listener]]\naddress = \"127.0.0.1:0\"\n{listener}\n{}",
+        r#"[limits]
+exempt = ["127.0.0.0/8"]
+[[listener]]
+address = "127.0.0.1:0"
+{listener}
+{}"#,
         pool_and_route("p", "round_robin", &[(e.addr, 1)])
     );
     (start_proxy_raw(&text).await, e)
@@ -229,8 +237,13 @@ async fn every_certificate_has_its_own_expiry_series_in_metrics() {
     let b = chain_for(&d, "b", &["b.test", "*.b.test"]);
     let e = echo("e").await;
     let text = format!(
-        "[admin]\naddress = \"127.0.0.1:0\"\n[[listener]]\nname = \"public\"\n\
-         address = \"127.0.0.1:0\"\n{}{}\n{}",
+        r#"[admin]
+address = "127.0.0.1:0"
+[[listener]]
+name = "public"
+address = "127.0.0.1:0"
+{}{}
+{}"#,
         cert_entry(&a),
         cert_entry(&b),
         pool_and_route("p", "round_robin", &[(e.addr, 1)])
@@ -321,7 +334,9 @@ async fn cert_and_key_stay_the_default_next_to_listener_certificates() {
     let d = dir("sni-compat");
     let b = chain_for(&d, "b", &["b.test"]);
     let (p, _e) = proxy(&format!(
-        "cert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n{}",
+        r#"cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+{}"#,
         cert_entry(&b)
     ))
     .await;
@@ -348,7 +363,16 @@ fn every_certificate_is_checked_and_a_bad_one_is_located() {
     let mismatched = certs::mismatched_key(&d);
     let check = |entries: String| {
         let text = format!(
-            "[[listener]]\naddress = \"127.0.0.1:0\"\n{entries}\n[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n[[route]]\npool = \"p\"\n"
+            r#"[[listener]]
+address = "127.0.0.1:0"
+{entries}
+[[pool]]
+name = "p"
+[[pool.backend]]
+address = "127.0.0.1:9"
+[[route]]
+pool = "p"
+"#
         );
         let cfg = wsgate::config::Config::parse(&text, Path::new("t.toml")).expect("parses");
         wsgate::control::server::check_files(&cfg)
@@ -367,7 +391,15 @@ fn every_certificate_is_checked_and_a_bad_one_is_located() {
     assert!(check(cert_entry(&a)).is_ok());
     // A TLS listener needs at least one certificate; a plain one takes none.
     let e = wsgate::config::Config::parse(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\n[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n[[route]]\npool = \"p\"\n",
+        r#"[[listener]]
+address = "127.0.0.1:0"
+[[pool]]
+name = "p"
+[[pool.backend]]
+address = "127.0.0.1:9"
+[[route]]
+pool = "p"
+"#,
         Path::new("t.toml"),
     )
     .unwrap_err()
@@ -377,7 +409,20 @@ fn every_certificate_is_checked_and_a_bad_one_is_located() {
         "{e}"
     );
     let e = wsgate::config::Config::parse(
-        &format!("[[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\nstrict_sni = true\n{}[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"127.0.0.1:9\"\n[[route]]\npool = \"p\"\n", cert_entry(&a)),
+        &format!(
+            r#"[[listener]]
+address = "127.0.0.1:0"
+tls = false
+strict_sni = true
+{}[[pool]]
+name = "p"
+[[pool.backend]]
+address = "127.0.0.1:9"
+[[route]]
+pool = "p"
+"#,
+            cert_entry(&a)
+        ),
         Path::new("t.toml"),
     )
     .unwrap_err()
@@ -400,7 +445,13 @@ async fn a_reload_serves_a_new_certificate_list() {
     let e = echo("e").await;
     let text = |entries: String| {
         format!(
-            "[limits]\nexempt = [\"127.0.0.0/8\"]\n[[listener]]\naddress = \"127.0.0.1:0\"\nname = \"l\"\n{entries}\n{}",
+            r#"[limits]
+exempt = ["127.0.0.0/8"]
+[[listener]]
+address = "127.0.0.1:0"
+name = "l"
+{entries}
+{}"#,
             pool_and_route("p", "round_robin", &[(e.addr, 1)])
         )
     };

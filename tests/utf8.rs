@@ -4,6 +4,7 @@
 //! client); compressed (RSV1) messages and directions turned off pass untouched;
 //! and what either side sent before a violation arrives before the Close.
 mod common;
+use common::op::{BINARY, CLOSE, CONT, PING, TEXT};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -11,16 +12,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-const CONT: u8 = 0;
-const TEXT: u8 = 1;
-const BINARY: u8 = 2;
-const CLOSE: u8 = 8;
-const PING: u8 = 9;
 
 fn config(backend: std::net::SocketAddr, limits: &str) -> String {
     let pool = pool_and_route("p", "round_robin", &[(backend, 1)]);
     config_text(&format!(
-        "[server]\nclose_timeout = \"60s\"\n\n[limits]\nexempt = [\"127.0.0.0/8\"]\n{limits}\n\n{pool}"
+        r#"[server]
+close_timeout = "60s"
+
+[limits]
+exempt = ["127.0.0.0/8"]
+{limits}
+
+{pool}"#
     ))
 }
 
@@ -326,7 +329,12 @@ async fn the_echo_of_a_valid_message_arrives_before_the_close() {
 async fn the_offenders_close_goes_out_at_close_timeout_without_an_answer() {
     let mut t = RawSession::start(|b| {
         let pool = pool_and_route("p", "round_robin", &[(b, 1)]);
-        config_text(&format!("[server]\nclose_timeout = \"300ms\"\n\n{pool}"))
+        config_text(&format!(
+            r#"[server]
+close_timeout = "300ms"
+
+{pool}"#
+        ))
     })
     .await;
     write_all(&mut t.client, &masked(true, TEXT, b"\xff")).await;

@@ -194,15 +194,24 @@ pub fn bin_config(port: u16, rest: &str) -> String {
     let server = if rest.contains("[server]") {
         ""
     } else {
-        "[server]\ndrain_spread = \"0s\"\n"
+        r#"[server]
+drain_spread = "0s"
+"#
     };
     let limits = if rest.contains("[limits]") {
         ""
     } else {
-        "[limits]\nexempt = [\"127.0.0.0/8\"]\n"
+        r#"[limits]
+exempt = ["127.0.0.0/8"]
+"#
     };
     format!(
-        "{server}{limits}[[listener]]\naddress = \"127.0.0.1:{port}\"\ncert = \"{c}/fullchain.pem\"\nkey = \"{c}/key.pem\"\n\n{rest}",
+        r#"{server}{limits}[[listener]]
+address = "127.0.0.1:{port}"
+cert = "{c}/fullchain.pem"
+key = "{c}/key.pem"
+
+{rest}"#,
         c = super::CERTS
     )
 }

@@ -348,10 +348,27 @@ pub fn http_pool(
     pool_extra: &str,
     route_extra: &str,
 ) -> String {
-    let mut s = format!("[[pool]]\nname = \"{name}\"\nbalance = \"{balance}\"\n{pool_extra}\n");
+    let mut s = format!(
+        r#"[[pool]]
+name = "{name}"
+balance = "{balance}"
+{pool_extra}
+"#
+    );
     for a in backends {
-        s += &format!("[[pool.backend]]\naddress = \"{a}\"\n");
+        s += &format!(
+            r#"[[pool.backend]]
+address = "{a}"
+"#
+        );
     }
-    s += &format!("\n[[route]]\npool = \"{name}\"\nhttp = \"proxy\"\n{route_extra}\n");
+    s += &format!(
+        r#"
+[[route]]
+pool = "{name}"
+http = "proxy"
+{route_extra}
+"#
+    );
     s
 }

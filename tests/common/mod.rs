@@ -54,10 +54,18 @@ pub fn config_text(rest: &str) -> String {
     let limits = if rest.contains("[limits]") {
         ""
     } else {
-        "[limits]\nexempt = [\"127.0.0.0/8\"]\n\n"
+        r#"[limits]
+exempt = ["127.0.0.0/8"]
+
+"#
     };
     format!(
-        "{limits}[[listener]]\naddress = \"127.0.0.1:0\"\ncert = \"{CERTS}/fullchain.pem\"\nkey = \"{CERTS}/key.pem\"\n\n{rest}"
+        r#"{limits}[[listener]]
+address = "127.0.0.1:0"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+
+{rest}"#
     )
 }
 
@@ -81,11 +89,26 @@ pub async fn start_proxy_raw(text: &str) -> Proxy {
 
 /// `[[pool]]` named `name` with `(address, weight)` backends, plus a catch-all route to it.
 pub fn pool_and_route(name: &str, balance: &str, backends: &[(SocketAddr, u32)]) -> String {
-    let mut s = format!("[[pool]]\nname = \"{name}\"\nbalance = \"{balance}\"\n");
+    let mut s = format!(
+        r#"[[pool]]
+name = "{name}"
+balance = "{balance}"
+"#
+    );
     for (a, w) in backends {
-        s += &format!("[[pool.backend]]\naddress = \"{a}\"\nweight = {w}\n");
+        s += &format!(
+            r#"[[pool.backend]]
+address = "{a}"
+weight = {w}
+"#
+        );
     }
-    s += &format!("\n[[route]]\npool = \"{name}\"\n");
+    s += &format!(
+        r#"
+[[route]]
+pool = "{name}"
+"#
+    );
     s
 }
 
@@ -357,6 +380,19 @@ pub fn switching(head: &str, extra: &str) -> String {
     )
 }
 
+/// Frame opcodes (RFC 6455 section 5.2): the one definition for every test that
+/// writes or reads raw frames. Reserved opcodes (3-7, 11-15) stay literals where a
+/// test sends one on purpose.
+pub mod op {
+    /// The continuation of a fragmented message.
+    pub const CONT: u8 = 0x0;
+    pub const TEXT: u8 = 0x1;
+    pub const BINARY: u8 = 0x2;
+    pub const CLOSE: u8 = 0x8;
+    pub const PING: u8 = 0x9;
+    pub const PONG: u8 = 0xA;
+}
+
 /// One frame as seen on the wire, payload unmasked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawFrame {
@@ -370,7 +406,7 @@ pub struct RawFrame {
 impl RawFrame {
     /// The code of a Close frame.
     pub fn close_code(&self) -> Option<u16> {
-        (self.opcode == 8 && self.payload.len() >= 2)
+        (self.opcode == op::CLOSE && self.payload.len() >= 2)
             .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
     }
 }
@@ -535,7 +571,7 @@ pub async fn frames_of(mut b: &[u8]) -> Vec<RawFrame> {
 pub fn assert_close(f: &RawFrame, code: u16, masked: bool, what: &str) {
     assert_eq!(
         (f.opcode, f.fin, f.masked, f.close_code()),
-        (8, true, masked, Some(code)),
+        (op::CLOSE, true, masked, Some(code)),
         "{what}: {f:?}"
     );
 }
@@ -548,4 +584,25 @@ pub async fn eventually(d: Duration, what: &str, mut f: impl FnMut() -> bool) {
         }
     })
     .await
+}
+
+/// Runs table rows one after the other, each `(name, check)` in a task of its
+/// own, and fails naming every row whose check panicked, with its message.
+pub async fn run_rows<F>(rows: impl IntoIterator<Item = (&'static str, F)>)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut failed = Vec::new();
+    for (name, check) in rows {
+        if let Err(e) = tokio::spawn(check).await {
+            let e = e.into_panic();
+            let why = e
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| e.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            failed.push(format!("{name}: {why}"));
+        }
+    }
+    assert!(failed.is_empty(), "rows failed:\n{}", failed.join("\n"));
 }

@@ -1,6 +1,7 @@
 //! The generators: frames valid or broken in every way known, whole streams,
 //! read and write sizes, and the case (who sends, buffer size).
 
+use crate::common::op::{BINARY, CLOSE, CONT, PING, PONG, TEXT};
 use proptest::prelude::*;
 
 // ------------------------------------------------------------------ generators
@@ -9,8 +10,8 @@ use proptest::prelude::*;
 /// that most cases are close to valid (and so reach deep into the state machine).
 fn frame(from_client: bool) -> impl Strategy<Value = Vec<u8>> {
     let opcode = prop_oneof![
-        6 => Just(1u8), 4 => Just(0u8), 4 => Just(2u8), 2 => Just(8u8),
-        2 => Just(9u8), 2 => Just(10u8), 1 => 0u8..16,
+        6 => Just(TEXT), 4 => Just(CONT), 4 => Just(BINARY), 2 => Just(CLOSE),
+        2 => Just(PING), 2 => Just(PONG), 1 => 0u8..16,
     ];
     let text = prop_oneof![
         4 => "\\PC{0,40}".prop_map(String::into_bytes),
@@ -69,7 +70,8 @@ fn frame(from_client: bool) -> impl Strategy<Value = Vec<u8>> {
         prop::bool::weighted(0.02),
     )
         .prop_map(move |(op, fin, rsv, right_mask, key, text, close, huge)| {
-            let payload = if op == 8 { close } else { text };
+            let payload = if op == CLOSE { close } else { text };
+            // Control frames (opcodes 8 and up) are drawn with FIN set.
             let mut out = vec![(u8::from(fin || op >= 8) << 7) | (u8::from(rsv) << 6) | op];
             let masked = right_mask == from_client;
             let m = if masked { 0x80 } else { 0 };

@@ -26,6 +26,7 @@ mod oracle;
 mod streams;
 
 use common::fuzz::fuzz;
+use common::op::{CONT, TEXT};
 use generators::{Case, Mode, case};
 use oracle::{check_output, oracle, utf8_good_prefix};
 use proptest::prelude::*;
@@ -108,12 +109,12 @@ fn oracle_sanity() {
         f.extend_from_slice(p);
         f
     };
-    let s = [text(false, 1, b"a\xe2\x82"), text(true, 0, b"\xacb")].concat();
+    let s = [text(false, TEXT, b"a\xe2\x82"), text(true, CONT, b"\xacb")].concat();
     assert_eq!(oracle(&s, true).frames.len(), 2);
-    let s = [text(false, 1, b"a\xe2\x82"), text(true, 0, b"\x28")].concat();
+    let s = [text(false, TEXT, b"a\xe2\x82"), text(true, CONT, b"\x28")].concat();
     let v = oracle(&s, true);
     assert_eq!((v.frames.len(), v.next), (1, Some((9, 6, 6))));
-    let v = oracle(&text(true, 1, b"ab\xc3"), true);
+    let v = oracle(&text(true, TEXT, b"ab\xc3"), true);
     assert_eq!((v.frames.len(), v.next), (0, Some((0, 6, 8))));
     assert_eq!(utf8_good_prefix(b"ab\xe2\x82\x28"), 4);
     assert_eq!(utf8_good_prefix(b"ab\xc0"), 2);

@@ -20,16 +20,38 @@ async fn http_check_takes_down_a_500_backend_and_honours_expect_status() {
     let (wrong, _) = http_backend(ANSWER_200).await;
     // 300 ms, not less: the proxy, the backends and the test's own TLS clients share
     // one thread (debug build), so a handshake can stall a probe of the echo backend.
-    let check = "kind = \"http\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\nfall = 2\npath = \"/health\"\n";
+    let check = r#"kind = "http"
+interval = "300ms"
+timeout = "300ms"
+fall = 2
+path = "/health"
+"#;
     let p = start_proxy(&with_route(&format!(
         // p: the 500 backend, and the echo backend (checked by tcp: it speaks only WebSocket).
-        "[[pool]]\nname = \"p\"\n[pool.health]\n{check}\
-         [[pool.backend]]\naddress = \"{}\"\n\
-         [[pool.backend]]\naddress = \"{}\"\n[pool.backend.health]\nkind = \"tcp\"\n\n\
-         [[pool]]\nname = \"q\"\n[pool.health]\n{check}\
-         [[pool.backend]]\naddress = \"{}\"\n\
-         [[pool.backend]]\naddress = \"{}\"\n[pool.backend.health]\nexpect_status = 204\n\
-         [[pool.backend]]\naddress = \"{}\"\n[pool.backend.health]\nexpect_status = 204\n",
+        r#"[[pool]]
+name = "p"
+[pool.health]
+{check}[[pool.backend]]
+address = "{}"
+[[pool.backend]]
+address = "{}"
+[pool.backend.health]
+kind = "tcp"
+
+[[pool]]
+name = "q"
+[pool.health]
+{check}[[pool.backend]]
+address = "{}"
+[[pool.backend]]
+address = "{}"
+[pool.backend.health]
+expect_status = 204
+[[pool.backend]]
+address = "{}"
+[pool.backend.health]
+expect_status = 204
+"#,
         bad.addr, good.addr, ok200.addr, ok204.addr, wrong.addr
     )))
     .await;
@@ -99,8 +121,15 @@ async fn websocket_check_takes_down_a_wrong_accept_backend() {
     .await;
     let good = echo("good").await;
     let p = start_proxy(&with_route(&format!(
-        "[[pool]]\nname = \"p\"\n\
-         [pool.health]\nkind = \"websocket\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\nfall = 2\npath = \"/hc\"\n{}",
+        r#"[[pool]]
+name = "p"
+[pool.health]
+kind = "websocket"
+interval = "300ms"
+timeout = "300ms"
+fall = 2
+path = "/hc"
+{}"#,
         backends(&[bad.addr, good.addr])
     )))
     .await;
@@ -164,8 +193,18 @@ async fn stopping_does_not_wait_for_probes_in_flight() {
     })
     .await;
     let text = format!(
-        "[[pool]]\nname = \"p\"\n[pool.health]\nkind = \"http\"\ninterval = \"10s\"\ntimeout = \"5s\"\n\
-         [[pool.backend]]\naddress = \"{}\"\n\n[[route]]\npool = \"p\"\n",
+        r#"[[pool]]
+name = "p"
+[pool.health]
+kind = "http"
+interval = "10s"
+timeout = "5s"
+[[pool.backend]]
+address = "{}"
+
+[[route]]
+pool = "p"
+"#,
         hang.addr
     );
     let mut p = start_proxy(&text).await;
@@ -202,11 +241,25 @@ async fn probes_are_spread_over_the_interval() {
             }
         }));
     }
-    let mut text = "[[pool]]\nname = \"p\"\n[pool.health]\nkind = \"tcp\"\ninterval = \"400ms\"\ntimeout = \"300ms\"\n".to_string();
+    let mut text = r#"[[pool]]
+name = "p"
+[pool.health]
+kind = "tcp"
+interval = "400ms"
+timeout = "300ms"
+"#
+    .to_string();
     for a in &addrs {
-        text += &format!("[[pool.backend]]\naddress = \"{a}\"\n");
+        text += &format!(
+            r#"[[pool.backend]]
+address = "{a}"
+"#
+        );
     }
-    text += "\n[[route]]\npool = \"p\"\n";
+    text += r#"
+[[route]]
+pool = "p"
+"#;
     let _p = start_proxy(&text).await;
     let mut first = [None; 4];
     while first.iter().any(Option::is_none) {
@@ -241,9 +294,23 @@ async fn transitions_are_logged_once_not_per_check() {
     std::fs::write(
         &conf,
         format!(
-            "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n\
-             [[pool]]\nname = \"p\"\n[pool.health]\nkind = \"tcp\"\ninterval = \"50ms\"\ntimeout = \"40ms\"\nrise = 1\nfall = 1\n\
-             [[pool.backend]]\naddress = \"{addr}\"\n\n[[route]]\npool = \"p\"\n"
+            r#"[[listener]]
+address = "127.0.0.1:0"
+tls = false
+[[pool]]
+name = "p"
+[pool.health]
+kind = "tcp"
+interval = "50ms"
+timeout = "40ms"
+rise = 1
+fall = 1
+[[pool.backend]]
+address = "{addr}"
+
+[[route]]
+pool = "p"
+"#
         ),
     )
     .unwrap();

@@ -13,8 +13,16 @@ async fn killed_backend_fails_over_without_errors_then_recovers() {
     // max_fails = 0: no passive marking, so only the active checks take b down and
     // the clients before that are saved by retries alone.
     let p = start_proxy(&with_route(&format!(
-        "[[pool]]\nname = \"p\"\nmax_fails = 0\n\
-         [pool.health]\nkind = \"tcp\"\ninterval = \"200ms\"\ntimeout = \"200ms\"\nrise = 2\nfall = 2\n{}",
+        r#"[[pool]]
+name = "p"
+max_fails = 0
+[pool.health]
+kind = "tcp"
+interval = "200ms"
+timeout = "200ms"
+rise = 2
+fall = 2
+{}"#,
         backends(&[a.addr, b.addr])
     )))
     .await;
@@ -79,8 +87,15 @@ async fn ip_hash_keeps_survivors_clients_in_place() {
     let servers = vec![echo("x").await, echo("y").await, echo("z").await];
     let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
     let p = start_proxy(&with_route(&format!(
-        "[[pool]]\nname = \"p\"\nbalance = \"ip_hash\"\n\
-         [pool.health]\nkind = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nfall = 2\n{}",
+        r#"[[pool]]
+name = "p"
+balance = "ip_hash"
+[pool.health]
+kind = "tcp"
+interval = "100ms"
+timeout = "100ms"
+fall = 2
+{}"#,
         backends(&addrs)
     )))
     .await;
@@ -125,8 +140,15 @@ async fn ip_hash_keeps_survivors_clients_in_place() {
 async fn all_down_is_503_with_retry_after_then_recovers() {
     let (a, b) = (echo("a").await, echo("b").await);
     let p = start_proxy(&with_route(&format!(
-        "[[pool]]\nname = \"p\"\n\
-         [pool.health]\nkind = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 2\nfall = 1\n{}",
+        r#"[[pool]]
+name = "p"
+[pool.health]
+kind = "tcp"
+interval = "100ms"
+timeout = "100ms"
+rise = 2
+fall = 1
+{}"#,
         backends(&[a.addr, b.addr])
     )))
     .await;
@@ -169,10 +191,22 @@ async fn all_down_is_503_with_retry_after_then_recovers() {
 async fn slow_start_ramps_the_recovered_backends_weight() {
     let (a, b) = (echo("a").await, echo("b").await);
     let p = start_proxy(&with_route(&format!(
-        "[[pool]]\nname = \"p\"\nslow_start = \"3s\"\n\
-         [pool.health]\nkind = \"tcp\"\ninterval = \"50ms\"\ntimeout = \"50ms\"\nrise = 1\nfall = 1\n\
-         [[pool.backend]]\naddress = \"{}\"\nweight = 100\n\
-         [[pool.backend]]\naddress = \"{}\"\nweight = 100\n",
+        r#"[[pool]]
+name = "p"
+slow_start = "3s"
+[pool.health]
+kind = "tcp"
+interval = "50ms"
+timeout = "50ms"
+rise = 1
+fall = 1
+[[pool.backend]]
+address = "{}"
+weight = 100
+[[pool.backend]]
+address = "{}"
+weight = 100
+"#,
         a.addr, b.addr
     )))
     .await;

@@ -20,14 +20,25 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// A catch-all route to pool `p` after `pools` (full `[[pool]]` text).
 fn with_route(pools: &str) -> String {
-    format!("{pools}\n[[route]]\npool = \"p\"\n")
+    format!(
+        r#"{pools}
+[[route]]
+pool = "p"
+"#
+    )
 }
 
 /// `[[pool.backend]]` entries for these addresses.
 fn backends(addrs: &[SocketAddr]) -> String {
     addrs
         .iter()
-        .map(|a| format!("[[pool.backend]]\naddress = \"{a}\"\n"))
+        .map(|a| {
+            format!(
+                r#"[[pool.backend]]
+address = "{a}"
+"#
+            )
+        })
         .collect()
 }
 

@@ -8,8 +8,13 @@ async fn each_timeout_has_its_own_setting() {
     let b = HttpBackend::spawn("b").await;
     let p = proxy_to(
         &b,
-        "[server]\nheader_read_timeout = \"400ms\"\nkeepalive_timeout = \"1500ms\"\nrequest_body_timeout = \"400ms\"\n",
-        "response_timeout = \"400ms\"\nmax_fails = 0",
+        r#"[server]
+header_read_timeout = "400ms"
+keepalive_timeout = "1500ms"
+request_body_timeout = "400ms"
+"#,
+        r#"response_timeout = "400ms"
+max_fails = 0"#,
         "",
     )
     .await;
@@ -73,9 +78,19 @@ async fn only_get_and_head_are_retried_once_sent() {
     let good = HttpBackend::spawn("good").await;
     // max_fails = 0: the broken backend stays in the rotation; round robin tries it first.
     let p = start_proxy(&format!(
-        "[[pool]]\nname = \"p\"\nmax_fails = 0\nretries = 1\nkeepalive = 0\n\
-         [[pool.backend]]\naddress = \"{}\"\n[[pool.backend]]\naddress = \"{}\"\n\
-         [[route]]\npool = \"p\"\nhttp = \"proxy\"\n",
+        r#"[[pool]]
+name = "p"
+max_fails = 0
+retries = 1
+keepalive = 0
+[[pool.backend]]
+address = "{}"
+[[pool.backend]]
+address = "{}"
+[[route]]
+pool = "p"
+http = "proxy"
+"#,
         hole.addr, good.addr
     ))
     .await;
@@ -114,9 +129,18 @@ async fn a_request_that_never_left_is_retried_whatever_its_method() {
     };
     let good = HttpBackend::spawn("good").await;
     let p = start_proxy(&format!(
-        "[[pool]]\nname = \"p\"\nmax_fails = 0\nretries = 1\n\
-         [[pool.backend]]\naddress = \"{closed_port}\"\n[[pool.backend]]\naddress = \"{}\"\n\
-         [[route]]\npool = \"p\"\nhttp = \"proxy\"\n",
+        r#"[[pool]]
+name = "p"
+max_fails = 0
+retries = 1
+[[pool.backend]]
+address = "{closed_port}"
+[[pool.backend]]
+address = "{}"
+[[route]]
+pool = "p"
+http = "proxy"
+"#,
         good.addr
     ))
     .await;
@@ -203,7 +227,7 @@ async fn the_next_request_waits_for_a_slow_response_on_its_connection() {
 #[tokio::test]
 async fn idle_backend_connections_close_after_keepalive_timeout() {
     let b = HttpBackend::spawn("b").await;
-    let p = proxy_to(&b, "", "keepalive_timeout = \"300ms\"", "").await;
+    let p = proxy_to(&b, "", r#"keepalive_timeout = "300ms""#, "").await;
     let r = raw_http(
         p.addr,
         b"GET /a HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",

@@ -154,13 +154,22 @@ async fn an_upgrade_after_plain_requests_on_one_connection() {
     assert_eq!(read_http(&mut s, false).await.status, 200);
     // The upgrade head and the first frame in one write.
     let mut bytes = upgrade_head("/ws", "").into_bytes();
-    bytes.extend(encode_frame(true, 0, 1, b"after http", Some([1, 2, 3, 4])));
+    bytes.extend(encode_frame(
+        true,
+        0,
+        op::TEXT,
+        b"after http",
+        Some([1, 2, 3, 4]),
+    ));
     write_all(&mut s, &bytes).await;
     let r = read_response(&mut s).await;
     assert_eq!(r.status, 101, "{r:?}");
     assert_eq!(r.header("x-backend"), Some("b"));
     let f = within("echo", read_frame(&mut s)).await.unwrap();
-    assert_eq!((f.opcode, f.payload.as_slice()), (1, &b"after http"[..]));
+    assert_eq!(
+        (f.opcode, f.payload.as_slice()),
+        (op::TEXT, &b"after http"[..])
+    );
     assert_eq!(p.running.live_sessions(), 1);
 }
 
@@ -168,8 +177,17 @@ async fn an_upgrade_after_plain_requests_on_one_connection() {
 async fn refuse_routes_answer_as_before_next_to_proxy_routes() {
     let b = HttpBackend::spawn("b").await;
     let p = start_proxy(&format!(
-        "[[pool]]\nname = \"p\"\n[[pool.backend]]\naddress = \"{}\"\n\
-         [[route]]\npool = \"p\"\n[[route]]\npath_prefix = \"/api\"\npool = \"p\"\nhttp = \"proxy\"\n",
+        r#"[[pool]]
+name = "p"
+[[pool.backend]]
+address = "{}"
+[[route]]
+pool = "p"
+[[route]]
+path_prefix = "/api"
+pool = "p"
+http = "proxy"
+"#,
         b.addr
     ))
     .await;
@@ -323,7 +341,9 @@ async fn a_backend_answering_before_the_body_ends_gets_its_answer_through() {
 #[tokio::test]
 async fn plain_requests_are_counted_by_route_and_status() {
     let b = HttpBackend::spawn("b").await;
-    let admin = "[admin]\naddress = \"127.0.0.1:0\"\n";
+    let admin = r#"[admin]
+address = "127.0.0.1:0"
+"#;
     let p = proxy_to(&b, admin, "", "max_request_body_bytes = 10").await;
     let adm = p.running.admin_addr().expect("admin listener runs");
     let mut s = tls_connect(p.addr).await;
