@@ -174,7 +174,7 @@ pool = "p"
         Some(0.0)
     );
     // A failed check is counted under its reason (connect_failed here, most likely).
-    let failed: f64 = wsgate::backends::health::ProbeError::LABELS
+    let failed: f64 = wsgate::backends::probe::ProbeError::LABELS
         .iter()
         .map(|r| {
             s.count(

@@ -14,7 +14,7 @@
 //! carry over, while `apply` takes the new weight, drain flag and settings.
 //! Does not own: running the active checks (health.rs) or choosing among backends.
 
-use crate::backends::health::ProbeError;
+use crate::backends::probe::ProbeError;
 use crate::census::{Ending, StopReason};
 use crate::config::{self, Passive};
 use std::net::SocketAddr;

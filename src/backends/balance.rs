@@ -408,7 +408,7 @@ mod tests {
         ] {
             let p = pool(&[5, 1, 1], balance);
             p.backends[0].record_check(
-                Err(crate::backends::health::ProbeError::Timeout(
+                Err(crate::backends::probe::ProbeError::Timeout(
                     std::time::Duration::from_secs(1),
                 )),
                 1,
@@ -483,7 +483,7 @@ mod tests {
     fn smooth_weights_hold_over_the_healthy_set() {
         let p = pool(&[5, 1, 1, 3], Balance::RoundRobin);
         p.backends[3].record_check(
-            Err(crate::backends::health::ProbeError::Timeout(
+            Err(crate::backends::probe::ProbeError::Timeout(
                 std::time::Duration::from_secs(1),
             )),
             1,

@@ -4,7 +4,7 @@
 //!   the `Lease` a session holds on its backend.
 //! - `backend`: one backend's identity and health state (active checks, passive
 //!   failures, slow start, drain).
-//! - `health`: the active health checker tasks.
+//! - `health`: the active health checker tasks; `probe`: why a probe failed.
 //! - `hash`, `cookie`: rendezvous hashing, and the sticky cookie's value.
 //! - `connect`: opening a backend connection and forwarding the upgrade to it.
 //!
@@ -16,3 +16,4 @@ pub mod connect;
 pub mod cookie;
 pub mod hash;
 pub mod health;
+pub mod probe;
