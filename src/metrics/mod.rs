@@ -199,7 +199,7 @@ impl Metrics {
         );
         r.register(
             "wsgate_backend_checks",
-            "Active health checks by result (ok, failed)",
+            "Active health checks by result (ok, or why the probe failed: connect_failed, timeout, not_101, ...)",
             m.backend_checks.clone(),
         );
         r.register_with_unit(
