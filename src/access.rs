@@ -17,11 +17,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Refused-handshake lines per second, at most.
-pub const REFUSALS_PER_SECOND: u32 = 10;
+pub(crate) const REFUSALS_PER_SECOND: u32 = 10;
 
 /// At most `per_second` lines in each one-second window; the rest are counted.
 #[derive(Debug)]
-pub struct RateGate {
+pub(crate) struct RateGate {
     per_second: u32,
     state: Mutex<GateState>,
 }
@@ -34,7 +34,7 @@ struct GateState {
 }
 
 impl RateGate {
-    pub const fn new(per_second: u32) -> RateGate {
+    pub(crate) const fn new(per_second: u32) -> RateGate {
         RateGate {
             per_second,
             state: Mutex::new(GateState {
@@ -46,7 +46,7 @@ impl RateGate {
     }
 
     /// `Some(lines suppressed since the last one let through)` if a line may go out now.
-    pub fn pass(&self) -> Option<u64> {
+    pub(crate) fn pass(&self) -> Option<u64> {
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if g.window
@@ -68,7 +68,7 @@ static REFUSALS: RateGate = RateGate::new(REFUSALS_PER_SECOND);
 
 /// A handshake that did not become a session.
 #[derive(Debug)]
-pub struct Refused<'a> {
+pub(crate) struct Refused<'a> {
     pub conn: &'a ConnInfo,
     /// The route, when one was chosen.
     pub route: Option<&'a str>,
@@ -80,7 +80,7 @@ pub struct Refused<'a> {
     pub backend: Option<String>,
 }
 
-pub fn refused(r: &Refused<'_>) {
+pub(crate) fn refused(r: &Refused<'_>) {
     let Some(suppressed) = REFUSALS.pass() else {
         return;
     };
@@ -102,7 +102,7 @@ pub fn refused(r: &Refused<'_>) {
 
 /// A plain HTTP request proxied on an `http = "proxy"` route, answered.
 #[derive(Debug)]
-pub struct HttpRequest<'a> {
+pub(crate) struct HttpRequest<'a> {
     pub conn: &'a ConnInfo,
     pub route: &'a str,
     pub method: &'a str,
@@ -119,7 +119,7 @@ pub struct HttpRequest<'a> {
 }
 
 /// One line per plain HTTP request (not rate-limited: one per request, as nginx).
-pub fn http_request(r: &HttpRequest<'_>) {
+pub(crate) fn http_request(r: &HttpRequest<'_>) {
     tracing::info!(
         target: "access",
         client = %r.conn.peer,
@@ -139,7 +139,7 @@ pub fn http_request(r: &HttpRequest<'_>) {
 
 /// A session that ended.
 #[derive(Debug)]
-pub struct Session<'a> {
+pub(crate) struct Session<'a> {
     pub conn: &'a ConnInfo,
     pub route: &'a str,
     pub pool: &'a str,
@@ -152,7 +152,7 @@ pub struct Session<'a> {
 }
 
 /// Who ended the session first: the first Close, or the side that left without one.
-pub fn closed_by(outcome: &Outcome, first: Option<Side>) -> Side {
+pub(crate) fn closed_by(outcome: &Outcome, first: Option<Side>) -> Side {
     match (outcome, first) {
         (Outcome::BackendGone, None) => Side::Backend,
         (Outcome::ClientGone, None) => Side::Client,
@@ -173,7 +173,7 @@ fn reason(f: &Option<CloseFrame>) -> Option<&str> {
         .filter(|r| !r.is_empty())
 }
 
-pub fn session(s: &Session<'_>) {
+pub(crate) fn session(s: &Session<'_>) {
     let c = s.stats.closing();
     tracing::info!(
         target: "access",

@@ -12,7 +12,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
 /// Response bodies: our own short texts, or a backend's answer streamed through.
-pub type Body = Either<Full<Bytes>, hyper::body::Incoming>;
+pub(crate) type Body = Either<Full<Bytes>, hyper::body::Incoming>;
 
 /// Why wsgate answers a request itself instead of proxying it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +180,7 @@ impl Refusal {
 }
 
 /// A plain-text answer that also closes the connection.
-pub fn text_response(status: StatusCode, line: &str) -> Response<Body> {
+pub(crate) fn text_response(status: StatusCode, line: &str) -> Response<Body> {
     let mut resp = Response::new(Either::Left(Full::new(Bytes::from(format!("{line}\n")))));
     *resp.status_mut() = status;
     let h = resp.headers_mut();

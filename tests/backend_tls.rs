@@ -130,7 +130,7 @@ async fn backend_becomes(p: &Proxy, up: bool) -> Option<String> {
                 return s
                     .last_check
                     .and_then(|(_, r)| r.err())
-                    .map(|e| wsgate::tls::ErrorChain(&*e).to_string());
+                    .map(|e| wsgate::errors::ErrorChain(&*e).to_string());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -259,7 +259,7 @@ impl Backend {
             h.fail_streak = h.fail_streak.saturating_add(1);
             if h.active_up && h.fail_streak >= fall {
                 h.active_up = false;
-                let why = crate::tls::ErrorChain(&**why);
+                let why = crate::errors::ErrorChain(&**why);
                 tracing::warn!(pool = %self.id.pool, backend = %self.addr, "health check failed {fall} times: {why}");
             }
         } else {

@@ -59,7 +59,7 @@ pub enum UpgradeReply {
 
 /// Why a backend could not be used; each counts against it and may be retried elsewhere.
 /// `Display` names the backend and what failed; `source()` gives the io, TLS or HTTP
-/// error beneath (log it with `tls::ErrorChain`).
+/// error beneath (log it with `errors::ErrorChain`).
 #[derive(Debug)]
 pub enum UpstreamError {
     Connect(SocketAddr, std::io::Error),
@@ -382,7 +382,7 @@ mod tests {
         let e = UpstreamError::Tls(addr, std::io::Error::other("UnknownIssuer"));
         assert_eq!(e.to_string(), "backend 192.0.2.1:443: TLS handshake failed");
         assert_eq!(
-            crate::tls::ErrorChain(&e).to_string(),
+            crate::errors::ErrorChain(&e).to_string(),
             "backend 192.0.2.1:443: TLS handshake failed: UnknownIssuer"
         );
         assert_eq!(e.reason(), "tls_failed");

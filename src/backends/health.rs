@@ -156,7 +156,7 @@ async fn run(
             }
             Err(ref why) => {
                 counts.failed(why);
-                tracing::debug!(backend = %backend.addr, "health check failed: {}", crate::tls::ErrorChain(why));
+                tracing::debug!(backend = %backend.addr, "health check failed: {}", crate::errors::ErrorChain(why));
             }
         };
         backend.record_check(result, check.rise, check.fall);
@@ -303,7 +303,7 @@ mod tests {
         let e = ProbeError::Tls(io());
         assert_eq!(e.to_string(), "TLS handshake failed");
         assert_eq!(
-            crate::tls::ErrorChain(&e).to_string(),
+            crate::errors::ErrorChain(&e).to_string(),
             "TLS handshake failed: x"
         );
     }

@@ -165,7 +165,7 @@ impl Located<'_> {
 
     /// Locates `path` in the document; a key that is absent is reported at the
     /// nearest enclosing table that is present.
-    pub fn at_path(&self, path: &KeyPath, msg: &str) -> Problem {
+    pub(super) fn at_path(&self, path: &KeyPath, msg: &str) -> Problem {
         let span = DeTable::parse(self.text)
             .ok()
             .and_then(|root| find_span(root.get_ref(), &path.0));

@@ -340,7 +340,7 @@ fn settle(
         Resolved::Empty | Resolved::Failed(_) => {
             if failing.insert(k.clone()) {
                 let why = match a {
-                    Resolved::Failed(e) => format!("failed ({})", crate::tls::ErrorChain(&e)),
+                    Resolved::Failed(e) => format!("failed ({})", crate::errors::ErrorChain(&e)),
                     _ => "returned no address".to_string(),
                 };
                 tracing::warn!(pool = %pool, backend = %name, "DNS lookup {why}; keeping the last {} address(es) (logged once until it succeeds again)", kept.len());
@@ -427,7 +427,7 @@ async fn update(rt: &Runtime, dns: &Discovery) {
         Ok(next) => {
             rt.publish(next);
         }
-        Err(e) => tracing::warn!("DNS update not applied: {}", crate::tls::ErrorChain(&e)),
+        Err(e) => tracing::warn!("DNS update not applied: {}", crate::errors::ErrorChain(&e)),
     }
 }
 

@@ -27,7 +27,7 @@ pub use crate::runtime::{check_files, check_tls};
 
 /// Why a config could not be started or reloaded. Each names file, line and key.
 /// `Display` says what failed; `source()` gives the cause beneath (print with
-/// `tls::ErrorChain` to show it).
+/// `errors::ErrorChain` to show it).
 #[derive(Debug)]
 pub enum ServeError {
     /// A certificate or key cannot be served.

@@ -28,14 +28,16 @@ use crate::backends::balance::{Lease, Pool};
 use crate::backends::connect::{self, ClientInfo};
 use crate::refusal::Refusal;
 use crate::route::Route;
+use crate::route::auth::Grant;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap};
 use hyper::{Method, Request, Response, Uri, Version};
 use hyper_util::rt::TokioIo;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, timeout};
 
 /// A request to send again if the first try fails: its method, target and headers.
@@ -90,71 +92,18 @@ where
     let Head { req, framing } = head;
     let info = &client.info;
     let reply = reply_for(&req, false);
-    let host = match single(req.headers(), &header::HOST) {
-        Some(h) => h.to_string(),
-        None if req.version() == Version::HTTP_10 && !req.headers().contains_key(header::HOST) => {
-            String::new()
-        }
-        None => return refuse(c, Refusal::MissingHost, client, &route, &req, started).await,
+    let (host, grant) = match check(&req, framing, &route) {
+        Ok(v) => v,
+        Err(r) => return refuse(c, r, client, &route, &req, started).await,
     };
     let max = route.max_request_body_bytes;
-    if let Framing::Length(n) = framing
-        && max > 0
-        && n > max
-    {
-        return refuse(c, Refusal::BodyTooLarge, client, &route, &req, started).await;
-    }
-    // The route's token check applies to plain requests as to upgrades.
-    let grant = match &route.auth {
-        None => None,
-        Some(jwt) => {
-            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            match jwt.check(req.headers(), target) {
-                Ok(g) => Some(g),
-                Err(f) => return refuse(c, f.refusal(), client, &route, &req, started).await,
-            }
-        }
-    };
     let pool = route.pool_for(info.peer.ip(), req.headers()).clone();
     let sticky = pool
         .sticky_cookie()
         .and_then(|n| crate::backends::cookie::get(req.headers(), n))
         .map(str::to_string);
-    let ip = info.peer.ip();
-    // Identity headers (claims, client subject) are never the client's own.
-    let identity = identity_headers(req.headers(), client, grant.as_ref());
-    let mut headers = connect::forwarded_headers(
-        &identity,
-        &host,
-        ClientInfo {
-            ip,
-            tls: info.tls,
-            addrs: (info.peer, info.local),
-        },
-        pool.conf.host_header.as_deref(),
-    );
-    headers.remove(header::EXPECT);
-    if let Some(name) = pool.sticky_cookie() {
-        crate::backends::cookie::remove(&mut headers, name);
-    }
-    let out = Outgoing {
-        method: req.method().clone(),
-        uri: req.uri().clone(),
-        headers,
-        idempotent: framing == Framing::Empty
-            && (req.method() == Method::GET || req.method() == Method::HEAD),
-    };
-    let (tx, reqbody) = match framing {
-        Framing::Empty => (None, ReqBody::empty()),
-        Framing::Length(n) => {
-            let (tx, b) = ReqBody::channel(Some(n));
-            (Some(tx), b)
-        }
-        Framing::Chunked => {
-            let (tx, b) = ReqBody::channel(None);
-            (Some(tx), b)
-        }
-    };
+    let out = outgoing(&req, framing, &host, grant.as_ref(), &pool, client);
+    let (tx, reqbody) = body_channel(framing);
     if tx.is_some()
         && req.version() == Version::HTTP_11
         && crate::http::handshake::has_token(req.headers(), &header::EXPECT, "100-continue")
@@ -179,27 +128,9 @@ where
         sticky: sticky.as_deref(),
     };
     let exchange = exchange(&pool, &out, reqbody, done_rx, to);
-    tokio::pin!(feed, exchange);
+    tokio::pin!(feed);
     let mut fed: Option<Result<u64, BodyError>> = None;
-    let got = loop {
-        tokio::select! {
-            r = &mut exchange => break r,
-            r = &mut feed, if fed.is_none() => {
-                match r {
-                    Ok(_) => {
-                        done_tx.send_replace(true);
-                    }
-                    // The backend exchange dropped the body; its own result follows.
-                    Err(BodyError::Abandoned) => {}
-                    Err(e) => {
-                        fed = Some(Err(e));
-                        break Err(body_refusal(e));
-                    }
-                }
-                fed = Some(r);
-            }
-        }
-    };
+    let got = exchange_while_feeding(exchange, feed.as_mut(), &mut fed, &done_tx).await;
     let ex = match got {
         Ok(ex) => ex,
         Err(_) if fed == Some(Err(BodyError::ClientGone)) => return Forwarded::Close,
@@ -232,18 +163,7 @@ where
         reply,
         Some(pool.conf.response_timeout),
     );
-    tokio::pin!(respond);
-    let written = loop {
-        tokio::select! {
-            r = &mut respond => break r,
-            r = &mut feed, if fed.is_none() => {
-                if r.is_ok() {
-                    done_tx.send_replace(true);
-                }
-                fed = Some(r);
-            }
-        }
-    };
+    let written = write_while_feeding(respond, feed, &mut fed, &done_tx).await;
     let by = By::Backend(status.as_u16(), &lease.backend().id.address);
     logged(client, &route, &req, by, fed.and_then(Result::ok), started);
     let body_done = matches!(fed, Some(Ok(_))) || framing == Framing::Empty;
@@ -263,6 +183,152 @@ where
         // more, and the client may still be sending.
         Ok(_) => Forwarded::Linger,
         Err(_) => Forwarded::Close,
+    }
+}
+
+/// The checks a plain request passes before any backend is chosen: one Host (none
+/// only on HTTP/1.0), a declared body within the route's limit, and the route's
+/// token, as for upgrades. Returns the Host and the token's grant.
+fn check(
+    req: &Request<()>,
+    framing: Framing,
+    route: &Route,
+) -> Result<(String, Option<Grant>), Refusal> {
+    let host = match single(req.headers(), &header::HOST) {
+        Some(h) => h.to_string(),
+        None if req.version() == Version::HTTP_10 && !req.headers().contains_key(header::HOST) => {
+            String::new()
+        }
+        None => return Err(Refusal::MissingHost),
+    };
+    let max = route.max_request_body_bytes;
+    if let Framing::Length(n) = framing
+        && max > 0
+        && n > max
+    {
+        return Err(Refusal::BodyTooLarge);
+    }
+    let grant = match &route.auth {
+        None => None,
+        Some(jwt) => {
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            Some(jwt.check(req.headers(), target).map_err(|f| f.refusal())?)
+        }
+    };
+    Ok((host, grant))
+}
+
+/// The request as the backend gets it: identity headers (claims, client subject)
+/// never the client's own, X-Forwarded-* set, `Expect` and the sticky cookie removed.
+fn outgoing(
+    req: &Request<()>,
+    framing: Framing,
+    host: &str,
+    grant: Option<&Grant>,
+    pool: &Pool,
+    client: &ConnCtx,
+) -> Outgoing {
+    let info = &client.info;
+    let identity = identity_headers(req.headers(), client, grant);
+    let mut headers = connect::forwarded_headers(
+        &identity,
+        host,
+        ClientInfo {
+            ip: info.peer.ip(),
+            tls: info.tls,
+            addrs: (info.peer, info.local),
+        },
+        pool.conf.host_header.as_deref(),
+    );
+    headers.remove(header::EXPECT);
+    if let Some(name) = pool.sticky_cookie() {
+        crate::backends::cookie::remove(&mut headers, name);
+    }
+    Outgoing {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        headers,
+        idempotent: framing == Framing::Empty
+            && (req.method() == Method::GET || req.method() == Method::HEAD),
+    }
+}
+
+/// The body toward the backend, and the sender that fills it (none for no body).
+fn body_channel(framing: Framing) -> (Option<mpsc::Sender<body::Piece>>, ReqBody) {
+    match framing {
+        Framing::Empty => (None, ReqBody::empty()),
+        Framing::Length(n) => {
+            let (tx, b) = ReqBody::channel(Some(n));
+            (Some(tx), b)
+        }
+        Framing::Chunked => {
+            let (tx, b) = ReqBody::channel(None);
+            (Some(tx), b)
+        }
+    }
+}
+
+/// How the client's body ended, once it has (`None` while it is still coming).
+type Fed = Option<Result<u64, BodyError>>;
+
+/// Runs the backend exchange while the client's body feeds it: a body that ends
+/// well tells the exchange (`done`), one the client breaks ends the exchange with
+/// its refusal. `fed` records how the body ended.
+async fn exchange_while_feeding<E, F>(
+    exchange: E,
+    mut feed: Pin<&mut F>,
+    fed: &mut Fed,
+    done: &watch::Sender<bool>,
+) -> Result<Exchange, Refusal>
+where
+    E: Future<Output = Result<Exchange, Refusal>>,
+    F: Future<Output = Result<u64, BodyError>>,
+{
+    tokio::pin!(exchange);
+    loop {
+        tokio::select! {
+            r = &mut exchange => return r,
+            r = &mut feed, if fed.is_none() => {
+                match r {
+                    Ok(_) => {
+                        done.send_replace(true);
+                    }
+                    // The backend exchange dropped the body; its own result follows.
+                    Err(BodyError::Abandoned) => {}
+                    Err(e) => {
+                        *fed = Some(Err(e));
+                        return Err(body_refusal(e));
+                    }
+                }
+                *fed = Some(r);
+            }
+        }
+    }
+}
+
+/// Writes the response while the rest of the client's body (if any) still feeds
+/// the backend; returns the write's result (`Ok(close)`).
+async fn write_while_feeding<W, F>(
+    respond: W,
+    mut feed: Pin<&mut F>,
+    fed: &mut Fed,
+    done: &watch::Sender<bool>,
+) -> std::io::Result<bool>
+where
+    W: Future<Output = std::io::Result<bool>>,
+    F: Future<Output = Result<u64, BodyError>>,
+{
+    tokio::pin!(respond);
+    loop {
+        tokio::select! {
+            r = &mut respond => return r,
+            r = &mut feed, if fed.is_none() => {
+                if r.is_ok() {
+                    done.send_replace(true);
+                }
+                *fed = Some(r);
+            }
+        }
     }
 }
 
@@ -433,7 +499,7 @@ async fn exchange(
                 None => match connect(&backend, pool, to.addrs).await {
                     Ok(s) => s,
                     Err(e) => {
-                        tracing::warn!(pool = %pool.name, "{}", crate::tls::ErrorChain(&e));
+                        tracing::warn!(pool = %pool.name, "{}", crate::errors::ErrorChain(&e));
                         backend.record_failure(active);
                         last = Some(e);
                         continue 'backends;
@@ -480,7 +546,7 @@ async fn exchange(
                         ));
                     }
                     let e = connect::UpstreamError::Http(backend.addr, e.into_error());
-                    tracing::warn!(pool = %pool.name, "{}", crate::tls::ErrorChain(&e));
+                    tracing::warn!(pool = %pool.name, "{}", crate::errors::ErrorChain(&e));
                     backend.record_failure(active);
                     last = Some(e);
                     if body.is_none() {

@@ -276,7 +276,7 @@ async fn open_any(
                     return Some((lease, answer));
                 }
                 Err(e) => {
-                    tracing::warn!(pool = %pool.name, "{}", crate::tls::ErrorChain(&e));
+                    tracing::warn!(pool = %pool.name, "{}", crate::errors::ErrorChain(&e));
                     failed(lease.backend(), e.reason());
                     lease.backend().record_failure(active_checks);
                     settled += 1;

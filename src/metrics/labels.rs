@@ -69,11 +69,12 @@ pub struct FailureLabels {
 }
 
 /// The close codes that get their own label value; the rest are "other".
-pub const CLOSE_CODES: [u16; 10] = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1014];
+pub(crate) const CLOSE_CODES: [u16; 10] =
+    [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1014];
 
 /// A close code as a label value: one of `CLOSE_CODES`, "none" (a Close without a
 /// code), or "other".
-pub fn code_label(code: Option<u16>) -> &'static str {
+pub(crate) fn code_label(code: Option<u16>) -> &'static str {
     const NAMES: [&str; 10] = [
         "1000", "1001", "1002", "1003", "1007", "1008", "1009", "1011", "1012", "1014",
     ];
@@ -87,7 +88,7 @@ pub fn code_label(code: Option<u16>) -> &'static str {
 }
 
 /// An outcome as a label value (also the access log's `outcome`).
-pub fn outcome_label(o: &Outcome) -> &'static str {
+pub(crate) fn outcome_label(o: &Outcome) -> &'static str {
     match o {
         Outcome::Closed { .. } => "closed",
         Outcome::BackendGone => "backend_gone",

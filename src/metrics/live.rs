@@ -20,7 +20,7 @@ use std::time::Duration;
 /// What a session is counted under for its whole life (interned: sessions of one
 /// route and backend share the strings).
 #[derive(Debug, Clone)]
-pub struct SessionKey {
+pub(crate) struct SessionKey {
     pub route: Arc<str>,
     pub backend: Arc<str>,
 }
@@ -146,9 +146,9 @@ fn add_flows(flows: &mut Flows, route: &Arc<str>, s: &SessionStats) {
 }
 
 /// Live sessions per (route, backend), configured pairs included (at 0).
-pub type ActiveSessions = BTreeMap<(Arc<str>, Arc<str>), usize>;
+pub(crate) type ActiveSessions = BTreeMap<(Arc<str>, Arc<str>), usize>;
 /// Messages and bytes per (route, direction).
-pub type Flows = BTreeMap<(Arc<str>, &'static str), Flow>;
+pub(crate) type Flows = BTreeMap<(Arc<str>, &'static str), Flow>;
 
 /// How a session ended, for `LiveGuard::end`.
 #[derive(Debug, Clone, Copy)]

@@ -13,12 +13,12 @@
 mod labels;
 mod live;
 mod process;
-pub mod samples;
+pub(crate) mod samples;
 
-pub use labels::*;
-pub use live::{ActiveSessions, Ended, Flow, Flows, LiveGuard, SessionKey};
-pub use process::Process;
-pub use samples::{Kind, Samples};
+pub(crate) use labels::*;
+pub(crate) use live::{Ended, SessionKey};
+pub(crate) use process::Process;
+pub(crate) use samples::{Kind, Samples};
 
 use crate::relay::Outcome;
 use crate::relay::stats::{CloseFrame, SessionStats, Side};
@@ -36,17 +36,18 @@ type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
 /// Buckets: session durations out to a day, handshakes and connects from 1 ms (0.5
 /// ms) to 10 s (5 s), round trips from 5 ms to 6.4 s (800 ms is a bucket bound, for
 /// the alert on the median).
-pub const SESSION_BUCKETS: [f64; 15] = [
+pub(crate) const SESSION_BUCKETS: [f64; 15] = [
     0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
     86400.0,
 ];
-pub const HANDSHAKE_BUCKETS: [f64; 13] = [
+pub(crate) const HANDSHAKE_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-pub const CONNECT_BUCKETS: [f64; 13] = [
+pub(crate) const CONNECT_BUCKETS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
-pub const RTT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4];
+pub(crate) const RTT_BUCKETS: [f64; 11] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4];
 
 fn session_hist() -> Histogram {
     Histogram::new(SESSION_BUCKETS)
@@ -138,87 +139,93 @@ impl Metrics {
             totals: Totals::default(),
             sessions: Mutex::new(Sessions::default()),
         };
+        let registry = m.registry_of_families();
+        Metrics { registry, ..m }
+    }
+
+    /// The registry every event family is encoded from, under its name and help.
+    fn registry_of_families(&self) -> Registry {
         let mut r = Registry::default();
         r.register(
             "wsgate_connections_accepted",
             "Client connections admitted, per listener",
-            m.accepted.clone(),
+            self.accepted.clone(),
         );
         r.register(
             "wsgate_tls_handshakes",
             "TLS handshakes by negotiated version and result (ok, failed, timeout)",
-            m.tls_handshakes.clone(),
+            self.tls_handshakes.clone(),
         );
         r.register(
-            "wsgate_tls_resumed",
-            "TLS handshakes that resumed a session instead of a full handshake (counted in result=ok too)",
-            m.tls_resumed.clone(),
-        );
+        "wsgate_tls_resumed",
+        "TLS handshakes that resumed a session instead of a full handshake (counted in result=ok too)",
+        self.tls_resumed.clone(),
+    );
         r.register(
             "wsgate_upgrades",
             "Upgrade requests by answer status (101, wsgate's refusals, backend answers)",
-            m.upgrades.clone(),
+            self.upgrades.clone(),
         );
         r.register(
-            "wsgate_http_requests",
-            "Plain HTTP requests proxied (http = \"proxy\"), by answer status (the backend's or wsgate's)",
-            m.http_requests.clone(),
-        );
+        "wsgate_http_requests",
+        "Plain HTTP requests proxied (http = \"proxy\"), by answer status (the backend's or wsgate's)",
+        self.http_requests.clone(),
+    );
         r.register(
             "wsgate_sessions",
             "WebSocket sessions ended, by outcome",
-            m.sessions_total.clone(),
+            self.sessions_total.clone(),
         );
         r.register_with_unit(
             "wsgate_session_duration",
             "Session lifetime",
             Unit::Seconds,
-            m.session_duration.clone(),
+            self.session_duration.clone(),
         );
         r.register_with_unit(
             "wsgate_handshake_duration",
             "From accept to the 101 sent to the client",
             Unit::Seconds,
-            m.handshake_duration.clone(),
+            self.handshake_duration.clone(),
         );
         r.register(
             "wsgate_closes",
             "Close frames by who sent them (client, backend, wsgate) and code",
-            m.closes.clone(),
+            self.closes.clone(),
         );
         r.register(
             "wsgate_limit_hits",
             "Session limits reached",
-            m.limit_hits.clone(),
+            self.limit_hits.clone(),
         );
         r.register_with_unit(
             "wsgate_client_rtt",
             "Round trip of wsgate's keepalive Ping to the client's Pong",
             Unit::Seconds,
-            m.client_rtt.clone(),
+            self.client_rtt.clone(),
         );
         r.register(
-            "wsgate_backend_checks",
-            "Active health checks by result (ok, or why the probe failed: connect_failed, timeout, not_101, ...)",
-            m.backend_checks.clone(),
-        );
+        "wsgate_backend_checks",
+        "Active health checks by result (ok, or why the probe failed: connect_failed, timeout, not_101, ...)",
+        self.backend_checks.clone(),
+    );
         r.register_with_unit(
             "wsgate_backend_connect",
             "TCP connect time to a backend",
             Unit::Seconds,
-            m.backend_connect.clone(),
+            self.backend_connect.clone(),
         );
         r.register(
             "wsgate_backend_failures",
             "Failed attempts to open a session on a backend, by reason",
-            m.backend_failures.clone(),
+            self.backend_failures.clone(),
         );
         r.register(
             "wsgate_dns_lookups",
             "DNS lookups of resolve backends by result (ok, empty, failed)",
-            m.dns_lookups.clone(),
+            self.dns_lookups.clone(),
         );
-        Metrics { registry: r, ..m }
+        r
     }
 
     /// The Prometheus text exposition of every event metric and the session flows,

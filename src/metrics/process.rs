@@ -3,7 +3,7 @@
 
 /// One reading; `None` where /proc could not be read.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Process {
+pub(crate) struct Process {
     pub resident_bytes: Option<u64>,
     pub open_fds: Option<u64>,
     pub cpu_seconds: Option<f64>,
@@ -12,7 +12,7 @@ pub struct Process {
 }
 
 impl Process {
-    pub fn read() -> Process {
+    pub(crate) fn read() -> Process {
         let page = crate::resources::page_size();
         let tck = rustix::param::clock_ticks_per_second();
         let statm = std::fs::read_to_string("/proc/self/statm").ok();

@@ -14,7 +14,7 @@ pub enum Kind {
     Gauge,
 }
 
-pub type Labels = Vec<(&'static str, String)>;
+pub(crate) type Labels = Vec<(&'static str, String)>;
 
 /// One family: name (without `_total` or the unit), help, and its samples.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     /// Time one token takes to refill.
     interval: Duration,
     /// How far ahead of now the theoretical arrival time may run: burst - 1 tokens.
@@ -15,7 +15,7 @@ pub struct Bucket {
 
 impl Bucket {
     /// `None` for a rate of 0 (no limit).
-    pub fn new(per_second: f64, burst: u32) -> Option<Bucket> {
+    pub(crate) fn new(per_second: f64, burst: u32) -> Option<Bucket> {
         if per_second <= 0.0 || !per_second.is_finite() {
             return None;
         }
@@ -28,7 +28,7 @@ impl Bucket {
     }
 
     /// Takes a token, or says when one will be available.
-    pub fn take(&mut self, now: Instant) -> Result<(), Instant> {
+    pub(crate) fn take(&mut self, now: Instant) -> Result<(), Instant> {
         let tat = self.tat.max(now);
         if tat.duration_since(now) > self.tolerance {
             return Err(tat - self.tolerance);

@@ -33,14 +33,14 @@ impl Wake for Flag {
     }
 }
 
-pub struct Gated<F: ?Sized> {
+pub(super) struct Gated<F: ?Sized> {
     fut: Pin<Box<F>>,
     flag: Arc<Flag>,
     waker: Waker,
 }
 
 impl<F: Future + ?Sized> Gated<F> {
-    pub fn new(fut: Pin<Box<F>>) -> Gated<F> {
+    pub(super) fn new(fut: Pin<Box<F>>) -> Gated<F> {
         let flag = Arc::new(Flag {
             // Polled the first time, so that the inner future registers its wakers.
             woken: AtomicBool::new(true),
@@ -55,14 +55,14 @@ impl<F: Future + ?Sized> Gated<F> {
 
     /// Changes the inner future (a timer's new deadline, say) and has the next
     /// `poll` poll it, so that it registers its waker again.
-    pub fn rearm(&mut self, change: impl FnOnce(Pin<&mut F>)) {
+    pub(super) fn rearm(&mut self, change: impl FnOnce(Pin<&mut F>)) {
         change(self.fut.as_mut());
         self.flag.woken.store(true, Ordering::Release);
     }
 
     /// Polls the inner future if its waker fired since the last poll (or never was
     /// polled); otherwise `Pending`, with `cx`'s waker kept for when it fires.
-    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<F::Output> {
+    pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<F::Output> {
         {
             let mut task = self.flag.task.lock().unwrap_or_else(|e| e.into_inner());
             match task.as_ref() {

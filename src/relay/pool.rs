@@ -14,7 +14,7 @@ thread_local! {
 }
 
 /// A buffer of exactly `size` bytes (contents unspecified).
-pub fn take(size: usize) -> Box<[u8]> {
+pub(super) fn take(size: usize) -> Box<[u8]> {
     FREE.with(|f| {
         let mut f = f.borrow_mut();
         while let Some(b) = f.pop() {
@@ -27,7 +27,7 @@ pub fn take(size: usize) -> Box<[u8]> {
 }
 
 /// Returns a buffer for reuse; an empty one is ignored.
-pub fn give(b: Box<[u8]>) {
+pub(super) fn give(b: Box<[u8]>) {
     if b.is_empty() {
         return;
     }

@@ -31,10 +31,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep, sleep_until};
 
 /// Payload prefix of the pings wsgate sends; Pongs carrying it are not forwarded.
-pub const KEEPALIVE_PREFIX: &[u8] = b"wsgate-keepalive:";
+pub(super) const KEEPALIVE_PREFIX: &[u8] = b"wsgate-keepalive:";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PumpEvent {
+pub(super) enum PumpEvent {
     /// `src` reached EOF or failed.
     SrcEnded,
     /// Writing to `dst` failed.
@@ -49,7 +49,7 @@ pub enum PumpEvent {
 
 /// What one direction enforces on the frames it reads. 0 means no limit.
 #[derive(Debug, Clone, Default)]
-pub struct PumpLimits {
+pub(super) struct PumpLimits {
     pub max_frame: u64,
     pub max_message: u64,
     pub rate: Option<Bucket>,
@@ -74,7 +74,7 @@ enum Out {
 }
 
 #[derive(Debug)]
-pub struct Pump {
+pub(super) struct Pump {
     /// Empty (no allocation) while idle; taken from the pool when bytes arrive.
     buf: Box<[u8]>,
     capacity: usize,
@@ -116,7 +116,7 @@ pub struct Pump {
 
 impl Pump {
     /// `prefill` holds bytes already read from `src` (read ahead by the HTTP layer).
-    pub fn new(
+    pub(super) fn new(
         sender: Sender,
         ext: Extensions,
         capacity: usize,
@@ -168,17 +168,17 @@ impl Pump {
     }
 
     /// Whether a Close frame from `src` has passed (and with which code).
-    pub fn close_seen(&self) -> Option<Option<u16>> {
+    pub(super) fn close_seen(&self) -> Option<Option<u16>> {
         self.close_seen
     }
 
     /// When bytes last arrived from `src` (kept only with `track_activity`).
-    pub fn last_read(&self) -> Instant {
+    pub(super) fn last_read(&self) -> Instant {
         self.last_read
     }
 
     /// `src` is finished and the output is shut down (or failed).
-    pub fn is_done(&self) -> bool {
+    pub(super) fn is_done(&self) -> bool {
         (self.src_ended || self.broken) && matches!(self.out, Out::Closed | Out::Failed)
     }
 
@@ -192,7 +192,7 @@ impl Pump {
     }
 
     /// Queues a control frame of our own (replacing one not yet sent).
-    pub fn send_control(&mut self, frame: Vec<u8>) {
+    pub(super) fn send_control(&mut self, frame: Vec<u8>) {
         if matches!(self.out, Out::Open) {
             self.inject = Some((frame, 0));
         }
@@ -202,7 +202,7 @@ impl Pump {
     /// boundary, then `dst` is shut down. A Close owed to `dst` goes instead of
     /// `frame`. A no-op if the output is already ending. No Close goes out after
     /// `src`'s own Close has (nothing may follow a Close).
-    pub fn close_output(&mut self, frame: Option<Vec<u8>>) {
+    pub(super) fn close_output(&mut self, frame: Option<Vec<u8>>) {
         if matches!(self.out, Out::Open) {
             let frame = self
                 .owed
@@ -216,7 +216,7 @@ impl Pump {
     /// `dst` broke a rule and is owed `frame` (a Close), but what `src` already sent
     /// still goes to it first: keep forwarding until `src`'s Close (which is then
     /// replaced by `frame`), or until `close_output` is called.
-    pub fn owe_close(&mut self, frame: Vec<u8>) {
+    pub(super) fn owe_close(&mut self, frame: Vec<u8>) {
         if !matches!(self.out, Out::Open) {
             return;
         }
@@ -229,7 +229,7 @@ impl Pump {
     }
 
     /// Whether a Close is still owed to `dst`.
-    pub fn owes_close(&self) -> bool {
+    pub(super) fn owes_close(&self) -> bool {
         self.owed.is_some()
     }
 
@@ -242,7 +242,12 @@ impl Pump {
         self.end = 0;
     }
 
-    pub fn poll<R, W>(&mut self, cx: &mut Context<'_>, src: &mut R, dst: &mut W) -> Poll<PumpEvent>
+    pub(super) fn poll<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut R,
+        dst: &mut W,
+    ) -> Poll<PumpEvent>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,

@@ -15,8 +15,8 @@
 //!
 //! Beside the router: `origin` (the route's Origin policy) and `auth` (its JWT check).
 
-pub mod auth;
-pub mod origin;
+pub(crate) mod auth;
+pub(crate) mod origin;
 
 use crate::backends::balance::{Pool, hash_key, rendezvous_score};
 use crate::backends::hash::{fmix64, fnv1a};
@@ -250,7 +250,7 @@ impl Router {
 }
 
 /// Lower-cases a Host header value and strips its port (keeping IPv6 brackets).
-pub fn normalize_host(host: &str) -> String {
+pub(crate) fn normalize_host(host: &str) -> String {
     let h = host.trim();
     let no_port = if h.starts_with('[') {
         h.find(']').map_or(h, |e| &h[..=e])

@@ -3,7 +3,7 @@
 //! for a DNS update, and listeners keep their TLS session-ticket keys across reloads
 //! (tls/tickets.rs). A failure is a `BuildError` located in the file; its
 //! `Display` is the located line (what failed), its `source()` the error beneath
-//! (print it with `tls::ErrorChain` to show every cause).
+//! (print it with `errors::ErrorChain` to show every cause).
 //! Does not own: publishing (mod.rs) or what a generation's parts do at run time.
 
 use super::{Effective, Generation, ListenerGen, RELAY_BUFFER};

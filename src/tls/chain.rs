@@ -160,7 +160,7 @@ pub fn leaf_names(der: &CertificateDer<'_>) -> Vec<String> {
 }
 
 /// Every certificate in a CA bundle (PEM); at least one.
-pub fn load_cas(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(super) fn load_cas(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     load_chain(path).map_err(|e| match e {
         TlsError::NoCertificate { file } => TlsError::NoCaCertificate { file },
         other => other,

@@ -1,10 +1,8 @@
-//! `TlsError`: why a certificate, key or CA bundle cannot be used, naming the file;
-//! and `ErrorChain`, the one-line text of an error with all its causes.
+//! `TlsError`: why a certificate, key or CA bundle cannot be used, naming the file.
 //!
-//! Owns: the convention wsgate's errors follow: `Display` says what failed (and
-//! names the file or backend), `source()` gives the underlying error, and no cause
-//! shows in both; `ErrorChain` joins them back for logs and the command line.
-//! Does not own: loading or checking anything (chain.rs, mod.rs, upstream.rs).
+//! `Display` says what failed and names the file; `source()` gives the io, PEM,
+//! x509 or rustls error beneath (`crate::errors::ErrorChain` prints both). Does not
+//! own: loading or checking anything (chain.rs, mod.rs, upstream.rs).
 
 use std::error::Error;
 use std::fmt;
@@ -211,38 +209,10 @@ impl TlsError {
     }
 }
 
-/// An error and every cause under it (`source()`, then its source...), on one line
-/// joined by ": ": what logs and the command line print. A cause whose text the
-/// line already ends with is not repeated (some libraries put their source in their
-/// own message too).
-pub struct ErrorChain<'a>(pub &'a (dyn Error + 'static));
-
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut last = self.0.to_string();
-        f.write_str(&last)?;
-        let mut next = self.0.source();
-        while let Some(e) = next {
-            let text = e.to_string();
-            if !text.is_empty() && !last.ends_with(&text) {
-                write!(f, ": {text}")?;
-            }
-            last = text;
-            next = e.source();
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::ErrorChain;
 
     #[test]
     fn each_cause_shows_once() {

@@ -9,8 +9,8 @@
 //! keys (`tickets.rs`, kept across generations); and a pool's client side
 //! (`upstream.rs`). Every generation loads these files afresh, so a reload
 //! serves a renewed certificate to new handshakes and re-reads every CA bundle.
-//! Also `TlsError`, which keeps the io, PEM, x509 or rustls error as its source, and
-//! `ErrorChain`, which prints any error with its causes (error.rs).
+//! Also `TlsError`, which keeps the io, PEM, x509 or rustls error as its source
+//! (error.rs).
 //! Does not own: the handshake itself or its timeout (listen.rs).
 
 mod chain;
@@ -21,7 +21,7 @@ mod tickets;
 pub mod upstream;
 
 pub use chain::{check_chain, leaf_names, load_chain, load_key};
-pub use error::{ErrorChain, TlsError, X509ParseError};
+pub use error::{TlsError, X509ParseError};
 pub use tickets::TicketKeys;
 
 use crate::config::{CertPair, KeyPath, ListenerTls, TlsVersion};

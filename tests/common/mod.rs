@@ -1,5 +1,6 @@
 //! Shared test support: a proxy on real TLS over loopback, real WebSocket clients
 //! and backends, raw HTTP and raw frame I/O for the cases a polite client never sends.
+#![allow(unreachable_pub)]
 #![allow(dead_code)]
 pub mod admin;
 pub mod bin;

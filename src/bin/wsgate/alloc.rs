@@ -20,13 +20,13 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// keep more partly used pages.
 #[cfg(feature = "jemalloc")]
 #[unsafe(export_name = "malloc_conf")]
-pub static MALLOC_CONF: MallocConf =
+pub(crate) static MALLOC_CONF: MallocConf =
     MallocConf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:1".as_ptr());
 
 /// A `const char *` as jemalloc reads it.
 #[cfg(feature = "jemalloc")]
 #[repr(transparent)]
-pub struct MallocConf(*const std::ffi::c_char);
+pub(crate) struct MallocConf(*const std::ffi::c_char);
 // SAFETY: it points to a static, immutable, NUL-terminated string.
 #[cfg(feature = "jemalloc")]
 unsafe impl Sync for MallocConf {}
@@ -41,7 +41,7 @@ unsafe impl Sync for MallocConf {}
 /// on a later one: a time limit alone left up to a second's frees cached (RSS 5 s
 /// after a spike up to 1.31x; benches/RESULTS.md). The byte count bounds what an idle
 /// thread keeps, and the rate of flushes under load (one per that many bytes freed).
-pub fn on_thread_park() {
+pub(crate) fn on_thread_park() {
     #[cfg(feature = "jemalloc")]
     {
         use std::cell::Cell;

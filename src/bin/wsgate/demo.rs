@@ -21,7 +21,7 @@ fn certs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("certs-example")
 }
 
-pub async fn run() -> ExitCode {
+pub(crate) async fn run() -> ExitCode {
     let _ = crate::init_logging("info", wsgate::config::LogFormat::Text);
     let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let (a, b) = match (
@@ -72,7 +72,7 @@ pool = "echo"
     let mut running = match wsgate::control::server::start(&cfg).await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("demo: {}", wsgate::tls::ErrorChain(&e));
+            eprintln!("demo: {}", wsgate::errors::ErrorChain(&e));
             return ExitCode::FAILURE;
         }
     };

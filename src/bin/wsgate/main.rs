@@ -18,7 +18,7 @@ use tracing_subscriber::{EnvFilter, Registry};
 use wsgate::config::{Config, LogFormat, Server};
 use wsgate::control::notify;
 use wsgate::control::server::Running;
-use wsgate::tls::ErrorChain;
+use wsgate::errors::ErrorChain;
 
 #[derive(Parser)]
 #[command(

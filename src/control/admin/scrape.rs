@@ -18,13 +18,13 @@ use crate::metrics::{Kind, Samples};
 use crate::runtime::Runtime;
 use std::time::SystemTime;
 
-pub fn unix(t: SystemTime) -> f64 {
+pub(super) fn unix(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Every family built from the runtime for one scrape.
-pub fn derived(rt: &Runtime) -> Samples {
+pub(super) fn derived(rt: &Runtime) -> Samples {
     let mut s = Samples::default();
     let g = rt.current();
     connections::admission(&mut s, rt);

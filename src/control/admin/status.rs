@@ -44,7 +44,7 @@ fn time(t: Option<SystemTime>) -> Value {
 
 /// up, down, draining or slow-start (in that precedence: a down backend is down,
 /// drain flag or not).
-pub fn state(b: &Backend) -> (&'static str, crate::backends::backend::Snapshot) {
+pub(super) fn state(b: &Backend) -> (&'static str, crate::backends::backend::Snapshot) {
     let s = b.snapshot();
     let state = if !s.up {
         "down"
@@ -66,7 +66,7 @@ fn backend(b: &Backend) -> Value {
         Some((t, Err(why))) => (
             Some(*t),
             json!("failed"),
-            json!(crate::tls::ErrorChain(&**why).to_string()),
+            json!(crate::errors::ErrorChain(&**why).to_string()),
         ),
     };
     json!({
@@ -109,12 +109,12 @@ fn pools(rt: &Runtime) -> Value {
 }
 
 /// `/backends`.
-pub fn backends(rt: &Runtime) -> Value {
+pub(super) fn backends(rt: &Runtime) -> Value {
     json!({ "pools": pools(rt) })
 }
 
 /// `/status.json`.
-pub fn status(rt: &Runtime) -> Value {
+pub(super) fn status(rt: &Runtime) -> Value {
     let g = rt.current();
     let now = SystemTime::now();
     let listeners: Vec<Value> = g

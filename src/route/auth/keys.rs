@@ -22,7 +22,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 /// One key and the algorithms it verifies.
-pub struct Key {
+pub(super) struct Key {
     /// JWKS `kid`; PEM keys and the secret have none.
     pub kid: Option<String>,
     pub key: DecodingKey,
@@ -243,7 +243,7 @@ fn read(file: &Path) -> Result<Vec<u8>, KeyError> {
 
 /// The keys of `src`, each limited to `allowed` (`None`: no limit). Warnings name
 /// keys that can verify nothing allowed.
-pub fn load(
+pub(super) fn load(
     src: &KeySource,
     allowed: Option<&[Algorithm]>,
 ) -> Result<(Vec<Key>, Vec<String>), KeyError> {

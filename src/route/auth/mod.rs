@@ -16,7 +16,7 @@
 mod keys;
 mod token;
 
-pub use keys::KeyError;
+pub(crate) use keys::KeyError;
 
 use crate::census::StopReason;
 use crate::config::{JwtConf, TokenSource};
@@ -283,7 +283,7 @@ fn claim_text(v: &Value) -> Cow<'_, str> {
 /// that wsgate sets anywhere from a claim or a certificate) removed, the grant's
 /// claims and the client subject set, and the token's protocol entry taken out of
 /// `Sec-WebSocket-Protocol`. Borrowed when there is nothing to change.
-pub fn backend_headers<'a>(
+pub(crate) fn backend_headers<'a>(
     client: &'a HeaderMap,
     identity: &[HeaderName],
     grant: Option<&Grant>,
@@ -326,7 +326,7 @@ pub fn backend_headers<'a>(
 
 /// `end` (wsgate's own reasons to end a session), or the token's expiry at `expires`,
 /// whichever comes first.
-pub fn until_expiry(
+pub(crate) fn until_expiry(
     end: impl Future<Output = (StopReason, Instant)> + Send + 'static,
     expires: SystemTime,
 ) -> impl Future<Output = (StopReason, Instant)> + Send + 'static {

@@ -9,14 +9,14 @@ use std::borrow::Cow;
 
 /// A token and, when it came from `Sec-WebSocket-Protocol`, the entry that held it.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Found<'a> {
+pub(super) struct Found<'a> {
     pub token: Cow<'a, str>,
     pub protocol_entry: Option<&'a str>,
 }
 
 /// Why no token could be taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Missing {
+pub(super) enum Missing {
     /// No source holds one.
     None,
     /// `Authorization` is there but not `Bearer <token>`, or is repeated.
@@ -24,7 +24,7 @@ pub enum Missing {
 }
 
 /// The first token in `sources`.
-pub fn find<'a>(
+pub(super) fn find<'a>(
     sources: &[TokenSource],
     h: &'a HeaderMap,
     path_and_query: &'a str,
@@ -133,7 +133,7 @@ fn percent_decode(v: &str) -> Cow<'_, str> {
 }
 
 /// The `Sec-WebSocket-Protocol` entry starting with `prefix` (and longer than it).
-pub fn protocol_entry<'a>(h: &'a HeaderMap, prefix: &str) -> Option<&'a str> {
+pub(super) fn protocol_entry<'a>(h: &'a HeaderMap, prefix: &str) -> Option<&'a str> {
     crate::http::handshake::tokens(h, &header::SEC_WEBSOCKET_PROTOCOL)
         .find(|p| p.len() > prefix.len() && p.starts_with(prefix))
 }
