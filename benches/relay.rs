@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use wsgate::config::{Limits, SessionLimits};
 use wsgate::relay::frame::{self, Checker, Extensions, Sender};
 use wsgate::relay::stats::SessionStats;
-use wsgate::relay::{RelayConfig, StopSignal};
+use wsgate::relay::{End, RelayConfig, StopSignal};
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -130,18 +130,16 @@ fn session(rt: &tokio::runtime::Runtime) -> (DuplexStream, DuplexStream) {
     let cfg = RelayConfig {
         buffer: 16 * 1024,
         close_timeout: Duration::from_secs(5),
-        extensions: Extensions::default(),
         limits: SessionLimits::resolve(&defaults, None),
     };
     let stop: StopSignal = Box::pin(std::future::pending());
     let stats = Arc::new(SessionStats::default());
     rt.spawn(async move {
         wsgate::relay::run(
-            client_relay,
-            bytes::Bytes::new(),
-            backend_relay,
-            bytes::Bytes::new(),
+            End::fresh(client_relay),
+            End::fresh(backend_relay),
             &cfg,
+            Extensions::default(),
             stop,
             stats,
         )

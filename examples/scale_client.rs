@@ -279,6 +279,10 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "a load tool: the ramp, the hold and the report in order"
+)]
 async fn run(a: Arc<Args>) -> Result<bool, Error> {
     let connector = TlsConnector::from(Arc::new(tls_config(&a.ca)?));
     let gate = Arc::new(Semaphore::new(a.concurrency.max(1)));

@@ -99,6 +99,10 @@ struct Ctx {
 }
 
 /// One session; returns false when the client should stop.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a load tool: one session's script, step by step"
+)]
 async fn session(ctx: &Ctx, id: usize, n: u64) -> bool {
     let fail = |what: String| {
         let mut s = ctx.stats.lock().unwrap();

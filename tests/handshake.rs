@@ -242,6 +242,7 @@ impl Refusal {
     }
 }
 
+#[expect(clippy::too_many_lines, reason = "a table: one row per refusal")]
 fn refusals() -> Vec<Refusal> {
     use Setup::*;
     let all = [HOST, UPGRADE, CONN, KEY, VERSION];

@@ -14,7 +14,9 @@ use crate::backends::connect::{self, BackendStream, ClientInfo, UpgradeReply};
 use crate::census::Live;
 use crate::metrics::{BackendLabels, Ended, FailureLabels, Metrics, RouteLabels};
 use crate::refusal::{Body, Refusal};
-use crate::relay::{self, RelayConfig, StopSignal};
+use crate::relay::frame::Extensions;
+use crate::relay::{self, End, StopSignal};
+use crate::route::auth::Grant;
 use crate::route::origin::OriginRefusal;
 use crate::route::{Lookup, Route};
 use bytes::Bytes;
@@ -41,7 +43,9 @@ pub struct Switch {
     lease: Lease,
     stream: BackendStream,
     pre: Bytes,
-    cfg: RelayConfig,
+    /// What the backend's 101 agreed (permessage-deflate...): the relay's frame rules
+    /// follow it.
+    extensions: Extensions,
     route: Arc<Route>,
     /// The pool the route chose for this client (weighted routes have several).
     pool: String,
@@ -64,7 +68,7 @@ impl Switch {
             lease,
             stream,
             pre: backend_pre,
-            cfg,
+            extensions,
             route,
             pool,
             path,
@@ -83,9 +87,23 @@ impl Switch {
             .metrics
             .session_start(&route.name, &backend.id.address);
         let stats = counted.stats().clone();
+        let client_end = End { io, pre };
+        let cfg = &route.relay;
         let outcome = match stream {
-            BackendStream::Plain(s) => relay::run(io, pre, s, backend_pre, &cfg, stop, stats).await,
-            BackendStream::Tls(s) => relay::run(io, pre, s, backend_pre, &cfg, stop, stats).await,
+            BackendStream::Plain(s) => {
+                let backend_end = End {
+                    io: s,
+                    pre: backend_pre,
+                };
+                relay::run(client_end, backend_end, cfg, extensions, stop, stats).await
+            }
+            BackendStream::Tls(s) => {
+                let backend_end = End {
+                    io: s,
+                    pre: backend_pre,
+                };
+                relay::run(client_end, backend_end, cfg, extensions, stop, stats).await
+            }
         };
         let duration = started.elapsed();
         access::session(&access::Session {
@@ -118,27 +136,10 @@ pub async fn handle(req: &Request<()>, client: &Arc<ConnCtx>) -> Handled {
     let Some(route) = client.generation.router.route(&lookup).cloned() else {
         return refuse(Refusal::NoRoute, client, req, None);
     };
-    if let Err(e) = route.origin.check(
-        req.headers()
-            .get(hyper::header::ORIGIN)
-            .map(|v| v.as_bytes()),
-    ) {
-        let r = match e {
-            OriginRefusal::Missing => Refusal::OriginMissing,
-            OriginRefusal::NotAllowed(_) => Refusal::OriginNotAllowed,
-        };
-        return refuse(r, client, req, Some(&route.name));
-    }
-    let grant = match &route.auth {
-        None => None,
-        Some(jwt) => match jwt.check(req.headers(), &upgrade.path_and_query) {
-            Ok(g) => Some(g),
-            Err(f) => return refuse(f.refusal(), client, req, Some(&route.name)),
-        },
+    let grant = match admit(req, &mut upgrade, &route) {
+        Ok(g) => g,
+        Err(r) => return refuse(r, client, req, Some(&route.name)),
     };
-    if let Some(entry) = grant.as_ref().and_then(|g| g.protocol_entry.as_ref()) {
-        upgrade.protocols.retain(|p| p != entry); // the backend never sees it
-    }
     let headers = identity_headers(req.headers(), client, grant.as_ref());
     let pool = route.pool_for(peer.ip(), req.headers());
     let sticky = pool
@@ -157,26 +158,14 @@ pub async fn handle(req: &Request<()>, client: &Arc<ConnCtx>) -> Handled {
     let set_cookie = pool.sticky_set_cookie(lease.index(), sticky, client.info.tls);
     let (stream, pre, mut headers, extensions) = match answer {
         UpgradeReply::Refused(resp) => {
-            let status = resp.status().as_u16();
-            count_upgrade(metrics, Some(&route.name), status);
-            access::refused(&access::Refused {
-                conn: &client.info,
-                route: Some(&route.name),
-                path: upgrade.path(),
-                status,
-                reason: None,
-                backend: Some(lease.backend().id.address.clone()),
-            });
-            let (mut parts, body) = resp.into_parts();
-            parts.headers = connect::end_to_end_headers(&parts.headers);
-            parts.headers.insert(
-                hyper::header::CONNECTION,
-                hyper::header::HeaderValue::from_static("close"),
+            return passed_on(
+                resp,
+                client,
+                &route.name,
+                upgrade.path(),
+                &lease,
+                set_cookie,
             );
-            if let Some(v) = set_cookie {
-                parts.headers.append(SET_COOKIE, v);
-            }
-            return Handled::Respond(Response::from_parts(parts, Either::Right(body)));
         }
         UpgradeReply::Switched {
             stream,
@@ -188,10 +177,6 @@ pub async fn handle(req: &Request<()>, client: &Arc<ConnCtx>) -> Handled {
     if let Some(v) = set_cookie {
         headers.append(SET_COOKIE, v);
     }
-    let cfg = RelayConfig {
-        extensions,
-        ..route.relay.clone()
-    };
     let subprotocol = headers
         .get(hyper::header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
@@ -215,7 +200,7 @@ pub async fn handle(req: &Request<()>, client: &Arc<ConnCtx>) -> Handled {
         lease,
         stream,
         pre,
-        cfg,
+        extensions,
         pool: pool.name.clone(),
         path: upgrade.path().to_string(),
         subprotocol,
@@ -223,6 +208,67 @@ pub async fn handle(req: &Request<()>, client: &Arc<ConnCtx>) -> Handled {
         stop,
         live: client.rt.census.enter(),
     }))
+}
+
+/// The route's own checks of an upgrade: its Origin policy, then its token (whose
+/// subprotocol entry, if the token rode in one, is taken out: the backend never
+/// sees it). Returns the token's grant.
+fn admit(
+    req: &Request<()>,
+    upgrade: &mut UpgradeRequest,
+    route: &Route,
+) -> Result<Option<Grant>, Refusal> {
+    let origin = req.headers().get(hyper::header::ORIGIN);
+    if let Err(e) = route.origin.check(origin.map(|v| v.as_bytes())) {
+        return Err(match e {
+            OriginRefusal::Missing => Refusal::OriginMissing,
+            OriginRefusal::NotAllowed(_) => Refusal::OriginNotAllowed,
+        });
+    }
+    let grant = match &route.auth {
+        None => None,
+        Some(jwt) => Some(
+            jwt.check(req.headers(), &upgrade.path_and_query)
+                .map_err(|f| f.refusal())?,
+        ),
+    };
+    if let Some(entry) = grant.as_ref().and_then(|g| g.protocol_entry.as_ref()) {
+        upgrade.protocols.retain(|p| p != entry);
+    }
+    Ok(grant)
+}
+
+/// A backend's own answer other than 101, passed to the client as it is (end-to-end
+/// headers only, `Connection: close`, and the sticky cookie if one was chosen);
+/// counted and logged as a refusal by that backend.
+fn passed_on(
+    resp: Response<hyper::body::Incoming>,
+    client: &ConnCtx,
+    route: &str,
+    path: &str,
+    lease: &Lease,
+    set_cookie: Option<hyper::header::HeaderValue>,
+) -> Handled {
+    let status = resp.status().as_u16();
+    count_upgrade(&client.rt.metrics, Some(route), status);
+    access::refused(&access::Refused {
+        conn: &client.info,
+        route: Some(route),
+        path,
+        status,
+        reason: None,
+        backend: Some(lease.backend().id.address.clone()),
+    });
+    let (mut parts, body) = resp.into_parts();
+    parts.headers = connect::end_to_end_headers(&parts.headers);
+    parts.headers.insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    if let Some(v) = set_cookie {
+        parts.headers.append(SET_COOKIE, v);
+    }
+    Handled::Respond(Response::from_parts(parts, Either::Right(body)))
 }
 
 /// Picks backends and opens one. A failed connect or upgrade counts against that

@@ -56,7 +56,6 @@ pub struct RelayConfig {
     pub buffer: usize,
     /// How long closing may take once it has begun.
     pub close_timeout: Duration,
-    pub extensions: Extensions,
     /// Message, size, UTF-8 and time limits (the route's `[limits]`).
     pub limits: SessionLimits,
 }
@@ -103,6 +102,53 @@ struct Session {
 }
 
 impl Session {
+    /// The two pumps of a session: client to backend under the route's client
+    /// limits (and keepalive's needs), backend to client under its backend limits.
+    fn new(
+        cfg: &RelayConfig,
+        extensions: Extensions,
+        [client_pre, backend_pre]: [&[u8]; 2],
+        keepalive: Option<&Keepalive>,
+        stats: Arc<SessionStats>,
+    ) -> Session {
+        let l = &cfg.limits;
+        let client_limits = PumpLimits {
+            max_frame: l.max_frame_bytes,
+            max_message: l.max_message_bytes,
+            rate: bucket::Bucket::new(l.message_rate, l.message_burst),
+            on_exceed: l.on_exceed,
+            drop_keepalive_pongs: keepalive.is_some_and(|k| k.ping.is_some()),
+            track_activity: keepalive.is_some(),
+            validate_utf8: l.validate_utf8,
+        };
+        let backend_limits = PumpLimits {
+            max_frame: l.backend_max_frame_bytes,
+            max_message: l.backend_max_message_bytes,
+            validate_utf8: l.backend_validate_utf8,
+            ..PumpLimits::default()
+        };
+        Session {
+            c2b: Pump::new(
+                Sender::Client,
+                extensions,
+                cfg.buffer,
+                client_pre,
+                client_limits,
+                stats.clone(),
+            ),
+            b2c: Pump::new(
+                Sender::Server,
+                extensions,
+                cfg.buffer,
+                backend_pre,
+                backend_limits,
+                stats.clone(),
+            ),
+            outcome: None,
+            stats,
+        }
+    }
+
     /// Ends the session on wsgate's initiative: `client` goes to the client (None:
     /// just close its connection), `backend` (masked) to the backend.
     fn end(&mut self, why: Outcome, client: Option<(u16, &str)>, backend: Option<(u16, &str)>) {
@@ -296,17 +342,39 @@ impl Keepalive {
     }
 }
 
-/// Runs a session to its end. `client_pre` / `backend_pre` are bytes already read
-/// from each side past the HTTP head; they are copied and dropped at once, since
-/// they share (and would pin) the HTTP layer's read buffers. When `stop` resolves,
-/// at the moment it names both sides get the Close its reason calls for. The
-/// session counts what passes in `stats`.
+/// One side of a session: its stream, and the bytes already read from it past the
+/// HTTP head (copied into the relay's buffer and dropped at once: they share, and
+/// would pin, the HTTP layer's read buffers).
+pub struct End<S> {
+    pub io: S,
+    pub pre: bytes::Bytes,
+}
+
+impl<S> End<S> {
+    /// A side nothing was read from yet.
+    pub fn fresh(io: S) -> End<S> {
+        End {
+            io,
+            pre: bytes::Bytes::new(),
+        }
+    }
+}
+
+/// Runs a session to its end, under the route's settings `cfg` and the
+/// `extensions` the backend's 101 agreed. When `stop` resolves, at the moment it
+/// names both sides get the Close its reason calls for. The session counts what
+/// passes in `stats`.
 pub async fn run<C, B>(
-    mut client: C,
-    client_pre: bytes::Bytes,
-    mut backend: B,
-    backend_pre: bytes::Bytes,
+    End {
+        io: mut client,
+        pre: client_pre,
+    }: End<C>,
+    End {
+        io: mut backend,
+        pre: backend_pre,
+    }: End<B>,
     cfg: &RelayConfig,
+    extensions: Extensions,
     stop: StopSignal,
     stats: Arc<SessionStats>,
 ) -> Outcome
@@ -316,41 +384,13 @@ where
 {
     let l = &cfg.limits;
     let mut keepalive = Keepalive::new(l);
-    let client_limits = PumpLimits {
-        max_frame: l.max_frame_bytes,
-        max_message: l.max_message_bytes,
-        rate: bucket::Bucket::new(l.message_rate, l.message_burst),
-        on_exceed: l.on_exceed,
-        drop_keepalive_pongs: keepalive.as_ref().is_some_and(|k| k.ping.is_some()),
-        track_activity: keepalive.is_some(),
-        validate_utf8: l.validate_utf8,
-    };
-    let backend_limits = PumpLimits {
-        max_frame: l.backend_max_frame_bytes,
-        max_message: l.backend_max_message_bytes,
-        validate_utf8: l.backend_validate_utf8,
-        ..PumpLimits::default()
-    };
-    let mut s = Session {
-        c2b: Pump::new(
-            Sender::Client,
-            cfg.extensions,
-            cfg.buffer,
-            &client_pre,
-            client_limits,
-            stats.clone(),
-        ),
-        b2c: Pump::new(
-            Sender::Server,
-            cfg.extensions,
-            cfg.buffer,
-            &backend_pre,
-            backend_limits,
-            stats.clone(),
-        ),
-        outcome: None,
+    let mut s = Session::new(
+        cfg,
+        extensions,
+        [&client_pre, &backend_pre],
+        keepalive.as_ref(),
         stats,
-    };
+    );
     drop((client_pre, backend_pre));
     let duration = l.max_session_duration.get();
     // Like the keepalive timer and the stop signal: polled only when it fires.
@@ -492,7 +532,6 @@ mod tests {
         RelayConfig {
             buffer: 16 * 1024,
             close_timeout: Duration::from_secs(5),
-            extensions: Extensions::default(),
             limits: SessionLimits::unlimited(),
         }
     }
@@ -507,11 +546,10 @@ mod tests {
         let relay = tokio::spawn(async move {
             let c = cfg();
             run(
-                client_side,
-                Default::default(),
-                Counted(backend_side, writes.clone()),
-                Default::default(),
+                End::fresh(client_side),
+                End::fresh(Counted(backend_side, writes.clone())),
                 &c,
+                Extensions::default(),
                 Box::pin(std::future::pending()),
                 Default::default(),
             )
@@ -541,11 +579,10 @@ mod tests {
         let (backend_side, mut backend) = duplex(1 << 16);
         let relay = tokio::spawn(async move {
             run(
-                client_side,
-                Default::default(),
-                backend_side,
-                Default::default(),
+                End::fresh(client_side),
+                End::fresh(backend_side),
                 &cfg(),
+                Extensions::default(),
                 Box::pin(std::future::pending()),
                 Default::default(),
             )

@@ -277,7 +277,6 @@ mod tests {
         let relay = RelayConfig {
             buffer: 1024,
             close_timeout: std::time::Duration::from_secs(1),
-            extensions: Default::default(),
             limits: config::SessionLimits::unlimited(),
         };
         let routes = cfg

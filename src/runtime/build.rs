@@ -180,7 +180,6 @@ pub(super) fn build(
             let relay = RelayConfig {
                 buffer: RELAY_BUFFER,
                 close_timeout,
-                extensions: Default::default(), // per session, from the backend's 101
                 limits: r.limits.clone(),
             };
             let mut route = Route::new(r, &pools, relay);

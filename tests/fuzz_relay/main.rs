@@ -35,7 +35,7 @@ use std::time::Duration;
 use streams::Side;
 use wsgate::config::SessionLimits;
 use wsgate::relay::frame::Extensions;
-use wsgate::relay::{self, RelayConfig};
+use wsgate::relay::{self, End, RelayConfig};
 
 // ------------------------------------------------------------------ the property
 
@@ -52,7 +52,6 @@ fn run_case(c: Case) -> Result<(), TestCaseError> {
     let cfg = RelayConfig {
         buffer: c.buffer,
         close_timeout: Duration::from_secs(5),
-        extensions: Extensions::default(),
         limits: SessionLimits::unlimited(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -64,11 +63,10 @@ fn run_case(c: Case) -> Result<(), TestCaseError> {
         tokio::time::timeout(
             Duration::from_secs(3600),
             relay::run(
-                client,
-                Default::default(),
-                backend,
-                Default::default(),
+                End::fresh(client),
+                End::fresh(backend),
                 &cfg,
+                Extensions::default(),
                 Box::pin(std::future::pending()),
                 Default::default(),
             ),

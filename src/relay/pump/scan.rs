@@ -41,30 +41,7 @@ impl Pump {
     /// Scans from `fwd`: approves payload bytes, checks one header at a time.
     pub(super) fn scan(&mut self) -> Result<Scan, Halt> {
         if self.payload_left > 0 {
-            let n = self.payload_left.min((self.end - self.fwd) as u64) as usize;
-            if self.forwarding
-                && self.frame_text
-                && let Some(text) = self.text.as_mut()
-            {
-                let offset = self.frame_len - self.payload_left;
-                let last = n as u64 == self.payload_left && self.frame_fin;
-                check_text(
-                    text,
-                    &self.buf[self.fwd..self.fwd + n],
-                    self.mask,
-                    offset,
-                    last,
-                )?;
-                if last {
-                    self.text = None;
-                }
-            }
-            self.payload_left -= n as u64;
-            self.fwd += n;
-            if !self.forwarding {
-                self.wpos = self.fwd; // skipped, not written
-            }
-            return Ok(Scan::Progress);
+            return self.scan_payload();
         }
         let avail = &self.buf[self.fwd..self.end];
         let Some(h) = frame::parse_header(avail)? else {
@@ -114,54 +91,11 @@ impl Pump {
         // The message state after this frame, and how much of its payload is checked
         // (and so approved, or skipped) together with its header: all of it that is
         // in the buffer, so a frame read whole takes one pass, not two.
-        let mut text = self.text;
         let checked = ((avail.len() - h.len) as u64).min(h.payload_len);
-        if !h.is_control() {
-            let over = |limit: u64, n: u64| limit != 0 && n > limit;
-            let message = if h.opcode == frame::CONTINUATION {
-                self.message_bytes + h.payload_len
-            } else {
-                h.payload_len
-            };
-            if over(self.limits.max_frame, h.payload_len) || over(self.limits.max_message, message)
-            {
-                return Err(Halt::TooBig);
-            }
-            if forward {
-                text = match h.opcode {
-                    frame::TEXT if self.limits.validate_utf8 && h.rsv & 0b100 == 0 => {
-                        Some(Utf8::new())
-                    }
-                    frame::CONTINUATION => self.text,
-                    _ => None,
-                };
-                if let Some(t) = text.as_mut() {
-                    let last = checked == h.payload_len && h.fin;
-                    check_text(t, &avail[h.len..h.len + checked as usize], h.mask, 0, last)?;
-                    if last {
-                        text = None;
-                    }
-                }
-            }
-            if h.opcode != frame::CONTINUATION
-                && forward
-                && let Some(bucket) = self.limits.rate.as_mut()
-                && let Err(at) = bucket.take(Instant::now())
-            {
-                return match self.limits.on_exceed {
-                    OnExceed::Throttle => {
-                        self.stats.throttle();
-                        Ok(Scan::Wait(at))
-                    }
-                    OnExceed::Close => Err(Halt::Rate),
-                };
-            }
-            self.message_bytes = message;
-            self.text = text;
-            if forward {
-                let first = h.opcode != frame::CONTINUATION;
-                self.stats.data_frame(self.side, first, h.payload_len);
-            }
+        if !h.is_control()
+            && let Some(wait) = self.data_frame(&h, self.fwd + h.len, checked, forward)?
+        {
+            return Ok(wait);
         }
         self.checker.advance(&h);
         self.fwd += h.len + checked as usize;
@@ -175,6 +109,93 @@ impl Pump {
         self.frame_text = forward && !h.is_control() && self.text.is_some();
         self.payload_left = h.payload_len - checked;
         Ok(Scan::Progress)
+    }
+
+    /// Approves the rest of a frame whose header was checked: its payload as far as
+    /// it is in the buffer (text checked for UTF-8 as it passes).
+    #[inline]
+    fn scan_payload(&mut self) -> Result<Scan, Halt> {
+        let n = self.payload_left.min((self.end - self.fwd) as u64) as usize;
+        if self.forwarding
+            && self.frame_text
+            && let Some(text) = self.text.as_mut()
+        {
+            let offset = self.frame_len - self.payload_left;
+            let last = n as u64 == self.payload_left && self.frame_fin;
+            check_text(
+                text,
+                &self.buf[self.fwd..self.fwd + n],
+                self.mask,
+                offset,
+                last,
+            )?;
+            if last {
+                self.text = None;
+            }
+        }
+        self.payload_left -= n as u64;
+        self.fwd += n;
+        if !self.forwarding {
+            self.wpos = self.fwd; // skipped, not written
+        }
+        Ok(Scan::Progress)
+    }
+
+    /// A data frame's size limits, its payload's UTF-8 (the `checked` bytes of it in
+    /// the buffer from `at`) and the message rate; updates the message state.
+    /// `Some(scan)` when the rate says wait first.
+    #[inline]
+    fn data_frame(
+        &mut self,
+        h: &frame::Header,
+        at: usize,
+        checked: u64,
+        forward: bool,
+    ) -> Result<Option<Scan>, Halt> {
+        let over = |limit: u64, n: u64| limit != 0 && n > limit;
+        let message = if h.opcode == frame::CONTINUATION {
+            self.message_bytes + h.payload_len
+        } else {
+            h.payload_len
+        };
+        if over(self.limits.max_frame, h.payload_len) || over(self.limits.max_message, message) {
+            return Err(Halt::TooBig);
+        }
+        let mut text = self.text;
+        if forward {
+            text = match h.opcode {
+                frame::TEXT if self.limits.validate_utf8 && h.rsv & 0b100 == 0 => Some(Utf8::new()),
+                frame::CONTINUATION => self.text,
+                _ => None,
+            };
+            if let Some(t) = text.as_mut() {
+                let last = checked == h.payload_len && h.fin;
+                check_text(t, &self.buf[at..at + checked as usize], h.mask, 0, last)?;
+                if last {
+                    text = None;
+                }
+            }
+        }
+        if h.opcode != frame::CONTINUATION
+            && forward
+            && let Some(bucket) = self.limits.rate.as_mut()
+            && let Err(at) = bucket.take(Instant::now())
+        {
+            return match self.limits.on_exceed {
+                OnExceed::Throttle => {
+                    self.stats.throttle();
+                    Ok(Some(Scan::Wait(at)))
+                }
+                OnExceed::Close => Err(Halt::Rate),
+            };
+        }
+        self.message_bytes = message;
+        self.text = text;
+        if forward {
+            let first = h.opcode != frame::CONTINUATION;
+            self.stats.data_frame(self.side, first, h.payload_len);
+        }
+        Ok(None)
     }
 }
 
