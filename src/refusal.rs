@@ -42,6 +42,10 @@ pub enum Refusal {
     NoBackend,
     /// No backend answered within `upstream_deadline`.
     GatewayTimeout,
+    /// wsgate itself could not open a backend connection: no ephemeral port left
+    /// toward the backend's address, or no descriptor, socket buffer or memory. Not
+    /// the backend's fault, and not held against it.
+    LocalExhaustion,
     // --- The request head (any request, before routing): RFC 9112's framing rules.
     LengthWithTransferEncoding,
     RepeatedContentLength,
@@ -80,7 +84,7 @@ impl Refusal {
             HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
             HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             BadGateway(_) => StatusCode::BAD_GATEWAY,
-            NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            NoBackend | LocalExhaustion => StatusCode::SERVICE_UNAVAILABLE,
             GatewayTimeout | ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
             LengthWithTransferEncoding
             | RepeatedContentLength
@@ -118,6 +122,9 @@ impl Refusal {
             BadGateway(r) => r,
             NoBackend => "no healthy backend",
             GatewayTimeout => "no backend answered in time",
+            LocalExhaustion => {
+                "wsgate is out of local resources (ports or file descriptors) to reach the backend; try again later"
+            }
             LengthWithTransferEncoding => {
                 "Content-Length together with Transfer-Encoding is not accepted"
             }
@@ -170,7 +177,7 @@ impl Refusal {
                     h.insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            Refusal::NoBackend => {
+            Refusal::NoBackend | Refusal::LocalExhaustion => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}

@@ -5,12 +5,17 @@
 //! pool sets `host_header`), the connection (TCP, then TLS for a `tls = true` pool,
 //! both within `connect_timeout`), the checks on the backend's 101
 //! (Accept, subprotocol, extensions), and `UpstreamError`, which says what went wrong
-//! with which backend. Does not own: picking the backend or retrying (proxy.rs), or
-//! the pool's TLS settings (tls/upstream.rs).
+//! with which backend. Also the source address of a backend connection (the pool's
+//! `source_addresses`, each socket bound with `IP_BIND_ADDRESS_NO_PORT`), and telling
+//! wsgate's own shortage (no ephemeral port left, no descriptor, no memory:
+//! `UpstreamError::Local`) from a backend's failure. Does not own: picking the backend
+//! or retrying (http/upgrade.rs, http/forward.rs), or the pool's TLS settings
+//! (tls/upstream.rs).
 
 use crate::backends::backend::Backend;
 use crate::backends::balance::Pool;
 use crate::http::handshake::{UpgradeRequest, has_token, tokens};
+use crate::metrics::LocalExhaustion;
 use crate::relay::frame::Extensions;
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -21,8 +26,9 @@ use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::histogram::Histogram;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
 
@@ -57,12 +63,22 @@ pub enum UpgradeReply {
     Refused(Response<Incoming>),
 }
 
-/// Why a backend could not be used; each counts against it and may be retried elsewhere.
+/// Why a backend could not be used; each counts against it and may be retried
+/// elsewhere, except `Local`: wsgate's own shortage, which is no fault of the backend.
 /// `Display` names the backend and what failed; `source()` gives the io, TLS or HTTP
 /// error beneath (log it with `errors::ErrorChain`).
 #[derive(Debug)]
 pub enum UpstreamError {
     Connect(SocketAddr, std::io::Error),
+    /// socket, bind or connect failed for want of something on wsgate's own side: an
+    /// ephemeral port toward this address (from `from`, when the pool binds one), a
+    /// file descriptor, socket buffers or memory.
+    Local {
+        backend: SocketAddr,
+        from: Option<IpAddr>,
+        reason: LocalReason,
+        error: std::io::Error,
+    },
     ConnectTimeout(SocketAddr),
     /// The TLS handshake failed (certificate not verified, no common version...).
     Tls(SocketAddr, std::io::Error),
@@ -79,6 +95,18 @@ impl fmt::Display for UpstreamError {
         use UpstreamError::*;
         match self {
             Connect(a, _) => write!(f, "backend {a}: connect failed"),
+            Local {
+                backend,
+                from,
+                reason,
+                ..
+            } => {
+                write!(f, "backend {backend}: ")?;
+                if let Some(ip) = from {
+                    write!(f, "from {ip}: ")?;
+                }
+                write!(f, "wsgate is out of local resources ({})", reason.label())
+            }
             ConnectTimeout(a) => write!(f, "backend {a}: connect timed out"),
             Tls(a, _) => write!(f, "backend {a}: TLS handshake failed"),
             Http(a, _) => write!(f, "backend {a}: bad HTTP answer to the upgrade"),
@@ -104,7 +132,7 @@ impl std::error::Error for UpstreamError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         use UpstreamError::*;
         match self {
-            Connect(_, e) | Tls(_, e) => Some(e),
+            Connect(_, e) | Tls(_, e) | Local { error: e, .. } => Some(e),
             Http(_, e) => Some(e),
             ConnectTimeout(_) | UpgradeTimeout(_) | NotWebSocket(_) | BadAccept(_)
             | BadProtocol(..) | BadExtension(..) => None,
@@ -118,6 +146,7 @@ impl UpstreamError {
         use UpstreamError::*;
         match self {
             Connect(..) => "connect_failed",
+            Local { reason, .. } => reason.label(),
             ConnectTimeout(_) => "connect_timeout",
             Http(..) => "bad_http",
             UpgradeTimeout(_) => "upgrade_timeout",
@@ -127,6 +156,211 @@ impl UpstreamError {
             BadExtension(..) => "bad_extension",
             Tls(..) => "tls_failed",
         }
+    }
+
+    /// What ran out on wsgate's side, when this is no fault of the backend.
+    pub fn local(&self) -> Option<LocalReason> {
+        match self {
+            UpstreamError::Local { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+}
+
+/// What wsgate itself ran out of when it tried to open a backend connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LocalReason {
+    /// EADDRNOTAVAIL: every ephemeral port toward this address (from this source
+    /// address) is taken, or a `source_addresses` entry is not on this host.
+    AddrNotAvail,
+    /// EMFILE: the process's open-file limit.
+    Mfile,
+    /// ENFILE: the system's open-file limit.
+    Nfile,
+    /// ENOBUFS: no socket buffer space.
+    Nobufs,
+    /// ENOMEM: no kernel memory.
+    Nomem,
+}
+
+impl LocalReason {
+    pub const ALL: [LocalReason; 5] = [
+        LocalReason::AddrNotAvail,
+        LocalReason::Mfile,
+        LocalReason::Nfile,
+        LocalReason::Nobufs,
+        LocalReason::Nomem,
+    ];
+
+    /// The local shortage `e` (from socket, bind or connect) reports, if it is one.
+    pub fn of(e: &std::io::Error) -> Option<LocalReason> {
+        use rustix::io::Errno;
+        let errno = Errno::from_io_error(e)?;
+        Some(match errno {
+            Errno::ADDRNOTAVAIL => LocalReason::AddrNotAvail,
+            Errno::MFILE => LocalReason::Mfile,
+            Errno::NFILE => LocalReason::Nfile,
+            Errno::NOBUFS => LocalReason::Nobufs,
+            Errno::NOMEM => LocalReason::Nomem,
+            _ => return None,
+        })
+    }
+
+    /// The `reason` label of `wsgate_local_exhaustion_total` (one of
+    /// `metrics::local::REASONS`).
+    pub fn label(self) -> &'static str {
+        match self {
+            LocalReason::AddrNotAvail => "eaddrnotavail",
+            LocalReason::Mfile => "emfile",
+            LocalReason::Nfile => "enfile",
+            LocalReason::Nobufs => "enobufs",
+            LocalReason::Nomem => "enomem",
+        }
+    }
+
+    /// Whether another backend address may still work: ephemeral ports run out per
+    /// destination, so another address has ports of its own; descriptors, buffers
+    /// and memory are the whole process's (or machine's), so trying elsewhere would
+    /// only pile on.
+    pub fn per_destination(self) -> bool {
+        self == LocalReason::AddrNotAvail
+    }
+}
+
+/// A connect error, told apart: wsgate's own shortage (`Local`) or the backend's.
+fn connect_error(
+    backend: SocketAddr,
+    from: Option<IpAddr>,
+    error: std::io::Error,
+) -> UpstreamError {
+    match LocalReason::of(&error) {
+        Some(reason) => UpstreamError::Local {
+            backend,
+            from,
+            reason,
+            error,
+        },
+        None => UpstreamError::Connect(backend, error),
+    }
+}
+
+/// Where the next backend connection of any pool starts among its source addresses
+/// (round robin; when one is out of ports the next ones are tried).
+static NEXT_SOURCE: AtomicUsize = AtomicUsize::new(0);
+
+/// TCP to `addr`: from the kernel's choice of source address when `sources` has none
+/// of `addr`'s family, else from one of them, round robin. A source address out of
+/// ports toward `addr` (EADDRNOTAVAIL) hands over to the next one, so the pool can
+/// hold as many connections to one address as all its source addresses together.
+async fn tcp_connect(addr: SocketAddr, sources: &[IpAddr]) -> Result<TcpStream, UpstreamError> {
+    let same = |ip: &&IpAddr| ip.is_ipv4() == addr.is_ipv4();
+    let n = sources.iter().filter(same).count();
+    if n == 0 {
+        return TcpStream::connect(addr)
+            .await
+            .map_err(|e| connect_error(addr, None, e));
+    }
+    let start = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed);
+    let mut last = None;
+    for k in 0..n {
+        let Some(&ip) = sources.iter().filter(same).nth((start + k) % n) else {
+            break;
+        };
+        match connect_from(ip, addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => {
+                let e = connect_error(addr, Some(ip), e);
+                if e.local() != Some(LocalReason::AddrNotAvail) {
+                    return Err(e);
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        connect_error(
+            addr,
+            None,
+            std::io::Error::from(std::io::ErrorKind::AddrNotAvailable),
+        )
+    }))
+}
+
+/// A socket bound to `ip:0` with `IP_BIND_ADDRESS_NO_PORT` (the kernel picks the
+/// port at connect time, per destination, instead of reserving one for every
+/// destination at bind time), connected to `addr`.
+async fn connect_from(ip: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    bind_address_no_port(&socket)?;
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
+}
+
+/// The ephemeral port range (`net.ipv4.ip_local_port_range`) of this network
+/// namespace: where the kernel takes the port of every backend connection.
+pub fn local_port_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    match (it.next(), it.next()) {
+        (Some(Ok(lo)), Some(Ok(hi))) if lo <= hi => Some((lo, hi)),
+        _ => None,
+    }
+}
+
+/// The start-up warning for pool `pool` when `max_connections` sessions could not
+/// all reach one of its `backends` addresses: from one source address the kernel
+/// has `range` ports toward one address (IPv6 too), so one backend address holds
+/// at most (ports × source addresses of its family) connections.
+pub fn port_shortfall(
+    pool: &str,
+    backends: impl IntoIterator<Item = SocketAddr>,
+    sources: &[IpAddr],
+    max_connections: usize,
+    (lo, hi): (u16, u16),
+) -> Option<String> {
+    let ports = usize::from(hi - lo) + 1;
+    let (cap, addr, n) = backends
+        .into_iter()
+        .map(|b| {
+            let n = sources
+                .iter()
+                .filter(|s| s.is_ipv4() == b.is_ipv4())
+                .count()
+                .max(1);
+            (ports * n, b, n)
+        })
+        .min_by_key(|(cap, ..)| *cap)?;
+    (max_connections > cap).then(|| {
+        let plural = if n == 1 { "" } else { "es" };
+        format!(
+            "pool {pool:?}: max_connections = {max_connections} but backend {addr} can take only {cap} connections from this host (ip_local_port_range {lo}-{hi}: {ports} ports x {n} source address{plural}); sessions past that get 503 from wsgate: add source_addresses to the pool, or widen net.ipv4.ip_local_port_range"
+        )
+    })
+}
+
+/// Sets `IP_BIND_ADDRESS_NO_PORT` (Linux >= 4.2; it applies to IPv6 sockets too).
+fn bind_address_no_port(socket: &TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket this function borrows (open for the call), with
+    // a pointer to a live c_int and its exact size.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            std::ptr::from_ref(&on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -228,20 +462,30 @@ pub fn forwarded_request(
 /// Opens a connection to `backend` for `client` (the client's address and the one it
 /// connected to): TCP, the pool's PROXY header if it sends one (in the clear, before
 /// any TLS), then TLS if the pool says so, all within the pool's `connect_timeout`.
-/// The TCP connect time goes to `connect_time` when given. Upgrades and plain HTTP
-/// requests (http/forward.rs) both open their backend connections here.
+/// The TCP connect time goes to `connect_time` when given. A local shortage is
+/// counted and logged in `local` (once per episode), and a connection opened ends
+/// an episode. Upgrades and plain HTTP requests (http/forward.rs) both open their
+/// backend connections here.
 pub async fn connect(
     backend: &Backend,
     pool: &Pool,
     client: (std::net::SocketAddr, std::net::SocketAddr),
     connect_time: Option<&Histogram>,
+    local: &LocalExhaustion,
 ) -> Result<BackendStream, UpstreamError> {
     let addr = backend.addr;
     let connect = async {
         let t0 = std::time::Instant::now();
-        let mut tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|e| UpstreamError::Connect(addr, e))?;
+        let mut tcp = match tcp_connect(addr, &pool.conf.source_addresses).await {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                if let Some(reason) = e.local() {
+                    local.hit(reason.label(), &pool.name, &crate::errors::ErrorChain(&e));
+                }
+                return Err(e);
+            }
+        };
+        local.connected();
         if let Some(h) = connect_time {
             h.observe(t0.elapsed().as_secs_f64());
         }
@@ -274,9 +518,10 @@ pub async fn open(
     forwarded: Request<Empty<Bytes>>,
     req: &UpgradeRequest,
     connect_time: &Histogram,
+    local: &LocalExhaustion,
 ) -> Result<UpgradeReply, UpstreamError> {
     let addr = backend.addr;
-    let stream = connect(backend, pool, client.addrs, Some(connect_time)).await?;
+    let stream = connect(backend, pool, client.addrs, Some(connect_time), local).await?;
     let exchange = async {
         match stream {
             BackendStream::Plain(s) => upgrade(addr, s, forwarded, req, BackendStream::Plain).await,
@@ -386,6 +631,109 @@ mod tests {
             "backend 192.0.2.1:443: TLS handshake failed: UnknownIssuer"
         );
         assert_eq!(e.reason(), "tls_failed");
+    }
+
+    #[test]
+    fn local_shortages_are_told_from_backend_failures() {
+        use rustix::io::Errno;
+        let addr: SocketAddr = "192.0.2.1:443".parse().unwrap();
+        let os = |e: Errno| std::io::Error::from_raw_os_error(e.raw_os_error());
+        for (errno, reason, label) in [
+            (
+                Errno::ADDRNOTAVAIL,
+                LocalReason::AddrNotAvail,
+                "eaddrnotavail",
+            ),
+            (Errno::MFILE, LocalReason::Mfile, "emfile"),
+            (Errno::NFILE, LocalReason::Nfile, "enfile"),
+            (Errno::NOBUFS, LocalReason::Nobufs, "enobufs"),
+            (Errno::NOMEM, LocalReason::Nomem, "enomem"),
+        ] {
+            let e = connect_error(addr, None, os(errno));
+            assert_eq!(e.local(), Some(reason));
+            assert_eq!(e.reason(), label);
+            assert!(crate::metrics::local::REASONS.contains(&label));
+            assert!(std::error::Error::source(&e).is_some(), "{e:?}");
+        }
+        assert_eq!(LocalReason::ALL.len(), crate::metrics::local::REASONS.len());
+        for errno in [
+            Errno::CONNREFUSED,
+            Errno::HOSTUNREACH,
+            Errno::NETUNREACH,
+            Errno::TIMEDOUT,
+        ] {
+            let e = connect_error(addr, None, os(errno));
+            assert_eq!(e.local(), None, "{errno:?} is the backend's");
+            assert_eq!(e.reason(), "connect_failed");
+        }
+        assert_eq!(LocalReason::of(&std::io::Error::other("x")), None);
+        let from = Some("127.0.0.2".parse().unwrap());
+        let e = connect_error(addr, from, os(Errno::ADDRNOTAVAIL));
+        assert_eq!(
+            crate::errors::ErrorChain(&e).to_string(),
+            format!(
+                "backend 192.0.2.1:443: from 127.0.0.2: wsgate is out of local resources (eaddrnotavail): {}",
+                os(Errno::ADDRNOTAVAIL)
+            )
+        );
+        assert!(LocalReason::AddrNotAvail.per_destination());
+        assert!(!LocalReason::Mfile.per_destination());
+    }
+
+    #[tokio::test]
+    async fn a_source_address_is_bound_and_one_not_on_this_host_is_local() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = l.local_addr().unwrap();
+        let from: IpAddr = "127.0.0.3".parse().unwrap();
+        let tcp = tcp_connect(to, &[from]).await.unwrap();
+        assert_eq!(tcp.local_addr().unwrap().ip(), from);
+        // An IPv6 source is not used for an IPv4 backend: the kernel chooses.
+        let tcp = tcp_connect(to, &["::1".parse().unwrap()]).await.unwrap();
+        assert_eq!(tcp.local_addr().unwrap().ip(), IpAddr::from([127, 0, 0, 1]));
+        // TEST-NET-1 is on no interface here: bind fails, and that is wsgate's side.
+        let away: IpAddr = "192.0.2.1".parse().unwrap();
+        let e = tcp_connect(to, &[away]).await.unwrap_err();
+        assert_eq!(e.local(), Some(LocalReason::AddrNotAvail), "{e}");
+        // With another source still usable, the one that fails hands over.
+        for _ in 0..4 {
+            let tcp = tcp_connect(to, &[away, from]).await.unwrap();
+            assert_eq!(tcp.local_addr().unwrap().ip(), from);
+        }
+    }
+
+    #[test]
+    fn the_port_range_bounds_the_connections_to_one_backend_address() {
+        let v4: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let v6: SocketAddr = "[fd00::1]:80".parse().unwrap();
+        let two: Vec<IpAddr> = vec!["10.0.0.9".parse().unwrap(), "10.0.0.10".parse().unwrap()];
+        let range = (32768, 60999);
+        assert_eq!(port_shortfall("p", [v4], &[], 28_232, range), None);
+        let w = port_shortfall("p", [v4], &[], 28_233, range).unwrap();
+        assert!(
+            w.starts_with("pool \"p\": max_connections = 28233 but backend 10.0.0.1:80 can take only 28232 connections")
+                && w.contains("28232 ports x 1 source address)"),
+            "{w}"
+        );
+        assert_eq!(port_shortfall("p", [v4], &two, 56_464, range), None);
+        // The IPv6 backend has no IPv6 source address: it is the bound.
+        let w = port_shortfall("p", [v4, v6], &two, 56_464, range).unwrap();
+        assert!(
+            w.contains("backend [fd00::1]:80 can take only 28232"),
+            "{w}"
+        );
+        assert_eq!(port_shortfall("p", [], &two, 1_000_000, range), None);
+    }
+
+    #[test]
+    fn a_local_shortage_is_retried_once_on_another_address_at_most() {
+        use crate::http::upgrade::local_retry;
+        let mut retried = false;
+        assert!(local_retry(None, &mut retried));
+        assert!(!local_retry(Some(LocalReason::Mfile), &mut retried));
+        assert!(!retried);
+        assert!(local_retry(Some(LocalReason::AddrNotAvail), &mut retried));
+        assert!(!local_retry(Some(LocalReason::AddrNotAvail), &mut retried));
+        assert!(local_retry(None, &mut retried));
     }
 
     #[test]

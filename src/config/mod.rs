@@ -17,6 +17,7 @@ mod limits;
 mod load;
 mod routes;
 pub mod schema;
+mod source;
 pub mod tls;
 pub mod types;
 mod validate;
@@ -34,7 +35,7 @@ pub use types::{
     Secret, SuiteName, TlsVersion,
 };
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -179,6 +180,9 @@ pub struct Pool {
     /// Plain HTTP: idle connections kept per backend, and for how long.
     pub keepalive: usize,
     pub keepalive_timeout: Duration,
+    /// The local addresses backend connections are made from (empty: the kernel's
+    /// choice); each backend uses those of its own family.
+    pub source_addresses: Vec<IpAddr>,
     /// The backends with a fixed address, in file order; a generation's pools also
     /// hold the addresses `discover` found (`Config::with_discovered`).
     pub backends: Vec<Backend>,

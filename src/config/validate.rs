@@ -277,6 +277,8 @@ fn pools(ps: &[schema::Pool], source: &Path, secret: &Secret, out: &mut Vec<Find
             ));
         }
         let (backends, discover) = backends(i, p, out);
+        let sources =
+            super::source::check(i, &p.source_addresses, &backends, !discover.is_empty(), out);
         let tls = super::tls::pool(i, p, source, out);
         checked.push(Pool {
             name: p.name.clone(),
@@ -304,6 +306,7 @@ fn pools(ps: &[schema::Pool], source: &Path, secret: &Secret, out: &mut Vec<Find
             response_timeout: p.response_timeout.get(),
             keepalive: p.keepalive,
             keepalive_timeout: p.keepalive_timeout.get(),
+            source_addresses: sources,
             backends,
             discover,
         });

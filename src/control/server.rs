@@ -440,6 +440,24 @@ async fn discover_first(rt: &Runtime, dns: &Discovery, cfg: &Config) -> Result<(
     Ok(())
 }
 
+/// Warns about each pool whose backend address cannot take `max_connections`
+/// connections from the ephemeral port range (backends/connect.rs `port_shortfall`).
+fn warn_port_shortfall(g: &crate::runtime::Generation) {
+    let Some(range) = crate::backends::connect::local_port_range() else {
+        return;
+    };
+    for p in &g.pools {
+        let addrs = p.backends.iter().map(|b| b.addr);
+        let max = g.effective.max_connections.value;
+        let sources = &p.conf.source_addresses;
+        if let Some(w) =
+            crate::backends::connect::port_shortfall(&p.name, addrs, sources, max, range)
+        {
+            tracing::warn!("{w}");
+        }
+    }
+}
+
 /// Builds generation 1, binds every listener (or takes systemd's sockets), and
 /// starts serving. Readiness is reported once every listener is bound.
 pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
@@ -463,6 +481,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
     }
     let g = rt.current();
     tracing::info!("{}; {}", g.effective.max_connections, g.effective.overload);
+    warn_port_shortfall(&g);
     let admin = bind_admin(cfg)?;
     let (stop, rx) = watch::channel(false);
     tokio::spawn(rt.overload.clone().watch_memory(rx.clone()));

@@ -12,7 +12,9 @@
 //! sent and got no response head is tried again (on a fresh connection, then on
 //! another backend) only when it is GET or HEAD without a body. Failures on a
 //! reused connection are not held against the backend (the usual cause is a
-//! keep-alive race, not a sick backend). A pool with `send_proxy_protocol` writes
+//! keep-alive race, not a sick backend), nor is wsgate's own shortage (no ephemeral
+//! port, descriptor or memory: a 503, tried on one other backend at most, as
+//! `upgrade::local_retry` says). A pool with `send_proxy_protocol` writes
 //! the client's PROXY header first on each backend connection, so such a connection
 //! is the client's own: it is never taken from or given back to the idle set (as
 //! HAProxy makes connections with a PROXY header private). Does not own: decoding the body (body.rs),
@@ -126,6 +128,7 @@ where
     let to = To {
         addrs: (info.peer, info.local),
         sticky: sticky.as_deref(),
+        local: &client.rt.metrics.local_exhaustion,
     };
     let exchange = exchange(&pool, &out, reqbody, done_rx, to);
     tokio::pin!(feed);
@@ -412,10 +415,10 @@ fn give_back(mut sender: Sender, lease: Lease) {
 async fn connect(
     backend: &crate::backends::backend::Backend,
     pool: &Pool,
-    client: (std::net::SocketAddr, std::net::SocketAddr),
+    to: &To<'_>,
 ) -> Result<Sender, connect::UpstreamError> {
     use connect::BackendStream;
-    match connect::connect(backend, pool, client, None).await? {
+    match connect::connect(backend, pool, to.addrs, None, to.local).await? {
         BackendStream::Plain(tcp) => start_client(backend.addr, tcp).await,
         BackendStream::Tls(stream) => start_client(backend.addr, stream).await,
     }
@@ -458,11 +461,32 @@ async fn await_head<F: Future>(
     timeout(limit, fut).await
 }
 
+/// A connect to `backend` failed with `e` (kept in `last`): held against the backend
+/// unless it is wsgate's own shortage. Returns whether to try another backend (a
+/// local shortage: as `upgrade::local_retry` says).
+fn connect_failed(
+    pool: &Pool,
+    backend: &crate::backends::backend::Backend,
+    e: connect::UpstreamError,
+    last: &mut Option<connect::UpstreamError>,
+    local_retried: &mut bool,
+) -> bool {
+    let local = e.local();
+    if local.is_none() {
+        tracing::warn!(pool = %pool.name, "{}", crate::errors::ErrorChain(&e));
+        backend.record_failure(pool.conf.active_checks);
+    }
+    *last = Some(e);
+    super::upgrade::local_retry(local, local_retried)
+}
+
 /// Who a request is for: the client's address and the one it connected to (for a
-/// PROXY header), and its sticky cookie.
+/// PROXY header), and its sticky cookie; and where wsgate's own shortages are
+/// counted.
 struct To<'a> {
     addrs: (std::net::SocketAddr, std::net::SocketAddr),
     sticky: Option<&'a str>,
+    local: &'a crate::metrics::LocalExhaustion,
 }
 
 /// Sends the request to a backend of `pool` and waits for its response head, with
@@ -480,6 +504,7 @@ async fn exchange(
     let mut body = Some(body);
     let mut tried = Vec::new();
     let mut last = None;
+    let mut local_retried = false;
     'backends: for _ in 0..=pool.conf.retries {
         let Some(lease) = pool.pick_for(to.addrs.0.ip(), to.sticky, &tried) else {
             break;
@@ -496,13 +521,13 @@ async fn exchange(
             let reused = pooled.is_some();
             let mut sender = match pooled {
                 Some(s) => s,
-                None => match connect(&backend, pool, to.addrs).await {
+                None => match connect(&backend, pool, &to).await {
                     Ok(s) => s,
                     Err(e) => {
-                        tracing::warn!(pool = %pool.name, "{}", crate::errors::ErrorChain(&e));
-                        backend.record_failure(active);
-                        last = Some(e);
-                        continue 'backends;
+                        if connect_failed(pool, &backend, e, &mut last, &mut local_retried) {
+                            continue 'backends;
+                        }
+                        break 'backends;
                     }
                 },
             };
@@ -558,6 +583,10 @@ async fn exchange(
         }
     }
     Err(match last {
+        Some(connect::UpstreamError::Local { .. }) => {
+            to.local.refused();
+            Refusal::LocalExhaustion
+        }
         Some(connect::UpstreamError::Connect(..) | connect::UpstreamError::ConnectTimeout(_)) => {
             Refusal::BadGateway("bad gateway: backend unreachable".into())
         }

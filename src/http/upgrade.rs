@@ -274,7 +274,9 @@ fn passed_on(
 /// Picks backends and opens one. A failed connect or upgrade counts against that
 /// backend (passive checks) and the next backend is tried, up to the pool's
 /// `retries`, never the same one twice, all within `upstream_deadline`. A backend's
-/// own non-101 answer is not a failure: it is the answer.
+/// own non-101 answer is not a failure: it is the answer. A connect that failed for
+/// want of wsgate's own resources (`UpstreamError::Local`) counts against no
+/// backend, is retried only as `local_retry` says, and ends in a 503.
 async fn open_any(
     pool: &Pool,
     upgrade: &UpgradeRequest,
@@ -302,6 +304,7 @@ async fn open_any(
     let mut tried = Vec::new();
     let mut settled = 0; // attempts whose outcome was recorded
     let mut last = None;
+    let mut local_retried = false;
     let attempts = async {
         for _ in 0..=pool.conf.retries {
             let Some(lease) = pool.pick_for(client.ip, sticky, &tried) else {
@@ -316,17 +319,33 @@ async fn open_any(
             let connect_time = metrics
                 .backend_connect
                 .get_or_create_owned(&labels(lease.backend()));
-            match connect::open(lease.backend(), pool, client, fwd, upgrade, &connect_time).await {
+            let local = &metrics.local_exhaustion;
+            let opened = connect::open(
+                lease.backend(),
+                pool,
+                client,
+                fwd,
+                upgrade,
+                &connect_time,
+                local,
+            );
+            match opened.await {
                 Ok(answer) => {
                     lease.backend().record_success();
                     return Some((lease, answer));
                 }
                 Err(e) => {
-                    tracing::warn!(pool = %pool.name, "{}", crate::errors::ErrorChain(&e));
-                    failed(lease.backend(), e.reason());
-                    lease.backend().record_failure(active_checks);
                     settled += 1;
+                    let local = e.local();
+                    if local.is_none() {
+                        tracing::warn!(pool = %pool.name, "{}", crate::errors::ErrorChain(&e));
+                        failed(lease.backend(), e.reason());
+                        lease.backend().record_failure(active_checks);
+                    }
                     last = Some(e);
+                    if !local_retry(local, &mut local_retried) {
+                        break;
+                    }
                 }
             }
         }
@@ -345,9 +364,29 @@ async fn open_any(
             Err(Refusal::GatewayTimeout)
         }
         Ok(None) => Err(match last {
+            Some(e) if e.local().is_some() => {
+                metrics.local_exhaustion.refused();
+                Refusal::LocalExhaustion
+            }
             Some(e) => Refusal::BadGateway(format!("bad gateway: {}", short(&e))),
             None => Refusal::NoBackend,
         }),
+    }
+}
+
+/// Whether to try another backend after an attempt that failed with `local` (what
+/// wsgate itself ran out of; `None`: the backend failed, try the next as usual).
+/// Out of ephemeral ports toward one address, one other address is tried (it has
+/// ports of its own), once per request; out of descriptors or memory, nothing is
+/// (every backend would fail the same way, and each attempt would pile on).
+pub(crate) fn local_retry(local: Option<connect::LocalReason>, retried: &mut bool) -> bool {
+    match local {
+        None => true,
+        Some(r) if r.per_destination() && !*retried => {
+            *retried = true;
+            true
+        }
+        Some(_) => false,
     }
 }
 
@@ -356,6 +395,7 @@ fn short(e: &connect::UpstreamError) -> &'static str {
     use connect::UpstreamError::*;
     match e {
         Connect(..) | ConnectTimeout(_) => "backend unreachable",
+        Local { .. } => "wsgate is out of local resources",
         Tls(..) => "backend TLS handshake failed",
         Http(..) | UpgradeTimeout(_) | NotWebSocket(_) => "backend did not upgrade",
         BadAccept(_) => "backend sent a wrong Sec-WebSocket-Accept",

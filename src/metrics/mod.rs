@@ -2,7 +2,8 @@
 //! issue 10 fixed (README "Metrics" lists them), and the live sessions' counters.
 //!
 //! Owns: the event families (connections, TLS handshakes, upgrades, sessions, closes,
-//! limit hits, backend checks, connects and failures, DNS lookups, client RTT), their label sets
+//! limit hits, backend checks, connects and failures, local exhaustion (local.rs),
+//! DNS lookups, client RTT), their label sets
 //! (bounded: listener, route and pool names, backend addresses as configured,
 //! statuses, outcomes, close codes folded into a fixed set; never a client address or
 //! a request path), what a session's end is counted in, and the text exposition of
@@ -12,11 +13,13 @@
 
 mod labels;
 mod live;
+pub(crate) mod local;
 mod process;
 pub(crate) mod samples;
 
 pub(crate) use labels::*;
 pub(crate) use live::{Ended, SessionKey};
+pub(crate) use local::LocalExhaustion;
 pub(crate) use process::Process;
 pub(crate) use samples::{Kind, Samples};
 
@@ -82,6 +85,8 @@ pub struct Metrics {
     pub backend_connect: Hist<BackendLabels>,
     pub backend_failures: Family<FailureLabels, Counter>,
     pub dns_lookups: Family<DnsLabels, Counter>,
+    /// Backend connections wsgate could not open for want of its own resources.
+    pub local_exhaustion: LocalExhaustion,
     /// Plain totals for the status page (the families above cannot be read back).
     pub totals: Totals,
     sessions: Mutex<Sessions>,
@@ -136,6 +141,7 @@ impl Metrics {
             backend_connect: Family::new_with_constructor(connect_hist),
             backend_failures: Family::default(),
             dns_lookups: Family::default(),
+            local_exhaustion: LocalExhaustion::default(),
             totals: Totals::default(),
             sessions: Mutex::new(Sessions::default()),
         };
@@ -224,6 +230,11 @@ impl Metrics {
             "wsgate_dns_lookups",
             "DNS lookups of resolve backends by result (ok, empty, failed)",
             self.dns_lookups.clone(),
+        );
+        r.register(
+            "wsgate_local_exhaustion",
+            "Backend connections wsgate could not open for want of its own resources (eaddrnotavail: no ephemeral port left toward that address; emfile, enfile, enobufs, enomem); not counted against the backend",
+            self.local_exhaustion.counts.clone(),
         );
         r
     }

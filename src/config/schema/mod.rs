@@ -279,6 +279,9 @@ pub struct Pool {
     /// Plain HTTP: how long an idle backend connection is kept.
     #[serde(default = "default_backend_keepalive_timeout")]
     pub keepalive_timeout: Dur,
+    /// Local addresses backend connections are made from, in turn (IP literals).
+    #[serde(default)]
+    pub source_addresses: Vec<std::net::IpAddr>,
     #[serde(rename = "backend", default)]
     pub backends: Vec<Backend>,
 }
