@@ -13,6 +13,7 @@ use crate::accept::listen;
 use crate::config::{Config, KeyPath, Problem};
 use crate::control::activation::{self, ActivationError, Inherited};
 use crate::control::admin::Admin;
+use crate::control::admin::reload::{Outcome, ReloadLog};
 use crate::control::discovery::{self, Discovery};
 use crate::runtime::{BuildError, Generation, Runtime};
 use std::fmt;
@@ -128,6 +129,8 @@ pub struct Running {
     prune: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     /// The admin listener (`None`: turned off, or the default address was taken).
     admin: Option<Admin>,
+    /// Each reload attempt and its outcome (the admin listener's `/reload`).
+    reloads: Arc<ReloadLog>,
 }
 
 /// Binds the admin listener `cfg` asks for. `Ok(None)` when it is off, or when the
@@ -244,7 +247,7 @@ impl Running {
 
     fn serve_admin(&mut self, bound: Option<(SocketAddr, TcpListener)>) {
         if let Some((addr, l)) = bound {
-            let a = Admin::serve(addr, l, self.rt.clone());
+            let a = Admin::serve(addr, l, self.rt.clone(), self.reloads.clone());
             tracing::info!(
                 "admin interface on http://{}/ (metrics at /metrics)",
                 a.local
@@ -331,11 +334,14 @@ impl Running {
     }
 
     /// Re-reads `path` (config, certificates, keys) and reloads it; the outcome is
-    /// counted. On failure the running generation stays in place, untouched.
+    /// counted and recorded as the next reload attempt (`reload_log`). On failure
+    /// the running generation stays in place, untouched.
     pub async fn reload_file(
         &mut self,
         path: &std::path::Path,
     ) -> Result<(Reloaded, Config), ReloadError> {
+        // Begun before the file is read: see admin/reload.rs.
+        let seq = self.reloads.begin();
         let result = match Config::load(path) {
             Err(e) => Err(ReloadError::Config(e)),
             Ok(cfg) => match self.reload(&cfg).await {
@@ -344,7 +350,23 @@ impl Running {
             },
         };
         self.rt.reloads.record(result.is_ok());
+        let outcome = match &result {
+            Ok((r, _)) => Outcome::Loaded {
+                generation: r.generation,
+                warnings: r.warnings.clone(),
+            },
+            Err(e) => Outcome::Refused {
+                serving: self.rt.current().id,
+                reason: crate::errors::ErrorChain(e).to_string(),
+            },
+        };
+        self.reloads.finish(seq, outcome);
         result
+    }
+
+    /// The reload attempts of this process and how each ended.
+    pub fn reload_log(&self) -> &Arc<ReloadLog> {
+        &self.reloads
     }
 
     /// Stops accepting on every listener (readiness first: not ready) and stops
@@ -475,6 +497,7 @@ pub async fn start(cfg: &Config) -> Result<Running, ServeError> {
         inherited,
         prune: Some((stop, prune)),
         admin: None,
+        reloads: Arc::new(ReloadLog::default()),
     };
     running.serve_admin(admin);
     for (l, socket) in cfg.listeners.iter().zip(sockets) {

@@ -1,14 +1,14 @@
 //! The `wsgate` command: `run` (the default), `check` (like `nginx -t`), `reload`
-//! (signal the running process), `demo`.
+//! (signal the running process and wait for the outcome), `demo`.
 //!
 //! Signals of `run`: SIGHUP reloads (config, certificates, keys); SIGTERM or SIGINT
 //! drain and exit (a second one exits at once). systemd hears of each step.
 
 mod alloc;
 mod demo;
+mod reload;
 
 use clap::{Parser, Subcommand};
-use rustix::process::{Pid, Signal, kill_process};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -40,11 +40,16 @@ enum Command {
     Run,
     /// Validate the configuration and certificates, then exit 0 (valid) or 1.
     Check,
-    /// Validate the configuration, then ask the running wsgate to reload it (SIGHUP).
+    /// Validate the configuration, ask the running wsgate to reload it (SIGHUP), and
+    /// wait for the outcome: exit 0 when the new generation is loaded, 1 when the
+    /// process refused it (its reason is printed).
     Reload {
         /// The running process; default: the `pid_file` of the configuration.
         #[arg(long)]
         pid: Option<u32>,
+        /// Seconds to wait for the outcome (read from the admin listener's /reload).
+        #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+        timeout: u64,
     },
     /// Run two echo backends behind wsgate on https://127.0.0.1:8443 with certs-example/.
     Demo,
@@ -67,7 +72,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Check => check(&cli.config),
-        Command::Reload { pid } => reload_command(&cli.config, pid),
+        Command::Reload { pid, timeout } => {
+            reload_command(&cli.config, pid, Duration::from_secs(timeout))
+        }
         Command::Demo => match runtime(None) {
             Some(rt) => rt.block_on(demo::run()),
             None => ExitCode::FAILURE,
@@ -129,42 +136,13 @@ fn check(path: &Path) -> ExitCode {
 }
 
 /// `wsgate reload`: refuses a broken config before disturbing the running process,
-/// then sends it SIGHUP (the process re-reads everything and reports the outcome in
-/// its log and systemd status).
-fn reload_command(path: &Path, pid: Option<u32>) -> ExitCode {
+/// then sends it SIGHUP and waits for the outcome (reload.rs).
+fn reload_command(path: &Path, pid: Option<u32>, timeout: Duration) -> ExitCode {
     let Some(cfg) = checked(path) else {
         eprintln!("not reloading: the running wsgate keeps its configuration");
         return ExitCode::FAILURE;
     };
-    let pid = match (pid, &cfg.server.pid_file) {
-        (Some(p), _) => p,
-        (None, Some(file)) => match std::fs::read_to_string(file)
-            .map_err(|e| e.to_string())
-            .and_then(|s| s.trim().parse::<u32>().map_err(|e| e.to_string()))
-        {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{}: cannot read the pid: {e}", file.display());
-                return ExitCode::FAILURE;
-            }
-        },
-        (None, None) => {
-            eprintln!(
-                "no process to signal: pass --pid (under systemd: --pid $MAINPID) or set [server] pid_file"
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    let Some(target) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
-        eprintln!("bad pid {pid}");
-        return ExitCode::FAILURE;
-    };
-    if let Err(e) = kill_process(target, Signal::HUP) {
-        eprintln!("cannot signal process {pid}: {}", std::io::Error::from(e));
-        return ExitCode::FAILURE;
-    }
-    println!("{}: configuration OK; sent SIGHUP to {pid}", path.display());
-    ExitCode::SUCCESS
+    reload::run(path, &cfg, pid, timeout)
 }
 
 type LogHandle = Handle<EnvFilter, Registry>;

@@ -1,0 +1,163 @@
+//! The `wsgate` command line on the real binary: `reload` waits for and reports the
+//! running process's outcome.
+
+mod common;
+use common::bin::{Bin, bin_config};
+use common::*;
+use std::process::Output;
+
+/// A port free a moment ago on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `wsgate args...`, run off the test's runtime threads.
+async fn wsgate(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wsgate"))
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+async fn reload(conf: &std::path::Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let mut args = vec![
+        "reload".to_string(),
+        "-c".into(),
+        conf.display().to_string(),
+    ];
+    args.extend(extra.iter().map(ToString::to_string));
+    let out = wsgate(args).await;
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A config with a pid file and `admin` as the admin address ("" turns it off).
+fn config(pid_file: &std::path::Path, admin: &str, backend: std::net::SocketAddr) -> String {
+    bin_config(
+        0,
+        &format!(
+            r#"[server]
+drain_spread = "0s"
+pid_file = "{}"
+
+[admin]
+address = "{admin}"
+
+{}"#,
+            pid_file.display(),
+            pool_and_route("p", "round_robin", &[(backend, 1)])
+        ),
+    )
+}
+
+/// The attempt count `/reload` reports.
+async fn attempts(admin: std::net::SocketAddr) -> u64 {
+    let r = common::admin::get(admin, "/reload").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    v["started"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_reports_the_new_generation_or_the_refusal_and_its_reason() {
+    let e = echo("e").await;
+    let dir = common::bin::scratch_dir("cli-reload");
+    let pid_file = dir.join("wsgate.pid");
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let good = config(&pid_file, &admin.to_string(), e.addr);
+    let w = Bin::start("cli-reload-bin", &good).await;
+
+    // A good reload: exit 0, the new generation named.
+    let (code, out, err) = reload(&w.conf, &[]).await;
+    assert_eq!(code, Some(0), "{out}{err}\nlog:\n{}", w.log());
+    assert_eq!(out.trim(), "reloaded: generation 2", "{err}");
+
+    // A new listener on a port already taken: the process refuses; exit 1 with its reason.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let two = format!(
+        r#"
+[[listener]]
+name = "two"
+address = "127.0.0.1:{port}"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+"#
+    );
+    w.write_config(&format!("{good}{two}"));
+    let (code, out, err) = reload(&w.conf, &["--timeout", "20"]).await;
+    assert_eq!(code, Some(1), "{out}{err}\nlog:\n{}", w.log());
+    let refused = err.lines().next().unwrap_or_default();
+    assert!(refused.starts_with("reload refused: "), "{err}");
+    assert!(
+        refused.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(refused.contains("Address already in use"), "{err}");
+    assert!(err.contains("still serving generation 2"), "{err}");
+    drop(taken);
+
+    // An invalid file: refused before any signal (the attempt count stays).
+    let before = attempts(admin).await;
+    w.write_config(&good.replace("[[pool]]", "[[pool]"));
+    let (code, out, err) = reload(&w.conf, &[]).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("not reloading"), "{err}");
+    assert_eq!(attempts(admin).await, before, "the process was signalled");
+
+    // Back to good: generation 3 (the refused attempt made none).
+    w.write_config(&good);
+    let (code, out, err) = reload(&w.conf, &[]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(out.trim(), "reloaded: generation 3", "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Without an admin listener the outcome cannot be read: the signal is sent, the
+/// command says it cannot confirm, and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_without_an_admin_listener_warns_that_it_cannot_confirm() {
+    let e = echo("e").await;
+    let dir = common::bin::scratch_dir("cli-reload-noadmin");
+    let pid_file = dir.join("wsgate.pid");
+    let mut w = Bin::start("cli-reload-noadmin-bin", &config(&pid_file, "", e.addr)).await;
+    let (code, out, err) = reload(&w.conf, &[]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("sent SIGHUP to"), "{out}");
+    assert!(
+        err.contains("cannot be confirmed: no admin listener is configured"),
+        "{err}"
+    );
+    w.wait_note("RELOADING=1").await;
+    let ready = w.wait_ready().await;
+    assert!(ready.contains("generation 2"), "{ready}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Two `wsgate reload` at once: each reports a finished attempt that began after
+/// it read the count, and both succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_reloads_each_report_an_outcome() {
+    let e = echo("e").await;
+    let dir = common::bin::scratch_dir("cli-reload-overlap");
+    let pid_file = dir.join("wsgate.pid");
+    let admin = format!("127.0.0.1:{}", free_port());
+    let w = Bin::start("cli-reload-overlap-bin", &config(&pid_file, &admin, e.addr)).await;
+    let (a, b) = tokio::join!(reload(&w.conf, &[]), reload(&w.conf, &[]));
+    for (code, out, err) in [a, b] {
+        assert_eq!(code, Some(0), "{out}{err}\nlog:\n{}", w.log());
+        assert!(out.starts_with("reloaded: generation "), "{out}{err}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
