@@ -161,3 +161,74 @@ async fn overlapping_reloads_each_report_an_outcome() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn run_sync(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn completions_for_each_shell_name_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (ok, out, err) = run_sync(&["completions", shell]);
+        assert!(ok, "{shell}: {err}");
+        assert!(!out.trim().is_empty(), "{shell}: empty script");
+        for command in ["run", "check", "reload", "demo", "completions"] {
+            assert!(out.contains(command), "{shell}: {command} missing:\n{out}");
+        }
+        assert!(
+            out.contains("timeout"),
+            "{shell}: reload's --timeout missing"
+        );
+    }
+    let (ok, _, err) = run_sync(&["completions", "tcsh"]);
+    assert!(!ok, "an unknown shell is refused");
+    assert!(err.contains("bash"), "{err}");
+}
+
+#[test]
+fn the_man_page_is_generated_from_the_command_line() {
+    let dir = common::bin::scratch_dir("cli-man");
+    let (ok, out, err) = run_sync(&["man", "--dir", dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let page = dir.join("wsgate.1");
+    assert_eq!(out.trim(), page.display().to_string());
+    let roff = std::fs::read_to_string(&page).unwrap();
+    assert!(roff.contains(".TH wsgate 1"), "{roff}");
+    for section in [".SH NAME", ".SH SYNOPSIS", ".SH DESCRIPTION", ".SH OPTIONS"] {
+        assert!(roff.contains(section), "{section} missing:\n{roff}");
+    }
+    assert!(roff.contains("reload"), "{roff}");
+    // Each command wsgate(1) refers to has its page.
+    for command in ["run", "check", "reload", "demo", "completions"] {
+        assert!(
+            dir.join(format!("wsgate-{command}.1")).exists(),
+            "{command}"
+        );
+    }
+    // Rendered by man(1) when it is installed.
+    let rendered = std::process::Command::new("man")
+        .arg("-l")
+        .arg(&page)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output();
+    if let Ok(r) = rendered
+        && r.status.success()
+    {
+        let text = String::from_utf8_lossy(&r.stdout);
+        assert!(text.contains("NAME"), "{text}");
+        assert!(
+            text.contains("TLS-terminating WebSocket reverse proxy"),
+            "{text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,15 +1,18 @@
 //! The `wsgate` command: `run` (the default), `check` (like `nginx -t`), `reload`
-//! (signal the running process and wait for the outcome), `demo`.
+//! (signal the running process and wait for the outcome), `demo`, `completions`
+//! and (hidden, for packaging) `man`. The definition is in cli.rs.
 //!
 //! Signals of `run`: SIGHUP reloads (config, certificates, keys); SIGTERM or SIGINT
 //! drain and exit (a second one exits at once). systemd hears of each step.
 
 mod alloc;
+mod cli;
 mod demo;
 mod reload;
 
-use clap::{Parser, Subcommand};
-use std::path::{Path, PathBuf};
+use clap::Parser;
+use cli::{Cli, Command};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
@@ -20,65 +23,37 @@ use wsgate::control::notify;
 use wsgate::control::server::Running;
 use wsgate::errors::ErrorChain;
 
-#[derive(Parser)]
-#[command(
-    name = "wsgate",
-    version,
-    about = "TLS-terminating WebSocket reverse proxy and load balancer"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    /// Configuration file (for `run` when no command is given).
-    #[arg(short, long, global = true, default_value = "/etc/wsgate/wsgate.toml")]
-    config: PathBuf,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the proxy (the default).
-    Run,
-    /// Validate the configuration and certificates, then exit 0 (valid) or 1.
-    Check,
-    /// Validate the configuration, ask the running wsgate to reload it (SIGHUP), and
-    /// wait for the outcome: exit 0 when the new generation is loaded, 1 when the
-    /// process refused it (its reason is printed).
-    Reload {
-        /// The running process; default: the `pid_file` of the configuration.
-        #[arg(long)]
-        pid: Option<u32>,
-        /// Seconds to wait for the outcome (read from the admin listener's /reload).
-        #[arg(long, default_value_t = 30, value_name = "SECONDS")]
-        timeout: u64,
-    },
-    /// Run two echo backends behind wsgate on https://127.0.0.1:8443 with certs-example/.
-    Demo,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let path = cli.config;
     let command = cli.command.unwrap_or(Command::Run);
+    match command {
+        Command::Completions { shell } => return cli::completions(shell),
+        Command::Man { dir } => return cli::man(&dir),
+        _ => {}
+    }
     // Before anything is opened or derived from it: the soft open-file limit up to
     // the hard one (max_connections is derived from it).
     wsgate::resources::raise_nofile();
     match command {
         Command::Run => {
-            let Some(cfg) = load(&cli.config) else {
+            let Some(cfg) = load(&path) else {
                 return ExitCode::FAILURE;
             };
             match runtime(cfg.server.workers) {
-                Some(rt) => rt.block_on(run(&cli.config, cfg)),
+                Some(rt) => rt.block_on(run(&path, cfg)),
                 None => ExitCode::FAILURE,
             }
         }
-        Command::Check => check(&cli.config),
-        Command::Reload { pid, timeout } => {
-            reload_command(&cli.config, pid, Duration::from_secs(timeout))
+        Command::Check => check(&path),
+        Command::Reload { pid, timeout, .. } => {
+            reload_command(&path, pid, Duration::from_secs(timeout))
         }
         Command::Demo => match runtime(None) {
             Some(rt) => rt.block_on(demo::run()),
             None => ExitCode::FAILURE,
         },
+        Command::Completions { .. } | Command::Man { .. } => ExitCode::SUCCESS,
     }
 }
 
