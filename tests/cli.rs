@@ -232,3 +232,55 @@ fn the_man_page_is_generated_from_the_command_line() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The `-c` line (and its continuation) of `wsgate ARGS --help`.
+fn config_help(args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.push("--help");
+    let (ok, out, err) = run_sync(&all);
+    assert!(ok, "{err}");
+    let start = out.find("-c, --config").unwrap_or_else(|| panic!("{out}"));
+    let rest = &out[start..];
+    // Up to the next option.
+    let end = rest[1..].find("\n  -").map_or(rest.len(), |i| i + 1);
+    rest[..end].split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn each_command_has_its_own_config_help() {
+    let top = config_help(&[]);
+    let run = config_help(&["run"]);
+    let check = config_help(&["check"]);
+    let reload = config_help(&["reload"]);
+    assert!(top.contains("to run when no command is given"), "{top}");
+    assert!(run.contains("Configuration file to serve"), "{run}");
+    assert!(run.contains("SIGHUP re-reads this same path"), "{run}");
+    assert!(check.contains("Configuration file to validate"), "{check}");
+    assert!(check.contains("nothing is bound or started"), "{check}");
+    assert!(
+        reload.contains("The running wsgate's configuration file"),
+        "{reload}"
+    );
+    assert!(reload.contains("[admin] address"), "{reload}");
+    for (name, text) in [("run", &run), ("check", &check), ("reload", &reload)] {
+        assert!(!text.contains("when no command is given"), "{name}: {text}");
+        assert!(text.contains("/etc/wsgate/wsgate.toml"), "{name}: {text}");
+    }
+    // Commands that read no configuration take no -c.
+    for command in ["demo", "completions"] {
+        let (_, out, _) = run_sync(&[command, "--help"]);
+        assert!(!out.contains("--config"), "{command}: {out}");
+    }
+}
+
+/// `-c` before the command still names the file (as when it was global), and a
+/// command's own `-c` wins over it.
+#[test]
+fn config_before_or_after_the_command() {
+    let good = format!("{}/conf/wsgate.toml", env!("CARGO_MANIFEST_DIR"));
+    let (ok, out, err) = run_sync(&["-c", "/nonexistent.toml", "check"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("/nonexistent.toml"), "{err}");
+    let (_, out, err) = run_sync(&["-c", "/nonexistent.toml", "check", "-c", &good]);
+    assert!(!err.contains("/nonexistent.toml"), "{out}{err}");
+}

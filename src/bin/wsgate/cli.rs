@@ -22,21 +22,38 @@ pub(crate) const DEFAULT_CONFIG: &str = "/etc/wsgate/wsgate.toml";
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
-    /// Configuration file (for `run` when no command is given).
-    #[arg(short, long, global = true, default_value = DEFAULT_CONFIG)]
-    pub(crate) config: PathBuf,
+    /// Configuration file to run when no command is given (a command's own `-c` wins).
+    #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
 }
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Run the proxy (the default).
-    Run,
+    Run {
+        /// Configuration file to serve; SIGHUP re-reads this same path
+        /// [default: /etc/wsgate/wsgate.toml].
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Validate the configuration and certificates, then exit 0 (valid) or 1.
-    Check,
+    Check {
+        /// Configuration file to validate, with every certificate, key, CA bundle and
+        /// JWT key it names (nothing is bound or started)
+        /// [default: /etc/wsgate/wsgate.toml].
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Validate the configuration, ask the running wsgate to reload it (SIGHUP), and
     /// wait for the outcome: exit 0 when the new generation is loaded, 1 when the
     /// process refused it (its reason is printed).
     Reload {
+        /// The running wsgate's configuration file: validated here first (a broken
+        /// one is not signalled); its `[server] pid_file` names the process and its
+        /// `[admin] address` is where the outcome is read. The process re-reads the
+        /// path it was started with [default: /etc/wsgate/wsgate.toml].
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// The running process; default: the `pid_file` of the configuration.
         #[arg(long)]
         pid: Option<u32>,
@@ -59,6 +76,21 @@ pub(crate) enum Command {
         #[arg(long, value_name = "DIR", default_value = ".")]
         dir: PathBuf,
     },
+}
+
+impl Cli {
+    /// The configuration file: the command's own `-c`, else the top-level one.
+    pub(crate) fn config_path(&self) -> &Path {
+        let own = match &self.command {
+            Some(
+                Command::Run { config }
+                | Command::Check { config }
+                | Command::Reload { config, .. },
+            ) => config.as_deref(),
+            _ => None,
+        };
+        own.unwrap_or(&self.config)
+    }
 }
 
 /// `wsgate completions SHELL`.

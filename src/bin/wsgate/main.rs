@@ -25,8 +25,8 @@ use wsgate::errors::ErrorChain;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let path = cli.config;
-    let command = cli.command.unwrap_or(Command::Run);
+    let path = cli.config_path().to_path_buf();
+    let command = cli.command.unwrap_or(Command::Run { config: None });
     match command {
         Command::Completions { shell } => return cli::completions(shell),
         Command::Man { dir } => return cli::man(&dir),
@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     // the hard one (max_connections is derived from it).
     wsgate::resources::raise_nofile();
     match command {
-        Command::Run => {
+        Command::Run { .. } => {
             let Some(cfg) = load(&path) else {
                 return ExitCode::FAILURE;
             };
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
                 None => ExitCode::FAILURE,
             }
         }
-        Command::Check => check(&path),
+        Command::Check { .. } => check(&path),
         Command::Reload { pid, timeout, .. } => {
             reload_command(&path, pid, Duration::from_secs(timeout))
         }
