@@ -284,3 +284,39 @@ fn config_before_or_after_the_command() {
     let (_, out, err) = run_sync(&["-c", "/nonexistent.toml", "check", "-c", &good]);
     assert!(!err.contains("/nonexistent.toml"), "{out}{err}");
 }
+
+/// `check` ends with one line: what the file defines and the earliest expiry.
+#[test]
+fn check_ends_with_a_summary_line() {
+    let dir = common::bin::scratch_dir("cli-check");
+    let conf = dir.join("wsgate.toml");
+    let two = format!(
+        r#"
+[[listener]]
+name = "two"
+address = "127.0.0.1:0"
+cert = "{CERTS}/fullchain.pem"
+key = "{CERTS}/key.pem"
+"#
+    );
+    let backends = [
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+    ];
+    let text = bin_config(
+        0,
+        &pool_and_route("p", "round_robin", &[(backends[0], 1), (backends[1], 1)]),
+    );
+    std::fs::write(&conf, format!("{text}{two}")).unwrap();
+    let (ok, out, err) = run_sync(&["check", "-c", conf.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let last = out.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "OK: 2 listeners, 1 route, 1 pool, 2 backends, 2 certificates (earliest expiry 20"
+        ),
+        "{out}"
+    );
+    assert!(last.ends_with(" days)"), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -20,7 +20,7 @@ use tracing_subscriber::reload::Handle;
 use tracing_subscriber::{EnvFilter, Registry};
 use wsgate::config::{Config, LogFormat, Server};
 use wsgate::control::notify;
-use wsgate::control::server::Running;
+use wsgate::control::server::{CheckSummary, Running};
 use wsgate::errors::ErrorChain;
 
 fn main() -> ExitCode {
@@ -84,14 +84,14 @@ fn load(path: &Path) -> Option<Config> {
 }
 
 /// Parses and loads everything `run` would; prints the problems.
-fn checked(path: &Path) -> Option<Config> {
+fn checked(path: &Path) -> Option<(Config, CheckSummary)> {
     let cfg = load(path)?;
-    match wsgate::control::server::check_files(&cfg) {
-        Ok(warnings) => {
-            for w in warnings {
+    match wsgate::control::server::check_summary(&cfg) {
+        Ok(summary) => {
+            for w in &summary.warnings {
                 eprintln!("warning: {w}");
             }
-            Some(cfg)
+            Some((cfg, summary))
         }
         Err(e) => {
             eprintln!("{}", ErrorChain(&e));
@@ -100,10 +100,12 @@ fn checked(path: &Path) -> Option<Config> {
     }
 }
 
+/// `wsgate check`: the problems, or a line saying the file is fine and a summary.
 fn check(path: &Path) -> ExitCode {
     match checked(path) {
-        Some(_) => {
+        Some((_, summary)) => {
             println!("{}: configuration OK", path.display());
+            println!("{}", summary.line(std::time::SystemTime::now()));
             ExitCode::SUCCESS
         }
         None => ExitCode::FAILURE,
@@ -113,7 +115,7 @@ fn check(path: &Path) -> ExitCode {
 /// `wsgate reload`: refuses a broken config before disturbing the running process,
 /// then sends it SIGHUP and waits for the outcome (reload.rs).
 fn reload_command(path: &Path, pid: Option<u32>, timeout: Duration) -> ExitCode {
-    let Some(cfg) = checked(path) else {
+    let Some((cfg, _)) = checked(path) else {
         eprintln!("not reloading: the running wsgate keeps its configuration");
         return ExitCode::FAILURE;
     };
