@@ -536,3 +536,62 @@ async fn sessions_active_keeps_a_zero_series_per_configured_route_and_backend() 
     assert_eq!(active(&s, "split", kept), Some(0.0));
     assert_eq!(active_series(&s), 2, "{}", s.text);
 }
+
+/// A handshake refused for its Origin (403) is logged with that Origin (scheme,
+/// host and port only), never the cookies, Authorization or query string it came with.
+#[tokio::test]
+async fn a_refused_origin_is_named_in_the_access_line() {
+    let backend = echo("e").await;
+    let config = bin_config(
+        0,
+        &format!(
+            r#"[server]
+drain_spread = "0s"
+log_format = "json"
+
+[[pool]]
+name = "p"
+[[pool.backend]]
+address = "{}"
+
+[[route]]
+name = "chat"
+pool = "p"
+allowed_origins = ["https://app.example.com"]
+"#,
+            backend.addr
+        ),
+    );
+    let b = Bin::start("origin-log", &config).await;
+    let extra = "Origin: https://evil.example.net:8443/x?y=SECRETQUERY9\r\n\
+                 Cookie: s=SECRETCOOKIE8\r\nAuthorization: Bearer SECRETAUTH8\r\n";
+    let r = raw_http(
+        b.addr(),
+        upgrade_head("/chat?token=SECRETTOKEN8", extra).as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let lines = log_lines(&b, "handshake refused", 1).await;
+    let v: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(v["target"], "access", "{v}");
+    assert_eq!(v["status"], 403, "{v}");
+    assert_eq!(v["reason"], "Origin not allowed", "{v}");
+    assert_eq!(v["origin"], "https://evil.example.net:8443", "{v}");
+    let log = b.log();
+    for secret in [
+        "SECRETQUERY9",
+        "SECRETCOOKIE8",
+        "SECRETAUTH8",
+        "SECRETTOKEN8",
+    ] {
+        assert!(!log.contains(secret), "{secret} logged:\n{log}");
+    }
+    // Refusals for other reasons carry no origin.
+    let old_version = upgrade_head("/chat", "Origin: https://evil.example.net\r\n")
+        .replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8");
+    let r = raw_http(b.addr(), old_version.as_bytes()).await;
+    assert_ne!(r.status, 101);
+    let lines = log_lines(&b, "handshake refused", 2).await;
+    let v: Value = serde_json::from_str(&lines[1]).unwrap();
+    assert!(v.get("origin").is_none(), "{v}");
+}

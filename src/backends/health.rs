@@ -1,7 +1,8 @@
 //! Active health checks: one task per checked backend, off the accept and relay paths.
 //!
 //! Owns: probing (tcp connect; http `GET path` expecting a status; websocket: a full
-//! upgrade with the Accept verified, then a clean close), spreading the probes of a
+//! upgrade with the Accept verified, then a clean close: 1000
+//! "wsgate health check"), spreading the probes of a
 //! pool over its interval so they do not all fire at once, and the checker tasks of
 //! one generation (`Checkers`). The schedule lives in each `Backend`, so when a
 //! reload replaces the checkers of a backend that stays, the new task takes the
@@ -28,6 +29,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
+
+/// The reason of the Close (code 1000) that ends a WebSocket check.
+pub const CLOSE_REASON: &str = "wsgate health check";
 
 /// One backend's `wsgate_backend_checks_total` series: `ok` made up front, each
 /// failure's when it first happens.
@@ -237,7 +241,12 @@ where
                         source,
                     },
                 })?;
-            ws.close(None).await.map_err(ProbeError::Close)?;
+            // 1000 with a reason, so the backend logs a normal close, not 1005.
+            let bye = tungstenite::protocol::CloseFrame {
+                code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+                reason: CLOSE_REASON.into(),
+            };
+            ws.close(Some(bye)).await.map_err(ProbeError::Close)?;
             while let Some(msg) = ws.next().await {
                 if msg.is_err() {
                     break;

@@ -404,24 +404,43 @@ fn short(e: &connect::UpstreamError) -> &'static str {
     }
 }
 
-/// Counts, logs (the path only: query strings carry tokens) and answers a refusal.
+/// Counts, logs (the path only: query strings carry tokens; for an Origin refused,
+/// that Origin) and answers a refusal.
 fn refuse(r: Refusal, client: &ConnCtx, req: &Request<()>, route: Option<&str>) -> Handled {
-    Handled::Respond(refusal(r, client, req.uri().path(), route))
+    let origin = match r {
+        Refusal::OriginNotAllowed => req
+            .headers()
+            .get(hyper::header::ORIGIN)
+            .map(|v| access::origin_for_log(v.as_bytes())),
+        _ => None,
+    };
+    Handled::Respond(refusal_of(r, client, req.uri().path(), route, origin))
 }
 
 /// Counts a refusal of the request for `path` in the handshake metrics, writes its
 /// access-log line (the path only: query strings carry tokens) and makes its answer.
 pub fn refusal(r: Refusal, client: &ConnCtx, path: &str, route: Option<&str>) -> Response<Body> {
+    refusal_of(r, client, path, route, None)
+}
+
+fn refusal_of(
+    r: Refusal,
+    client: &ConnCtx,
+    path: &str,
+    route: Option<&str>,
+    origin: Option<String>,
+) -> Response<Body> {
     let status = r.status().as_u16();
     count_upgrade(&client.rt.metrics, route, status);
-    access::refused(&access::Refused {
+    let line = access::Refused {
         conn: &client.info,
         route,
         path,
         status,
         reason: Some(r.reason()),
         backend: None,
-    });
+    };
+    access::refused_origin(&line, origin.as_deref());
     r.response()
 }
 

@@ -175,6 +175,63 @@ path = "/hc"
     }
 }
 
+/// The WebSocket check ends with Close 1000 and a reason (not an empty Close, which
+/// a backend logs as 1005), and waits for the backend's answer.
+#[tokio::test]
+async fn websocket_check_closes_with_1000_and_a_reason() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = closes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let Message::Close(frame) = msg {
+                        let got = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                        seen.lock().unwrap().push(got);
+                        let _ = ws.close(None).await;
+                        break;
+                    }
+                }
+                let _ = ws.flush().await;
+            });
+        }
+    });
+    let p = start_proxy(&with_route(&format!(
+        r#"[[pool]]
+name = "p"
+[pool.health]
+kind = "websocket"
+interval = "200ms"
+timeout = "200ms"
+path = "/hc"
+{}"#,
+        backends(&[addr])
+    )))
+    .await;
+    let b = backend(&p, "p", 0);
+    within("two checks closed", async {
+        while closes.lock().unwrap().len() < 2 {
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await;
+    assert!(b.is_up());
+    for got in closes.lock().unwrap().iter() {
+        assert_eq!(
+            got.as_ref().map(|(code, reason)| (*code, reason.as_str())),
+            Some((1000, "wsgate health check"))
+        );
+    }
+}
+
 // ------------------------------------------------------------- the prober itself
 
 /// Stopping does not wait for health probes in flight: a probe against a backend

@@ -1,15 +1,18 @@
 //! The `wsgate` command: `run` (the default), `check` (like `nginx -t`), `reload`
-//! (signal the running process), `demo`.
+//! (signal the running process and wait for the outcome), `demo`, `completions`
+//! and (hidden, for packaging) `man`. The definition is in cli.rs.
 //!
 //! Signals of `run`: SIGHUP reloads (config, certificates, keys); SIGTERM or SIGINT
 //! drain and exit (a second one exits at once). systemd hears of each step.
 
 mod alloc;
+mod cli;
 mod demo;
+mod reload;
 
-use clap::{Parser, Subcommand};
-use rustix::process::{Pid, Signal, kill_process};
-use std::path::{Path, PathBuf};
+use clap::Parser;
+use cli::{Cli, Command};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
@@ -17,61 +20,40 @@ use tracing_subscriber::reload::Handle;
 use tracing_subscriber::{EnvFilter, Registry};
 use wsgate::config::{Config, LogFormat, Server};
 use wsgate::control::notify;
-use wsgate::control::server::Running;
+use wsgate::control::server::{CheckSummary, Running};
 use wsgate::errors::ErrorChain;
-
-#[derive(Parser)]
-#[command(
-    name = "wsgate",
-    version,
-    about = "TLS-terminating WebSocket reverse proxy and load balancer"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    /// Configuration file (for `run` when no command is given).
-    #[arg(short, long, global = true, default_value = "/etc/wsgate/wsgate.toml")]
-    config: PathBuf,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the proxy (the default).
-    Run,
-    /// Validate the configuration and certificates, then exit 0 (valid) or 1.
-    Check,
-    /// Validate the configuration, then ask the running wsgate to reload it (SIGHUP).
-    Reload {
-        /// The running process; default: the `pid_file` of the configuration.
-        #[arg(long)]
-        pid: Option<u32>,
-    },
-    /// Run two echo backends behind wsgate on https://127.0.0.1:8443 with certs-example/.
-    Demo,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Run);
+    let path = cli.config_path().to_path_buf();
+    let command = cli.command.unwrap_or(Command::Run { config: None });
+    match command {
+        Command::Completions { shell } => return cli::completions(shell),
+        Command::Man { dir } => return cli::man(&dir),
+        _ => {}
+    }
     // Before anything is opened or derived from it: the soft open-file limit up to
     // the hard one (max_connections is derived from it).
     wsgate::resources::raise_nofile();
     match command {
-        Command::Run => {
-            let Some(cfg) = load(&cli.config) else {
+        Command::Run { .. } => {
+            let Some(cfg) = load(&path) else {
                 return ExitCode::FAILURE;
             };
             match runtime(cfg.server.workers) {
-                Some(rt) => rt.block_on(run(&cli.config, cfg)),
+                Some(rt) => rt.block_on(run(&path, cfg)),
                 None => ExitCode::FAILURE,
             }
         }
-        Command::Check => check(&cli.config),
-        Command::Reload { pid } => reload_command(&cli.config, pid),
+        Command::Check { .. } => check(&path),
+        Command::Reload { pid, timeout, .. } => {
+            reload_command(&path, pid, Duration::from_secs(timeout))
+        }
         Command::Demo => match runtime(None) {
             Some(rt) => rt.block_on(demo::run()),
             None => ExitCode::FAILURE,
         },
+        Command::Completions { .. } | Command::Man { .. } => ExitCode::SUCCESS,
     }
 }
 
@@ -102,14 +84,14 @@ fn load(path: &Path) -> Option<Config> {
 }
 
 /// Parses and loads everything `run` would; prints the problems.
-fn checked(path: &Path) -> Option<Config> {
+fn checked(path: &Path) -> Option<(Config, CheckSummary)> {
     let cfg = load(path)?;
-    match wsgate::control::server::check_files(&cfg) {
-        Ok(warnings) => {
-            for w in warnings {
+    match wsgate::control::server::check_summary(&cfg) {
+        Ok(summary) => {
+            for w in &summary.warnings {
                 eprintln!("warning: {w}");
             }
-            Some(cfg)
+            Some((cfg, summary))
         }
         Err(e) => {
             eprintln!("{}", ErrorChain(&e));
@@ -118,10 +100,12 @@ fn checked(path: &Path) -> Option<Config> {
     }
 }
 
+/// `wsgate check`: the problems, or a line saying the file is fine and a summary.
 fn check(path: &Path) -> ExitCode {
     match checked(path) {
-        Some(_) => {
+        Some((_, summary)) => {
             println!("{}: configuration OK", path.display());
+            println!("{}", summary.line(std::time::SystemTime::now()));
             ExitCode::SUCCESS
         }
         None => ExitCode::FAILURE,
@@ -129,42 +113,13 @@ fn check(path: &Path) -> ExitCode {
 }
 
 /// `wsgate reload`: refuses a broken config before disturbing the running process,
-/// then sends it SIGHUP (the process re-reads everything and reports the outcome in
-/// its log and systemd status).
-fn reload_command(path: &Path, pid: Option<u32>) -> ExitCode {
-    let Some(cfg) = checked(path) else {
+/// then sends it SIGHUP and waits for the outcome (reload.rs).
+fn reload_command(path: &Path, pid: Option<u32>, timeout: Duration) -> ExitCode {
+    let Some((cfg, _)) = checked(path) else {
         eprintln!("not reloading: the running wsgate keeps its configuration");
         return ExitCode::FAILURE;
     };
-    let pid = match (pid, &cfg.server.pid_file) {
-        (Some(p), _) => p,
-        (None, Some(file)) => match std::fs::read_to_string(file)
-            .map_err(|e| e.to_string())
-            .and_then(|s| s.trim().parse::<u32>().map_err(|e| e.to_string()))
-        {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{}: cannot read the pid: {e}", file.display());
-                return ExitCode::FAILURE;
-            }
-        },
-        (None, None) => {
-            eprintln!(
-                "no process to signal: pass --pid (under systemd: --pid $MAINPID) or set [server] pid_file"
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    let Some(target) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
-        eprintln!("bad pid {pid}");
-        return ExitCode::FAILURE;
-    };
-    if let Err(e) = kill_process(target, Signal::HUP) {
-        eprintln!("cannot signal process {pid}: {}", std::io::Error::from(e));
-        return ExitCode::FAILURE;
-    }
-    println!("{}: configuration OK; sent SIGHUP to {pid}", path.display());
-    ExitCode::SUCCESS
+    reload::run(path, &cfg, pid, timeout)
 }
 
 type LogHandle = Handle<EnvFilter, Registry>;

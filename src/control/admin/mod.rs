@@ -9,6 +9,7 @@
 //! | `/readyz` | 200 once every listener is bound and while not shutting down, else 503 |
 //! | `/backends` | JSON: per pool and backend, state, live sessions, last check, last change |
 //! | `/status.json` | JSON: everything the status page shows |
+//! | `/reload` | JSON: the last reload attempts and how each ended (reload.rs) |
 //! | `/` | the status page (one self-contained HTML file that polls `/status.json`) |
 //!
 //! Owns: binding, the accept loop (at most `MAX_CONNECTIONS` at once, each request
@@ -16,6 +17,7 @@
 //! follows the current generation; a new address takes a reload that rebinds
 //! (server.rs). Does not own: what the answers contain (scrape.rs, status.rs).
 
+pub mod reload;
 mod scrape;
 mod status;
 
@@ -27,6 +29,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use reload::ReloadLog;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -60,11 +63,16 @@ impl Admin {
         crate::accept::listen::bind(addr, false)
     }
 
-    /// Serves on `listener` until stopped or dropped.
-    pub fn serve(configured: SocketAddr, listener: TcpListener, rt: Arc<Runtime>) -> Admin {
+    /// Serves on `listener` until stopped or dropped; `/reload` answers from `reloads`.
+    pub fn serve(
+        configured: SocketAddr,
+        listener: TcpListener,
+        rt: Arc<Runtime>,
+        reloads: Arc<ReloadLog>,
+    ) -> Admin {
         let local = listener.local_addr().unwrap_or(configured);
         let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, rt, rx));
+        let task = tokio::spawn(accept_loop(listener, rt, reloads, rx));
         Admin {
             configured,
             local,
@@ -86,7 +94,12 @@ impl Drop for Admin {
     }
 }
 
-async fn accept_loop(listener: TcpListener, rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    rt: Arc<Runtime>,
+    reloads: Arc<ReloadLog>,
+    mut stop: watch::Receiver<bool>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
@@ -105,11 +118,13 @@ async fn accept_loop(listener: TcpListener, rt: Arc<Runtime>, mut stop: watch::R
             continue; // dropped: too many admin connections
         };
         let rt = rt.clone();
+        let reloads = reloads.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let svc = service_fn(move |req| {
                 let rt = rt.clone();
-                async move { Ok::<_, Infallible>(route_request(&rt, peer.ip(), &req)) }
+                let reloads = reloads.clone();
+                async move { Ok::<_, Infallible>(route_request(&rt, &reloads, peer.ip(), &req)) }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -145,7 +160,7 @@ pub fn allowed(rt: &Runtime, ip: IpAddr) -> bool {
         .any(|c| c.contains(ip))
 }
 
-fn route_request<B>(rt: &Runtime, ip: IpAddr, req: &Request<B>) -> Resp {
+fn route_request<B>(rt: &Runtime, reloads: &ReloadLog, ip: IpAddr, req: &Request<B>) -> Resp {
     if !allowed(rt, ip) {
         return text(
             StatusCode::FORBIDDEN,
@@ -173,10 +188,15 @@ fn route_request<B>(rt: &Runtime, ip: IpAddr, req: &Request<B>) -> Resp {
         ),
         "/backends" => respond(StatusCode::OK, JSON, status::backends(rt).to_string()),
         "/status.json" => respond(StatusCode::OK, JSON, status::status(rt).to_string()),
+        "/reload" => respond(
+            StatusCode::OK,
+            JSON,
+            reloads.to_json(rt.current().id).to_string(),
+        ),
         "/" => respond(StatusCode::OK, "text/html; charset=utf-8", PAGE),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /, /metrics, /healthz, /readyz, /backends",
+            "not found: try /, /metrics, /healthz, /readyz, /backends, /status.json, /reload",
         ),
     }
 }
