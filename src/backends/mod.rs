@@ -6,7 +6,9 @@
 //!   failures, slow start, drain).
 //! - `health`: the active health checker tasks; `probe`: why a probe failed.
 //! - `hash`, `cookie`: rendezvous hashing, and the sticky cookie's value.
-//! - `connect`: opening a backend connection and forwarding the upgrade to it.
+//! - `connect`: opening a backend connection and forwarding the upgrade to it;
+//!   `socket`: its source address and the ephemeral ports; `error`: why a backend
+//!   could not be used, told apart from wsgate's own shortage.
 //!
 //! Does not own: choosing the route or its pool (route/), or the session (relay/).
 
@@ -14,6 +16,8 @@ pub mod backend;
 pub mod balance;
 pub mod connect;
 pub mod cookie;
+pub mod error;
 pub mod hash;
 pub mod health;
 pub mod probe;
+pub mod socket;

@@ -546,7 +546,7 @@ async fn discover_first(rt: &Runtime, dns: &Discovery, cfg: &Config) -> Result<(
 /// Warns about each pool whose backend address cannot take `max_connections`
 /// connections from the ephemeral port range (backends/connect.rs `port_shortfall`).
 fn warn_port_shortfall(g: &crate::runtime::Generation) {
-    let Some(range) = crate::backends::connect::local_port_range() else {
+    let Some(range) = crate::backends::socket::local_port_range() else {
         return;
     };
     for p in &g.pools {
@@ -554,7 +554,7 @@ fn warn_port_shortfall(g: &crate::runtime::Generation) {
         let max = g.effective.max_connections.value;
         let sources = &p.conf.source_addresses;
         if let Some(w) =
-            crate::backends::connect::port_shortfall(&p.name, addrs, sources, max, range)
+            crate::backends::socket::port_shortfall(&p.name, addrs, sources, max, range)
         {
             tracing::warn!("{w}");
         }

@@ -14,7 +14,7 @@
 //! reused connection are not held against the backend (the usual cause is a
 //! keep-alive race, not a sick backend), nor is wsgate's own shortage (no ephemeral
 //! port, descriptor or memory: a 503, tried on one other backend at most, as
-//! `upgrade::local_retry` says). A pool with `send_proxy_protocol` writes
+//! `backends::error::local_retry` says). A pool with `send_proxy_protocol` writes
 //! the client's PROXY header first on each backend connection, so such a connection
 //! is the client's own: it is never taken from or given back to the idle set (as
 //! HAProxy makes connections with a PROXY header private). Does not own: decoding the body (body.rs),
@@ -416,7 +416,7 @@ async fn connect(
     backend: &crate::backends::backend::Backend,
     pool: &Pool,
     to: &To<'_>,
-) -> Result<Sender, connect::UpstreamError> {
+) -> Result<Sender, crate::backends::error::UpstreamError> {
     use connect::BackendStream;
     match connect::connect(backend, pool, to.addrs, None, to.local).await? {
         BackendStream::Plain(tcp) => start_client(backend.addr, tcp).await,
@@ -428,14 +428,14 @@ async fn connect(
 async fn start_client<S>(
     addr: std::net::SocketAddr,
     stream: S,
-) -> Result<Sender, connect::UpstreamError>
+) -> Result<Sender, crate::backends::error::UpstreamError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake::<_, ReqBody>(TokioIo::new(stream))
         .await
-        .map_err(|e| connect::UpstreamError::Http(addr, e))?;
+        .map_err(|e| crate::backends::error::UpstreamError::Http(addr, e))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(backend = %addr, "backend connection ended: {e}");
@@ -463,12 +463,12 @@ async fn await_head<F: Future>(
 
 /// A connect to `backend` failed with `e` (kept in `last`): held against the backend
 /// unless it is wsgate's own shortage. Returns whether to try another backend (a
-/// local shortage: as `upgrade::local_retry` says).
+/// local shortage: as `backends::error::local_retry` says).
 fn connect_failed(
     pool: &Pool,
     backend: &crate::backends::backend::Backend,
-    e: connect::UpstreamError,
-    last: &mut Option<connect::UpstreamError>,
+    e: crate::backends::error::UpstreamError,
+    last: &mut Option<crate::backends::error::UpstreamError>,
     local_retried: &mut bool,
 ) -> bool {
     let local = e.local();
@@ -477,7 +477,7 @@ fn connect_failed(
         backend.record_failure(pool.conf.active_checks);
     }
     *last = Some(e);
-    super::upgrade::local_retry(local, local_retried)
+    crate::backends::error::local_retry(local, local_retried)
 }
 
 /// Who a request is for: the client's address and the one it connected to (for a
@@ -570,7 +570,8 @@ async fn exchange(
                             "bad gateway: the backend closed the connection".into(),
                         ));
                     }
-                    let e = connect::UpstreamError::Http(backend.addr, e.into_error());
+                    let e =
+                        crate::backends::error::UpstreamError::Http(backend.addr, e.into_error());
                     tracing::warn!(pool = %pool.name, "{}", crate::errors::ErrorChain(&e));
                     backend.record_failure(active);
                     last = Some(e);
@@ -583,13 +584,14 @@ async fn exchange(
         }
     }
     Err(match last {
-        Some(connect::UpstreamError::Local { .. }) => {
+        Some(crate::backends::error::UpstreamError::Local { .. }) => {
             to.local.refused();
             Refusal::LocalExhaustion
         }
-        Some(connect::UpstreamError::Connect(..) | connect::UpstreamError::ConnectTimeout(_)) => {
-            Refusal::BadGateway("bad gateway: backend unreachable".into())
-        }
+        Some(
+            crate::backends::error::UpstreamError::Connect(..)
+            | crate::backends::error::UpstreamError::ConnectTimeout(_),
+        ) => Refusal::BadGateway("bad gateway: backend unreachable".into()),
         Some(_) => Refusal::BadGateway("bad gateway: the backend closed the connection".into()),
         None => Refusal::NoBackend,
     })

@@ -11,6 +11,7 @@ use super::handshake::UpgradeRequest;
 use crate::access;
 use crate::backends::balance::{Lease, Pool};
 use crate::backends::connect::{self, BackendStream, ClientInfo, UpgradeReply};
+use crate::backends::error;
 use crate::census::Live;
 use crate::metrics::{BackendLabels, Ended, FailureLabels, Metrics, RouteLabels};
 use crate::refusal::{Body, Refusal};
@@ -276,7 +277,7 @@ fn passed_on(
 /// `retries`, never the same one twice, all within `upstream_deadline`. A backend's
 /// own non-101 answer is not a failure: it is the answer. A connect that failed for
 /// want of wsgate's own resources (`UpstreamError::Local`) counts against no
-/// backend, is retried only as `local_retry` says, and ends in a 503.
+/// backend, is retried only as `error::local_retry` says, and ends in a 503.
 async fn open_any(
     pool: &Pool,
     upgrade: &UpgradeRequest,
@@ -343,7 +344,7 @@ async fn open_any(
                         lease.backend().record_failure(active_checks);
                     }
                     last = Some(e);
-                    if !local_retry(local, &mut local_retried) {
+                    if !error::local_retry(local, &mut local_retried) {
                         break;
                     }
                 }
@@ -374,25 +375,9 @@ async fn open_any(
     }
 }
 
-/// Whether to try another backend after an attempt that failed with `local` (what
-/// wsgate itself ran out of; `None`: the backend failed, try the next as usual).
-/// Out of ephemeral ports toward one address, one other address is tried (it has
-/// ports of its own), once per request; out of descriptors or memory, nothing is
-/// (every backend would fail the same way, and each attempt would pile on).
-pub(crate) fn local_retry(local: Option<connect::LocalReason>, retried: &mut bool) -> bool {
-    match local {
-        None => true,
-        Some(r) if r.per_destination() && !*retried => {
-            *retried = true;
-            true
-        }
-        Some(_) => false,
-    }
-}
-
 /// The part of an upstream error a client may see (no addresses).
-fn short(e: &connect::UpstreamError) -> &'static str {
-    use connect::UpstreamError::*;
+fn short(e: &crate::backends::error::UpstreamError) -> &'static str {
+    use crate::backends::error::UpstreamError::*;
     match e {
         Connect(..) | ConnectTimeout(_) => "backend unreachable",
         Local { .. } => "wsgate is out of local resources",
