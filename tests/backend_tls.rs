@@ -268,7 +268,7 @@ tls_ca = "/nonexistent.pem"
 address = "127.0.0.1:1""#,
     )
     .unwrap();
-    let e = wsgate::control::server::check_files(&cfg)
+    let e = wsgate::control::check::check_files(&cfg)
         .unwrap_err()
         .to_string();
     assert!(

@@ -40,7 +40,7 @@ pool = "p"
 /// `check_tls` on a listener with `cert` and `key`: the warnings, or the error text.
 fn check(cert: &Path, key: &Path) -> Result<Vec<String>, String> {
     let cfg = Config::parse(&config_for(cert, key), Path::new("t.toml")).expect("config parses");
-    wsgate::control::server::check_tls(&cfg).map_err(|e| e.to_string())
+    wsgate::control::check::check_tls(&cfg).map_err(|e| e.to_string())
 }
 
 /// Asserts that `check` refuses, naming `file` and saying `says`.

@@ -39,7 +39,7 @@ fn refused(auth: &str) -> String {
 
 fn load_error(auth: &str) -> String {
     let cfg = Config::parse(&text(auth), Path::new("wsgate.toml")).expect("parses");
-    wsgate::control::server::check_files(&cfg)
+    wsgate::control::check::check_files(&cfg)
         .map(|_| ())
         .expect_err("should fail to load")
         .to_string()
@@ -222,7 +222,7 @@ algorithms = ["RS256"]"#,
         Path::new("wsgate.toml"),
     )
     .unwrap();
-    wsgate::control::server::check_files(&cfg).expect("a certificate's key loads");
+    wsgate::control::check::check_files(&cfg).expect("a certificate's key loads");
 }
 
 /// `wsgate check` loads the keys too.

@@ -210,7 +210,7 @@ client_auth = "sometimes""#,
     assert!(e.contains("client_auth"), "{e}");
     // A CA file that is missing, or holds no certificate, fails the load, located.
     let cfg = parse(r#"client_ca = "/nonexistent/ca.pem""#).unwrap();
-    let e = wsgate::control::server::check_files(&cfg)
+    let e = wsgate::control::check::check_files(&cfg)
         .unwrap_err()
         .to_string();
     assert!(
@@ -221,7 +221,7 @@ client_auth = "sometimes""#,
     let empty = d.join("empty.pem");
     std::fs::write(&empty, "not a certificate\n").unwrap();
     let cfg = parse(&format!(r#"client_ca = "{}""#, empty.display())).unwrap();
-    let e = wsgate::control::server::check_files(&cfg)
+    let e = wsgate::control::check::check_files(&cfg)
         .unwrap_err()
         .to_string();
     assert!(e.contains("holds no PEM certificate"), "{e}");

@@ -375,7 +375,7 @@ pool = "p"
 "#
         );
         let cfg = wsgate::config::Config::parse(&text, Path::new("t.toml")).expect("parses");
-        wsgate::control::server::check_files(&cfg)
+        wsgate::control::check::check_files(&cfg)
             .map(|_| ())
             .map_err(|e| e.to_string())
     };

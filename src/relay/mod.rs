@@ -8,18 +8,8 @@
 //! UTF-8 checking (utf8.rs), buffering and per-frame limits (pump.rs), or the rate
 //! bucket (bucket.rs).
 //!
-//! Close codes wsgate sends itself (the README has the full table):
-//! - backend left without a Close -> client 1014;
-//! - backend broke the protocol, sent invalid UTF-8 or too big a message -> client
-//!   1014; backend gets 1002 / 1007 / 1009 for its own fault;
-//! - client left without a Close, or went idle -> backend 1001 (masked);
-//! - client broke the protocol -> 1002, sent invalid UTF-8 -> 1007, too big a message
-//!   -> 1009, too many messages (on_exceed = "close") -> 1008; the backend gets 1001;
-//! - max_session_duration reached, or wsgate shutting down -> 1001 to both;
-//! - a reload removed the backend (`on_backend_removed = "close"`) -> client 1012
-//!   (service restart), backend 1001;
-//! - the client's token expired (`enforce_expiry`) -> client 1008 "token expired",
-//!   backend 1001.
+//! Which Close code each side gets, and why: the table "Close codes wsgate sends"
+//! in README.md (its one home; `relay_close` tests it row by row).
 //!
 //! Nothing is lost when one side breaks a rule: wsgate stops reading from it, sends
 //! the other side its Close, keeps relaying that other side's frames (answers to

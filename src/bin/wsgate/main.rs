@@ -19,8 +19,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::reload::Handle;
 use tracing_subscriber::{EnvFilter, Registry};
 use wsgate::config::{Config, LogFormat, Server};
+use wsgate::control::check::CheckSummary;
 use wsgate::control::notify;
-use wsgate::control::server::{CheckSummary, Running};
+use wsgate::control::server::Running;
 use wsgate::errors::ErrorChain;
 
 fn main() -> ExitCode {
@@ -86,7 +87,7 @@ fn load(path: &Path) -> Option<Config> {
 /// Parses and loads everything `run` would; prints the problems.
 fn checked(path: &Path) -> Option<(Config, CheckSummary)> {
     let cfg = load(path)?;
-    match wsgate::control::server::check_summary(&cfg) {
+    match wsgate::control::check::check_summary(&cfg) {
         Ok(summary) => {
             for w in &summary.warnings {
                 eprintln!("warning: {w}");
