@@ -24,7 +24,7 @@ use super::conn::{
 };
 use super::head::{Framing, Head};
 use super::idle::Sender;
-use crate::backends::balance::{Lease, Pool};
+use crate::backends::balance::{Failure, Lease, Pool};
 use crate::backends::connect::{self, ClientInfo};
 use crate::refusal::Refusal;
 use crate::route::Route;
@@ -474,7 +474,6 @@ async fn exchange(
     mut body_done: watch::Receiver<bool>,
     to: To<'_>,
 ) -> Result<Exchange, Refusal> {
-    let active = pool.conf.active_checks;
     // A connection that carries a client's PROXY header is that client's alone.
     let shared = pool.conf.send_proxy_protocol.is_none();
     let mut body = Some(body);
@@ -500,7 +499,7 @@ async fn exchange(
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(pool = %pool.name, "{}", crate::errors::ErrorChain(&e));
-                        backend.record_failure(active);
+                        pool.record_failure(&lease, Failure::of(&e));
                         last = Some(e);
                         continue 'backends;
                     }
@@ -523,7 +522,7 @@ async fn exchange(
                 }
                 Err(_) => {
                     tracing::warn!(pool = %pool.name, backend = %backend.addr, "no response head within response_timeout");
-                    backend.record_failure(active);
+                    pool.record_failure(&lease, Failure::Timeout);
                     return Err(Refusal::ResponseTimeout);
                 }
                 Ok(Err(mut e)) => {
@@ -547,7 +546,7 @@ async fn exchange(
                     }
                     let e = connect::UpstreamError::Http(backend.addr, e.into_error());
                     tracing::warn!(pool = %pool.name, "{}", crate::errors::ErrorChain(&e));
-                    backend.record_failure(active);
+                    pool.record_failure(&lease, Failure::Error);
                     last = Some(e);
                     if body.is_none() {
                         break 'backends;

@@ -9,7 +9,7 @@
 use super::conn::{ConnCtx, identity_headers};
 use super::handshake::UpgradeRequest;
 use crate::access;
-use crate::backends::balance::{Lease, Pool};
+use crate::backends::balance::{Failure, Lease, Pool};
 use crate::backends::connect::{self, BackendStream, ClientInfo, UpgradeReply};
 use crate::census::Live;
 use crate::metrics::{BackendLabels, Ended, FailureLabels, Metrics, RouteLabels};
@@ -252,7 +252,6 @@ async fn open_any(
             })
             .inc();
     };
-    let active_checks = pool.conf.active_checks;
     let mut tried = Vec::new();
     let mut settled = 0; // attempts whose outcome was recorded
     let mut last = None;
@@ -278,7 +277,7 @@ async fn open_any(
                 Err(e) => {
                     tracing::warn!(pool = %pool.name, "{}", crate::errors::ErrorChain(&e));
                     failed(lease.backend(), e.reason());
-                    lease.backend().record_failure(active_checks);
+                    pool.record_failure(&lease, Failure::of(&e));
                     settled += 1;
                     last = Some(e);
                 }
@@ -294,7 +293,7 @@ async fn open_any(
             if let Some(&i) = tried.get(settled) {
                 tracing::warn!(pool = %pool.name, backend = %pool.backends[i].addr, "no answer within upstream_deadline");
                 failed(&pool.backends[i], "deadline");
-                pool.backends[i].record_failure(active_checks);
+                pool.record_cut_short(i);
             }
             Err(Refusal::GatewayTimeout)
         }
