@@ -17,8 +17,10 @@
 //! leaving panic are logged once.
 //! Passive failures are recorded here (`Pool::record_failure`), where the pool bounds
 //! them: passive checks may hold at most `max_ejection_percent` of the backends not
-//! draining ejected (at least one in a pool of two or more, above 0 %), and a timeout
-//! while wsgate itself is late (`lag.rs`) does not count against the backend.
+//! draining ejected (at least one, above 0 %: even a pool's only backend, which panic
+//! mode then still picks, while a route with other pools sends its clients there),
+//! and a timeout while wsgate itself is late (`lag.rs`) does not count against the
+//! backend.
 //! Active checks are not bounded: a backend that fails them is down.
 //! A pool is built per generation; its backends are carried over from the previous
 //! one by identity (`Pool::build`'s `reuse`), so their state survives a reload.
@@ -288,7 +290,7 @@ impl Pool {
         if percent == 0 {
             0
         } else {
-            (n * percent / 100).max(usize::from(n > 1))
+            (n * percent / 100).max(1)
         }
     }
 
@@ -641,7 +643,7 @@ mod tests {
                 p.failed(i, Instant::now(), Failure::Error);
             }
         };
-        // 10 % of 3 is 0 backends, but one may always go in a pool of two or more.
+        // 10 % of 3 is 0 backends, but one may always go.
         let p = with_keys(&[1, 1, 1], "");
         fail(&p, 0, 4);
         assert!(p.backends[0].pickable(), "four in a row are not five");
@@ -663,10 +665,13 @@ mod tests {
         (0..4).for_each(|i| fail(&p, i, 1));
         let out = p.backends.iter().filter(|b| b.is_ejected()).count();
         assert_eq!(out, 2);
-        // A single backend is never ejected by passive checks at 10 %.
+        // A pool's only backend may be ejected (a route with other pools then sends
+        // its clients there), but panic mode keeps it in its own pool's service.
         let p = with_keys(&[1], "consecutive_failures = 1");
-        fail(&p, 0, 5);
-        assert!(p.backends[0].pickable());
+        fail(&p, 0, 1);
+        assert!(p.backends[0].is_ejected() && !p.backends[0].pickable());
+        assert!(p.panicking());
+        assert_eq!(p.pick(LOCAL, &[]).unwrap().index(), 0);
         // 0 %: passive checks eject nothing.
         let p = with_keys(&[1, 1], "max_ejection_percent = 0\nmax_fails = 1");
         fail(&p, 0, 5);

@@ -158,7 +158,7 @@ pub enum Passive {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outlier {
     /// 0..=100: the share of the pool's backends (draining ones left out) passive
-    /// checks may hold ejected at once; above 0, at least one in a pool of two or more.
+    /// checks may hold ejected at once; above 0, at least one (even a pool's only one).
     pub max_ejection_percent: u32,
     /// 0..=100: with fewer pickable backends than this share, the pool balances
     /// over all of them but the draining ones (panic mode). 0: never.

@@ -256,7 +256,7 @@ pub struct Pool {
     /// The longest ejection (default 300 s).
     pub max_ejection_time: Option<Dur>,
     /// The share of the pool passive checks may eject at once (at least one backend
-    /// of a pool of two or more while above 0).
+    /// while above 0).
     #[serde(default = "default_max_ejection_percent")]
     pub max_ejection_percent: u32,
     /// Below this share of pickable backends the pool balances over all of them.
