@@ -26,6 +26,7 @@ pub mod config;
 pub(crate) mod conn;
 pub mod echo;
 pub mod errors;
+pub(crate) mod lag;
 pub(crate) mod metrics;
 pub(crate) mod refusal;
 pub mod resources;

@@ -36,6 +36,7 @@ name = "v1"
 address = "{v1}"
 [[pool]]
 name = "v2"
+max_fails = 1
 [[pool.backend]]
 address = "{v2}"
 [[route]]

@@ -106,9 +106,13 @@ async fn passive_marks_down_for_fail_timeout_then_tries_again() {
     let good = echo("good").await;
     // Round robin over [dead, counted, good]: the first client is given dead, then
     // (retry) counted, then (retry) good.
+    // nginx's keys, with nginx's whole meaning: no bound on how many are ejected
+    // (max_ejection_percent) and no panic mode.
     let p = start_proxy(&pool(
         r#"max_fails = 1
-fail_timeout = "2s""#,
+fail_timeout = "2s"
+max_ejection_percent = 100
+panic_threshold = 0"#,
         &[dead, counted, good.addr],
     ))
     .await;
@@ -371,8 +375,10 @@ async fn silent_backend() -> (RawBackend, Arc<AtomicUsize>) {
 async fn hanging_backend_is_retried_after_upgrade_timeout_and_marked_down() {
     let (silent, requests) = silent_backend().await;
     let good = echo("good").await;
+    // One failure ejects (nginx's max_fails = 1, the default before outlier detection).
     let p = start_proxy(&pool(
-        r#"upgrade_timeout = "200ms""#,
+        r#"upgrade_timeout = "200ms"
+max_fails = 1"#,
         &[silent.addr, good.addr],
     ))
     .await;
@@ -402,7 +408,8 @@ async fn upstream_deadline_bounds_all_attempts_with_504() {
     let (s2, n2) = silent_backend().await;
     let p = start_proxy(&pool(
         r#"upgrade_timeout = "10s"
-upstream_deadline = "300ms""#,
+upstream_deadline = "300ms"
+max_fails = 1"#,
         &[s1.addr, s2.addr],
     ))
     .await;

@@ -2,12 +2,18 @@
 //!
 //! Owns: the backend's identity (pool name, address as written, resolved address),
 //! its live-session count (for least_conn), the health state fed by active checks
-//! (rise/fall, HAProxy's semantics) and passive checks (`max_fails` within
-//! `fail_timeout` -> down for `fail_timeout`, nginx's semantics), the drain flag,
+//! (rise/fall, HAProxy's semantics) and passive checks (config `Passive`: outlier
+//! detection, `consecutive_failures` in a row -> ejected for `base_ejection_time` x
+//! the ejections in a row, at most `max_ejection_time`, Envoy's semantics; or
+//! `max_fails` within `fail_timeout` -> ejected for `fail_timeout`, nginx's), the drain flag,
 //! slow start, the schedule of its active probes, its idle keep-alive connections for
 //! proxied HTTP (`http::idle`), and the signal that asks its
 //! sessions to end (shutdown, or a reload that removed it). `Backend::pickable` is what balancing asks; a backend that is down,
-//! failed passively or draining is never picked. State changes are logged once.
+//! ejected or draining is not picked (unless its pool panics: balance.rs). A
+//! failure of an attempt that began before the backend's last success does not
+//! count toward `consecutive_failures`: the backend answered meanwhile, so it is slow,
+//! not dead. Whether an ejection is allowed at all (`max_ejection_percent`) is the
+//! pool's to say (balance.rs); a refused one is logged once. State changes are logged once.
 //!
 //! A `Backend` outlives generations: a reload that keeps it (same identity) keeps
 //! this object, so its health, failure history, slow-start ramp and session count
@@ -59,15 +65,29 @@ pub struct Backend {
 #[derive(Debug)]
 struct Health {
     passive: Option<Passive>,
+    /// Whether the pool runs active checks (then they bring an ejected backend back).
+    active_checks: bool,
     /// The active-check verdict (true when no active checks run).
     active_up: bool,
     ok_streak: u32,
     fail_streak: u32,
-    /// Passive failures in the current window, and when the window began.
+    /// Passive failures counted: in a row (outlier detection), or in the current
+    /// window (nginx), which began at `window_start`.
     fails: u32,
     window_start: Option<Instant>,
-    /// Passively marked down until then.
+    /// Passively ejected until then.
     down_until: Option<Instant>,
+    /// Passively ejected in a pool with active checks: until they pass `rise` times
+    /// (kept apart from `active_up`, which is the active checks' own verdict).
+    await_rise: bool,
+    /// Ejections in a row (outlier detection's multiplier; it decays by one for each
+    /// `base_ejection_time` spent in), and when the last one ended.
+    ejections: u32,
+    returned_at: Option<Instant>,
+    /// When a real connection to it last succeeded.
+    last_success: Option<Instant>,
+    /// An ejection was due but the pool's `max_ejection_percent` refused it (logged once).
+    held_in: bool,
     /// When it last became usable (for slow start).
     up_since: Option<Instant>,
     /// Wall-clock time of the last state change and of the last active check.
@@ -89,6 +109,8 @@ pub struct Snapshot {
     pub up: bool,
     pub draining: bool,
     pub slow_start: bool,
+    /// Passively ejected (outlier detection or max_fails) right now.
+    pub ejected: bool,
     pub sessions: usize,
     pub changed_at: Option<SystemTime>,
     pub last_check: Option<(SystemTime, CheckResult)>,
@@ -118,12 +140,18 @@ impl Backend {
             drain: AtomicBool::new(false),
             health: Mutex::new(Health {
                 passive: None,
+                active_checks: false,
                 active_up: true,
                 ok_streak: 0,
                 fail_streak: 0,
                 fails: 0,
                 window_start: None,
                 down_until: None,
+                await_rise: false,
+                ejections: 0,
+                returned_at: None,
+                last_success: None,
+                held_in: false,
                 up_since: None,
                 changed_at: None,
                 last_check: None,
@@ -148,8 +176,10 @@ impl Backend {
         self.set_drain(conf.drain);
         let mut h = self.lock();
         h.passive = pool.passive;
+        h.active_checks = pool.active_checks;
         if conf.check.is_none() {
             h.active_up = true;
+            h.await_rise = false;
             h.ok_streak = 0;
             h.fail_streak = 0;
             *self.schedule.lock().unwrap_or_else(|e| e.into_inner()) = Schedule::default();
@@ -234,10 +264,13 @@ impl Backend {
     fn refresh(&self, h: &mut Health, now: Instant) -> bool {
         if h.down_until.is_some_and(|t| now >= t) {
             h.down_until = None;
-            h.fails = 0;
-            h.window_start = None;
+            if !h.await_rise {
+                h.fails = 0;
+                h.window_start = None;
+                h.returned_at = Some(now);
+            }
         }
-        let usable = h.active_up && h.down_until.is_none();
+        let usable = h.active_up && h.down_until.is_none() && !h.await_rise;
         let was = self.up.swap(usable, Ordering::Relaxed);
         if was != usable {
             if usable {
@@ -265,45 +298,126 @@ impl Backend {
         } else {
             h.fail_streak = 0;
             h.ok_streak = h.ok_streak.saturating_add(1);
-            if !h.active_up && h.ok_streak >= rise {
+            if h.ok_streak >= rise {
                 h.active_up = true;
-                // Active checks decide: a passing check also clears a passive mark.
-                h.down_until = None;
+                // Active checks decide: passing them also ends a passive ejection.
+                if h.await_rise {
+                    h.await_rise = false;
+                    h.down_until = None;
+                    h.fails = 0;
+                    h.window_start = None;
+                    h.returned_at = Some(Instant::now());
+                }
             }
         }
         self.refresh(&mut h, Instant::now());
     }
 
-    /// A real connection or upgrade to this backend failed.
-    /// `active_checks`: whether active checks run (then they bring it back).
-    pub fn record_failure(&self, active_checks: bool) {
-        let now = Instant::now();
+    /// Whether passive checks hold it ejected now.
+    pub fn is_ejected(&self) -> bool {
         let mut h = self.lock();
-        let Some(p) = h.passive else { return };
-        if h.window_start
-            .is_none_or(|s| now.duration_since(s) >= p.fail_timeout)
-        {
-            h.window_start = Some(now);
-            h.fails = 0;
-        }
-        h.fails += 1;
-        if h.fails >= p.max_fails && h.down_until.is_none() {
-            h.down_until = Some(now + p.fail_timeout);
-            if active_checks {
-                h.active_up = false;
-                h.ok_streak = 0;
-            }
-            tracing::warn!(pool = %self.id.pool, backend = %self.addr, "{} failure(s) within {:?}: marked down for {:?}", h.fails, p.fail_timeout, p.fail_timeout);
-        }
-        self.refresh(&mut h, now);
+        self.refresh(&mut h, Instant::now());
+        h.down_until.is_some() || h.await_rise
     }
 
-    /// A real connection succeeded: the failure window starts over.
+    /// Whether its pool may pick it in panic mode: not draining or removed, and not
+    /// down by active checks (passive ejections yield to panic; active checks do not).
+    pub fn panic_pickable(&self) -> bool {
+        !self.draining() && !self.is_removed() && self.lock().active_up
+    }
+
+    /// A real connection or upgrade to this backend, attempted since `started`,
+    /// failed. `may_eject`: whether the pool allows one more ejection now
+    /// (`max_ejection_percent`, balance.rs). Returns whether it was ejected now.
+    pub(crate) fn record_failure(&self, started: Instant, may_eject: bool) -> bool {
+        let now = Instant::now();
+        let mut h = self.lock();
+        self.refresh(&mut h, now);
+        let Some(p) = h.passive else { return false };
+        if h.down_until.is_some() || h.await_rise {
+            return false;
+        }
+        let time = match p {
+            Passive::Consecutive {
+                failures,
+                base,
+                max,
+            } => {
+                if h.last_success.is_some_and(|s| s > started) {
+                    // It answered another attempt since this one began: slow, not dead.
+                    return false;
+                }
+                h.fails = h.fails.saturating_add(1);
+                if h.fails < failures {
+                    return false;
+                }
+                if !may_eject {
+                    return self.hold_in(&mut h);
+                }
+                if let Some(back) = h.returned_at {
+                    let healthy = now.duration_since(back).as_nanos() / base.as_nanos().max(1);
+                    h.ejections = h
+                        .ejections
+                        .saturating_sub(u32::try_from(healthy).unwrap_or(u32::MAX));
+                }
+                h.ejections = h.ejections.saturating_add(1);
+                base.saturating_mul(h.ejections).min(max)
+            }
+            Passive::Window {
+                max_fails,
+                fail_timeout,
+            } => {
+                if h.window_start
+                    .is_none_or(|s| now.duration_since(s) >= fail_timeout)
+                {
+                    h.window_start = Some(now);
+                    h.fails = 0;
+                }
+                h.fails = h.fails.saturating_add(1);
+                if h.fails < max_fails {
+                    return false;
+                }
+                if !may_eject {
+                    return self.hold_in(&mut h);
+                }
+                h.ejections = h.ejections.saturating_add(1);
+                fail_timeout
+            }
+        };
+        h.down_until = Some(now + time);
+        h.held_in = false;
+        if h.active_checks {
+            h.await_rise = true;
+            h.ok_streak = 0;
+        }
+        let how = match p {
+            Passive::Consecutive { .. } => format!("{} failures in a row", h.fails),
+            Passive::Window { fail_timeout, .. } => {
+                format!("{} failure(s) within {fail_timeout:?}", h.fails)
+            }
+        };
+        tracing::warn!(pool = %self.id.pool, backend = %self.addr, "{how}: ejected for {time:?} (ejection {} in a row){}", h.ejections, if h.active_checks { ", then until active checks pass" } else { "" });
+        self.refresh(&mut h, now);
+        true
+    }
+
+    /// An ejection was due and the pool refused it: the backend stays in.
+    fn hold_in(&self, h: &mut Health) -> bool {
+        if !h.held_in {
+            h.held_in = true;
+            tracing::warn!(pool = %self.id.pool, backend = %self.addr, "{} failures: not ejected, the pool's max_ejection_percent allows no more ejections", h.fails);
+        }
+        false
+    }
+
+    /// A real connection succeeded: the failure count starts over.
     pub fn record_success(&self) {
         let mut h = self.lock();
-        if h.fails > 0 && h.down_until.is_none() {
+        h.last_success = Some(Instant::now());
+        if h.fails > 0 && h.down_until.is_none() && !h.await_rise {
             h.fails = 0;
             h.window_start = None;
+            h.held_in = false;
         }
     }
 
@@ -383,6 +497,7 @@ impl Backend {
             up,
             draining: self.draining(),
             slow_start: up && !ramp.is_zero() && h.up_since.is_some_and(|t| t.elapsed() < ramp),
+            ejected: h.down_until.is_some() || h.await_rise,
             sessions: self.active(),
             changed_at: h.changed_at,
             last_check: h.last_check.clone(),
@@ -432,9 +547,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn passive_marks_down_for_fail_timeout() {
         let b = b("max_fails = 2\nfail_timeout = \"10s\"");
-        b.record_failure(false);
+        b.record_failure(Instant::now(), true);
         assert!(b.pickable());
-        b.record_failure(false);
+        b.record_failure(Instant::now(), true);
         assert!(!b.pickable());
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(b.pickable());
@@ -443,11 +558,102 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn passive_with_active_checks_waits_for_rise() {
         let b = b("max_fails = 1\nfail_timeout = \"1s\"\n[pool.health]\nkind = \"tcp\"");
-        b.record_failure(true);
+        b.record_failure(Instant::now(), true);
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(!b.pickable(), "active checks decide after a passive mark");
         b.record_check(Ok(()), 1, 1);
         assert!(b.pickable());
+    }
+
+    /// Fails `n` attempts that each began now; returns whether the last ejected it.
+    fn fail(b: &Backend, n: u32) -> bool {
+        (0..n)
+            .map(|_| b.record_failure(Instant::now(), true))
+            .last()
+            .unwrap_or(false)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn outlier_defaults_eject_after_five_in_a_row() {
+        let b = b("");
+        assert!(!fail(&b, 4));
+        b.record_success();
+        assert!(!fail(&b, 4), "a success starts the count over");
+        assert!(b.pickable());
+        assert!(fail(&b, 1), "the fifth in a row");
+        assert!(!b.pickable() && b.is_ejected());
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(!b.pickable());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(b.pickable(), "back after base_ejection_time");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ejection_time_grows_with_repeats_up_to_the_max_and_decays() {
+        let b = b(
+            "consecutive_failures = 1\nbase_ejection_time = \"10s\"\nmax_ejection_time = \"25s\"",
+        );
+        async fn out_for(b: &Backend) -> Duration {
+            let t0 = Instant::now();
+            while !b.pickable() {
+                tokio::time::advance(Duration::from_secs(1)).await;
+            }
+            t0.elapsed()
+        }
+        let b = &b;
+        assert!(fail(b, 1));
+        assert_eq!(out_for(b).await, Duration::from_secs(10));
+        assert!(fail(b, 1));
+        assert_eq!(out_for(b).await, Duration::from_secs(20), "second in a row");
+        assert!(fail(b, 1));
+        assert_eq!(
+            out_for(b).await,
+            Duration::from_secs(25),
+            "capped at the max"
+        );
+        // 20 s in (two base times): the multiplier drops from 3 to 1, so the next is 2.
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(fail(b, 1));
+        assert_eq!(out_for(b).await, Duration::from_secs(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_that_began_before_the_last_success_is_slow_not_dead() {
+        let b = b("consecutive_failures = 2");
+        let early = Instant::now();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        b.record_success();
+        for _ in 0..10 {
+            assert!(!b.record_failure(early, true));
+        }
+        assert!(
+            b.pickable(),
+            "timeouts of attempts in flight while it answered"
+        );
+        assert!(fail(&b, 2), "attempts begun after its last answer count");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nginx_keys_keep_their_meaning_and_any_failure_counts() {
+        let b = b("max_fails = 1\nfail_timeout = \"2s\"");
+        let early = Instant::now();
+        b.record_success();
+        assert!(b.record_failure(early, true), "one failure ejects");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(b.pickable());
+        assert!(fail(&b, 1));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(b.pickable(), "no growth: always fail_timeout");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_ejection_keeps_it_in_and_a_later_one_may_happen() {
+        let b = b("consecutive_failures = 2");
+        assert!(!b.record_failure(Instant::now(), false));
+        assert!(!b.record_failure(Instant::now(), false));
+        assert!(!b.record_failure(Instant::now(), false));
+        assert!(b.pickable());
+        assert!(b.record_failure(Instant::now(), true), "allowed now");
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,30 +8,73 @@
 //! pickable, and clients without a usable one get round robin and a new cookie).
 //! A pick returns a `Lease`, which counts as a live session on the backend
 //! until it is dropped, so least_conn sees sessions that are still connecting too.
-//! Only backends that are `pickable` (healthy, not draining: backend.rs) are picked.
+//! Only backends that are `pickable` (healthy, not draining: backend.rs) are picked,
+//! unless the pool panics: with fewer pickable backends than `panic_threshold` percent
+//! of those not draining, passive ejections stop counting and it balances over every
+//! backend not draining and not down by active checks (Envoy's panic mode, for what
+//! passive checks did: some service beats none; a backend active checks failed is
+//! down, and with none left clients get 503 and Retry-After at once). Entering and
+//! leaving panic are logged once.
+//! Passive failures are recorded here (`Pool::record_failure`), where the pool bounds
+//! them: passive checks may hold at most `max_ejection_percent` of the backends not
+//! draining ejected (at least one, above 0 %: even a pool's only backend, which panic
+//! mode then still picks, while a route with other pools sends its clients there),
+//! and a timeout while wsgate itself is late (`lag.rs`) does not count against the
+//! backend.
+//! Active checks are not bounded: a backend that fails them is down.
 //! A pool is built per generation; its backends are carried over from the previous
 //! one by identity (`Pool::build`'s `reuse`), so their state survives a reload.
 //! Does not own: connecting (upstream.rs) or health state (backend.rs, health.rs).
 
 use crate::backends::backend::{Backend, BackendId};
+use crate::backends::error::UpstreamError;
 use crate::backends::hash::{fmix64, keyed_token};
 use crate::config::{self, Balance};
 use crate::tls::upstream::UpstreamTls;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
 
 /// A picked backend; counts as one live session on it until dropped.
 #[derive(Debug)]
 pub struct Lease {
     backend: Arc<Backend>,
     index: usize,
+    /// When it was picked: the attempt on it began then.
+    picked: Instant,
+}
+
+/// How an attempt on a backend failed, as passive checks weigh it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Refused, reset, a bad answer: the backend's.
+    Error,
+    /// No answer in time: the backend's, unless wsgate itself was late (lag.rs).
+    Timeout,
+}
+
+impl Failure {
+    pub fn of(e: &UpstreamError) -> Failure {
+        if matches!(
+            e,
+            UpstreamError::ConnectTimeout(_) | UpstreamError::UpgradeTimeout(_)
+        ) {
+            Failure::Timeout
+        } else {
+            Failure::Error
+        }
+    }
 }
 
 impl Lease {
     fn new(backend: Arc<Backend>, index: usize) -> Lease {
         backend.enter();
-        Lease { backend, index }
+        Lease {
+            backend,
+            index,
+            picked: Instant::now(),
+        }
     }
     pub fn backend(&self) -> &Arc<Backend> {
         &self.backend
@@ -59,6 +102,10 @@ pub struct Pool {
     picker: Picker,
     /// With `balance = "cookie"`: the cookie's name and each backend's value.
     sticky: Option<StickyTokens>,
+    /// Whether the pool is in panic mode (for logging the change once).
+    panic: AtomicBool,
+    /// Held while an ejection is decided, so two at once cannot both pass the bound.
+    ejecting: Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -116,6 +163,7 @@ impl Pool {
                 .map(|b| keyed_token(&s.key.0, &[&conf.name, &b.address]))
                 .collect(),
         });
+        crate::lag::ensure();
         Pool {
             name: conf.name.clone(),
             conf: conf.clone(),
@@ -123,6 +171,8 @@ impl Pool {
             tls: None,
             picker,
             sticky,
+            panic: AtomicBool::new(false),
+            ejecting: Mutex::new(()),
         }
     }
 
@@ -169,7 +219,16 @@ impl Pool {
         cookie: Option<&str>,
         exclude: &[usize],
     ) -> Option<Lease> {
-        let eligible = |i: usize| !exclude.contains(&i) && self.backends[i].pickable();
+        let panic = self.panicking();
+        let eligible = |i: usize| {
+            let b = &self.backends[i];
+            !exclude.contains(&i)
+                && if panic {
+                    b.panic_pickable()
+                } else {
+                    b.pickable()
+                }
+        };
         let i = match &self.picker {
             Picker::Cookie(current) => {
                 let named = cookie.and_then(|c| self.sticky_index(c));
@@ -193,6 +252,80 @@ impl Pool {
             ),
         }?;
         Some(Lease::new(self.backends[i].clone(), i))
+    }
+
+    /// Whether the pool is in panic mode now: fewer than `panic_threshold` percent of
+    /// its backends that are not draining are pickable. A change is logged once.
+    pub fn panicking(&self) -> bool {
+        let threshold = self.conf.outlier.panic_threshold as usize;
+        if threshold == 0 {
+            return false;
+        }
+        let (mut pickable, mut total) = (0usize, 0usize);
+        for b in &self.backends {
+            if !b.draining() && !b.is_removed() {
+                total += 1;
+                pickable += usize::from(b.pickable());
+            }
+        }
+        let panic = total > 0 && pickable * 100 < threshold * total;
+        if self.panic.swap(panic, Ordering::Relaxed) != panic {
+            if panic {
+                tracing::warn!(pool = %self.name, "pool in PANIC: {pickable} of {total} backends pickable, below panic_threshold {threshold}%: passive ejections ignored");
+            } else {
+                tracing::warn!(pool = %self.name, "pool out of panic: {pickable} of {total} backends pickable");
+            }
+        }
+        panic
+    }
+
+    /// How many backends passive checks may hold ejected at once.
+    fn ejections_allowed(&self) -> usize {
+        let percent = self.conf.outlier.max_ejection_percent as usize;
+        let n = self
+            .backends
+            .iter()
+            .filter(|b| !b.draining() && !b.is_removed())
+            .count();
+        if percent == 0 {
+            0
+        } else {
+            (n * percent / 100).max(1)
+        }
+    }
+
+    /// The attempt on `lease`'s backend failed (passive checks).
+    pub fn record_failure(&self, lease: &Lease, why: Failure) {
+        self.failed(lease.index, lease.picked, why);
+    }
+
+    /// The attempt on backend `index` was cut short by `upstream_deadline`: a timeout
+    /// of an attempt that began at most that long ago.
+    pub fn record_cut_short(&self, index: usize) {
+        let began = Instant::now()
+            .checked_sub(self.conf.upstream_deadline)
+            .unwrap_or_else(Instant::now);
+        self.failed(index, began, Failure::Timeout);
+    }
+
+    fn failed(&self, index: usize, began: Instant, why: Failure) {
+        let Some(b) = self.backends.get(index) else {
+            return;
+        };
+        if self.conf.passive.is_none() {
+            return;
+        }
+        if why == Failure::Timeout && crate::lag::overloaded() {
+            tracing::debug!(pool = %self.name, backend = %b.addr, lag = ?crate::lag::recent(), "timeout not counted against the backend: wsgate itself is running late");
+            return;
+        }
+        let _one = self.ejecting.lock().unwrap_or_else(|e| e.into_inner());
+        let ejected = self
+            .backends
+            .iter()
+            .filter(|o| !Arc::ptr_eq(o, b) && !o.draining() && o.is_ejected())
+            .count();
+        b.record_failure(began, ejected < self.ejections_allowed());
     }
 
     /// The backend a sticky-cookie value names.
@@ -477,6 +610,111 @@ mod tests {
             va, vb,
             "the same backend has the same value in any position"
         );
+    }
+
+    fn with_keys(weights: &[u32], keys: &str) -> Pool {
+        let p = pool(weights, Balance::RoundRobin);
+        let mut text = "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = false\n\
+                        [[route]]\npool = \"t\"\n[[pool]]\nname = \"t\"\n"
+            .to_string();
+        text += keys;
+        text += "\n[[pool.backend]]\naddress = \"127.0.0.1:1\"\n";
+        let conf = config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        let mut c = p.conf.clone();
+        c.passive = conf.pools[0].passive;
+        c.outlier = conf.pools[0].outlier;
+        Pool::build(&c, |_| None)
+    }
+
+    fn down(b: &Backend) {
+        b.record_check(
+            Err(crate::backends::probe::ProbeError::Timeout(
+                std::time::Duration::from_secs(1),
+            )),
+            1,
+            1,
+        );
+    }
+
+    #[test]
+    fn passive_checks_eject_at_most_max_ejection_percent() {
+        let fail = |p: &Pool, i: usize, n: usize| {
+            for _ in 0..n {
+                p.failed(i, Instant::now(), Failure::Error);
+            }
+        };
+        // 10 % of 3 is 0 backends, but one may always go.
+        let p = with_keys(&[1, 1, 1], "");
+        fail(&p, 0, 4);
+        assert!(p.backends[0].pickable(), "four in a row are not five");
+        fail(&p, 0, 1);
+        assert!(p.backends[0].is_ejected());
+        fail(&p, 1, 20);
+        assert!(
+            p.backends[1].pickable(),
+            "a second ejection exceeds the bound"
+        );
+        // Active checks are not bounded.
+        down(&p.backends[2]);
+        assert!(!p.backends[2].pickable());
+        // Half of four may go.
+        let p = with_keys(
+            &[1, 1, 1, 1],
+            "max_ejection_percent = 50\nconsecutive_failures = 1",
+        );
+        (0..4).for_each(|i| fail(&p, i, 1));
+        let out = p.backends.iter().filter(|b| b.is_ejected()).count();
+        assert_eq!(out, 2);
+        // A pool's only backend may be ejected (a route with other pools then sends
+        // its clients there), but panic mode keeps it in its own pool's service.
+        let p = with_keys(&[1], "consecutive_failures = 1");
+        fail(&p, 0, 1);
+        assert!(p.backends[0].is_ejected() && !p.backends[0].pickable());
+        assert!(p.panicking());
+        assert_eq!(p.pick(LOCAL, &[]).unwrap().index(), 0);
+        // 0 %: passive checks eject nothing.
+        let p = with_keys(&[1, 1], "max_ejection_percent = 0\nmax_fails = 1");
+        fail(&p, 0, 5);
+        assert!(p.backends[0].pickable());
+    }
+
+    #[test]
+    fn below_the_panic_threshold_passive_ejections_are_ignored() {
+        let p = with_keys(
+            &[1, 1, 1, 1],
+            "consecutive_failures = 1\nmax_ejection_percent = 100",
+        );
+        let eject = |i: usize| p.failed(i, Instant::now(), Failure::Error);
+        eject(0);
+        eject(1);
+        assert!(!p.panicking(), "2 of 4 is not below 50 %");
+        assert!((0..20).all(|_| p.pick(LOCAL, &[]).unwrap().index() >= 2));
+        eject(2);
+        assert!(p.panicking(), "1 of 4 is");
+        let mut seen = [false; 4];
+        (0..20).for_each(|_| seen[p.pick(LOCAL, &[]).unwrap().index()] = true);
+        assert_eq!(seen, [true; 4], "every backend in panic");
+        // Draining and down by active checks: never, panic or not.
+        p.backends[3].set_drain(true);
+        down(&p.backends[2]);
+        assert!(p.panicking());
+        assert!((0..20).all(|_| p.pick(LOCAL, &[]).unwrap().index() < 2));
+        assert!(p.pick(LOCAL, &[0, 1]).is_none(), "excluded stay excluded");
+        p.backends[3].set_drain(false);
+        assert!(p.panicking(), "1 of 4");
+        p.backends[0].set_drain(true);
+        p.backends[1].set_drain(true);
+        assert!(!p.panicking(), "out of panic: 1 of 2 not draining");
+        assert!((0..20).all(|_| p.pick(LOCAL, &[]).unwrap().index() == 3));
+        // panic_threshold = 0: never.
+        let p = with_keys(
+            &[1, 1],
+            "consecutive_failures = 1\nmax_ejection_percent = 100\npanic_threshold = 0",
+        );
+        p.failed(0, Instant::now(), Failure::Error);
+        p.failed(1, Instant::now(), Failure::Error);
+        assert!(!p.panicking());
+        assert!(p.pick(LOCAL, &[]).is_none());
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Backends: the pools a route sends sessions to, and reaching one backend.
 //!
 //! - `balance`: a pool and its pick (round robin, ip_hash, least_conn, sticky), and
-//!   the `Lease` a session holds on its backend.
+//!   the `Lease` a session holds on its backend; the pool's bounds on passive checks
+//!   (`max_ejection_percent`, panic mode).
 //! - `backend`: one backend's identity and health state (active checks, passive
-//!   failures, slow start, drain).
+//!   ejections, slow start, drain).
 //! - `health`: the active health checker tasks; `probe`: why a probe failed.
 //! - `hash`, `cookie`: rendezvous hashing, and the sticky cookie's value.
 //! - `connect`: opening a backend connection and forwarding the upgrade to it;

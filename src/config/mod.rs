@@ -15,6 +15,7 @@ mod finding;
 mod health;
 mod limits;
 mod load;
+mod outlier;
 mod routes;
 pub mod schema;
 mod source;
@@ -134,12 +135,35 @@ pub struct Sticky {
     pub key: Secret,
 }
 
-/// nginx-style passive checking: `max_fails` failures within `fail_timeout` take a
-/// backend down for `fail_timeout`.
+/// Passive checks: how failures of real connections and upgrades eject a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Passive {
-    pub max_fails: u32,
-    pub fail_timeout: Duration,
+pub enum Passive {
+    /// Outlier detection (Envoy's): `failures` in a row (a success starts the count
+    /// over; a failure of an attempt that began before the backend's last success
+    /// does not count: the backend is slow, not dead) eject it for
+    /// `base` x the number of ejections in a row, at most `max`.
+    Consecutive {
+        failures: u32,
+        base: Duration,
+        max: Duration,
+    },
+    /// nginx's, when `max_fails` or `fail_timeout` is written: `max_fails` failures
+    /// within `fail_timeout` eject it for `fail_timeout`.
+    Window {
+        max_fails: u32,
+        fail_timeout: Duration,
+    },
+}
+
+/// What bounds passive checks in one pool, whichever `Passive` it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outlier {
+    /// 0..=100: the share of the pool's backends (draining ones left out) passive
+    /// checks may hold ejected at once; above 0, at least one (even a pool's only one).
+    pub max_ejection_percent: u32,
+    /// 0..=100: with fewer pickable backends than this share, the pool balances
+    /// over all of them but the draining ones (panic mode). 0: never.
+    pub panic_threshold: u32,
 }
 
 /// What a reload does to the sessions of a backend it removed.
@@ -162,8 +186,9 @@ pub struct Pool {
     pub host_header: Option<String>,
     pub retries: u32,
     pub upstream_deadline: Duration,
-    /// `None` when `max_fails = 0`.
+    /// `None` when `consecutive_failures = 0` (or `max_fails = 0`).
     pub passive: Option<Passive>,
+    pub outlier: Outlier,
     pub slow_start: Duration,
     pub on_backend_removed: BackendRemoved,
     /// The PROXY protocol header written on every backend connection.

@@ -11,8 +11,8 @@ use super::finding::{Finding, InvalidValue, KeyPath, resolve_path};
 use super::schema::{self, File, OnRemoved};
 use super::types::is_token;
 use super::{
-    Admin, Backend, BackendRemoved, Balance, Check, Config, Discover, Listener, Passive, Pool,
-    Secret, SessionLimits, Sticky,
+    Admin, Backend, BackendRemoved, Balance, Check, Config, Discover, Listener, Pool, Secret,
+    SessionLimits, Sticky,
 };
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
@@ -280,6 +280,7 @@ fn pools(ps: &[schema::Pool], source: &Path, secret: &Secret, out: &mut Vec<Find
         let sources =
             super::source::check(i, &p.source_addresses, &backends, !discover.is_empty(), out);
         let tls = super::tls::pool(i, p, source, out);
+        let (passive, outlier) = super::outlier::passive(i, p, out);
         checked.push(Pool {
             name: p.name.clone(),
             balance: p.balance,
@@ -288,10 +289,8 @@ fn pools(ps: &[schema::Pool], source: &Path, secret: &Secret, out: &mut Vec<Find
             host_header: p.host_header.clone(),
             retries: p.retries,
             upstream_deadline: p.upstream_deadline.get(),
-            passive: (p.max_fails > 0).then(|| Passive {
-                max_fails: p.max_fails,
-                fail_timeout: p.fail_timeout.get(),
-            }),
+            passive,
+            outlier,
             slow_start: p.slow_start.get(),
             on_backend_removed: match p.on_backend_removed {
                 OnRemoved::Keep => BackendRemoved::Keep,
@@ -315,7 +314,7 @@ fn pools(ps: &[schema::Pool], source: &Path, secret: &Secret, out: &mut Vec<Find
 }
 
 /// The values of pool `i` that are checked one by one: timeouts, host_header,
-/// retries, passive checks and keep-alive.
+/// retries and keep-alive (passive checks: outlier.rs).
 fn pool_values(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) {
     let at = || KeyPath::root("pool").index(i);
     for (k, d) in [
@@ -335,12 +334,6 @@ fn pool_values(i: usize, p: &schema::Pool, out: &mut Vec<Finding>) {
         out.push((
             at().key("host_header"),
             "must be a host name, optionally with :port".into(),
-        ));
-    }
-    if p.max_fails > 0 && p.fail_timeout.get().is_zero() {
-        out.push((
-            at().key("fail_timeout"),
-            "must be greater than zero when max_fails > 0".into(),
         ));
     }
     if p.retries > 16 {

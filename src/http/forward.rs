@@ -26,7 +26,7 @@ use super::conn::{
 };
 use super::head::{Framing, Head};
 use super::idle::Sender;
-use crate::backends::balance::{Lease, Pool};
+use crate::backends::balance::{Failure, Lease, Pool};
 use crate::backends::connect::{self, ClientInfo};
 use crate::refusal::Refusal;
 use crate::route::Route;
@@ -466,7 +466,7 @@ async fn await_head<F: Future>(
 /// local shortage: as `backends::error::local_retry` says).
 fn connect_failed(
     pool: &Pool,
-    backend: &crate::backends::backend::Backend,
+    lease: &Lease,
     e: crate::backends::error::UpstreamError,
     last: &mut Option<crate::backends::error::UpstreamError>,
     local_retried: &mut bool,
@@ -474,7 +474,7 @@ fn connect_failed(
     let local = e.local();
     if local.is_none() {
         tracing::warn!(pool = %pool.name, "{}", crate::errors::ErrorChain(&e));
-        backend.record_failure(pool.conf.active_checks);
+        pool.record_failure(lease, Failure::of(&e));
     }
     *last = Some(e);
     crate::backends::error::local_retry(local, local_retried)
@@ -498,7 +498,6 @@ async fn exchange(
     mut body_done: watch::Receiver<bool>,
     to: To<'_>,
 ) -> Result<Exchange, Refusal> {
-    let active = pool.conf.active_checks;
     // A connection that carries a client's PROXY header is that client's alone.
     let shared = pool.conf.send_proxy_protocol.is_none();
     let mut body = Some(body);
@@ -524,7 +523,7 @@ async fn exchange(
                 None => match connect(&backend, pool, &to).await {
                     Ok(s) => s,
                     Err(e) => {
-                        if connect_failed(pool, &backend, e, &mut last, &mut local_retried) {
+                        if connect_failed(pool, &lease, e, &mut last, &mut local_retried) {
                             continue 'backends;
                         }
                         break 'backends;
@@ -548,7 +547,7 @@ async fn exchange(
                 }
                 Err(_) => {
                     tracing::warn!(pool = %pool.name, backend = %backend.addr, "no response head within response_timeout");
-                    backend.record_failure(active);
+                    pool.record_failure(&lease, Failure::Timeout);
                     return Err(Refusal::ResponseTimeout);
                 }
                 Ok(Err(mut e)) => {
@@ -573,7 +572,7 @@ async fn exchange(
                     let e =
                         crate::backends::error::UpstreamError::Http(backend.addr, e.into_error());
                     tracing::warn!(pool = %pool.name, "{}", crate::errors::ErrorChain(&e));
-                    backend.record_failure(active);
+                    pool.record_failure(&lease, Failure::Error);
                     last = Some(e);
                     if body.is_none() {
                         break 'backends;

@@ -9,7 +9,7 @@
 use super::conn::{ConnCtx, identity_headers};
 use super::handshake::UpgradeRequest;
 use crate::access;
-use crate::backends::balance::{Lease, Pool};
+use crate::backends::balance::{Failure, Lease, Pool};
 use crate::backends::connect::{self, BackendStream, ClientInfo, UpgradeReply};
 use crate::backends::error;
 use crate::census::Live;
@@ -301,7 +301,6 @@ async fn open_any(
             })
             .inc();
     };
-    let active_checks = pool.conf.active_checks;
     let mut tried = Vec::new();
     let mut settled = 0; // attempts whose outcome was recorded
     let mut last = None;
@@ -341,7 +340,7 @@ async fn open_any(
                     if local.is_none() {
                         tracing::warn!(pool = %pool.name, "{}", crate::errors::ErrorChain(&e));
                         failed(lease.backend(), e.reason());
-                        lease.backend().record_failure(active_checks);
+                        pool.record_failure(&lease, Failure::of(&e));
                     }
                     last = Some(e);
                     if !error::local_retry(local, &mut local_retried) {
@@ -360,7 +359,7 @@ async fn open_any(
             if let Some(&i) = tried.get(settled) {
                 tracing::warn!(pool = %pool.name, backend = %pool.backends[i].addr, "no answer within upstream_deadline");
                 failed(&pool.backends[i], "deadline");
-                pool.backends[i].record_failure(active_checks);
+                pool.record_cut_short(i);
             }
             Err(Refusal::GatewayTimeout)
         }

@@ -247,10 +247,25 @@ pub struct Pool {
     pub retries: u32,
     #[serde(default = "default_upstream_deadline")]
     pub upstream_deadline: Dur,
-    #[serde(default = "one")]
-    pub max_fails: u32,
-    #[serde(default = "default_fail_timeout")]
-    pub fail_timeout: Dur,
+    /// Passive checks, outlier detection (Envoy's semantics): this many failures in
+    /// a row eject a backend (0: passive checks off).
+    /// `None` (not written): 5, unless `max_fails`/`fail_timeout` are (config/outlier.rs).
+    pub consecutive_failures: Option<u32>,
+    /// The first ejection's length; the nth in a row lasts n times this (default 30 s).
+    pub base_ejection_time: Option<Dur>,
+    /// The longest ejection (default 300 s).
+    pub max_ejection_time: Option<Dur>,
+    /// The share of the pool passive checks may eject at once (at least one backend
+    /// while above 0).
+    #[serde(default = "default_max_ejection_percent")]
+    pub max_ejection_percent: u32,
+    /// Below this share of pickable backends the pool balances over all of them.
+    #[serde(default = "default_panic_threshold")]
+    pub panic_threshold: u32,
+    /// Passive checks, nginx's semantics; set (either key) they replace the three
+    /// outlier keys above. `None`: not written.
+    pub max_fails: Option<u32>,
+    pub fail_timeout: Option<Dur>,
     #[serde(default = "zero")]
     pub slow_start: Dur,
     #[serde(default)]
@@ -310,11 +325,14 @@ fn two() -> u32 {
 fn one() -> u32 {
     1
 }
+fn default_max_ejection_percent() -> u32 {
+    10
+}
+fn default_panic_threshold() -> u32 {
+    50
+}
 fn default_upstream_deadline() -> Dur {
     Dur::secs(15)
-}
-fn default_fail_timeout() -> Dur {
-    Dur::secs(10)
 }
 fn zero() -> Dur {
     Dur::secs(0)

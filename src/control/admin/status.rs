@@ -74,6 +74,7 @@ fn backend(b: &Backend) -> Value {
         "resolved": b.addr.to_string(),
         "state": state,
         "drain": s.draining,
+        "ejected": s.ejected,
         "weight": b.weight(),
         "effective_weight": b.effective_weight(),
         "sessions": s.sessions,
