@@ -4,8 +4,7 @@
 //! timeouts, head size limit: taken from the generation the connection was accepted
 //! under, then from the current one for each later request) and `ConnInfo` (peer, the
 //! listener it came in on, TLS or not, the verified client-certificate subject).
-//! Does not own: accepting (listen.rs) or what
-//! a request means (proxy.rs).
+//! Does not own: accepting (accept/listen.rs) or what a request means (http/).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,13 +1,10 @@
 //! wsgate's own scheduling delay: how late a task of ours wakes up.
 //!
-//! Owns: one small task per process (started by the first pool built inside a tokio
-//! runtime, `ensure`; started again if that runtime went away) that sleeps `TICK`
-//! and records how much later than asked it woke, and `recent()`, the largest delay
-//! of the last one to two seconds (or of the tick overdue now, if the task itself
-//! has not run yet). When that is above `OVERLOADED`, wsgate is the slow one, so a
-//! connect or upgrade timeout then says nothing about the backend: passive checks
-//! do not count it (backends/balance.rs). Cost: one timer wake-up every 50 ms.
-//! A leaf: it imports nothing of wsgate, so every layer may read it.
+//! Owns: one small task per process (`ensure`) that sleeps `TICK` and records how
+//! much later than asked it woke, and `recent()`/`overloaded()`: above `OVERLOADED`
+//! wsgate is the slow one, so passive checks do not count a connect or upgrade
+//! timeout against the backend (backends/balance.rs). A leaf: it imports nothing of
+//! wsgate, so every layer may read it.
 //! Does not own: what to do about overload (accept/overload.rs sheds load).
 
 use std::sync::Mutex;
@@ -98,14 +95,15 @@ fn micros_now() -> u64 {
         .max(1)
 }
 
-/// Starts the measuring task on the current tokio runtime unless one is running.
-/// Outside a runtime it does nothing.
+/// Starts the measuring task on the current tokio runtime unless one is running
+/// (the first pool built inside a runtime calls it; it starts again if that runtime
+/// went away). Outside a runtime it does nothing. Cost: one timer wake-up per `TICK`.
 pub(crate) fn ensure() {
     LAG.ensure();
 }
 
-/// The largest scheduling delay of the last one to two seconds; zero when the task
-/// does not run.
+/// The largest scheduling delay of the last one to two seconds (or of the tick
+/// overdue now, if the task itself has not run yet); zero when the task does not run.
 pub(crate) fn recent() -> Duration {
     LAG.recent()
 }

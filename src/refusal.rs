@@ -4,7 +4,7 @@
 //!
 //! Owns: `Refusal` (every reason a request is answered here, with its status, its
 //! text and the headers the status calls for) and the response body type shared
-//! with the backend answers passed through (upstream.rs).
+//! with the backend answers passed through (http/upgrade.rs).
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};

@@ -1,16 +1,11 @@
 //! Admission control: decided right after accept, before any TLS work is spent.
 //!
-//! Owns: the global slots under `max_connections` (`Slots`: the accept loop waits on
-//! them, so at the limit accepting pauses instead of refusing), the per-IP
-//! concurrent connection count, the per-IP token bucket on new connections
-//! (governor, keyed by IP; IPv6 keyed by a prefix), the exempt CIDRs, the refusal
-//! counters, and the rate-limited log line about refusals.
-//! The state lives as long as the process; the policy follows the config, and a
-//! reload changes it in place (`configure`): open connections keep their places,
-//! and bucket state survives when the rate is unchanged.
-//! Memory stays bounded under a flood of distinct addresses: the count map only holds
-//! IPs with live connections, and `prune` (run periodically) drops bucket state that
-//! has refilled completely.
+//! Owns: the global slots under `max_connections` (`Slots`: at the limit accepting
+//! pauses instead of refusing), the per-IP concurrent count and connect-rate bucket
+//! (governor; IPv6 keyed by a prefix), the exempt CIDRs, the refusal counters and the
+//! rate-limited log line about refusals (`Admission`, which lives as long as the
+//! process while its policy follows the config).
+//! Does not own: the global connect rate and memory watermark (overload.rs).
 
 use crate::config::{Cidr, Limits, types::prefix_mask};
 use arc_swap::ArcSwap;
@@ -210,6 +205,9 @@ impl Policy {
     }
 }
 
+/// Per-IP admission. Memory stays bounded under a flood of distinct addresses: the
+/// count map only holds IPs with live connections, and `prune` (run periodically)
+/// drops bucket state that has refilled completely.
 pub struct Admission {
     policy: ArcSwap<Policy>,
     live: Mutex<HashMap<ClientKey, usize>>,
@@ -259,7 +257,8 @@ impl Admission {
         }
     }
 
-    /// Takes a reloaded config's limits.
+    /// Takes a reloaded config's limits, in place: open connections keep their
+    /// places, and bucket state survives when the rate is unchanged.
     pub fn configure(&self, l: &Limits) {
         let next = Policy::new(l, Some(&self.policy.load()));
         self.policy.store(Arc::new(next));

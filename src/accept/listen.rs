@@ -5,7 +5,7 @@
 //! TLS handshake and its timeout (and taking the verified client certificate's
 //! subject). Each accepted connection takes the current generation, then
 //! `http::serve` reads its requests.
-//! Does not own: HTTP (http/) or what a request means (proxy.rs, http/forward.rs).
+//! Does not own: HTTP (http/) or what a request means (http/upgrade.rs, http/forward.rs).
 
 use crate::accept::admission::{Admitted, Refused, Slot};
 use crate::accept::proxy_proto;

@@ -2,14 +2,11 @@
 //! arrives, the accept loops pace instead of letting TLS handshakes take every core
 //! and every byte of memory.
 //!
-//! Owns: the global token bucket on accepted connections (`max_connect_rate`, all
-//! clients and listeners together: the accept loop waits for a token, so the kernel
-//! queues the rest), the resident-memory watermark (`max_memory`: above it accepting
-//! pauses until memory is back under the watermark minus a margin), the resolution
-//! of both from the config and the machine, their counters, and one log line per
-//! episode (when pacing starts, and when it ends with what it did).
-//! Does not own: per-IP limits and `max_connections` (admission.rs), or reading the
-//! process's memory (resources.rs).
+//! Owns: the global connect-rate bucket (`max_connect_rate`) and the resident-memory
+//! watermark (`max_memory`), both waited on by `Overload::wait_turn`, their resolution
+//! from the config and the machine (`Settings::resolve`), their counters, and one log
+//! line per episode. Does not own: per-IP limits and `max_connections`
+//! (admission.rs), or reading the process's memory (resources.rs).
 
 use crate::config::{Limits, MemoryLimit};
 use crate::relay::bucket::Bucket;
@@ -135,7 +132,10 @@ impl Overload {
     }
 
     /// Waits until one more connection may be accepted: memory under the watermark
-    /// and a token in the connect-rate bucket. Cancel-safe.
+    /// and a token in the connect-rate bucket (all clients and listeners together;
+    /// the kernel queues the rest). Above the watermark accepting pauses until memory
+    /// is back under it minus `MEMORY_MARGIN`. An episode of pacing or pausing is
+    /// logged when it starts, and when it ends with what it did. Cancel-safe.
     pub async fn wait_turn(&self) {
         self.wait_memory().await;
         self.wait_rate().await;

@@ -1,14 +1,11 @@
 //! The PROXY protocol (HAProxy's spec, versions 1 and 2): reading the header an L4
 //! balancer puts in front of a client connection, and writing one toward a backend.
 //!
-//! Owns: the parser (`parse`, pure, over a byte slice), the reader that takes the
-//! header off a socket before TLS (`read_header`: bounded buffer, never a byte past
-//! the header, so what follows is left for TLS untouched) and the encoders (`encode`).
-//! Our own code rather than a crate: the parser is small, we need it strict and
-//! bounded, and it never allocates past `MAX_V2_BODY`; tests/proxy_proto.rs fuzzes
-//! it against the `ppp` crate as an independent reference.
-//! Does not own: who is trusted, deadlines or what the address is used for
-//! (listen.rs), nor when a backend gets a header (upstream.rs).
+//! Owns: the parser (`parse`, pure, strict, bounded by `MAX_V2_BODY`; our own rather
+//! than a crate, and fuzzed against the `ppp` crate by tests/proxy_proto.rs), the
+//! reader that takes the header off a socket before TLS (`read_header`), and the
+//! encoders (`encode`). Does not own: who is trusted, deadlines or what the address
+//! is used for (listen.rs), nor when a backend gets a header (backends/connect.rs).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};

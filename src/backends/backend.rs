@@ -1,24 +1,11 @@
 //! One backend and its health: the single place that decides whether it may be picked.
 //!
-//! Owns: the backend's identity (pool name, address as written, resolved address),
-//! its live-session count (for least_conn), the health state fed by active checks
-//! (rise/fall, HAProxy's semantics) and passive checks (config `Passive`: outlier
-//! detection, `consecutive_failures` in a row -> ejected for `base_ejection_time` x
-//! the ejections in a row, at most `max_ejection_time`, Envoy's semantics; or
-//! `max_fails` within `fail_timeout` -> ejected for `fail_timeout`, nginx's), the drain flag,
-//! slow start, the schedule of its active probes, its idle keep-alive connections for
-//! proxied HTTP (`http::idle`), and the signal that asks its
-//! sessions to end (shutdown, or a reload that removed it). `Backend::pickable` is what balancing asks; a backend that is down,
-//! ejected or draining is not picked (unless its pool panics: balance.rs). A
-//! failure of an attempt that began before the backend's last success does not
-//! count toward `consecutive_failures`: the backend answered meanwhile, so it is slow,
-//! not dead. Whether an ejection is allowed at all (`max_ejection_percent`) is the
-//! pool's to say (balance.rs); a refused one is logged once. State changes are logged once.
-//!
-//! A `Backend` outlives generations: a reload that keeps it (same identity) keeps
-//! this object, so its health, failure history, slow-start ramp and session count
-//! carry over, while `apply` takes the new weight, drain flag and settings.
-//! Does not own: running the active checks (health.rs) or choosing among backends.
+//! Owns: the backend's identity (`BackendId`), its live-session count, its health
+//! state (active rise/fall, passive ejections, drain, slow start), the schedule of its
+//! active probes, its idle keep-alive connections (`http::idle`), and the signal that
+//! asks its sessions to end. A `Backend` outlives generations (kept by identity).
+//! Does not own: running the active checks (health.rs), choosing among backends or
+//! whether an ejection is allowed at all (balance.rs).
 
 use crate::backends::probe::ProbeError;
 use crate::census::{Ending, StopReason};
@@ -40,6 +27,10 @@ pub struct BackendId {
     pub addr: SocketAddr,
 }
 
+/// One backend of a pool. A reload that keeps it (same `BackendId`) keeps this
+/// object, so its health, failure history, slow-start ramp and session count carry
+/// over, while `apply` takes the new weight, drain flag and settings. State changes
+/// are logged once.
 #[derive(Debug)]
 pub struct Backend {
     pub id: BackendId,
@@ -204,7 +195,9 @@ impl Backend {
         self.active.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Whether new sessions may go here: healthy and not draining.
+    /// Whether new sessions may go here: healthy (not down by active checks, not
+    /// passively ejected) and not draining. This is what balancing asks (unless the
+    /// pool panics: balance.rs).
     pub fn pickable(&self) -> bool {
         if self.drain.load(Ordering::Relaxed) {
             return false;
@@ -282,7 +275,8 @@ impl Backend {
         usable
     }
 
-    /// An active check's result; `rise`/`fall` consecutive results change state.
+    /// An active check's result; `rise`/`fall` consecutive results change state
+    /// (HAProxy's semantics).
     pub fn record_check(&self, result: Result<(), ProbeError>, rise: u32, fall: u32) {
         let mut h = self.lock();
         let result = result.map_err(Arc::new);
@@ -328,7 +322,15 @@ impl Backend {
 
     /// A real connection or upgrade to this backend, attempted since `started`,
     /// failed. `may_eject`: whether the pool allows one more ejection now
-    /// (`max_ejection_percent`, balance.rs). Returns whether it was ejected now.
+    /// (`max_ejection_percent`, balance.rs; a refused one is logged once). Returns
+    /// whether it was ejected now.
+    ///
+    /// Passive checks (config `Passive`) are either outlier detection (Envoy's:
+    /// `consecutive_failures` in a row eject for `base_ejection_time` times the
+    /// ejections in a row, at most `max_ejection_time`) or nginx's (`max_fails`
+    /// within `fail_timeout` eject for `fail_timeout`). A failure of an attempt that
+    /// began before the backend's last success does not count toward
+    /// `consecutive_failures`: the backend answered meanwhile, so it is slow, not dead.
     pub(crate) fn record_failure(&self, started: Instant, may_eject: bool) -> bool {
         let now = Instant::now();
         let mut h = self.lock();

@@ -1,30 +1,11 @@
-//! Pools of backends and the four ways of picking one.
+//! A pool of backends and the four ways of picking one.
 //!
-//! Owns: `Pool` (its checked settings and its backends, in config order) and
-//! selection: smooth weighted round robin (nginx's algorithm), weighted rendezvous
-//! hashing on the client IP (IPv6 keyed by /64), least connections relative to
-//! weight, and sticky cookies (`balance = "cookie"`: the cookie's value is a keyed
-//! hash naming one backend, `hash::keyed_token`; it is honoured while that backend is
-//! pickable, and clients without a usable one get round robin and a new cookie).
-//! A pick returns a `Lease`, which counts as a live session on the backend
-//! until it is dropped, so least_conn sees sessions that are still connecting too.
-//! Only backends that are `pickable` (healthy, not draining: backend.rs) are picked,
-//! unless the pool panics: with fewer pickable backends than `panic_threshold` percent
-//! of those not draining, passive ejections stop counting and it balances over every
-//! backend not draining and not down by active checks (Envoy's panic mode, for what
-//! passive checks did: some service beats none; a backend active checks failed is
-//! down, and with none left clients get 503 and Retry-After at once). Entering and
-//! leaving panic are logged once.
-//! Passive failures are recorded here (`Pool::record_failure`), where the pool bounds
-//! them: passive checks may hold at most `max_ejection_percent` of the backends not
-//! draining ejected (at least one, above 0 %: even a pool's only backend, which panic
-//! mode then still picks, while a route with other pools sends its clients there),
-//! and a timeout while wsgate itself is late (`lag.rs`) does not count against the
-//! backend.
-//! Active checks are not bounded: a backend that fails them is down.
-//! A pool is built per generation; its backends are carried over from the previous
-//! one by identity (`Pool::build`'s `reuse`), so their state survives a reload.
-//! Does not own: connecting (upstream.rs) or health state (backend.rs, health.rs).
+//! Owns: `Pool` (its checked settings and its backends in config order, built per
+//! generation with its backends carried over by identity), the pick (round robin,
+//! ip_hash, least_conn, sticky cookie) and the `Lease` it returns, panic mode, and
+//! the pool's bound on passive ejections (`Pool::record_failure`).
+//! Does not own: connecting (connect.rs) or a backend's health state (backend.rs,
+//! health.rs).
 
 use crate::backends::backend::{Backend, BackendId};
 use crate::backends::error::UpstreamError;
@@ -36,7 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
-/// A picked backend; counts as one live session on it until dropped.
+/// A picked backend; counts as one live session on it until dropped, so least_conn
+/// also sees the sessions that are still connecting.
 #[derive(Debug)]
 pub struct Lease {
     backend: Arc<Backend>,
@@ -91,6 +73,8 @@ impl Drop for Lease {
     }
 }
 
+/// A pool built for one generation. `Pool::build` carries its backends over from the
+/// previous generation by identity (`reuse`), so their state survives a reload.
 #[derive(Debug)]
 pub struct Pool {
     pub name: String,
@@ -115,6 +99,9 @@ struct StickyTokens {
     tokens: Vec<String>,
 }
 
+/// How a pool picks, by `balance`: smooth weighted round robin (nginx's algorithm),
+/// weighted rendezvous hashing on the client IP (IPv6 keyed by /64), least
+/// connections relative to weight, or the sticky cookie's backend.
 #[derive(Debug)]
 enum Picker {
     /// Current weights of the smooth weighted round robin, one per backend.
@@ -212,7 +199,15 @@ impl Pool {
     }
 
     /// Like `pick`; with `balance = "cookie"`, `cookie` is the value of the sticky
-    /// cookie the client sent: its backend is taken while it is pickable.
+    /// cookie the client sent (a keyed hash naming one backend, `hash::keyed_token`):
+    /// its backend is taken while it is pickable; a client without a usable one gets
+    /// round robin (and then a new cookie, `sticky_set_cookie`).
+    ///
+    /// Only `Backend::pickable` backends are picked (up, not ejected, not draining),
+    /// unless the pool panics (`panicking`): then passive ejections stop counting
+    /// and it balances over every backend not draining and not down by active
+    /// checks (`Backend::panic_pickable`; Envoy's panic mode: some service beats
+    /// none). With none left the caller answers 503 with Retry-After at once.
     pub fn pick_for(
         &self,
         client: IpAddr,
@@ -294,7 +289,13 @@ impl Pool {
         }
     }
 
-    /// The attempt on `lease`'s backend failed (passive checks).
+    /// The attempt on `lease`'s backend failed (passive checks). The pool bounds
+    /// ejections here: passive checks may hold at most `max_ejection_percent` of the
+    /// backends not draining ejected (at least one above 0 %: even a pool's only
+    /// backend, which panic mode then still picks, while a route with other pools
+    /// sends its clients there). A timeout while wsgate itself is late (`lag.rs`) does
+    /// not count against the backend. Active checks are not bounded: a backend that
+    /// fails them is down.
     pub fn record_failure(&self, lease: &Lease, why: Failure) {
         self.failed(lease.index, lease.picked, why);
     }

@@ -3,7 +3,7 @@
 //!
 //! Owns: the lenient parse of `Cookie` (RFC 6265 section 5.4: `name=value` pairs split
 //! on `;`, several header lines allowed) and the attributes wsgate's own cookies get.
-//! Does not own: what a cookie means (balance.rs for stickiness, route.rs for matching).
+//! Does not own: what a cookie means (balance.rs for stickiness, route/mod.rs for matching).
 
 use hyper::header::{self, HeaderMap, HeaderValue};
 

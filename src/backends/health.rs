@@ -1,17 +1,11 @@
 //! Active health checks: one task per checked backend, off the accept and relay paths.
 //!
-//! Owns: probing (tcp connect; http `GET path` expecting a status; websocket: a full
-//! upgrade with the Accept verified, then a clean close: 1000
-//! "wsgate health check"), spreading the probes of a
-//! pool over its interval so they do not all fire at once, and the checker tasks of
-//! one generation (`Checkers`). The schedule lives in each `Backend`, so when a
-//! reload replaces the checkers of a backend that stays, the new task takes the
-//! next due probe and the old one stops after the probe it may be running: no gap,
-//! no probe twice. Results go to `Backend::record_check` (rise/fall, logging).
-//! A `tls = true` pool's probes talk TLS too, verified like its sessions: a tcp check
-//! is then a connect and a TLS handshake, an http or websocket check runs inside it.
-//! Why a probe failed is a `ProbeError`; its `label()` is the `result` of
-//! `wsgate_backend_checks_total` (`ok` or one of a fixed few, never a message).
+//! Owns: the checker tasks of one generation (`Checkers`), spreading a pool's probes
+//! over its interval, and probing (`probe`: tcp, http or websocket, over TLS for a
+//! `tls = true` pool); results go to `Backend::record_check`.
+//! Does not own: the probe schedule (kept in each `Backend`), why a probe failed
+//! (probe.rs, whose `label()` is the metric's `result`) or what a result does to the
+//! backend (backend.rs).
 
 use crate::backends::backend::Backend;
 use crate::backends::balance::Pool;
@@ -54,7 +48,10 @@ impl Counts {
     }
 }
 
-/// The checker tasks of one generation.
+/// The checker tasks of one generation. The schedule lives in each `Backend`, so
+/// when a reload replaces the checkers of a backend that stays, the new task takes
+/// the next due probe and the old one stops after the probe it may be running: no
+/// gap, no probe twice.
 #[derive(Debug)]
 pub struct Checkers {
     retire: watch::Sender<bool>,
@@ -167,7 +164,11 @@ async fn run(
     }
 }
 
-/// One probe (over TLS when `tls` is set); `Err` says why it failed. With
+/// One probe: tcp connects; http sends `GET path` and expects the status; websocket
+/// makes a full upgrade, verifies the Accept, then closes cleanly (1000,
+/// `CLOSE_REASON`). With `tls` (a `tls = true` pool) it talks TLS, verified like
+/// the pool's sessions: a tcp check is then a connect and a TLS handshake, an http
+/// or websocket check runs inside it. `Err` says why it failed. With
 /// `proxy` (the pool's `send_proxy_protocol`) the probe starts with a LOCAL
 /// header, as HAProxy's checks do when they go to the server's own port: a
 /// backend that requires the header would refuse a probe without it.

@@ -2,26 +2,9 @@
 //!
 //! Owns: the DNS client (hickory, no cache: each lookup asks the server; the servers
 //! of /etc/resolv.conf or `[server] resolver`), the last good address set of every
-//! `resolve` backend, its lookup schedule, the task that re-resolves on each entry's
-//! interval and publishes a new generation when a set changed, and the **publish
-//! lock** (`Discovery::lock`): a reload and a DNS update each hold it from building
-//! their generation to publishing it, so neither is lost or overtaken by the other.
-//! A reload re-resolves every entry itself (`Locked::lookup_all`) and then becomes
-//! the base the DNS updates build on (`Locked::commit`).
-//!
-//! A generation is built from the base config with the sets found
-//! (`Config::with_discovered`), so backends are reconciled by identity exactly as a
-//! reload does: an address that stays is the same `Backend` (health, failures, slow
-//! start, sessions), a new one is added and health-checked, one that is gone is
-//! removed under the pool's `on_backend_removed`. A DNS update keeps the running
-//! generation's TLS settings (it reads no file).
-//!
-//! A failed lookup (timeout, SERVFAIL, refused) and an empty answer (NXDOMAIN, no
-//! A/AAAA record) both keep the last good set: DNS never empties a pool, health
-//! checks take dead backends out. The first failure of an episode is logged (a
-//! warning), the return is logged, and every lookup is counted in
-//! `wsgate_dns_lookups_total{pool, backend, result = ok | empty | failed}`. Why a
-//! lookup failed is a `DnsError` (the resolver's error as its source).
+//! `resolve` backend and its lookup schedule, the task that re-resolves each entry on
+//! its interval and publishes a generation when a set changed, and the publish lock
+//! (`Discovery::lock`). How a DNS update becomes a generation: ARCHITECTURE.md.
 //! Does not own: building and publishing generations (runtime/), reload (server.rs).
 
 use crate::config::{Config, Discover, Pool};
@@ -104,7 +87,11 @@ impl std::error::Error for DnsError {
     }
 }
 
-/// Discovery state; its lock is the publish lock.
+/// Discovery state; its lock is the publish lock: a reload and a DNS update each
+/// hold it from building their generation to publishing it, so neither is lost or
+/// overtaken by the other. A reload re-resolves every entry itself
+/// (`Locked::lookup_all`) and then becomes the base the DNS updates build on
+/// (`Locked::commit`).
 #[derive(Debug)]
 pub struct Discovery {
     state: Mutex<State>,
@@ -306,8 +293,12 @@ async fn lookup_all(
     found
 }
 
-/// The set an entry has after answer `a`: the answer, or the last good set. Logs
-/// the start and end of a failure episode and counts the lookup.
+/// The set an entry has after answer `a`: the answer, or the last good set. A
+/// failed lookup (timeout, SERVFAIL, refused) and an empty answer (NXDOMAIN, no
+/// A/AAAA record) both keep the last good set: DNS never empties a pool, health
+/// checks take dead backends out. Logs the start (a warning) and end of a failure
+/// episode, and counts the lookup in
+/// `wsgate_dns_lookups_total{pool, backend, result = ok | empty | failed}`.
 fn settle(
     k: &Key,
     a: Resolved,
@@ -382,7 +373,10 @@ pub async fn run(rt: Arc<Runtime>, dns: Arc<Discovery>, mut stop: watch::Receive
 
 /// One round: looks up the entries due (without the lock, so a reload is not held
 /// up by a slow DNS server), then, under the lock, applies the answers unless a
-/// reload came in between, and publishes if a set changed.
+/// reload came in between, and publishes if a set changed. The generation is the
+/// base config with the sets found (`Config::with_discovered`), so backends are
+/// reconciled by identity as on a reload; it keeps the running generation's TLS
+/// settings (a DNS update reads no file).
 async fn update(rt: &Runtime, dns: &Discovery) {
     let now = Instant::now();
     let (jobs, resolver, server) = {

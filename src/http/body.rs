@@ -1,14 +1,11 @@
 //! Request bodies of proxied HTTP: decoding what the client sends (Content-Length or
 //! chunked, strictly), and the body type hyper sends on to the backend.
 //!
-//! Owns: the chunked decoder (hex sizes, extensions ignored but bounded, CRLF only,
-//! trailers read and dropped), `feed` (reads the body from the client in pieces under
-//! `request_body_timeout` between reads and `max_request_body_bytes` in all, and
-//! hands each piece over a small channel, so a body is never held whole: memory stays
-//! at a few reads whatever its size), and `ReqBody`, the receiving end, which ends
-//! only on an explicit end marker: a feed that stops early makes it fail, so a
-//! truncated body is never passed on as complete. Does not own: the framing rules of
-//! the head (head.rs) or the exchange with the backend (forward.rs).
+//! Owns: the chunked decoder (`Chunked`), `feed` (reads the body from the client in
+//! pieces over a small channel, so a body is never held whole), and `ReqBody`, the
+//! receiving end, which fails rather than end if the feed stops early.
+//! Does not own: the framing rules of the head (head.rs) or the exchange with the
+//! backend (forward.rs).
 
 use super::head::Framing;
 use bytes::{Buf, Bytes, BytesMut};
@@ -62,7 +59,9 @@ const PIECES_IN_FLIGHT: usize = 2;
 /// Bytes asked of the client per read.
 const READ_SIZE: usize = 32 * 1024;
 
-/// A request body on its way to the backend: empty, or fed through a channel.
+/// A request body on its way to the backend: empty, or fed through a channel. It
+/// ends only on an explicit end marker (`Piece::End`): a feed that stops early makes
+/// it fail, so a truncated body is never passed on as complete.
 #[derive(Debug)]
 pub struct ReqBody {
     rx: Option<mpsc::Receiver<Piece>>,
@@ -128,7 +127,9 @@ impl Body for ReqBody {
 
 /// Reads the body framed by `framing` from `rd` (after what `buf` already holds),
 /// sends it through `tx` and ends with `Piece::End`. Returns the body's length.
-/// On error `tx` is dropped without the end marker.
+/// On error `tx` is dropped without the end marker. Reads are in pieces, within
+/// `request_body_timeout` of each other and `max_request_body_bytes` in all, so
+/// memory stays at a few reads whatever the body's size.
 pub async fn feed<R: AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
@@ -200,7 +201,8 @@ async fn fill<R: AsyncRead + Unpin>(
 const MAX_SIZE_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 16 * 1024;
 
-/// A strict chunked decoder (RFC 9112 section 7.1).
+/// A strict chunked decoder (RFC 9112 section 7.1): hex sizes, extensions ignored
+/// but bounded, CRLF only, trailers read and dropped.
 #[derive(Debug, Default)]
 pub struct Chunked {
     state: State,

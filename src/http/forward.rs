@@ -1,24 +1,12 @@
 //! One plain HTTP request on a route with `http = "proxy"`: to a backend of the
 //! route's pool and back, bodies streamed both ways.
 //!
-//! Owns: the checks before a backend is involved (Host, `max_request_body_bytes`
-//! against Content-Length), `Expect: 100-continue`, the forwarded request (end-to-end
-//! headers, X-Forwarded-*, the sticky cookie taken out), reusing a backend's idle
-//! connection or opening one, the response-head wait (`response_timeout`, counted
-//! from the end of the request body), retries, the sticky `Set-Cookie`, returning the
-//! connection to the backend's idle set, and whether the client's connection may be
-//! kept. Retries: a request that never left wsgate (the connect failed, or a pooled
-//! connection turned out closed) is tried again whatever its method; one that was
-//! sent and got no response head is tried again (on a fresh connection, then on
-//! another backend) only when it is GET or HEAD without a body. Failures on a
-//! reused connection are not held against the backend (the usual cause is a
-//! keep-alive race, not a sick backend), nor is wsgate's own shortage (no ephemeral
-//! port, descriptor or memory: a 503, tried on one other backend at most, as
-//! `backends::error::local_retry` says). A pool with `send_proxy_protocol` writes
-//! the client's PROXY header first on each backend connection, so such a connection
-//! is the client's own: it is never taken from or given back to the idle set (as
-//! HAProxy makes connections with a PROXY header private). Does not own: decoding the body (body.rs),
-//! framing the response (write.rs), or the connection loop (serve.rs).
+//! Owns: the checks before a backend is involved (`check`), `Expect: 100-continue`,
+//! the forwarded request (`outgoing`), reusing a backend's idle connection or opening
+//! one, the response-head wait (`await_head`), retries (`exchange`), the sticky
+//! `Set-Cookie`, giving the connection back, and whether the client's may be kept.
+//! Does not own: decoding the body (body.rs), framing the response (write.rs), or the
+//! connection loop (serve.rs).
 
 use super::body::{self, BodyError, ReqBody};
 use super::conn::{
@@ -445,7 +433,8 @@ where
 }
 
 /// Waits for `fut` (the response head): without a limit while the request body is
-/// still going out, then within `limit`.
+/// still going out, then within `limit` (`response_timeout`, counted from the end
+/// of the request body).
 async fn await_head<F: Future>(
     fut: F,
     body_done: &mut watch::Receiver<bool>,
@@ -489,8 +478,21 @@ struct To<'a> {
     local: &'a crate::metrics::LocalExhaustion,
 }
 
-/// Sends the request to a backend of `pool` and waits for its response head, with
-/// the retries the module header describes.
+/// Sends the request to a backend of `pool` and waits for its response head.
+///
+/// Retries: a request that never left wsgate (the connect failed, or a pooled
+/// connection turned out closed) is tried again whatever its method; one that was
+/// sent and got no response head is tried again (on a fresh connection, then on
+/// another backend) only when it is GET or HEAD without a body. Failures on a
+/// reused connection are not held against the backend (the usual cause is a
+/// keep-alive race, not a sick backend), nor is wsgate's own shortage (no ephemeral
+/// port, descriptor or memory: a 503, tried on one other backend at most, as
+/// `backends::error::local_retry` says).
+///
+/// A pool with `send_proxy_protocol` writes the client's PROXY header first on each
+/// backend connection, so such a connection is the client's own: it is never taken
+/// from or given back to the idle set (as HAProxy makes connections with a PROXY
+/// header private).
 async fn exchange(
     pool: &Pool,
     out: &Outgoing,

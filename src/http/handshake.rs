@@ -2,9 +2,9 @@
 //!
 //! Owns: `UpgradeRequest` (a request that passed every check; the only way to make
 //! one is `UpgradeRequest::parse`) and the header-token helpers the checks use.
-//! Does not own: reading the request (hyper does, driven by listen.rs), the answers
-//! to refused requests (answer.rs), routing, Origin policy (origin.rs), or talking
-//! to backends.
+//! Does not own: reading the request (serve.rs, head.rs), the answers to refused
+//! requests (refusal.rs, `upgrade::refusal`), routing, Origin policy
+//! (route/origin.rs), or talking to backends.
 
 use crate::refusal::Refusal;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};

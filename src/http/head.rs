@@ -7,7 +7,7 @@
 //! Content-Length, a line folded with obs-fold, a Transfer-Encoding other than one
 //! final `chunked`, and Transfer-Encoding in HTTP/1.0 are each refused with their own
 //! status and reason before the request is routed. Does not own: reading bodies
-//! (body.rs) or what a request means (serve.rs, proxy.rs).
+//! (body.rs) or what a request means (serve.rs, upgrade.rs).
 
 use crate::http::handshake::tokens;
 use crate::refusal::Refusal;

@@ -1,14 +1,11 @@
-//! The HTTP/1.1 side of a client connection, wsgate's own (no HTTP server library):
-//! so that every framing rule is enforced with a defined answer, the request-head
-//! timeout stays separate from the keep-alive idle timeout, and a connection can
-//! carry plain requests and then a WebSocket upgrade.
+//! The HTTP/1.1 side of a client connection, wsgate's own (no HTTP server library), so
+//! every framing rule has a defined answer, the head timeout stays apart from the
+//! keep-alive idle timeout, and one connection can carry plain requests, then an upgrade.
 //!
-//! - `serve`: the connection loop (heads, deadlines, keep-alive, dispatch).
-//! - `head`: parsing one head and the RFC 9112 smuggling rules.
-//! - `body`: request bodies (chunked decoding, streaming to the backend).
-//! - `forward`: one proxied plain request, with retries and pooled connections.
-//! - `write`: response heads and bodies toward the client.
-//! - `idle`: a backend's idle keep-alive connections (held by `backend::Backend`).
+//! Owns: `serve` (the connection loop), `head` (one head, RFC 9112's smuggling rules),
+//! `handshake` + `upgrade` (upgrades), `forward` + `body` + `write` + `idle` (a proxied
+//! plain request, request bodies, responses, a backend's idle connections), and `conn`
+//! (what both paths share). Does not own: routing (route/) or the session (relay/).
 
 pub mod body;
 pub mod conn;

@@ -1,18 +1,10 @@
 //! One client connection's requests, in order, from its first byte to its close.
 //!
-//! Owns: reading each request head under its deadlines (the first head within
-//! `header_read_timeout` of the connection's start; a later one within
-//! `keepalive_timeout` of idle for its first byte, then `header_read_timeout` for the
-//! rest: 408 when a head is late, a silent close when the idle time ends), answering
-//! heads that break the rules (head.rs), and sending each request where it belongs:
-//! upgrades to proxy.rs (the 101 is written here, then the session runs in a task of
-//! its own, holding the connection's slot), plain requests to forward.rs on routes
-//! with `http = "proxy"`, and everything else to the answer it always had (426, 405,
-//! 505 ...), after which the connection closes. A connection is kept for another
-//! request only after a proxied request that ended cleanly, and kept-alive
-//! connections close when shutdown begins. Each request after the first runs under
-//! the generation current when its head arrived (the first under the connection's).
-//! Does not own: what an upgrade or a proxied request does (proxy.rs, forward.rs).
+//! Owns: reading each request head under its deadlines and deciding whether the
+//! connection is kept for another (`serve`), answering heads that break the rules
+//! (head.rs), and sending each request where it belongs (`dispatch`); for an upgrade
+//! it writes the 101 and starts the session in a task of its own.
+//! Does not own: what an upgrade or a proxied request does (upgrade.rs, forward.rs).
 
 use super::conn::{Conn, ConnCtx, reply_for, respond_and_close};
 use super::forward::{self, Forwarded};
@@ -50,7 +42,16 @@ const LINGER_BYTES: u64 = 1 << 20;
 /// Bytes asked of the client per read while a head is incomplete.
 const HEAD_READ: usize = 4096;
 
-/// Serves the connection until it closes or becomes a session.
+/// Serves the connection until it closes or becomes a session (a task of its own,
+/// holding the connection's slot).
+///
+/// The first head must arrive within `header_read_timeout` of the connection's
+/// start; a later one within `keepalive_timeout` of idle for its first byte, then
+/// `header_read_timeout` for the rest: 408 when a head is late, a silent close when
+/// the idle time ends. A connection is kept only after a proxied request that ended
+/// cleanly, and kept-alive connections close when shutdown begins. Each request
+/// after the first runs under the generation current when its head arrived (the
+/// first under the connection's).
 pub async fn serve<IO>(io: IO, client: Arc<ConnCtx>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -173,6 +174,10 @@ async fn close<IO: AsyncRead + AsyncWrite>(mut c: Conn<IO>, linger: bool) {
     }
 }
 
+/// Sends one request where it belongs: an upgrade to `upgrade::handle` (and its 101
+/// written here), a plain request on a route with `http = "proxy"` to
+/// `forward::forward`, anything else to the answer it always had (426, 405, 505 ...),
+/// after which the connection closes.
 async fn dispatch<IO>(c: &mut Conn<IO>, head: Head, client: &Arc<ConnCtx>) -> Next
 where
     IO: AsyncRead + AsyncWrite + Unpin,

@@ -6,7 +6,7 @@
 //! for HTTP/1.0; none for HEAD, 1xx, 204 and 304), streaming the body as it comes
 //! (never whole: one frame at a time, flushed when the next is not ready yet, each
 //! within `gap`), and `Connection: close` when the connection will not be reused.
-//! Does not own: what the response is (serve.rs, forward.rs, proxy.rs).
+//! Does not own: what the response is (serve.rs, forward.rs, upgrade.rs).
 
 use bytes::Bytes;
 use futures_util::FutureExt;

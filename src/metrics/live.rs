@@ -1,14 +1,12 @@
 //! The registry of live sessions: each session's counters from its start, read by a
-//! scrape while it runs and folded into the totals (in the same step that removes
-//! it) when it ends, so a long session shows up as it goes, every message is
-//! counted exactly once, and the relay never writes a shared counter.
+//! scrape while it runs and folded into the totals when it ends (in the same step that
+//! removes it), so a long session shows up as it goes, every message is counted
+//! exactly once, and the relay never writes a shared counter.
 //!
-//! Owns: session start and end bookkeeping (`Metrics::session_start`, `LiveGuard`),
-//! the label strings of sessions (interned), and the live view a scrape reads
-//! (`Metrics::live`: sessions per route and backend, flows per route and
-//! direction), and the configured route × backend pairs whose live-session series
-//! exist at 0 (`Metrics::configure_sessions`, from the runtime at each publish). Does not own: the event families a session's end is counted in
-//! (mod.rs), or the text exposition (mod.rs `encode`).
+//! Owns: start and end bookkeeping (`Metrics::session_start`, `LiveGuard`), the
+//! interned label strings, the live view a scrape reads (`Metrics::live`), and the
+//! configured pairs with a series at 0 (`Metrics::configure_sessions`).
+//! Does not own: the event families or the text exposition (mod.rs `encode`).
 
 use super::{Metrics, RouteLabels};
 use crate::relay::Outcome;

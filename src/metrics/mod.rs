@@ -1,15 +1,11 @@
 //! The metrics registry: every counter and histogram wsgate keeps, under the names
 //! issue 10 fixed (README "Metrics" lists them), and the live sessions' counters.
 //!
-//! Owns: the event families (connections, TLS handshakes, upgrades, sessions, closes,
-//! limit hits, backend checks, connects and failures, local exhaustion (local.rs),
-//! DNS lookups, client RTT), their label sets
-//! (bounded: listener, route and pool names, backend addresses as configured,
-//! statuses, outcomes, close codes folded into a fixed set; never a client address or
-//! a request path), what a session's end is counted in, and the text exposition of
-//! all this and of the live sessions (`encode`). Does not own: the registry of live
-//! sessions (live.rs), or values derived from the runtime at scrape time (backend
-//! state, generation, reloads: admin/scrape.rs builds those with `Samples`).
+//! Owns: the event families (`Metrics`; local exhaustion in local.rs), their label
+//! sets (labels.rs: bounded, never a client address or a request path), what a
+//! session's end is counted in, and the text exposition of all this (`encode`).
+//! Does not own: the registry of live sessions (live.rs), or values derived from the
+//! runtime at scrape time (admin/scrape.rs builds those with `Samples`).
 
 mod labels;
 mod live;
@@ -65,7 +61,9 @@ fn rtt_hist() -> Histogram {
     Histogram::new(RTT_BUCKETS)
 }
 
-/// Every event metric, and the live sessions.
+/// Every event metric, and the live sessions. Labels are bounded: listener, route and
+/// pool names, backend addresses as configured, statuses, outcomes, and close codes
+/// folded into a fixed set; never a client address or a request path.
 pub struct Metrics {
     registry: Registry,
     pub accepted: Family<ListenerLabels, Counter>,

@@ -1,22 +1,12 @@
 //! The relay: one upgraded client stream and one upgraded backend stream, spliced
 //! frame by frame until the close handshake (or a failure) ends the session.
 //!
-//! Owns: the session future (both directions polled by one task, no locks), the
-//! close logic (who gets which Close code when a side leaves, misbehaves or hits a
-//! limit, and in which order), keepalive pings and the idle timeout, the session
-//! duration limit, and the close deadline. Does not own: frame parsing (frame.rs),
-//! UTF-8 checking (utf8.rs), buffering and per-frame limits (pump.rs), or the rate
-//! bucket (bucket.rs).
-//!
-//! Which Close code each side gets, and why: the table "Close codes wsgate sends"
-//! in README.md (its one home; `relay_close` tests it row by row).
-//!
-//! Nothing is lost when one side breaks a rule: wsgate stops reading from it, sends
-//! the other side its Close, keeps relaying that other side's frames (answers to
-//! what the offender sent before) until its Close comes back, and only then sends
-//! the offender its Close, in place of that answer. Waiting is bounded by
-//! `close_timeout`; the offender's Close then goes out at once, and writing it gets
-//! one more `close_timeout`.
+//! Owns: the session future (both directions polled by one task, no locks), the close
+//! logic (who gets which Close code, and in which order: `Session::client_failed`;
+//! the codes: README.md "Close codes wsgate sends", their one home, tested row by row
+//! by `relay_close`), keepalive and the idle timeout, the session duration limit, and
+//! the close deadline. Does not own: frame parsing (frame.rs), UTF-8 checking
+//! (utf8.rs), buffering and per-frame limits (pump.rs), or the rate bucket (bucket.rs).
 
 pub(crate) mod bucket;
 pub mod frame;
@@ -154,7 +144,10 @@ impl Session {
 
     /// The client broke a rule (its reads have stopped): the backend gets `backend`
     /// now; the client gets `client` once the backend's Close answers (what the
-    /// backend sends meanwhile still reaches the client).
+    /// backend sends meanwhile still reaches the client), in place of that answer.
+    /// So nothing is lost when one side breaks a rule. Waiting is bounded by
+    /// `close_timeout`: the offender's Close then goes out at once (`pay_owed`), and
+    /// writing it gets one more `close_timeout`.
     fn client_failed(&mut self, why: Outcome, client: (u16, &str), backend: (u16, &str)) {
         if self.outcome.is_none() {
             self.stats.wsgate_close(Some(client), Some(backend));

@@ -1,18 +1,11 @@
 //! One direction of a session: read frames from `src`, check their headers, write
 //! the same bytes to `dst`, never holding more than one fixed buffer.
 //!
-//! Owns: the buffer and its cursors, reading `src` and writing what is approved to
-//! `dst` in as few writes as the buffer allows, the per-direction limits it is given
-//! (applied frame by frame in pump/scan.rs, with the header checks and UTF-8 checking
-//! of text messages, utf8.rs), the output's life (open; a control frame of wsgate's
-//! own injected at the next frame boundary; a Close owed to the other side, sent in
-//! place of the Close `src` answers with; closing, with an optional Close; shut
-//! down). Does not own: what to do when a side ends or misbehaves; `Pump::poll`
-//! reports that as a `PumpEvent` and the session (relay/mod.rs) decides.
-//!
-//! Buffer layout: `[wpos..fwd)` approved and not yet written; `[fwd..end)` read and
-//! not yet scanned. Scanning only happens once everything approved is written, so a
-//! slow `dst` stops reads from `src` (backpressure) instead of growing memory.
+//! Owns: the buffer and its cursors (`Pump`), reading `src` and writing what is
+//! approved to `dst` in as few writes as the buffer allows, the per-direction limits it
+//! is given (`PumpLimits`, applied frame by frame in pump/scan.rs with the header and
+//! UTF-8 checks), and the output's life (`Out`). Does not own: what to do when a side
+//! ends or misbehaves; `Pump::poll` reports a `PumpEvent` and relay/mod.rs decides.
 
 mod scan;
 
@@ -63,6 +56,10 @@ pub(super) struct PumpLimits {
     pub validate_utf8: bool,
 }
 
+/// The output's life: open; closing (a Close of wsgate's own, or one owed to `dst`
+/// and sent in place of the Close `src` answers with, at the next frame boundary);
+/// shutting down; closed. A control frame of wsgate's own (a keepalive Ping) is
+/// injected at the next frame boundary while open.
 #[derive(Debug)]
 enum Out {
     Open,
@@ -73,6 +70,10 @@ enum Out {
     Failed,
 }
 
+/// One direction. Buffer layout: `[wpos..fwd)` approved and not yet written;
+/// `[fwd..end)` read and not yet scanned. Scanning only happens once everything
+/// approved is written, so a slow `dst` stops reads from `src` (backpressure)
+/// instead of growing memory.
 #[derive(Debug)]
 pub(super) struct Pump {
     /// Empty (no allocation) while idle; taken from the pool when bytes arrive.

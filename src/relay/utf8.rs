@@ -5,11 +5,7 @@
 //! Owns: `Utf8`, the state carried between the pieces of one text message, and the
 //! unmasking of client payloads into a 4 KiB per-thread buffer for checking (the bytes
 //! forwarded stay masked and untouched). Does not own: which messages are checked
-//! (pump.rs: text messages without RSV1, when the direction's setting is on), or
-//! the close codes (relay/mod.rs). The bulk of every piece goes through simdutf8's
-//! `basic` validator in one call (an unfinished code point at the end is set aside
-//! first, so no error position is needed); only the at most 4 bytes around a split
-//! code point go through `std`.
+//! (pump.rs: text messages without RSV1, when on), or the close codes (relay/mod.rs).
 
 use super::frame;
 use std::cell::RefCell;
@@ -75,7 +71,10 @@ impl Utf8 {
     }
 
     /// Checks the next bytes of the message. On error nothing changes, so a caller
-    /// may look at the same bytes again and get the same answer.
+    /// may look at the same bytes again and get the same answer. The bulk goes
+    /// through simdutf8's `basic` validator in one call (an unfinished code point at
+    /// the end is set aside first, so no error position is needed); only the at most
+    /// 4 bytes around a split code point go through `std`.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), Invalid> {
         let mut next = *self;
         next.step(bytes)?;

@@ -1,19 +1,11 @@
 //! Routing: which `[[route]]` (and so which pools, limits and Origin policy) a
 //! request gets, and which of a route's pools a client belongs to.
 //!
-//! Owns: host, path-prefix, header, cookie and query matching and their precedence.
-//! The most specific host wins first (exact, then the longest `*.` wildcard, then
-//! routes without `host`), then the longest `path_prefix` (a plain string prefix, as
-//! in nginx), then the route with more match conditions, then the earlier one in the
-//! file. A route naming several pools with weights splits clients by weighted
-//! rendezvous hashing of a client key (its `split_cookie`'s value, else its IP, IPv6
-//! by /64): a client keeps its pool across reconnects, and a reload that changes the
-//! weights moves only the clients the new weights require. A `Route` holds its pools
-//! and its relay settings directly, so a session that took a route keeps exactly that
-//! route's pools and limits for its whole life, whatever reloads happen meanwhile.
-//! Does not own balancing inside a pool (backends/balance.rs).
-//!
-//! Beside the router: `origin` (the route's Origin policy) and `auth` (its JWT check).
+//! Owns: host, path-prefix, header, cookie and query matching and their precedence
+//! (`Router`), the split of clients among a route's weighted pools
+//! (`Route::pools_for`), and the `Route` a session keeps. Beside the router: `origin`
+//! (the route's Origin policy) and `auth` (its JWT check).
+//! Does not own: balancing inside a pool (backends/balance.rs).
 
 pub(crate) mod auth;
 pub(crate) mod origin;
@@ -63,7 +55,9 @@ pub struct Target {
     seed: u64,
 }
 
-/// One route, ready for matching.
+/// One route, ready for matching. It holds its pools and relay settings directly,
+/// so a session that took a route keeps exactly that route's pools and limits for
+/// its whole life, whatever reloads happen meanwhile.
 #[derive(Debug)]
 pub struct Route {
     /// The label of its metrics and log lines.
@@ -140,7 +134,9 @@ impl Route {
     /// The route's pools for this client, best first: the one pool of a single-pool
     /// route; else by weighted rendezvous on the client's key (pools of weight 0
     /// are left out). Callers take the first that has a pickable backend, so a
-    /// client whose pool is down lands on its next-best pool.
+    /// client whose pool is down lands on its next-best pool. A client keeps its pool
+    /// across reconnects, and a reload that changes the weights moves only the
+    /// clients the new weights require.
     pub fn pools_for(&self, ip: IpAddr, headers: &HeaderMap) -> Vec<&Arc<Pool>> {
         if let [only] = self.targets.as_slice() {
             return vec![&only.pool];
@@ -168,7 +164,8 @@ impl Route {
             .unwrap_or(&self.targets[0].pool)
     }
 
-    /// What keeps a client on one pool: its `split_cookie`'s value, else its IP.
+    /// What keeps a client on one pool: its `split_cookie`'s value, else its IP (IPv6
+    /// by /64).
     fn client_key(&self, ip: IpAddr, headers: &HeaderMap) -> u64 {
         match self
             .split_cookie
@@ -223,6 +220,10 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The routes of a generation, in precedence order: the most specific host wins
+/// first (exact, then the longest `*.` wildcard, then routes without `host`), then
+/// the longest `path_prefix` (a plain string prefix, as in nginx), then the route
+/// with more match conditions, then the earlier one in the file.
 #[derive(Debug)]
 pub struct Router {
     /// Sorted by precedence: the first match wins.

@@ -1,19 +1,11 @@
-//! The swap point: a **generation** is everything built from one checked config
-//! (routes with their pools and limits, each listener's TLS settings, connection
-//! timeouts), published atomically; `Runtime` is what lives as long as the process
-//! (admission, slots, session counts, the backend registry, the current generation).
+//! The swap point: a **generation** (`Generation`) is everything built from one
+//! checked config, published atomically; `Runtime` is what lives as long as the
+//! process. What each holds and how a reload swaps them: ARCHITECTURE.md.
 //!
-//! Owns: building a generation from a `Config` without touching anything live
-//! (`Runtime::prepare`; certificates, keys, CA bundles and JWT keys are read here, so
-//! a reload re-reads them and a bad one fails it), publishing it
-//! (`Runtime::publish`: backends take their new settings, the new generation's
-//! health checks start and the old one's stop, backends the config dropped are
-//! signalled, metrics learn the route × backend pairs that keep a live-session
-//! series), and the registry that reconciles backends by identity across
-//! generations, so health, failure history, slow start and session counts carry
-//! over. A connection takes `current()` once, when it is accepted, and keeps that
-//! snapshot for its life; a session keeps its route (and so its pool and limits).
-//! Does not own: sockets and accept loops (server.rs, listen.rs) or signals (main).
+//! Owns: building a generation without touching anything live (`Runtime::prepare`,
+//! which reads every file), publishing it (`Runtime::publish`), and the registry that
+//! reconciles backends by identity across generations.
+//! Does not own: sockets and accept loops (server.rs, listen.rs) or signals (main.rs).
 
 mod build;
 
@@ -253,8 +245,10 @@ impl Runtime {
     }
 
     /// Builds the next generation from `cfg`; nothing live changes until `publish`
-    /// (which numbers it). Backends whose identity is alive are reused (settings
-    /// applied at publish).
+    /// (which numbers it). Certificates, keys, CA bundles and JWT keys are read here,
+    /// so a reload re-reads them and a bad one fails it. Backends whose identity is
+    /// alive are reused (settings applied at publish), so their health, failure
+    /// history, slow start and session counts carry over.
     pub fn prepare(&self, cfg: &Config) -> Result<Generation, BuildError> {
         self.prepare_with(cfg, None)
     }
@@ -281,7 +275,11 @@ impl Runtime {
     }
 
     /// Makes `next` the current generation and retires the previous one, whose
-    /// connections and sessions carry on with what they took. Returns the previous.
+    /// connections and sessions carry on with what they took. Backends take their new
+    /// settings, admission and overload their new limits, the new generation's health
+    /// checks start and the old one's stop, backends the config dropped are
+    /// signalled, and metrics learn the route × backend pairs that keep a
+    /// live-session series. Returns the previous.
     pub fn publish(&self, mut next: Generation) -> Arc<Generation> {
         next.id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let next = Arc::new(next);

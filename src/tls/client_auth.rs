@@ -4,7 +4,8 @@
 //! Owns: building the verifier (required or optional), and writing a certificate's
 //! subject as an RFC 4514 string (`CN=alice,O=Example`, most specific first, as
 //! nginx's `$ssl_client_s_dn` does). Does not own: which header carries it, or
-//! removing a client's own copy (proxy.rs, auth/identity.rs).
+//! removing a client's own copy (http/conn.rs `identity_headers`,
+//! route/auth/ `backend_headers`).
 
 use super::{TlsError, chain};
 use crate::config::ClientCerts;

@@ -1,16 +1,10 @@
 //! TLS: what a listener serves (certificates chosen by SNI, client certificates) and
 //! how wsgate talks TLS to backends.
 //!
-//! Owns: building a listener's rustls `ServerConfig` from its checked settings: every
-//! certificate and key loaded and checked (`chain.rs`: chain order, validity, key
-//! match), the SNI resolver (`sni.rs`), the client-certificate verifier and subject
-//! (`client_auth.rs`), the cipher-suite policy (names checked in config/types.rs),
-//! key-exchange preference (hybrid post-quantum first), ALPN and the session-ticket
-//! keys (`tickets.rs`, kept across generations); and a pool's client side
-//! (`upstream.rs`). Every generation loads these files afresh, so a reload
-//! serves a renewed certificate to new handshakes and re-reads every CA bundle.
-//! Also `TlsError`, which keeps the io, PEM, x509 or rustls error as its source
-//! (error.rs).
+//! Owns: building a listener's rustls `ServerConfig` (`load_listener`) from `chain.rs`
+//! (chains and keys, checked), `sni.rs` (the resolver), `client_auth.rs` (verifier and
+//! subject) and `tickets.rs` (session-ticket keys); a pool's client side
+//! (`upstream.rs`); and `TlsError` (error.rs), which keeps the error beneath as source.
 //! Does not own: the handshake itself or its timeout (listen.rs).
 
 mod chain;
@@ -61,6 +55,8 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
+/// The listener's cipher-suite policy (names checked in config/types.rs) and
+/// key-exchange preference: hybrid post-quantum first.
 fn crypto(l: &ListenerTls) -> CryptoProvider {
     let mut prov = provider::default_provider();
     if let Some(suites) = &l.cipher_suites {
@@ -103,7 +99,9 @@ fn load_pair(
 }
 
 /// Loads and checks every certificate and CA of a listener (`at`: its key path) and
-/// builds its rustls config.
+/// builds its rustls config (ALPN `http/1.1`). Every generation loads these files
+/// afresh, so a reload serves a renewed certificate to new handshakes and re-reads
+/// every CA bundle.
 pub fn load_listener(
     l: &ListenerTls,
     at: &KeyPath,

@@ -1,14 +1,9 @@
 //! Session-ticket keys (TLS session resumption without server-side state).
 //!
-//! Owns: one rustls ticketer per TLS listener (by its name, or its address): tickets are AES-256 encrypted
-//! and HMAC-SHA256 authenticated, valid 12 hours, the key rotated every 6 hours with
-//! the previous one still accepted (rustls' `Ticketer`). The ticketer is kept across
-//! reloads, so a client that reconnects after one resumes instead of paying a full
-//! handshake; a restart makes new keys. A listener that verifies client certificates
-//! gets new keys at every build: a ticket carries the identity verified under the CA
-//! bundle of its time, and a reload that changed the bundle must not let it resume.
-//! rustls itself refuses a ticket for another SNI name or cipher suite, and runs the
-//! SNI resolver on resumed handshakes too, so `strict_sni` still applies to them.
+//! Owns: one rustls ticketer per TLS listener (`TicketKeys`, by its name, or its
+//! address), kept across reloads so a client that reconnects after one resumes
+//! instead of paying a full handshake (a restart makes new keys), and when a listener
+//! gets new keys instead (`TicketKeys::for_listener`).
 //! Does not own: the stateful session cache used with `session_tickets = false`
 //! (rustls' default, per generation) or anything of the handshake itself.
 
@@ -33,7 +28,9 @@ impl std::fmt::Debug for TicketKeys {
 
 impl TicketKeys {
     /// The ticketer for the listener named `listener` with settings `t`; `None` when
-    /// it issues no tickets.
+    /// it issues no tickets. A listener that verifies client certificates gets new
+    /// keys at every build: a ticket carries the identity verified under the CA bundle
+    /// of its time, and a reload that changed the bundle must not let it resume.
     pub fn for_listener(
         &self,
         listener: &str,
@@ -55,6 +52,11 @@ impl TicketKeys {
     }
 }
 
+/// New keys (rustls' `Ticketer`): tickets are AES-256 encrypted and HMAC-SHA256
+/// authenticated, valid 12 hours, the key rotated every 6 hours with the previous
+/// one still accepted. rustls itself refuses a ticket for another SNI name or cipher
+/// suite, and runs the SNI resolver on resumed handshakes too, so `strict_sni`
+/// still applies to them.
 fn fresh() -> Result<Arc<dyn ProducesTickets>, TlsError> {
     Ticketer::new().map_err(|source| TlsError::Provider {
         what: "cannot make session-ticket keys",

@@ -1,14 +1,10 @@
 //! `wsgate reload`: check the file, signal the running process, and wait for the
 //! outcome of the reload that signal caused.
 //!
-//! The outcome comes from the running process's admin listener (`GET /reload`, at
-//! the `[admin] address` of the file being loaded): its count of reload attempts is
-//! read before the signal, then polled until an attempt numbered above it has
-//! finished. An attempt is numbered before it reads the file, so it read the file
-//! this command checked (or a later one); when several reloads overlap, the newest
-//! finished one is reported, since that is what now runs. Without a reachable
-//! admin listener that belongs to the signalled process, the outcome cannot be
-//! confirmed: the command says so, signals anyway and exits 0.
+//! Owns: finding the process (`--pid` or `pid_file`), signalling it, and asking its
+//! admin listener (`GET /reload`, at the file's `[admin] address`) how the reload
+//! ended (`run` says how the wait works and when the outcome cannot be confirmed).
+//! Does not own: the reload itself or the record of attempts (control/admin/reload.rs).
 
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
@@ -24,7 +20,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Between two polls of `/reload`.
 const POLL_EVERY: Duration = Duration::from_millis(100);
 
-/// The command; `cfg` is the checked file at `path`.
+/// The command; `cfg` is the checked file at `path`. The admin listener's count of
+/// reload attempts is read before the signal, then polled until an attempt numbered
+/// above it has finished. An attempt is numbered before it reads the file, so it
+/// read the file this command checked (or a later one); when several reloads
+/// overlap, the newest finished one is reported, since that is what now runs.
+/// Without a reachable admin listener that belongs to the signalled process, the
+/// outcome cannot be confirmed: the command says so, signals anyway and exits 0.
 pub(crate) fn run(path: &Path, cfg: &Config, pid: Option<u32>, timeout: Duration) -> ExitCode {
     let Some(pid) = target_pid(cfg, pid) else {
         return ExitCode::FAILURE;

@@ -1,21 +1,11 @@
-//! The admin interface: a plain-HTTP listener of its own (`[admin]`, default
-//! 127.0.0.1:9090), never one of the proxy's listeners and outside their admission
-//! limits. A client outside `allow` (default: loopback) gets 403.
-//!
-//! | path | answer |
-//! |---|---|
-//! | `/metrics` | Prometheus text exposition (metrics/ and scrape.rs) |
-//! | `/healthz` | 200 while the process runs |
-//! | `/readyz` | 200 once every listener is bound and while not shutting down, else 503 |
-//! | `/backends` | JSON: per pool and backend, state, live sessions, last check, last change |
-//! | `/status.json` | JSON: everything the status page shows |
-//! | `/reload` | JSON: the last reload attempts and how each ended (reload.rs) |
-//! | `/` | the status page (one self-contained HTML file that polls `/status.json`) |
+//! The admin interface: a plain-HTTP listener of its own (`[admin]`), never one of the
+//! proxy's listeners and outside their admission limits. Its paths and answers: the
+//! table in README.md "The admin interface" (its one home).
 //!
 //! Owns: binding, the accept loop (at most `MAX_CONNECTIONS` at once, each request
-//! head within `HEADER_TIMEOUT`), the allow check, and dispatch. The allow list
-//! follows the current generation; a new address takes a reload that rebinds
-//! (server.rs). Does not own: what the answers contain (scrape.rs, status.rs).
+//! head within `HEADER_TIMEOUT`), the allow check (403 outside `allow`, following the
+//! current generation), and dispatch. A new address takes a reload that rebinds.
+//! Does not own: what the answers contain (scrape.rs, status.rs, reload.rs).
 
 pub mod reload;
 mod scrape;

@@ -1,14 +1,9 @@
 //! `GET /reload`: the outcome of each reload attempt (SIGHUP), so `wsgate reload`
 //! can wait for the one its signal caused and say how it went.
 //!
-//! Attempts are numbered from 1 in the order they start; `started` counts those
-//! begun (the one in flight included), `attempts` holds the last `KEPT` finished,
-//! newest first. An attempt is begun before the file is read, so an attempt
-//! numbered above the `started` a client read after checking the file has read
-//! that file (or a later one).
-//!
-//! Owns: the record and its JSON. Does not own: reloading (server.rs records into
-//! it) or the waiting (the `wsgate reload` command).
+//! Owns: the record of attempts (`ReloadLog`: how they are numbered, what is kept)
+//! and its JSON. Does not own: reloading (server.rs records into it) or the waiting
+//! (the `wsgate reload` command).
 
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -45,7 +40,11 @@ struct Inner {
     finished: VecDeque<Attempt>,
 }
 
-/// The reload attempts of this process.
+/// The reload attempts of this process. Attempts are numbered from 1 in the order
+/// they start; `started` counts those begun (the one in flight included), and the
+/// last `KEPT` finished are kept, newest first. An attempt is begun before the file
+/// is read, so an attempt numbered above the `started` a client read after checking
+/// the file has read that file (or a later one).
 #[derive(Debug, Default)]
 pub struct ReloadLog {
     inner: Mutex<Inner>,

@@ -1,17 +1,11 @@
 //! JWT validation at the handshake (`[route.auth]`, `kind = "jwt"`), and the identity
 //! headers a backend gets from what wsgate verified.
 //!
-//! Owns: checking a route's token (found by `token.rs`, keys loaded by `keys.rs` when
-//! the generation is built): the header's `alg` must be allowed and fit the key (an
-//! HMAC secret never verifies an RSA/EC/Ed algorithm, a public key never an HMAC one:
-//! keys carry their own algorithms), `kid` picks among JWKS keys, then signature, `exp`
-//! (required unless `require_exp = false`), `nbf`, `iss` and `aud` with `leeway`. A
-//! refusal is a fixed one-line reason: nothing of the token reaches a log or an answer.
-//! Also owns the headers forwarded for identity (`backend_headers`: every header
-//! wsgate sets from a claim or a client certificate is first removed from what the
-//! client sent, on every route, so none can be spoofed) and the stop signal that ends
-//! a session when its token expires (`until_expiry`, for `enforce_expiry`).
-//! Does not own: the 401 answer itself (answer.rs) or closing the session (relay).
+//! Owns: checking a route's token (`Jwt::check`; found by `token.rs`, keys loaded by
+//! `keys.rs` when the generation is built), the refusal reasons (`Failure`: fixed
+//! lines, nothing of the token), the identity headers forwarded (`backend_headers`),
+//! and the signal that ends a session when its token expires (`until_expiry`).
+//! Does not own: the 401 answer itself (refusal.rs) or closing the session (relay/).
 
 mod keys;
 mod token;
@@ -53,7 +47,8 @@ pub struct Grant {
     pub protocol_entry: Option<String>,
 }
 
-/// Why a token was refused: the one line the client gets (and the log).
+/// Why a token was refused: the one line the client gets (and the log). A fixed
+/// reason: nothing of the token reaches a log or an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     Missing,
@@ -147,7 +142,11 @@ impl Jwt {
         ))
     }
 
-    /// Checks the token of an upgrade request with these headers and target.
+    /// Checks the token of an upgrade request with these headers and target: the
+    /// header's `alg` must be allowed and fit the key (an HMAC secret never verifies
+    /// an RSA/EC/Ed algorithm, a public key never an HMAC one: keys carry their own
+    /// algorithms), `kid` picks among JWKS keys, then signature, `exp` (required
+    /// unless `require_exp = false`), `nbf`, `iss` and `aud` with `leeway`.
     pub fn check(&self, h: &HeaderMap, path_and_query: &str) -> Result<Grant, Failure> {
         let found = token::find(&self.sources, h, path_and_query).map_err(|m| match m {
             token::Missing::None => Failure::Missing,
@@ -282,7 +281,8 @@ fn claim_text(v: &Value) -> Cow<'_, str> {
 /// The client's headers as the backend gets them: every header in `identity` (all
 /// that wsgate sets anywhere from a claim or a certificate) removed, the grant's
 /// claims and the client subject set, and the token's protocol entry taken out of
-/// `Sec-WebSocket-Protocol`. Borrowed when there is nothing to change.
+/// `Sec-WebSocket-Protocol`. Borrowed when there is nothing to change. The removal
+/// applies on every route, so no identity header can be spoofed.
 pub(crate) fn backend_headers<'a>(
     client: &'a HeaderMap,
     identity: &[HeaderName],
@@ -325,7 +325,7 @@ pub(crate) fn backend_headers<'a>(
 }
 
 /// `end` (wsgate's own reasons to end a session), or the token's expiry at `expires`,
-/// whichever comes first.
+/// whichever comes first (for `enforce_expiry`).
 pub(crate) fn until_expiry(
     end: impl Future<Output = (StopReason, Instant)> + Send + 'static,
     expires: SystemTime,
