@@ -3,6 +3,7 @@
 //! requests that the same setups let through (another); the checks on a
 //! backend's answer; the request a backend receives; the header deadline.
 
+#[path = "../common/mod.rs"]
 mod common;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
