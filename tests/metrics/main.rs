@@ -3,6 +3,7 @@
 //! admission), closes by side and code, a limit hit; scraped over HTTP from the
 //! admin listener and read with a real Prometheus text parser. Also the admin
 //! listener's other answers and its `allow` list.
+#[path = "../common/mod.rs"]
 mod common;
 use common::admin::{self, Scrape};
 use common::*;
