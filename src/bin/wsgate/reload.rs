@@ -6,6 +6,7 @@
 //! ended (`run` says how the wait works and when the outcome cannot be confirmed).
 //! Does not own: the reload itself or the record of attempts (control/admin/reload.rs).
 
+use wsgate::errors::ErrorChain;
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -40,7 +41,7 @@ pub(crate) fn run(path: &Path, cfg: &Config, pid: Option<u32>, timeout: Duration
         let v = get_reload(addr, pid)?;
         let started = v["started"]
             .as_u64()
-            .ok_or_else(|| format!("http://{addr}/reload has no attempt count"))?;
+            .ok_or(Unconfirmed::NoCount(addr))?;
         Ok((addr, started))
     });
     if let Err(e) = kill_process(target, Signal::HUP) {
@@ -52,7 +53,8 @@ pub(crate) fn run(path: &Path, cfg: &Config, pid: Option<u32>, timeout: Duration
         Err(why) => {
             println!("{}: configuration OK; sent SIGHUP to {pid}", path.display());
             eprintln!(
-                "warning: the outcome of the reload cannot be confirmed: {why}; the process's log says how it went"
+                "warning: the outcome of the reload cannot be confirmed: {}; the process's log says how it went",
+                ErrorChain(&why)
             );
             return ExitCode::SUCCESS;
         }
@@ -60,7 +62,10 @@ pub(crate) fn run(path: &Path, cfg: &Config, pid: Option<u32>, timeout: Duration
     match wait_outcome(addr, pid, started, timeout) {
         Ok(attempt) => report(&attempt, started),
         Err(why) => {
-            eprintln!("sent SIGHUP to {pid}, but {why}; the process's log says how it went");
+            eprintln!(
+                "sent SIGHUP to {pid}, but {}; the process's log says how it went",
+                ErrorChain(&why)
+            );
             ExitCode::FAILURE
         }
     }
@@ -70,16 +75,20 @@ pub(crate) fn run(path: &Path, cfg: &Config, pid: Option<u32>, timeout: Duration
 fn target_pid(cfg: &Config, pid: Option<u32>) -> Option<u32> {
     match (pid, &cfg.server.pid_file) {
         (Some(p), _) => Some(p),
-        (None, Some(file)) => match std::fs::read_to_string(file)
-            .map_err(|e| e.to_string())
-            .and_then(|s| s.trim().parse::<u32>().map_err(|e| e.to_string()))
-        {
-            Ok(p) => Some(p),
-            Err(e) => {
-                eprintln!("{}: cannot read the pid: {e}", file.display());
-                None
+        (None, Some(file)) => {
+            let read = std::fs::read_to_string(file);
+            match read.as_deref().map(|s| s.trim().parse::<u32>()) {
+                Ok(Ok(p)) => Some(p),
+                Ok(Err(e)) => {
+                    eprintln!("{}: cannot read the pid: {e}", file.display());
+                    None
+                }
+                Err(e) => {
+                    eprintln!("{}: cannot read the pid: {e}", file.display());
+                    None
+                }
             }
-        },
+        }
         (None, None) => {
             eprintln!(
                 "no process to signal: pass --pid (under systemd: --pid $MAINPID) or set [server] pid_file"
@@ -89,13 +98,88 @@ fn target_pid(cfg: &Config, pid: Option<u32>) -> Option<u32> {
     }
 }
 
+/// Why `wsgate reload` cannot confirm what the running process did. `Display` says
+/// what went wrong; `source()` gives the io or JSON error beneath.
+#[derive(Debug)]
+enum Unconfirmed {
+    NoAdmin,
+    PortZero(SocketAddr),
+    NoAnswer {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    Incomplete(SocketAddr),
+    Status {
+        addr: SocketAddr,
+        status: String,
+    },
+    NotJson {
+        addr: SocketAddr,
+        source: serde_json::Error,
+    },
+    OtherProcess {
+        addr: SocketAddr,
+        theirs: u64,
+        ours: u32,
+    },
+    NoPid(SocketAddr),
+    NoCount(SocketAddr),
+    TimedOut {
+        after: Duration,
+        last: Option<Box<Unconfirmed>>,
+    },
+}
+
+impl std::fmt::Display for Unconfirmed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unconfirmed::NoAdmin => {
+                f.write_str("no admin listener is configured ([admin] address = \"\")")
+            }
+            Unconfirmed::PortZero(a) => write!(f, "the admin listener's port is 0 ({a})"),
+            Unconfirmed::NoAnswer { addr, .. } => {
+                write!(f, "the admin listener at {addr} does not answer")
+            }
+            Unconfirmed::Incomplete(a) => write!(f, "http://{a}/reload: no complete answer"),
+            Unconfirmed::Status { addr, status } => write!(
+                f,
+                "http://{addr}/reload answered {status:?} (a wsgate too old to report reloads, or this host not in [admin] allow)"
+            ),
+            Unconfirmed::NotJson { addr, .. } => write!(f, "http://{addr}/reload: not JSON"),
+            Unconfirmed::OtherProcess { addr, theirs, ours } => write!(
+                f,
+                "the admin listener at {addr} belongs to process {theirs}, not {ours}"
+            ),
+            Unconfirmed::NoPid(a) => write!(f, "http://{a}/reload names no process"),
+            Unconfirmed::NoCount(a) => write!(f, "http://{a}/reload has no attempt count"),
+            Unconfirmed::TimedOut { after, last: Some(_) } => {
+                write!(f, "no outcome within {after:?}")
+            }
+            Unconfirmed::TimedOut { after, last: None } => {
+                write!(f, "the reload did not finish within {after:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Unconfirmed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Unconfirmed::NoAnswer { source, .. } => Some(source),
+            Unconfirmed::NotJson { source, .. } => Some(source),
+            Unconfirmed::TimedOut { last: Some(e), .. } => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+}
+
 /// Where to ask: the file's admin address (an unspecified address on loopback).
-fn admin_addr(cfg: &Config) -> Result<SocketAddr, String> {
+fn admin_addr(cfg: &Config) -> Result<SocketAddr, Unconfirmed> {
     let Some(mut addr) = cfg.admin.address else {
-        return Err("no admin listener is configured ([admin] address = \"\")".into());
+        return Err(Unconfirmed::NoAdmin);
     };
     if addr.port() == 0 {
-        return Err(format!("the admin listener's port is 0 ({addr})"));
+        return Err(Unconfirmed::PortZero(addr));
     }
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr.ip() {
@@ -107,8 +191,8 @@ fn admin_addr(cfg: &Config) -> Result<SocketAddr, String> {
 }
 
 /// `GET /reload` from the admin listener at `addr`, which must belong to `pid`.
-fn get_reload(addr: SocketAddr, pid: u32) -> Result<Value, String> {
-    let fail = |e: std::io::Error| format!("the admin listener at {addr} does not answer: {e}");
+fn get_reload(addr: SocketAddr, pid: u32) -> Result<Value, Unconfirmed> {
+    let fail = |source: std::io::Error| Unconfirmed::NoAnswer { addr, source };
     let mut s = TcpStream::connect_timeout(&addr, REQUEST_TIMEOUT).map_err(fail)?;
     s.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(fail)?;
     s.set_write_timeout(Some(REQUEST_TIMEOUT)).map_err(fail)?;
@@ -119,21 +203,24 @@ fn get_reload(addr: SocketAddr, pid: u32) -> Result<Value, String> {
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("http://{addr}/reload: no complete answer"))?;
+        .ok_or(Unconfirmed::Incomplete(addr))?;
     let status = head.lines().next().unwrap_or_default();
     if !status.contains(" 200 ") {
-        return Err(format!(
-            "http://{addr}/reload answered {status:?} (a wsgate too old to report reloads, or this host not in [admin] allow)"
-        ));
+        return Err(Unconfirmed::Status {
+            addr,
+            status: status.to_string(),
+        });
     }
     let v: Value =
-        serde_json::from_str(body).map_err(|e| format!("http://{addr}/reload: not JSON: {e}"))?;
+        serde_json::from_str(body).map_err(|source| Unconfirmed::NotJson { addr, source })?;
     match v["pid"].as_u64() {
         Some(p) if p == u64::from(pid) => Ok(v),
-        Some(p) => Err(format!(
-            "the admin listener at {addr} belongs to process {p}, not {pid}"
-        )),
-        None => Err(format!("http://{addr}/reload names no process")),
+        Some(theirs) => Err(Unconfirmed::OtherProcess {
+            addr,
+            theirs,
+            ours: pid,
+        }),
+        None => Err(Unconfirmed::NoPid(addr)),
     }
 }
 
@@ -143,9 +230,9 @@ fn wait_outcome(
     pid: u32,
     started: u64,
     timeout: Duration,
-) -> Result<Value, String> {
+) -> Result<Value, Unconfirmed> {
     let deadline = Instant::now() + timeout;
-    let mut last_error: Option<String>;
+    let mut last_error: Option<Unconfirmed>;
     loop {
         match get_reload(addr, pid) {
             Ok(v) => {
@@ -164,9 +251,9 @@ fn wait_outcome(
             Err(e) => last_error = Some(e),
         }
         if Instant::now() >= deadline {
-            return Err(match last_error {
-                Some(e) => format!("no outcome within {timeout:?}: {e}"),
-                None => format!("the reload did not finish within {timeout:?}"),
+            return Err(Unconfirmed::TimedOut {
+                after: timeout,
+                last: last_error.map(Box::new),
             });
         }
         std::thread::sleep(POLL_EVERY);
