@@ -6,6 +6,8 @@
 //! Does not own: the key paths and findings themselves (finding.rs) or the checks
 //! (validate.rs and the check modules it calls).
 
+mod words;
+
 use super::Config;
 use super::finding::{KeyPath, Seg};
 use std::fmt;
@@ -125,6 +127,8 @@ pub(super) fn parse_str(text: &str, source: &Path) -> Result<Config, ConfigError
         {
             path = path.key(field);
         }
+        let value = inner.span().and_then(|s| text.get(s));
+        let msg = words::translate(&msg, value);
         let problem = match inner.span() {
             Some(span) => doc.at_span(Some(span), path.to_string(), &msg),
             None => doc.at_path(&path, &msg),
