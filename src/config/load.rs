@@ -135,7 +135,8 @@ pub(super) fn parse_str(text: &str, source: &Path) -> Result<Config, ConfigError
         };
         ConfigError::Invalid(vec![problem])
     })?;
-    super::validate::validate(file, source, text).map_err(|findings| {
+    let place = |p: &KeyPath| doc.place(p);
+    super::validate::validate(file, source, text, &place).map_err(|findings| {
         ConfigError::Invalid(findings.iter().map(|(p, m)| doc.at_path(p, m)).collect())
     })
 }
@@ -165,6 +166,12 @@ impl Located<'_> {
             key,
             message: msg.to_string(),
         }
+    }
+
+    /// Where `path` is, as `file:line`: for a message that points at another key.
+    pub(super) fn place(&self, path: &KeyPath) -> String {
+        let p = self.at_path(path, "");
+        format!("{}:{}", p.file.display(), p.line)
     }
 
     /// Locates `path` in the document; a key that is absent is reported at the
