@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 /// One problem a check found: where, and what is wrong.
 pub(super) type Finding = (KeyPath, String);
 
+/// Where a key path is in the file, as `file:line`, for a message that names another
+/// place than its own (`route[0]` at `t.toml:9`). load.rs, which has the text, gives it.
+pub(super) type Place<'a> = &'a dyn Fn(&KeyPath) -> String;
+
 /// One step of a key path: a table key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seg {

@@ -6,6 +6,8 @@
 //! Does not own: the key paths and findings themselves (finding.rs) or the checks
 //! (validate.rs and the check modules it calls).
 
+mod words;
+
 use super::Config;
 use super::finding::{KeyPath, Seg};
 use std::fmt;
@@ -125,13 +127,16 @@ pub(super) fn parse_str(text: &str, source: &Path) -> Result<Config, ConfigError
         {
             path = path.key(field);
         }
+        let value = inner.span().and_then(|s| text.get(s));
+        let msg = words::translate(&msg, value);
         let problem = match inner.span() {
             Some(span) => doc.at_span(Some(span), path.to_string(), &msg),
             None => doc.at_path(&path, &msg),
         };
         ConfigError::Invalid(vec![problem])
     })?;
-    super::validate::validate(file, source, text).map_err(|findings| {
+    let place = |p: &KeyPath| doc.place(p);
+    super::validate::validate(file, source, text, &place).map_err(|findings| {
         ConfigError::Invalid(findings.iter().map(|(p, m)| doc.at_path(p, m)).collect())
     })
 }
@@ -161,6 +166,12 @@ impl Located<'_> {
             key,
             message: msg.to_string(),
         }
+    }
+
+    /// Where `path` is, as `file:line`: for a message that points at another key.
+    pub(super) fn place(&self, path: &KeyPath) -> String {
+        let p = self.at_path(path, "");
+        format!("{}:{}", p.file.display(), p.line)
     }
 
     /// Locates `path` in the document; a key that is absent is reported at the

@@ -5,21 +5,26 @@
 //! own: the `Route` it builds (mod.rs), `[route.auth]` (auth.rs), the merge of
 //! `[route.limits]` over `[limits]` (limits.rs) or the other tables (validate.rs).
 
-use super::finding::{Finding, KeyPath};
+use super::finding::{Finding, KeyPath, Place};
 use super::schema::{self, File};
 use super::types::is_token;
 use super::{MatchOn, MatchValue, Route, RouteMatch, SessionLimits, Target};
 use std::collections::HashSet;
 use std::path::Path;
 
-pub(super) fn routes(file: &File, source: &Path, out: &mut Vec<Finding>) -> Vec<Route> {
+pub(super) fn routes(
+    file: &File,
+    source: &Path,
+    place: Place<'_>,
+    out: &mut Vec<Finding>,
+) -> Vec<Route> {
     if file.routes.is_empty() {
         out.push((
             KeyPath::root("route"),
             "at least one [[route]] is required".into(),
         ));
     }
-    let mut seen = Vec::new();
+    let mut seen: Vec<(_, usize)> = Vec::new();
     let mut names = HashSet::new();
     let mut checked = Vec::new();
     for (i, r) in file.routes.iter().enumerate() {
@@ -29,7 +34,15 @@ pub(super) fn routes(file: &File, source: &Path, out: &mut Vec<Finding>) -> Vec<
                 if n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic()) {
                     out.push((at("name"), "must be a word without spaces".into()));
                 } else if !names.insert(n.clone()) {
-                    out.push((at("name"), format!("duplicate route name {n:?}")));
+                    let first = file.routes.iter().position(|r| r.name.as_ref() == Some(n));
+                    let first = first.map_or(i, |f| f);
+                    let at_first = place(&KeyPath::root("route").index(first).key("name"));
+                    out.push((
+                        at("name"),
+                        format!(
+                            "duplicate route name {n:?}: route[{first}] at {at_first} has it too"
+                        ),
+                    ));
                 }
                 n.clone()
             }
@@ -41,13 +54,10 @@ pub(super) fn routes(file: &File, source: &Path, out: &mut Vec<Finding>) -> Vec<
         }
         let matches = route_matches(r, i, out);
         let identity = (r.host.clone(), r.path_prefix.clone(), matches.clone());
-        if seen.contains(&identity) {
-            out.push((
-                at("path_prefix"),
-                "another route already has this host, path_prefix and match conditions".into(),
-            ));
+        if let Some((_, first)) = seen.iter().find(|(id, _)| *id == identity) {
+            out.push((at("path_prefix"), same_requests(file, *first, place)));
         } else {
-            seen.push(identity);
+            seen.push((identity, i));
         }
         if r.allowed_origins.is_none() && r.allow_missing_origin {
             out.push((
@@ -101,6 +111,20 @@ fn first_pool(r: &schema::Route) -> &str {
 
 /// A route without `name`: its (first) pool's name, or `pool#2`, `pool#3`... for the
 /// second and later routes to the same pool (skipping names other routes took).
+/// The message of a route that matches the same requests as route `first`: which
+/// one that is, and where.
+fn same_requests(file: &File, first: usize, place: Place<'_>) -> String {
+    let path = KeyPath::root("route").index(first);
+    let which = match &file.routes[first].name {
+        Some(n) => format!("route {n:?}"),
+        None => path.to_string(),
+    };
+    format!(
+        "{which} at {} already has this host, path_prefix and match conditions",
+        place(&path)
+    )
+}
+
 fn default_route_name(file: &File, i: usize, names: &mut HashSet<String>) -> String {
     let pool = first_pool(&file.routes[i]);
     let nth = file.routes[..i]

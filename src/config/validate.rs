@@ -7,7 +7,7 @@
 //! (tls.rs, routes.rs and, through it, auth.rs; limits.rs for `[limits]`); none of
 //! them imports this module. Does not own: the schema, or locating findings (load.rs).
 
-use super::finding::{Finding, InvalidValue, KeyPath, resolve_path};
+use super::finding::{Finding, InvalidValue, KeyPath, Place, resolve_path};
 use super::schema::{self, File, OnRemoved};
 use super::types::is_token;
 use super::{
@@ -19,14 +19,19 @@ use std::net::ToSocketAddrs;
 use std::path::Path;
 use std::time::Duration;
 
-pub(super) fn validate(file: File, source: &Path, text: &str) -> Result<Config, Vec<Finding>> {
+pub(super) fn validate(
+    file: File,
+    source: &Path,
+    text: &str,
+    place: Place<'_>,
+) -> Result<Config, Vec<Finding>> {
     let mut out = Vec::new();
     let secret = server(&file.server, source, &mut out);
     limits(&file, &mut out);
     let admin = admin(file.admin.as_ref(), &mut out);
     let listeners = listeners(&file.listeners, source, &mut out);
     let pools = pools(&file.pools, source, &secret, &mut out);
-    let routes = super::routes::routes(&file, source, &mut out);
+    let routes = super::routes::routes(&file, source, place, &mut out);
     if !out.is_empty() {
         return Err(out);
     }
