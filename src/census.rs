@@ -9,11 +9,17 @@
 //! whatever the reason. Does not own: per-backend counts (balance.rs `Lease`) or what
 //! a session does when asked (relay).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
+
+/// After a forced stop, how long a session may still take to send its Close and
+/// hear the answer (instead of its `close_timeout`).
+pub(crate) const FORCED_CLOSE: Duration = Duration::from_millis(500);
 
 /// Why wsgate itself ends sessions that are going well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +68,15 @@ struct Inner {
     zero: Notify,
     /// true once shutdown began: keep-alive connections close when idle.
     closing: watch::Sender<bool>,
+    /// Mirrors `closing` for the count at each session's end.
+    draining: AtomicBool,
+    /// true once the stop is forced: live sessions end now, closes cut short.
+    forced: watch::Sender<bool>,
+    forcing: AtomicBool,
+    /// Sessions that ended after the drain began, before the forced stop.
+    drained: AtomicUsize,
+    /// Sessions that ended after the forced stop.
+    forced_ended: AtomicUsize,
 }
 
 impl Default for Inner {
@@ -71,6 +86,11 @@ impl Default for Inner {
             open: AtomicUsize::new(0),
             zero: Notify::new(),
             closing: watch::channel(false).0,
+            draining: AtomicBool::new(false),
+            forced: watch::channel(false).0,
+            forcing: AtomicBool::new(false),
+            drained: AtomicUsize::new(0),
+            forced_ended: AtomicUsize::new(0),
         }
     }
 }
@@ -79,6 +99,36 @@ impl Default for Inner {
 #[derive(Debug)]
 pub struct Live {
     inner: Arc<Inner>,
+}
+
+/// How the sessions of a shutdown have ended so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stops {
+    /// Ended in the drain (after it began, before any forced stop).
+    pub drained: usize,
+    /// Ended after the stop was forced.
+    pub forced: usize,
+}
+
+/// Resolves once wsgate forces the stop (see `Census::forced`).
+pub(crate) type ForcedSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Waits for a forced stop; `None` stands for a session that is never forced.
+#[derive(Debug)]
+pub struct Forced(watch::Receiver<bool>);
+
+impl Forced {
+    /// Resolves once the stop is forced (never, if the census is gone).
+    pub async fn wait(mut self) {
+        if self.0.wait_for(|f| *f).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// `wait`, boxed: the relay arms it only once a session is closing.
+    pub fn boxed(self) -> ForcedSignal {
+        Box::pin(self.wait())
+    }
 }
 
 /// Counts as one open client connection (any stage) until dropped.
@@ -122,8 +172,53 @@ impl Census {
     }
 
     /// Shutdown: kept-alive connections close now if idle, else after their response.
+    /// Sessions that end from now on count as drained (`stops`).
     pub fn close_idle(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
         self.inner.closing.send_replace(true);
+    }
+
+    /// The forced stop: every live session (and any that starts) is asked to end at
+    /// once (Close 1001), and a close under way is cut short after `FORCED_CLOSE`.
+    /// Sessions that end from now on count as forced.
+    pub fn force(&self) {
+        self.close_idle();
+        self.inner.forcing.store(true, Ordering::Relaxed);
+        self.inner.forced.send_replace(true);
+    }
+
+    /// Resolves once the stop is forced.
+    pub fn forced(&self) -> Forced {
+        Forced(self.inner.forced.subscribe())
+    }
+
+    /// How the sessions of the shutdown have ended so far.
+    pub fn stops(&self) -> Stops {
+        Stops {
+            drained: self.inner.drained.load(Ordering::Relaxed),
+            forced: self.inner.forced_ended.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A session's stop signal: `end` (wsgate's request to end it, and the moment it
+    /// drew) is waited for up to that moment here, so a forced stop overtakes it:
+    /// then the session ends at once with `StopReason::Shutdown`.
+    pub fn stop_signal(
+        &self,
+        end: impl Future<Output = (StopReason, Instant)> + Send + 'static,
+    ) -> impl Future<Output = (StopReason, Instant)> + Send + 'static {
+        let forced = self.forced();
+        async move {
+            let at_moment = async move {
+                let (why, at) = end.await;
+                tokio::time::sleep_until(at).await;
+                (why, at)
+            };
+            tokio::select! {
+                r = at_moment => r,
+                () = forced.wait() => (StopReason::Shutdown, Instant::now()),
+            }
+        }
     }
 
     /// Turns true when kept-alive connections are to close.
@@ -144,6 +239,12 @@ impl Census {
 
 impl Drop for Live {
     fn drop(&mut self) {
+        // Counted before the live count falls, so a waiter for zero sees it.
+        if self.inner.forcing.load(Ordering::Relaxed) {
+            self.inner.forced_ended.fetch_add(1, Ordering::Relaxed);
+        } else if self.inner.draining.load(Ordering::Relaxed) {
+            self.inner.drained.fetch_add(1, Ordering::Relaxed);
+        }
         if self.inner.live.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.inner.zero.notify_waiters();
         }
@@ -175,5 +276,43 @@ mod tests {
             (400..600).contains(&early),
             "{early} of 1000 in the first half"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forced_stop_overtakes_a_drawn_moment() {
+        let c = Census::default();
+        let end = async {
+            (
+                StopReason::BackendRemoved,
+                Instant::now() + Duration::from_secs(60),
+            )
+        };
+        let signal = tokio::spawn(c.stop_signal(end));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!signal.is_finished());
+        let t = Instant::now();
+        c.force();
+        let (why, at) = signal.await.unwrap();
+        assert_eq!(why, StopReason::Shutdown);
+        assert_eq!(at, t);
+    }
+
+    #[test]
+    fn sessions_count_as_drained_or_forced_by_when_they_end() {
+        let c = Census::default();
+        let (before, drained, forced) = (c.enter(), c.enter(), c.enter());
+        drop(before);
+        c.close_idle();
+        drop(drained);
+        c.force();
+        drop(forced);
+        assert_eq!(
+            c.stops(),
+            Stops {
+                drained: 1,
+                forced: 1
+            }
+        );
+        assert_eq!(c.live(), 0);
     }
 }

@@ -10,6 +10,7 @@
 
 use crate::accept::admission::Admission;
 use crate::accept::listen;
+use crate::census::FORCED_CLOSE;
 use crate::config::{Config, KeyPath, Problem};
 use crate::control::activation::{self, ActivationError, Inherited};
 use crate::control::admin::Admin;
@@ -398,23 +399,126 @@ impl Running {
 
     /// The whole shutdown: not ready (and, for `shutdown_grace`, still accepting),
     /// stop accepting, drain over the config's `drain_spread`, and wait until every
-    /// connection is closed or `shutdown_timeout` has passed. Returns the
-    /// connections still open then. The admin listener answers throughout.
-    pub async fn shutdown(mut self) -> usize {
+    /// connection is closed or `shutdown_timeout` has passed (then the stop is
+    /// forced: `shutdown_until`). Returns the connections that did not close by
+    /// themselves in time. The admin listener answers throughout.
+    pub async fn shutdown(self) -> usize {
+        let s = self.shutdown_until(std::future::pending()).await;
+        s.forced + s.cut + s.unfinished
+    }
+
+    /// `shutdown`, forced early when `force` resolves (a second signal, say). A
+    /// forced stop asks every live session to end at once (Close 1001 both ways),
+    /// gives their closes `census::FORCED_CLOSE` and their tasks a moment more to
+    /// write their access lines, and cuts every other connection.
+    pub async fn shutdown_until(mut self, force: impl Future<Output = ()>) -> Stopped {
         let g = self.rt.current();
         self.rt.set_ready(false);
+        let mut force = std::pin::pin!(force);
         let grace = g.config.server.shutdown_grace.get();
+        let mut why = None;
         if !grace.is_zero() {
             tracing::info!("not ready; still accepting for shutdown_grace ({grace:?})");
-            tokio::time::sleep(grace).await;
+            tokio::select! {
+                () = tokio::time::sleep(grace) => {}
+                () = force.as_mut() => why = Some(StopCause::Signal),
+            }
         }
         self.stop_accepting().await;
         self.close_sessions(g.drain_spread());
-        let done = tokio::time::timeout(g.shutdown_timeout(), self.rt.census.wait_idle()).await;
-        match done {
-            Ok(()) => 0,
-            Err(_) => self.open_connections(),
+        if why.is_none() {
+            let limit = g.shutdown_timeout();
+            let census = &self.rt.census;
+            // A session's connection closes just before it stops counting as live.
+            let done = async { tokio::join!(census.wait_idle(), census.wait_sessions_done()) };
+            why = tokio::select! {
+                r = tokio::time::timeout(limit, done) => match r {
+                    Ok(_) => None,
+                    Err(_) => Some(StopCause::Timeout(limit)),
+                },
+                () = force.as_mut() => Some(StopCause::Signal),
+            };
         }
+        match why {
+            None => self.stopped(StopCause::Drained),
+            Some(why) => self.force_stop(why).await,
+        }
+    }
+
+    /// The forced stop (see `shutdown_until`).
+    async fn force_stop(&self, why: StopCause) -> Stopped {
+        let census = &self.rt.census;
+        let live = census.live();
+        tracing::warn!(
+            "{why}: forcing the stop: Close 1001 to {live} live sessions (at most {FORCED_CLOSE:?} each), cutting {} other connections",
+            census.open_connections().saturating_sub(live)
+        );
+        census.force();
+        let wait = FORCED_CLOSE + Duration::from_secs(1);
+        let _ = tokio::time::timeout(wait, census.wait_sessions_done()).await;
+        self.stopped(why)
+    }
+
+    fn stopped(&self, why: StopCause) -> Stopped {
+        let census = &self.rt.census;
+        let stops = census.stops();
+        let unfinished = census.live();
+        Stopped {
+            why,
+            drained: stops.drained,
+            forced: stops.forced,
+            cut: census.open_connections().saturating_sub(unfinished),
+            unfinished,
+        }
+    }
+}
+
+/// Why a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// Every connection closed within `shutdown_timeout`.
+    Drained,
+    /// `shutdown_timeout` (this long) passed first.
+    Timeout(Duration),
+    /// A second SIGTERM or SIGINT came first.
+    Signal,
+}
+
+impl fmt::Display for StopCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopCause::Drained => f.write_str("drain complete"),
+            StopCause::Timeout(d) => write!(f, "shutdown_timeout ({d:?}) passed"),
+            StopCause::Signal => f.write_str("second signal"),
+        }
+    }
+}
+
+/// How a shutdown ended: its `Display` is the process's last log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    pub why: StopCause,
+    /// Sessions that ended in the drain.
+    pub drained: usize,
+    /// Sessions closed by the forced stop.
+    pub forced: usize,
+    /// Other connections (handshakes, plain HTTP) still open at the end: cut.
+    pub cut: usize,
+    /// Sessions whose task had not finished by the end (their access line is lost).
+    pub unfinished: usize,
+}
+
+impl fmt::Display for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "stopped ({}): {} sessions drained, {} sessions forced, {} connections cut",
+            self.why, self.drained, self.forced, self.cut
+        )?;
+        if self.unfinished > 0 {
+            write!(f, ", {} sessions still open", self.unfinished)?;
+        }
+        Ok(())
     }
 }
 

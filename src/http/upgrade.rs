@@ -78,7 +78,6 @@ impl Switch {
             live,
             ..
         } = self;
-        let _live = live;
         let peer = client.info.peer;
         let started = Instant::now();
         let backend = lease.backend();
@@ -90,20 +89,40 @@ impl Switch {
         let stats = counted.stats().clone();
         let client_end = End { io, pre };
         let cfg = &route.relay;
+        // A forced stop (census) cuts the close short: the line below is still written.
+        let forced = Some(client.rt.census.forced());
         let outcome = match stream {
             BackendStream::Plain(s) => {
                 let backend_end = End {
                     io: s,
                     pre: backend_pre,
                 };
-                relay::run(client_end, backend_end, cfg, extensions, stop, stats).await
+                relay::run_forcible(
+                    client_end,
+                    backend_end,
+                    cfg,
+                    extensions,
+                    stop,
+                    forced,
+                    stats,
+                )
+                .await
             }
             BackendStream::Tls(s) => {
                 let backend_end = End {
                     io: s,
                     pre: backend_pre,
                 };
-                relay::run(client_end, backend_end, cfg, extensions, stop, stats).await
+                relay::run_forcible(
+                    client_end,
+                    backend_end,
+                    cfg,
+                    extensions,
+                    stop,
+                    forced,
+                    stats,
+                )
+                .await
             }
         };
         let duration = started.elapsed();
@@ -120,6 +139,10 @@ impl Switch {
         });
         counted.end(&Ended { outcome, duration });
         drop(lease);
+        // The connection is no longer open before the session stops being live, so
+        // a count taken once no session is live finds only other connections.
+        drop(client);
+        drop(live);
     }
 }
 
@@ -184,6 +207,7 @@ pub async fn handle(req: &Request<()>, client: &Arc<ConnCtx>) -> Handled {
         .map(str::to_string);
     // Boxed once here: the session task stays small while it runs.
     let end = lease.backend().session_end();
+    let end = client.rt.census.stop_signal(end);
     let stop: relay::StopSignal = match grant.and_then(|g| g.expires) {
         Some(at) => Box::pin(crate::route::auth::until_expiry(end, at)),
         None => Box::pin(end),

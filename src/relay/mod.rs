@@ -17,6 +17,7 @@ pub mod stats;
 pub mod utf8;
 
 pub use crate::census::StopReason;
+use crate::census::{FORCED_CLOSE, Forced};
 use crate::config::SessionLimits;
 use frame::{Extensions, Sender};
 use pump::{Pump, PumpEvent, PumpLimits};
@@ -325,6 +326,60 @@ impl Keepalive {
     }
 }
 
+/// How long closing may take: `close_timeout` from when it begins (and again for
+/// an offender's owed Close), cut to `FORCED_CLOSE` once the stop is forced. The
+/// forced stop is looked at only while closing (the stop signal starts closing).
+struct CloseClock {
+    deadline: Option<Pin<Box<Sleep>>>,
+    bound: Duration,
+    forced: Option<Forced>,
+    gate: Option<gate::Gated<dyn Future<Output = ()> + Send>>,
+}
+
+impl CloseClock {
+    fn new(close_timeout: Duration, forced: Option<Forced>) -> CloseClock {
+        CloseClock {
+            deadline: None,
+            bound: close_timeout,
+            forced,
+            gate: None,
+        }
+    }
+
+    /// Starts the clock once `closing`; ready when the bound has passed.
+    fn poll(&mut self, cx: &mut Context<'_>, closing: bool) -> Poll<()> {
+        if self.deadline.is_none() {
+            if !closing {
+                return Poll::Pending;
+            }
+            self.deadline = Some(Box::pin(sleep(self.bound)));
+            self.gate = self.forced.take().map(|f| gate::Gated::new(f.boxed()));
+        }
+        if let Some(g) = self.gate.as_mut()
+            && g.poll(cx).is_ready()
+        {
+            self.gate = None;
+            self.bound = self.bound.min(FORCED_CLOSE);
+            let at = Instant::now() + self.bound;
+            if let Some(d) = self.deadline.as_mut()
+                && at < d.deadline()
+            {
+                d.as_mut().reset(at);
+            }
+        }
+        self.deadline
+            .as_mut()
+            .map_or(Poll::Pending, |d| d.as_mut().poll(cx))
+    }
+
+    /// The bound again, from now.
+    fn again(&mut self) {
+        if let Some(d) = self.deadline.as_mut() {
+            d.as_mut().reset(Instant::now() + self.bound);
+        }
+    }
+}
+
 /// One side of a session: its stream, and the bytes already read from it past the
 /// HTTP head (copied into the relay's buffer and dropped at once: they share, and
 /// would pin, the HTTP layer's read buffers).
@@ -348,6 +403,24 @@ impl<S> End<S> {
 /// names both sides get the Close its reason calls for. The session counts what
 /// passes in `stats`.
 pub async fn run<C, B>(
+    client: End<C>,
+    backend: End<B>,
+    cfg: &RelayConfig,
+    extensions: Extensions,
+    stop: StopSignal,
+    stats: Arc<SessionStats>,
+) -> Outcome
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    run_forcible(client, backend, cfg, extensions, stop, None, stats).await
+}
+
+/// `run`, under a stop that may be forced: once `forced` resolves (looked at only
+/// while the session is closing; `stop` is what starts closing then), closing is
+/// bounded by `census::FORCED_CLOSE` instead of `close_timeout`.
+pub async fn run_forcible<C, B>(
     End {
         io: mut client,
         pre: client_pre,
@@ -359,6 +432,7 @@ pub async fn run<C, B>(
     cfg: &RelayConfig,
     extensions: Extensions,
     stop: StopSignal,
+    forced: Option<Forced>,
     stats: Arc<SessionStats>,
 ) -> Outcome
 where
@@ -378,7 +452,7 @@ where
     let duration = l.max_session_duration.get();
     // Like the keepalive timer and the stop signal: polled only when it fires.
     let mut lifetime = (!duration.is_zero()).then(|| gate::Gated::new(Box::pin(sleep(duration))));
-    let mut deadline: Option<Pin<Box<Sleep>>> = None;
+    let mut clock = CloseClock::new(cfg.close_timeout, forced);
     // Polled only when it fires, not at every read and write of the session.
     let mut stop = Some(gate::Gated::new(stop));
     // Armed (allocated) only once wsgate has asked the session to end.
@@ -439,15 +513,10 @@ where
                 let msg = "session time limit";
                 s.end(Outcome::DurationLimit, Some((1001, msg)), Some((1001, msg)));
             }
-            if s.closing() && deadline.is_none() {
-                deadline = Some(Box::pin(sleep(cfg.close_timeout)));
-            }
-            if let Some(d) = deadline.as_mut()
-                && d.as_mut().poll(cx).is_ready()
-            {
+            if clock.poll(cx, s.closing()).is_ready() {
                 if s.pay_owed() {
                     // The offender's Close gets its own bounded time to go out.
-                    d.as_mut().reset(Instant::now() + cfg.close_timeout);
+                    clock.again();
                     continue;
                 }
                 // A peer that lingers after a completed close handshake is not a

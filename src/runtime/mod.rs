@@ -306,6 +306,7 @@ impl Runtime {
         }
         old.stop_checks(false);
         self.start(&next);
+        log_added(&old, &next);
         self.remove_dropped(&old, &next);
         tracing::info!(
             "configuration generation {} in effect ({} listeners, {} routes, {} pools)",
@@ -330,7 +331,8 @@ impl Runtime {
         }
     }
 
-    /// Backends of `old` that `next` no longer has: their sessions follow the
+    /// Backends of `old` that `next` no longer has (each logged, with its live
+    /// sessions: the status page lists it as `removed` until they end): their sessions follow the
     /// `on_backend_removed` policy (of the pool in `next`, or in `old` if it is gone).
     fn remove_dropped(&self, old: &Generation, next: &Generation) {
         for pool in &old.pools {
@@ -396,6 +398,17 @@ impl Runtime {
     /// Every listener bound, and not shutting down.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// Logs each backend of `next` that `old` did not have (the mirror of `remove_dropped`'s line).
+fn log_added(old: &Generation, next: &Generation) {
+    for pool in &next.pools {
+        for b in &pool.backends {
+            if !old.backends().any(|o| Arc::ptr_eq(o, b)) {
+                tracing::info!(pool = %pool.name, backend = %b.addr, "backend added");
+            }
+        }
     }
 }
 

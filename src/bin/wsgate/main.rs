@@ -3,7 +3,8 @@
 //! and (hidden, for packaging) `man`. The definition is in cli.rs.
 //!
 //! Signals of `run`: SIGHUP reloads (config, certificates, keys); SIGTERM or SIGINT
-//! drain and exit (a second one exits at once). systemd hears of each step.
+//! drain and exit (a second one forces the stop: the sessions still open are closed
+//! at once, each with its access line). systemd hears of each step.
 
 mod alloc;
 mod cli;
@@ -21,7 +22,7 @@ use tracing_subscriber::{EnvFilter, Registry};
 use wsgate::config::{Config, LogFormat, Server};
 use wsgate::control::check::CheckSummary;
 use wsgate::control::notify;
-use wsgate::control::server::Running;
+use wsgate::control::server::{Running, StopCause};
 use wsgate::errors::ErrorChain;
 
 fn main() -> ExitCode {
@@ -223,16 +224,23 @@ async fn run(path: &Path, cfg: Config) -> ExitCode {
         tracing::info!("stopping: not ready; accepting for {grace:?} more, then {msg}");
     }
     notify::stopping(&msg);
-    let left = tokio::select! {
-        left = running.shutdown() => left,
-        _ = term.recv() => { tracing::warn!("second signal: exiting now"); 1 }
-        _ = int.recv() => { tracing::warn!("second signal: exiting now"); 1 }
+    // A second SIGTERM or SIGINT forces the stop: every session still open gets
+    // its Close 1001 and its access line before the process exits.
+    let second = async {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     };
-    if left > 0 {
-        tracing::warn!("{left} connections still open at shutdown_timeout; exiting");
-    }
+    let stopped = running.shutdown_until(second).await;
     if let Some(file) = &cfg.server.pid_file {
         let _ = std::fs::remove_file(file);
+    }
+    // The last line, whatever ended the shutdown.
+    if stopped.why == StopCause::Drained && stopped.unfinished == 0 {
+        tracing::info!("{stopped}");
+    } else {
+        tracing::warn!("{stopped}");
     }
     ExitCode::SUCCESS
 }

@@ -4,6 +4,7 @@
 use crate::backends::backend::Backend;
 use crate::runtime::Runtime;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
@@ -42,11 +43,14 @@ fn time(t: Option<SystemTime>) -> Value {
     t.map_or(Value::Null, |t| Value::String(rfc3339(t)))
 }
 
-/// up, down, draining or slow-start (in that precedence: a down backend is down,
-/// drain flag or not).
+/// removed, down, draining, slow-start or up (in that precedence: a down backend is
+/// down, drain flag or not; a backend a reload removed is only listed while it has
+/// sessions).
 pub(super) fn state(b: &Backend) -> (&'static str, crate::backends::backend::Snapshot) {
     let s = b.snapshot();
-    let state = if !s.up {
+    let state = if b.is_removed() {
+        "removed"
+    } else if !s.up {
         "down"
     } else if s.draining {
         "draining"
@@ -87,26 +91,65 @@ fn backend(b: &Backend) -> Value {
     })
 }
 
+fn balance(b: crate::config::Balance) -> &'static str {
+    match b {
+        crate::config::Balance::RoundRobin => "round_robin",
+        crate::config::Balance::IpHash => "ip_hash",
+        crate::config::Balance::LeastConn => "least_conn",
+        crate::config::Balance::Cookie => "cookie",
+    }
+}
+
+/// The current generation's pools with their backends, each followed by the
+/// backends a reload removed from it that still have live sessions (state
+/// `removed`); a pool a reload removed whole is listed after them, `removed: true`,
+/// while any of its backends has sessions.
 fn pools(rt: &Runtime) -> Value {
     let g = rt.current();
-    Value::Array(
-        g.pools
+    let mut removed: Vec<Arc<Backend>> = rt
+        .live_backends()
+        .into_iter()
+        .filter(|b| b.is_removed() && b.active() > 0)
+        .collect();
+    removed.sort_by(|a, b| (&a.id.pool, &a.id.address).cmp(&(&b.id.pool, &b.id.address)));
+    let removed_of = |pool: &str| {
+        removed
             .iter()
-            .map(|p| {
-                json!({
-                    "name": p.name,
-                    "balance": match p.conf.balance {
-                        crate::config::Balance::RoundRobin => "round_robin",
-                        crate::config::Balance::IpHash => "ip_hash",
-                        crate::config::Balance::LeastConn => "least_conn",
-                        crate::config::Balance::Cookie => "cookie",
-                    },
-                    "active_checks": p.conf.active_checks,
-                    "backends": p.backends.iter().map(|b| backend(b)).collect::<Vec<_>>(),
-                })
+            .filter(|b| b.id.pool == pool)
+            .map(|b| backend(b))
+            .collect::<Vec<_>>()
+    };
+    let mut out: Vec<Value> = g
+        .pools
+        .iter()
+        .map(|p| {
+            let mut backends: Vec<Value> = p.backends.iter().map(|b| backend(b)).collect();
+            backends.extend(removed_of(&p.name));
+            json!({
+                "name": p.name,
+                "balance": balance(p.conf.balance),
+                "active_checks": p.conf.active_checks,
+                "removed": false,
+                "backends": backends,
             })
-            .collect(),
-    )
+        })
+        .collect();
+    let mut gone: Vec<&str> = removed
+        .iter()
+        .map(|b| b.id.pool.as_str())
+        .filter(|name| g.pool(name).is_none())
+        .collect();
+    gone.dedup();
+    for name in gone {
+        out.push(json!({
+            "name": name,
+            "balance": null,
+            "active_checks": false,
+            "removed": true,
+            "backends": removed_of(name),
+        }));
+    }
+    Value::Array(out)
 }
 
 /// `/backends`.
