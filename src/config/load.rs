@@ -1,8 +1,9 @@
 //! Reading a config file and reporting every problem as `file:line:column: key: message`.
 //!
 //! Owns: the error types, turning serde/TOML errors and semantic findings into
-//! located messages. The location of a semantic finding is found by walking the
-//! spanned TOML document along the finding's key path.
+//! located messages (serde's wording put in TOML's words by `words.rs`: "expected a
+//! whole number", "did you mean"). A semantic finding is located by walking the
+//! spanned TOML document along its key path.
 //! Does not own: the key paths and findings themselves (finding.rs) or the checks
 //! (validate.rs and the check modules it calls).
 

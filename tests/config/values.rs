@@ -62,7 +62,7 @@ max_header_bytes = "big"
 {LISTENER}{POOL}{ROUTE}"#
         ),
         "t.toml:2:20: server.max_header_bytes: ",
-        "invalid type: string \"big\"",
+        "expected a whole number, found the text \"big\"",
     );
 }
 

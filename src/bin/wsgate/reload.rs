@@ -6,7 +6,6 @@
 //! ended (`run` says how the wait works and when the outcome cannot be confirmed).
 //! Does not own: the reload itself or the record of attempts (control/admin/reload.rs).
 
-use wsgate::errors::ErrorChain;
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -15,6 +14,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use wsgate::config::Config;
+use wsgate::errors::ErrorChain;
 
 /// Each admin request's connect and read limit.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -39,9 +39,7 @@ pub(crate) fn run(path: &Path, cfg: &Config, pid: Option<u32>, timeout: Duration
     // Read before signalling: the attempt this signal causes is numbered above it.
     let before = admin_addr(cfg).and_then(|addr| {
         let v = get_reload(addr, pid)?;
-        let started = v["started"]
-            .as_u64()
-            .ok_or(Unconfirmed::NoCount(addr))?;
+        let started = v["started"].as_u64().ok_or(Unconfirmed::NoCount(addr))?;
         Ok((addr, started))
     });
     if let Err(e) = kill_process(target, Signal::HUP) {
@@ -152,7 +150,10 @@ impl std::fmt::Display for Unconfirmed {
             ),
             Unconfirmed::NoPid(a) => write!(f, "http://{a}/reload names no process"),
             Unconfirmed::NoCount(a) => write!(f, "http://{a}/reload has no attempt count"),
-            Unconfirmed::TimedOut { after, last: Some(_) } => {
+            Unconfirmed::TimedOut {
+                after,
+                last: Some(_),
+            } => {
                 write!(f, "no outcome within {after:?}")
             }
             Unconfirmed::TimedOut { after, last: None } => {
