@@ -224,3 +224,34 @@ impl SessionLimits {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(l: &Limits) -> Vec<&'static str> {
+        l.problems().into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn request_body_keys_are_checked() {
+        let ok = Limits::default();
+        assert!(keys(&ok).is_empty(), "{:?}", ok.problems());
+        let l = Limits {
+            request_buffer_bytes: MAX_REQUEST_BUFFER + 1,
+            request_body_min_rate_grace: Dur::secs(0),
+            ..Limits::default()
+        };
+        assert_eq!(
+            keys(&l),
+            ["request_buffer_bytes", "request_body_min_rate_grace"]
+        );
+        // No grace is needed while the rate is off.
+        let off = Limits {
+            request_body_min_rate: 0,
+            request_body_min_rate_grace: Dur::secs(0),
+            ..Limits::default()
+        };
+        assert!(keys(&off).is_empty(), "{:?}", off.problems());
+    }
+}
