@@ -65,6 +65,8 @@ pub enum Refusal {
     // --- Proxied plain HTTP.
     BodyTooLarge,
     BodyTimeout,
+    /// The body came slower than `request_body_min_rate`.
+    BodyTooSlow,
     BadChunkedBody,
     /// The backend's response head did not come within `response_timeout`.
     ResponseTimeout,
@@ -98,7 +100,7 @@ impl Refusal {
             UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
             UnsupportedHttpVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            BodyTimeout | BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -139,6 +141,7 @@ impl Refusal {
             UnsupportedHttpVersion => "only HTTP/1.0 and HTTP/1.1 are supported",
             BodyTooLarge => "request body too large",
             BodyTimeout => "request body not received in time",
+            BodyTooSlow => "request body arrived too slowly (under request_body_min_rate)",
             BadChunkedBody => "malformed chunked request body",
             ResponseTimeout => "the backend did not answer in time",
         }

@@ -1,6 +1,7 @@
-//! `[limits]`: admission control and per-session limits, and `[route.limits]`
-//! overrides. Connection-level keys are decided before TLS, when no route is known
-//! yet, so only session-level keys may be overridden per route.
+//! `[limits]`: admission control, per-session limits and the pace of proxied
+//! request bodies, and `[route.limits]` overrides. Connection-level keys are decided
+//! before TLS, when no route is known yet, so only session-level keys (a WebSocket
+//! session's, or a proxied request's on the route) may be overridden per route.
 //!
 //! Owns: every limit, each written once in the `limits!` table below (key, type,
 //! default, its value when unlimited, the check of its value), from which the
@@ -172,6 +173,19 @@ limits! {
         idle_timeout: Dur = Dur::secs(90), unlimited Dur::secs(0);
         /// Hard cap on a session's life, 1001 to both sides ("0s": none).
         max_session_duration: Dur = Dur::secs(0), unlimited Dur::secs(0);
+        /// Proxied HTTP (`http = "proxy"`): this much of a request body is read from
+        /// the client before a backend is chosen; a body that ends within it is sent
+        /// whole (0: every body streams as it comes).
+        request_buffer_bytes: u64 = 64 << 10, unlimited 0,
+            refuse |n| *n > MAX_REQUEST_BUFFER
+                => "must be at most 67108864 (64 MiB): it is held in memory per request";
+        /// Proxied HTTP: the slowest a request body may arrive, bytes per second on
+        /// average from its start, once `request_body_min_rate_grace` is used up
+        /// (then 408; 0: off).
+        request_body_min_rate: u64 = 1024, unlimited 0;
+        /// How far behind `request_body_min_rate` a body may fall: the body must have
+        /// arrived by its start + this + bytes received / rate.
+        request_body_min_rate_grace: Dur = Dur::secs(10), unlimited Dur::secs(0);
     }
 }
 
@@ -185,15 +199,59 @@ pub enum OnExceed {
     Close,
 }
 
+/// Largest `request_buffer_bytes`.
+const MAX_REQUEST_BUFFER: u64 = 64 << 20;
+
 impl SessionLimits {
     /// The checks that involve two keys.
-    fn between_keys(&self) -> Option<(&'static str, String)> {
+    fn between_keys(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
         let (p, i) = (self.ping_interval.get(), self.idle_timeout.get());
-        (!p.is_zero() && !i.is_zero() && i <= p).then(|| {
-            (
+        if !p.is_zero() && !i.is_zero() && i <= p {
+            out.push((
                 "idle_timeout",
                 format!("must be longer than ping_interval ({p:?}) so a ping can be answered"),
-            )
-        })
+            ));
+        }
+        if self.request_body_min_rate > 0 && self.request_body_min_rate_grace.get().is_zero() {
+            out.push((
+                "request_body_min_rate_grace",
+                "must be greater than zero while request_body_min_rate is on (0 would cut \
+                 every body before its first byte)"
+                    .into(),
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(l: &Limits) -> Vec<&'static str> {
+        l.problems().into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn request_body_keys_are_checked() {
+        let ok = Limits::default();
+        assert!(keys(&ok).is_empty(), "{:?}", ok.problems());
+        let l = Limits {
+            request_buffer_bytes: MAX_REQUEST_BUFFER + 1,
+            request_body_min_rate_grace: Dur::secs(0),
+            ..Limits::default()
+        };
+        assert_eq!(
+            keys(&l),
+            ["request_buffer_bytes", "request_body_min_rate_grace"]
+        );
+        // No grace is needed while the rate is off.
+        let off = Limits {
+            request_body_min_rate: 0,
+            request_body_min_rate_grace: Dur::secs(0),
+            ..Limits::default()
+        };
+        assert!(keys(&off).is_empty(), "{:?}", off.problems());
     }
 }

@@ -1,9 +1,12 @@
 //! Request bodies of proxied HTTP: decoding what the client sends (Content-Length or
 //! chunked, strictly), and the body type hyper sends on to the backend.
 //!
-//! Owns: the chunked decoder (`Chunked`), `feed` (reads the body from the client in
-//! pieces over a small channel, so a body is never held whole), and `ReqBody`, the
-//! receiving end, which fails rather than end if the feed stops early.
+//! Owns: the chunked decoder (`Chunked`), `Reader` (one body off the connection,
+//! under its size, gap and minimum-rate limits: `Pace`), `read_ahead` (a small body
+//! read whole before a backend is chosen, a large one's first part), `feed` (the
+//! rest from the client in pieces over a small channel, so a large body is never
+//! held whole), and `ReqBody`, the body hyper sends: whole, or the receiving end of
+//! the feed, which fails rather than end if the feed stops early.
 //! Does not own: the framing rules of the head (head.rs) or the exchange with the
 //! backend (forward.rs).
 
@@ -16,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout_at};
 
 /// Why a request body could not be passed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +28,8 @@ pub enum BodyError {
     TooLarge,
     /// No byte within `request_body_timeout`.
     Timeout,
+    /// Slower than `request_body_min_rate`.
+    TooSlow,
     BadChunk,
     /// The client closed (or reset) before the end of the body.
     ClientGone,
@@ -37,6 +42,7 @@ impl fmt::Display for BodyError {
         f.write_str(match self {
             BodyError::TooLarge => "request body too large",
             BodyError::Timeout => "request body not received in time",
+            BodyError::TooSlow => "request body arrived too slowly",
             BodyError::BadChunk => "malformed chunked request body",
             BodyError::ClientGone => "client closed before the end of the request body",
             BodyError::Abandoned => "request body no longer wanted",
@@ -64,6 +70,8 @@ const READ_SIZE: usize = 32 * 1024;
 /// it fail, so a truncated body is never passed on as complete.
 #[derive(Debug)]
 pub struct ReqBody {
+    /// A body read whole before it is sent, until it is.
+    whole: Option<Bytes>,
     rx: Option<mpsc::Receiver<Piece>>,
     exact: Option<u64>,
 }
@@ -71,8 +79,18 @@ pub struct ReqBody {
 impl ReqBody {
     pub fn empty() -> ReqBody {
         ReqBody {
+            whole: None,
             rx: None,
             exact: Some(0),
+        }
+    }
+
+    /// A body read whole: sent in one go, with its length.
+    pub fn whole(b: Bytes) -> ReqBody {
+        ReqBody {
+            exact: Some(b.len() as u64),
+            whole: (!b.is_empty()).then_some(b),
+            rx: None,
         }
     }
 
@@ -82,6 +100,7 @@ impl ReqBody {
         (
             tx,
             ReqBody {
+                whole: None,
                 rx: Some(rx),
                 exact,
             },
@@ -97,6 +116,9 @@ impl Body for ReqBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(b) = self.whole.take() {
+            return Poll::Ready(Some(Ok(Frame::data(b))));
+        }
         let Some(rx) = self.rx.as_mut() else {
             return Poll::Ready(None);
         };
@@ -116,7 +138,7 @@ impl Body for ReqBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rx.is_none()
+        self.whole.is_none() && self.rx.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -125,75 +147,191 @@ impl Body for ReqBody {
     }
 }
 
-/// Reads the body framed by `framing` from `rd` (after what `buf` already holds),
-/// sends it through `tx` and ends with `Piece::End`. Returns the body's length.
-/// On error `tx` is dropped without the end marker. Reads are in pieces, within
-/// `request_body_timeout` of each other and `max_request_body_bytes` in all, so
-/// memory stays at a few reads whatever the body's size.
+/// The slowest pace a body may arrive at (`request_body_min_rate`): it must have
+/// arrived by its start + `grace` + bytes received / `rate`, as Apache's
+/// mod_reqtimeout `MinRate` extends its deadline with each byte. Time the backend
+/// holds the body up (a full channel) is not the client's and is excused.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Bytes per second (0: off).
+    rate: u64,
+    grace: Duration,
+    start: Instant,
+    received: u64,
+}
+
+impl Pace {
+    /// A body starting now.
+    pub fn new(rate: u64, grace: Duration) -> Pace {
+        Pace {
+            rate,
+            grace,
+            start: Instant::now(),
+            received: 0,
+        }
+    }
+
+    /// When the body is late if no byte comes before then (`None`: no minimum).
+    fn deadline(&self) -> Option<Instant> {
+        (self.rate > 0).then(|| {
+            let owed = Duration::from_secs_f64(self.received as f64 / self.rate as f64);
+            self.start + self.grace + owed
+        })
+    }
+}
+
+/// Reads one body off the client's connection, piece by piece: its framing, what
+/// came so far, and the limits it is read under (`max_request_body_bytes`,
+/// `request_body_timeout` between reads, the `Pace`).
+#[derive(Debug)]
+pub struct Reader {
+    framing: Framing,
+    total: u64,
+    dec: Chunked,
+    max: u64,
+    gap: Duration,
+    pace: Pace,
+}
+
+impl Reader {
+    pub fn new(framing: Framing, max: u64, gap: Duration, pace: Pace) -> Reader {
+        Reader {
+            framing,
+            total: 0,
+            dec: Chunked::default(),
+            max,
+            gap,
+            pace,
+        }
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Body bytes read so far (decoded).
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The next piece of the body (after what `buf` already holds), `None` once it
+    /// has ended as framed.
+    async fn next<R: AsyncRead + Unpin>(
+        &mut self,
+        rd: &mut R,
+        buf: &mut BytesMut,
+    ) -> Result<Option<Bytes>, BodyError> {
+        match self.framing {
+            Framing::Empty => Ok(None),
+            Framing::Length(n) => {
+                if self.total >= n {
+                    return Ok(None);
+                }
+                if buf.is_empty() {
+                    fill(rd, buf, self.gap, &mut self.pace).await?;
+                }
+                let take = (n - self.total).min(buf.len() as u64) as usize;
+                self.total += take as u64;
+                Ok(Some(buf.split_to(take).freeze()))
+            }
+            Framing::Chunked => loop {
+                match self.dec.step(buf)? {
+                    Step::More => fill(rd, buf, self.gap, &mut self.pace).await?,
+                    Step::Data(b) => {
+                        self.total += b.len() as u64;
+                        if self.max > 0 && self.total > self.max {
+                            return Err(BodyError::TooLarge);
+                        }
+                        return Ok(Some(b));
+                    }
+                    Step::Done => return Ok(None),
+                }
+            },
+        }
+    }
+}
+
+/// What `read_ahead` got before a backend is involved.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ahead {
+    /// The whole body: send it in one go.
+    Whole(Bytes),
+    /// Its first part (the buffer is full, or buffering is off): stream it, then
+    /// the rest (`feed`).
+    Part(Bytes),
+}
+
+/// Reads the body into one buffer until it ends (`Ahead::Whole`) or `limit` bytes
+/// are in (`Ahead::Part`; at once if `limit` is 0). The pieces are copied, so the
+/// memory held is the body's bytes however the client split it.
+pub async fn read_ahead<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    reader: &mut Reader,
+    limit: u64,
+) -> Result<Ahead, BodyError> {
+    let mut ahead = BytesMut::new();
+    while limit > 0 && (ahead.len() as u64) < limit {
+        match reader.next(rd, buf).await? {
+            Some(b) => ahead.extend_from_slice(&b),
+            None => return Ok(Ahead::Whole(ahead.freeze())),
+        }
+    }
+    Ok(Ahead::Part(ahead.freeze()))
+}
+
+/// Sends `first` (what `read_ahead` got), then the rest of the body read from `rd`
+/// (after what `buf` already holds), through `tx`, and ends with `Piece::End`.
+/// Returns the body's length. On error `tx` is dropped without the end marker.
+/// Reads are in pieces, so memory stays at a few reads whatever the body's size.
 pub async fn feed<R: AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
-    framing: Framing,
+    reader: &mut Reader,
+    first: Bytes,
     tx: mpsc::Sender<Piece>,
-    max: u64,
-    gap: Duration,
 ) -> Result<u64, BodyError> {
-    let send = |b: Bytes| {
-        let tx = &tx;
-        async move {
-            tx.send(Piece::Data(b))
-                .await
-                .map_err(|_| BodyError::Abandoned)
-        }
-    };
-    let mut total = 0u64;
-    match framing {
-        Framing::Empty => {}
-        Framing::Length(n) => {
-            while total < n {
-                if buf.is_empty() {
-                    fill(rd, buf, gap).await?;
-                }
-                let take = (n - total).min(buf.len() as u64) as usize;
-                total += take as u64;
-                send(buf.split_to(take).freeze()).await?;
-            }
-        }
-        Framing::Chunked => {
-            let mut dec = Chunked::default();
-            loop {
-                match dec.step(buf)? {
-                    Step::More => fill(rd, buf, gap).await?,
-                    Step::Data(b) => {
-                        total += b.len() as u64;
-                        if max > 0 && total > max {
-                            return Err(BodyError::TooLarge);
-                        }
-                        send(b).await?;
-                    }
-                    Step::Done => break,
-                }
-            }
+    let mut next = (!first.is_empty()).then_some(first);
+    loop {
+        let piece = match next.take() {
+            Some(b) => Piece::Data(b),
+            None => match reader.next(rd, buf).await? {
+                Some(b) => Piece::Data(b),
+                None => Piece::End,
+            },
+        };
+        let end = matches!(piece, Piece::End);
+        let waited = Instant::now();
+        tx.send(piece).await.map_err(|_| BodyError::Abandoned)?;
+        // The backend held the body up meanwhile, not the client.
+        reader.pace.start += waited.elapsed();
+        if end {
+            return Ok(reader.total);
         }
     }
-    tx.send(Piece::End)
-        .await
-        .map_err(|_| BodyError::Abandoned)?;
-    Ok(total)
 }
 
-/// One read of at most `READ_SIZE` bytes into `buf`, within `gap`.
+/// One read of at most `READ_SIZE` bytes into `buf`, within `gap`, and before the
+/// body falls behind its `pace`.
 async fn fill<R: AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
     gap: Duration,
+    pace: &mut Pace,
 ) -> Result<(), BodyError> {
     buf.reserve(READ_SIZE);
     let mut limited = (&mut *rd).take(READ_SIZE as u64);
-    match timeout(gap, limited.read_buf(buf)).await {
-        Err(_) => Err(BodyError::Timeout),
+    let (wait, late) = match pace.deadline() {
+        Some(d) if d < Instant::now() + gap => (d, BodyError::TooSlow),
+        _ => (Instant::now() + gap, BodyError::Timeout),
+    };
+    match timeout_at(wait, limited.read_buf(buf)).await {
+        Err(_) => Err(late),
         Ok(Ok(0)) | Ok(Err(_)) => Err(BodyError::ClientGone),
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(n)) => {
+            pace.received += n as u64;
+            Ok(())
+        }
     }
 }
 
@@ -382,6 +520,15 @@ mod tests {
         );
     }
 
+    fn reader(framing: Framing, max: u64) -> Reader {
+        Reader::new(
+            framing,
+            max,
+            Duration::from_secs(1),
+            Pace::new(0, Duration::ZERO),
+        )
+    }
+
     #[tokio::test]
     async fn feed_then_body_and_a_truncated_feed_fails() {
         use http_body_util::BodyExt;
@@ -389,16 +536,10 @@ mod tests {
         let mut buf = BytesMut::from(&b"hel"[..]);
         let (tx, body) = ReqBody::channel(Some(11));
         let collect = tokio::spawn(body.collect());
-        let n = feed(
-            &mut input,
-            &mut buf,
-            Framing::Length(11),
-            tx,
-            0,
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
+        let mut r = reader(Framing::Length(11), 0);
+        let n = feed(&mut input, &mut buf, &mut r, Bytes::new(), tx)
+            .await
+            .unwrap();
         assert_eq!(n, 11);
         let got = collect.await.unwrap().unwrap().to_bytes();
         assert_eq!(&got[..], b"hello world");
@@ -414,15 +555,65 @@ mod tests {
         let mut input: &[u8] = b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n";
         let (tx, body) = ReqBody::channel(None);
         let _keep = body;
-        let r = feed(
-            &mut input,
-            &mut BytesMut::new(),
-            Framing::Chunked,
-            tx,
-            8,
-            Duration::from_secs(1),
-        )
-        .await;
-        assert_eq!(r.unwrap_err(), BodyError::TooLarge);
+        let mut r = reader(Framing::Chunked, 8);
+        let got = feed(&mut input, &mut BytesMut::new(), &mut r, Bytes::new(), tx).await;
+        assert_eq!(got.unwrap_err(), BodyError::TooLarge);
+    }
+
+    #[tokio::test]
+    async fn read_ahead_whole_or_first_part_then_the_rest() {
+        use http_body_util::BodyExt;
+        let chunked = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nGET /next";
+        let mut input: &[u8] = chunked;
+        let mut buf = BytesMut::new();
+        let mut r = reader(Framing::Chunked, 0);
+        let got = read_ahead(&mut input, &mut buf, &mut r, 64).await.unwrap();
+        assert_eq!(got, Ahead::Whole(Bytes::from_static(b"hello world")));
+        let got = ReqBody::whole(Bytes::from_static(b"hello world"));
+        assert_eq!(got.size_hint().exact(), Some(11));
+        let got = got.collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], b"hello world");
+
+        // Over the limit: the first part, then the rest streamed after it.
+        let mut input: &[u8] = chunked;
+        let mut buf = BytesMut::new();
+        let mut r = reader(Framing::Chunked, 0);
+        let Ahead::Part(first) = read_ahead(&mut input, &mut buf, &mut r, 4).await.unwrap() else {
+            panic!("a body over the limit is read whole");
+        };
+        assert_eq!(&first[..], b"hello");
+        let (tx, body) = ReqBody::channel(None);
+        let collect = tokio::spawn(body.collect());
+        let n = feed(&mut input, &mut buf, &mut r, first, tx).await.unwrap();
+        assert_eq!(n, 11);
+        let got = collect.await.unwrap().unwrap().to_bytes();
+        assert_eq!(&got[..], b"hello world");
+        assert!(b"GET /next".starts_with(&buf[..]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_behind_its_minimum_rate_is_too_slow() {
+        // 10 bytes per second against a minimum of 100 after a 2 s grace: late at
+        // about 2.2 s, long before the 60 s gap.
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for _ in 0..100 {
+                if client.write_all(b"0123456789").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let pace = Pace::new(100, Duration::from_secs(2));
+        let started = Instant::now();
+        let mut r = Reader::new(Framing::Length(1000), 0, Duration::from_secs(60), pace);
+        let got = read_ahead(&mut server, &mut BytesMut::new(), &mut r, 4096).await;
+        assert_eq!(got.unwrap_err(), BodyError::TooSlow);
+        let t = started.elapsed();
+        assert!(
+            t >= Duration::from_secs(2) && t < Duration::from_secs(4),
+            "{t:?}"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! One plain HTTP request on a route with `http = "proxy"`: to a backend of the
-//! route's pool and back, bodies streamed both ways.
+//! route's pool and back; a small request body read whole first, a large one and
+//! the response streamed.
 //!
 //! Owns: the checks before a backend is involved (`check`), `Expect: 100-continue`,
+//! reading the body ahead before a backend is chosen (`ahead`),
 //! the forwarded request (`outgoing`), reusing a backend's idle connection or opening
 //! one, the response-head wait (`await_head`), retries (`exchange`), the sticky
 //! `Set-Cookie`, giving the connection back, and whether the client's may be kept.
@@ -19,6 +21,7 @@ use crate::backends::connect::{self, ClientInfo};
 use crate::refusal::Refusal;
 use crate::route::Route;
 use crate::route::auth::Grant;
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap};
 use hyper::{Method, Request, Response, Uri, Version};
@@ -86,15 +89,13 @@ where
         Ok(v) => v,
         Err(r) => return refuse(c, r, client, &route, &req, started).await,
     };
-    let max = route.max_request_body_bytes;
     let pool = route.pool_for(info.peer.ip(), req.headers()).clone();
     let sticky = pool
         .sticky_cookie()
         .and_then(|n| crate::backends::cookie::get(req.headers(), n))
         .map(str::to_string);
     let out = outgoing(&req, framing, &host, grant.as_ref(), &pool, client);
-    let (tx, reqbody) = body_channel(framing);
-    if tx.is_some()
+    if framing != Framing::Empty
         && req.version() == Version::HTTP_11
         && crate::http::handshake::has_token(req.headers(), &header::EXPECT, "100-continue")
         && c.wr
@@ -104,13 +105,18 @@ where
     {
         return Forwarded::Close;
     }
+    let mut reader = body_reader(framing, &route, client);
+    let (tx, reqbody) = match ahead(c, &mut reader, &route).await {
+        Ok(v) => v,
+        Err(BodyError::ClientGone) => return Forwarded::Close,
+        Err(e) => return refuse(c, body_refusal(e), client, &route, &req, started).await,
+    };
     let (done_tx, done_rx) = watch::channel(tx.is_none());
-    let gap = client.generation.conn.request_body_timeout;
     let Conn { rd, wr, buf } = c;
     let feed = async {
         match tx {
-            Some(tx) => body::feed(rd, buf, framing, tx, max, gap).await,
-            None => Ok(0),
+            Some((tx, first)) => body::feed(rd, buf, &mut reader, first, tx).await,
+            None => Ok(reader.total()),
         }
     };
     let to = To {
@@ -244,17 +250,42 @@ fn outgoing(
     }
 }
 
-/// The body toward the backend, and the sender that fills it (none for no body).
-fn body_channel(framing: Framing) -> (Option<mpsc::Sender<body::Piece>>, ReqBody) {
-    match framing {
-        Framing::Empty => (None, ReqBody::empty()),
-        Framing::Length(n) => {
-            let (tx, b) = ReqBody::channel(Some(n));
-            (Some(tx), b)
-        }
-        Framing::Chunked => {
-            let (tx, b) = ReqBody::channel(None);
-            (Some(tx), b)
+/// The reader of the request's body, under the route's limits: its size, the gap
+/// between reads (`request_body_timeout`), and its minimum rate.
+fn body_reader(framing: Framing, route: &Route, client: &ConnCtx) -> body::Reader {
+    let l = &route.relay.limits;
+    let pace = body::Pace::new(l.request_body_min_rate, l.request_body_min_rate_grace.get());
+    let gap = client.generation.conn.request_body_timeout;
+    body::Reader::new(framing, route.max_request_body_bytes, gap, pace)
+}
+
+/// The first part of the body, sent with the rest to come.
+type Streamed = Option<(mpsc::Sender<body::Piece>, Bytes)>;
+
+/// Reads the body from the client before any backend is chosen, up to
+/// `request_buffer_bytes` (as nginx's `proxy_request_buffering`, bounded), so a
+/// slow uploader holds no backend connection: a body that ends within it goes out
+/// whole (none to stream); a larger one is the body hyper sends, fed with that first
+/// part and then the rest (`Streamed`).
+async fn ahead<IO: AsyncRead + Unpin>(
+    c: &mut Conn<IO>,
+    reader: &mut body::Reader,
+    route: &Route,
+) -> Result<(Streamed, ReqBody), BodyError> {
+    let framing = reader.framing();
+    if framing == Framing::Empty {
+        return Ok((None, ReqBody::empty()));
+    }
+    let limit = route.relay.limits.request_buffer_bytes;
+    match body::read_ahead(&mut c.rd, &mut c.buf, reader, limit).await? {
+        body::Ahead::Whole(b) => Ok((None, ReqBody::whole(b))),
+        body::Ahead::Part(first) => {
+            let exact = match framing {
+                Framing::Length(n) => Some(n),
+                _ => None,
+            };
+            let (tx, b) = ReqBody::channel(exact);
+            Ok((Some((tx, first)), b))
         }
     }
 }
@@ -328,6 +359,7 @@ fn body_refusal(e: BodyError) -> Refusal {
     match e {
         BodyError::TooLarge => Refusal::BodyTooLarge,
         BodyError::Timeout => Refusal::BodyTimeout,
+        BodyError::TooSlow => Refusal::BodyTooSlow,
         BodyError::BadChunk => Refusal::BadChunkedBody,
         BodyError::ClientGone | BodyError::Abandoned => {
             Refusal::BadGateway("bad gateway: the request could not be sent".into())
