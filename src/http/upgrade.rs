@@ -91,39 +91,27 @@ impl Switch {
         let cfg = &route.relay;
         // A forced stop (census) cuts the close short: the line below is still written.
         let forced = Some(client.rt.census.forced());
+        // One call for either kind of backend stream (the relay is generic over it).
+        macro_rules! relay_to {
+            ($io:expr) => {
+                relay::run_forcible(
+                    client_end,
+                    End {
+                        io: $io,
+                        pre: backend_pre,
+                    },
+                    cfg,
+                    extensions,
+                    stop,
+                    forced,
+                    stats,
+                )
+                .await
+            };
+        }
         let outcome = match stream {
-            BackendStream::Plain(s) => {
-                let backend_end = End {
-                    io: s,
-                    pre: backend_pre,
-                };
-                relay::run_forcible(
-                    client_end,
-                    backend_end,
-                    cfg,
-                    extensions,
-                    stop,
-                    forced,
-                    stats,
-                )
-                .await
-            }
-            BackendStream::Tls(s) => {
-                let backend_end = End {
-                    io: s,
-                    pre: backend_pre,
-                };
-                relay::run_forcible(
-                    client_end,
-                    backend_end,
-                    cfg,
-                    extensions,
-                    stop,
-                    forced,
-                    stats,
-                )
-                .await
-            }
+            BackendStream::Plain(s) => relay_to!(s),
+            BackendStream::Tls(s) => relay_to!(s),
         };
         let duration = started.elapsed();
         access::session(&access::Session {
