@@ -8,6 +8,7 @@ mod pools;
 mod routes;
 mod source_addresses;
 mod values;
+mod words;
 
 use std::path::Path;
 use wsgate::config::Config;

@@ -3,37 +3,8 @@
 //! found the text "2"`), a misspelt key gets `did you mean`, a route that duplicates
 //! another names it and its `file:line`, and `wsgate check` prints them.
 
-use std::path::Path;
+use super::*;
 use std::process::Command;
-use wsgate::config::Config;
-
-/// Lines 1-3.
-const LISTENER: &str = r#"[[listener]]
-address = "127.0.0.1:0"
-tls = false
-"#;
-/// Lines 4-7 after `LISTENER`.
-const POOL: &str = r#"[[pool]]
-name = "p"
-[[pool.backend]]
-address = "127.0.0.1:9"
-"#;
-const ROUTE: &str = r#"[[route]]
-pool = "p"
-"#;
-
-/// The whole error `Config::parse` gives for `text` read as `t.toml`.
-fn error(text: &str) -> String {
-    match Config::parse(text, Path::new("t.toml")) {
-        Ok(_) => panic!("accepted:\n{text}"),
-        Err(e) => e.to_string(),
-    }
-}
-
-#[test]
-fn the_base_config_is_valid() {
-    Config::parse(&format!("{LISTENER}{POOL}{ROUTE}"), Path::new("t.toml")).unwrap();
-}
 
 #[test]
 fn a_whole_number_given_as_text() {
